@@ -1,0 +1,64 @@
+"""Pretext objectives, one module each, looked up by name.
+
+To add a method: write ``methods/<name>.py`` with a config dataclass and a
+:class:`~speechssl.methods.base.PretextMethod` subclass whose ``__init__`` takes
+``(encoder, config)``, then add one line to :func:`available_methods`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from speechssl.config import ConfigError, from_dict
+from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.models.encoder import SpeechEncoder
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its config dataclass and its module class."""
+
+    config_class: type
+    method_class: type[PretextMethod]
+    paper: str
+
+
+def available_methods() -> dict[str, MethodSpec]:
+    """Every pretext method speechssl can train, by the name used in configs and the CLI."""
+    from speechssl.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig
+
+    return {
+        "barlow_twins": MethodSpec(
+            BarlowTwinsConfig, BarlowTwins, "Zbontar et al. 2021; Brima et al. 2023 (speech)"
+        ),
+    }
+
+
+def method_spec(name: str) -> MethodSpec:
+    methods = available_methods()
+    if name not in methods:
+        raise ConfigError(f"unknown method {name!r} (expected one of: {', '.join(sorted(methods))})")
+    return methods[name]
+
+
+def method_config(name: str, options: Mapping[str, Any]) -> Any:
+    """The checked config dataclass of method ``name`` built from ``options``."""
+    return from_dict(method_spec(name).config_class, options, where="objective")
+
+
+def build_method(name: str, config: Any, encoder: SpeechEncoder) -> PretextMethod:
+    """Instantiate method ``name`` around ``encoder`` with its config dataclass."""
+    return method_spec(name).method_class(encoder, config)
+
+
+__all__ = [
+    "MethodOutput",
+    "MethodSpec",
+    "PretextMethod",
+    "available_methods",
+    "build_method",
+    "method_config",
+    "method_spec",
+]

@@ -1,0 +1,48 @@
+"""The contract between a pretext method and the shared trainer.
+
+A method is an ``nn.Module`` that owns the encoder being pretrained plus its own heads,
+and turns an :class:`~speechssl.data.batch.AudioBatch` into a scalar loss. The trainer
+knows nothing else about it: adding a method means adding a module here and registering
+it in :mod:`speechssl.methods`, never editing :mod:`speechssl.train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from speechssl.data.batch import AudioBatch
+from speechssl.models.encoder import SpeechEncoder
+
+
+@dataclass
+class MethodOutput:
+    """Result of one forward pass of a method.
+
+    Attributes:
+        loss: scalar tensor to minimise.
+        metrics: detached scalars to log (e.g. the invariance and redundancy terms).
+    """
+
+    loss: torch.Tensor
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)
+
+
+class PretextMethod(nn.Module):
+    """Base class of every self-supervised objective.
+
+    Subclasses set ``self.encoder`` (the part that becomes the upstream) and implement
+    :meth:`forward`. Anything that must change with training progress (temperature
+    annealing, EMA teachers) goes in :meth:`on_step_end`, which the trainer calls after
+    every optimizer step.
+    """
+
+    encoder: SpeechEncoder
+
+    def forward(self, batch: AudioBatch) -> MethodOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_step_end(self, step: int, max_steps: int) -> None:
+        """Hook after optimizer step ``step`` (1-based) of ``max_steps``; no-op by default."""
