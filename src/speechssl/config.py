@@ -59,7 +59,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, found {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if (origin is tuple or tp is tuple) else items
@@ -68,10 +69,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, found {value!r}")
         key_tp, val_tp = args if args else (Any, Any)
         return {
-            _coerce(k, key_tp, f"{where} key"): _coerce(v, val_tp, f"{where}.{k}")
-            for k, v in value.items()
+            _coerce(k, key_tp, f"{where} key"): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()
         }
     if tp is float:
+        if isinstance(value, str):
+            value = _float_literal(value, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, found {value!r}")
         return float(value)
@@ -94,6 +96,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported annotation {_type_name(tp)}")
 
 
+def _float_literal(text: str, where: str) -> float:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; accept such numeric literals as floats."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected float, found {text!r}") from None
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types.
 
@@ -106,17 +116,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
     missing = [
-        n for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"missing key {where + '.' if where else ''}{missing[0]}")

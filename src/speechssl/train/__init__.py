@@ -1,0 +1,34 @@
+"""Pretraining: configs, the shared training loop, checkpoints and metrics logging.
+
+``pretrain(load_pretrain_config(path, overrides))`` is what ``speechssl pretrain`` runs;
+:func:`train` is the method-agnostic loop underneath; :func:`load_encoder` reads the
+pretrained encoder back out of a checkpoint.
+"""
+
+from speechssl.train.checkpoint import find_latest, load_checkpoint, load_encoder, save_checkpoint
+from speechssl.train.config import OptimConfig, PretrainConfig, TrainConfig, load_pretrain_config
+from speechssl.train.pretrain import pretrain
+from speechssl.train.trainer import (
+    NonFiniteLossError,
+    PretrainData,
+    TrainingInterruptedError,
+    TrainResult,
+    train,
+)
+
+__all__ = [
+    "NonFiniteLossError",
+    "OptimConfig",
+    "PretrainConfig",
+    "PretrainData",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingInterruptedError",
+    "find_latest",
+    "load_checkpoint",
+    "load_encoder",
+    "load_pretrain_config",
+    "pretrain",
+    "save_checkpoint",
+    "train",
+]

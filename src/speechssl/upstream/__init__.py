@@ -1,0 +1,30 @@
+"""Frozen representations behind one contract, built from a short spec string.
+
+Specs: ``fbank`` and ``mfcc`` (hand-crafted baselines), ``random:<preset or encoder.yaml>``
+(an untrained encoder of that architecture), or the path of a speechssl checkpoint or run
+directory (any pretext method).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechssl.upstream.base import Upstream
+from speechssl.upstream.encoder import EncoderUpstream
+from speechssl.upstream.features import FeatureUpstream
+
+
+def build_upstream(spec: str, seed: int = 0) -> Upstream:
+    """The upstream named by ``spec`` (see module docstring)."""
+    if spec in ("fbank", "mfcc"):
+        return FeatureUpstream(spec)
+    if spec.startswith("random:"):
+        return EncoderUpstream.random_init(spec.removeprefix("random:"), seed=seed)
+    if Path(spec).exists():
+        return EncoderUpstream.from_checkpoint(spec)
+    raise ValueError(
+        f"upstream {spec!r}: expected 'fbank', 'mfcc', 'random:<preset>' or an existing checkpoint path"
+    )
+
+
+__all__ = ["EncoderUpstream", "FeatureUpstream", "Upstream", "build_upstream"]

@@ -1,0 +1,182 @@
+"""SpecAugment time and frequency masking (Park et al. 2019, "SpecAugment: A Simple Data
+Augmentation Method for Automatic Speech Recognition", section 2).
+
+Both transforms act on time-major features ``(feats (batch, frames, channels), lengths
+(batch,))`` with lengths in frames, e.g. the log-mel filterbank inside the encoder's
+front-end (passed as the encoder's ``feature_transform``). Masks lie inside each
+utterance's valid frames; padding frames are never written. Masked values are filled
+with the utterance's mean over its valid features (``fill="mean"``; equal to the paper's
+zero for normalised features) or with zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from speechssl.augment.base import bernoulli, check_batch, check_probability, rand
+from speechssl.data.batch import lengths_to_padding_mask
+
+
+def _check_mask_args(max_width: int, num_masks: int, fill: str, p: float) -> None:
+    if max_width < 0:
+        raise ValueError(f"max_width: expected >= 0, found {max_width}")
+    if num_masks < 0:
+        raise ValueError(f"num_masks: expected >= 0, found {num_masks}")
+    if fill not in ("mean", "zero"):
+        raise ValueError(f"fill: expected 'mean' or 'zero', found {fill!r}")
+    check_probability(p)
+
+
+def _draw_spans(
+    limit: torch.Tensor,
+    extent: torch.Tensor,
+    num_masks: int,
+    apply: torch.Tensor,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``num_masks`` spans per utterance as in SpecAugment: width ``w ~ U{0..limit}``,
+    start ``s ~ U{0..extent - w}``.
+
+    Args:
+        limit: ``(batch,)`` int64 largest width per utterance (``<= extent``).
+        extent: ``(batch,)`` int64 axis size the spans must stay within.
+        num_masks: spans per utterance.
+        apply: ``(batch,)`` bool, utterances that get masks (others get width 0).
+        generator: source of the draws.
+
+    Returns:
+        ``(batch, num_masks)`` int64 starts and widths.
+    """
+    batch = limit.shape[0]
+    draws = rand((2, batch, num_masks), generator, limit.device)
+    widths = (draws[0] * (limit[:, None] + 1)).long()  # (batch, num_masks) in 0..limit
+    widths = torch.minimum(widths, limit[:, None]) * apply[:, None]  # (batch, num_masks)
+    room = extent[:, None] - widths  # (batch, num_masks) admissible starts are 0..room
+    starts = torch.minimum((draws[1] * (room + 1)).long(), room)
+    return starts, widths
+
+
+def _span_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Tensor:
+    """``(batch, num_masks)`` spans → ``(batch, size)`` bool, True inside any span."""
+    positions = torch.arange(size, device=starts.device)
+    inside = (positions >= starts[..., None]) & (positions < (starts + widths)[..., None])  # (batch, masks, size)
+    return inside.any(dim=1)
+
+
+def _fill_value(feats: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor, fill: str) -> torch.Tensor:
+    """``(batch, 1, 1)`` value written into masks: the mean over valid frames, or zero."""
+    if fill == "zero":
+        return feats.new_zeros(feats.shape[0], 1, 1)
+    total = (feats * valid[..., None]).sum(dim=(1, 2))  # (batch,)
+    count = (lengths.clamp(min=1) * feats.shape[2]).to(feats.dtype)  # (batch,)
+    return (total / count)[:, None, None]  # (batch, 1, 1)
+
+
+@dataclass(frozen=True)
+class TimeMask:
+    """SpecAugment time masking: ``num_masks`` spans of consecutive frames per utterance.
+
+    Each width is drawn from ``U{0..min(max_width, floor(max_fraction · frames))}``
+    (the paper's ``T`` and upper bound ``p``) and each start uniformly so the span lies
+    within the utterance's valid frames.
+
+    Attributes:
+        max_width: largest span in frames (``T``).
+        num_masks: spans per utterance.
+        max_fraction: largest span as a fraction of the utterance's valid frames.
+        fill: ``"mean"`` or ``"zero"``.
+        p: probability of masking each utterance.
+    """
+
+    max_width: int
+    num_masks: int = 1
+    max_fraction: float = 1.0
+    fill: Literal["mean", "zero"] = "mean"
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_mask_args(self.max_width, self.num_masks, self.fill, self.p)
+        if not 0.0 <= self.max_fraction <= 1.0:
+            raise ValueError(f"max_fraction: expected a fraction in [0, 1], found {self.max_fraction}")
+
+    def __call__(
+        self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            feats: ``(batch, frames, channels)`` time-major features.
+            lengths: ``(batch,)`` valid frames per utterance.
+            generator: source of the spans and the coin flips.
+
+        Returns:
+            masked ``(batch, frames, channels)`` features and the unchanged lengths.
+        """
+        check_batch(feats, lengths, "(batch, frames, channels)")
+        if self.p == 0.0 or self.num_masks == 0:
+            return feats, lengths
+        batch, frames, _ = feats.shape
+        lengths = lengths.to(feats.device)
+        apply = bernoulli(self.p, batch, generator, feats.device)
+        limit = torch.minimum(
+            torch.floor(self.max_fraction * lengths.double()).long(), lengths.clamp(max=self.max_width)
+        )  # (batch,)
+        starts, widths = _draw_spans(limit, lengths, self.num_masks, apply, generator)
+        masked = _span_mask(starts, widths, frames)  # (batch, frames)
+        valid = ~lengths_to_padding_mask(lengths, frames)  # (batch, frames)
+        fill = _fill_value(feats, valid, lengths, self.fill)
+        return torch.where(masked[..., None], fill, feats), lengths  # (batch, frames, 1) mask broadcast
+
+
+@dataclass(frozen=True)
+class FrequencyMask:
+    """SpecAugment frequency masking: ``num_masks`` bands of consecutive channels per utterance.
+
+    Each width is drawn from ``U{0..min(max_width, channels)}`` (the paper's ``F``) and
+    each start uniformly so the band lies within the channels; the band is masked on the
+    utterance's valid frames only.
+
+    Attributes:
+        max_width: widest band in channels (``F``).
+        num_masks: bands per utterance.
+        fill: ``"mean"`` or ``"zero"``.
+        p: probability of masking each utterance.
+    """
+
+    max_width: int
+    num_masks: int = 1
+    fill: Literal["mean", "zero"] = "mean"
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_mask_args(self.max_width, self.num_masks, self.fill, self.p)
+
+    def __call__(
+        self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            feats: ``(batch, frames, channels)`` time-major features.
+            lengths: ``(batch,)`` valid frames per utterance.
+            generator: source of the bands and the coin flips.
+
+        Returns:
+            masked ``(batch, frames, channels)`` features and the unchanged lengths.
+        """
+        check_batch(feats, lengths, "(batch, frames, channels)")
+        if self.p == 0.0 or self.num_masks == 0:
+            return feats, lengths
+        batch, frames, channels = feats.shape
+        lengths = lengths.to(feats.device)
+        apply = bernoulli(self.p, batch, generator, feats.device)
+        extent = torch.full((batch,), channels, dtype=torch.long, device=feats.device)
+        limit = extent.clamp(max=self.max_width)  # (batch,)
+        starts, widths = _draw_spans(limit, extent, self.num_masks, apply, generator)
+        band = _span_mask(starts, widths, channels)  # (batch, channels)
+        valid = ~lengths_to_padding_mask(lengths, frames)  # (batch, frames)
+        masked = band[:, None, :] & valid[:, :, None]  # (batch, frames, channels)
+        fill = _fill_value(feats, valid, lengths, self.fill)
+        return torch.where(masked, fill, feats), lengths
+
+
+__all__ = ["FrequencyMask", "TimeMask"]

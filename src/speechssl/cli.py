@@ -1,0 +1,193 @@
+"""The ``speechssl`` command line.
+
+Sub-commands parse their arguments and call library functions; nothing below this
+module ever sees ``argparse``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from speechssl.config import ConfigError
+
+
+def _add_data_parser(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="list corpora, build manifests, validate data")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    data_sub.add_parser("list", help="list the corpora speechssl reads natively")
+
+    manifest = data_sub.add_parser("manifest", help="build a manifest (CSV or JSONL) from a corpus folder")
+    manifest.add_argument("root", help="corpus folder in its native layout")
+    manifest.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    manifest.add_argument("-o", "--output", required=True, help="manifest file to write (.csv or .jsonl)")
+
+    validate = data_sub.add_parser(
+        "validate", help="report counts, durations, label sets and bad files of a corpus folder or manifest"
+    )
+    validate.add_argument("path", help="corpus folder or manifest file")
+    validate.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    validate.add_argument(
+        "--no-decode", action="store_true", help="read headers only; do not decode every file"
+    )
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    synthetic = data_sub.add_parser("synthetic", help="generate the synthetic source-filter corpus")
+    synthetic.add_argument("output", help="folder for the WAVs and manifest.csv")
+    synthetic.add_argument("overrides", nargs="*", help="SyntheticConfig key=value overrides")
+
+
+def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    pretrain = sub.add_parser("pretrain", help="self-supervised pretraining of an encoder")
+    pretrain.add_argument("--method", help="pretext method (default: the config file's)")
+    pretrain.add_argument("--config", help="YAML config (default: the method's tiny config)")
+    pretrain.add_argument("--run-dir", required=True, help="folder for checkpoints and logs")
+    pretrain.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
+    )
+    pretrain.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 data.root=DIR"
+    )
+
+
+def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
+    probe = sub.add_parser("probe", help="linear probe of frozen features on labelled data")
+    probe.add_argument(
+        "--upstream",
+        action="append",
+        required=True,
+        help="checkpoint or run folder, 'fbank', 'mfcc' or 'random:<preset>' (repeatable)",
+    )
+    source = probe.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="corpus folder in its native layout")
+    source.add_argument("--manifest", help="manifest file (.csv or .jsonl)")
+    probe.add_argument("--corpus-name", help="corpus name (default: detected from the folder layout)")
+    probe.add_argument("--task", action="append", required=True, help="label column to predict (repeatable)")
+    probe.add_argument(
+        "--layer", default="last", help="'last', 'all', 'best' (chosen on the validation split) or an index"
+    )
+    probe.add_argument("--max-batch-seconds", type=float, default=60.0)
+    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--output", help="write the results as JSON here")
+
+
+def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
+    quick = sub.add_parser(
+        "quickstart", help="synthetic corpus → Barlow Twins pretraining → probe vs log-mel, with a report"
+    )
+    quick.add_argument("--output", default="outputs/quickstart", help="report folder")
+    quick.add_argument(
+        "--steps", type=int, default=None, help="pretraining steps (default: the tiny config's)"
+    )
+    quick.add_argument("overrides", nargs="*", help="pretraining key=value overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechssl",
+        description="Self-supervised speech representation learning: pretrain, probe, analyse.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data_parser(sub)
+    _add_pretrain_parser(sub)
+    _add_probe_parser(sub)
+    _add_quickstart_parser(sub)
+    return parser
+
+
+def _load_corpus(path: str, corpus: str | None):
+    from speechssl.data import Manifest, detect_corpus, load_corpus
+
+    source = Path(path)
+    if source.is_file():
+        return Manifest.load(source)
+    return load_corpus(corpus or detect_corpus(source), source)
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.data import (
+        SyntheticConfig,
+        available_corpora,
+        generate_synthetic_corpus,
+        validate_manifest,
+    )
+
+    if args.data_command == "list":
+        for name, loader in sorted(available_corpora().items()):
+            summary = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
+            print(f"{name:24s} {summary}")
+        return 0
+    if args.data_command == "manifest":
+        manifest = _load_corpus(args.root, args.corpus)
+        manifest.save(args.output)
+        print(f"wrote {len(manifest)} utterances to {args.output}")
+        return 0
+    if args.data_command == "validate":
+        manifest = _load_corpus(args.path, args.corpus)
+        report = validate_manifest(manifest, decode=not args.no_decode)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+        return 1 if report.bad_files else 0
+    config = from_dict(SyntheticConfig, apply_overrides({}, args.overrides), where="synthetic")
+    manifest = generate_synthetic_corpus(config, Path(args.output))
+    print(f"{len(manifest)} synthetic utterances in {args.output}")
+    return 0
+
+
+def _run_pretrain(args: argparse.Namespace) -> int:
+    from speechssl.train import load_pretrain_config, pretrain
+
+    config = load_pretrain_config(args.config, args.overrides, method=args.method)
+    result = pretrain(config, Path(args.run_dir), resume=args.resume)
+    print(f"finished at step {result.step}, loss {result.loss:.4f}; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from speechssl.downstream.report import format_probe_table
+    from speechssl.downstream.runner import probe_upstreams
+
+    manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
+    results = probe_upstreams(
+        args.upstream,
+        manifest,
+        tasks=args.task,
+        layer=args.layer,
+        max_batch_seconds=args.max_batch_seconds,
+        seed=args.seed,
+    )
+    print(format_probe_table(results))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    from speechssl.quickstart import run_quickstart
+
+    run_quickstart(Path(args.output), steps=args.steps, overrides=args.overrides)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "data": _run_data,
+        "pretrain": _run_pretrain,
+        "probe": _run_probe,
+        "quickstart": _run_quickstart,
+    }
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"speechssl: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

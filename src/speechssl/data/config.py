@@ -1,0 +1,93 @@
+"""Configuration of the data a run reads, and turning it into a manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechssl.data.corpora import available_corpora, load_corpus
+from speechssl.data.manifest import Manifest
+from speechssl.data.synthetic import SyntheticConfig, config_hash, generate_synthetic_corpus
+
+SYNTHETIC = "synthetic"
+CACHE_ENV = "SPEECHSSL_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$SPEECHSSL_CACHE``, else ``$XDG_CACHE_HOME/speechssl``, else ``~/.cache/speechssl``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "speechssl"
+
+
+@dataclass
+class DataConfig:
+    """Which audio a pretraining or probing run reads, and how it is batched.
+
+    Attributes:
+        corpus: a corpus name from :func:`~speechssl.data.corpora.available_corpora`
+            (``"manifest"`` for a saved manifest file) or ``"synthetic"``.
+        root: the corpus folder or manifest file; for ``"synthetic"``, where its WAVs are
+            written (default ``<cache>/synthetic/<config hash>``, see :func:`default_cache_dir`).
+        corpus_options: extra options of the corpus loader (e.g. ``subsets`` for librispeech).
+        split: rows of this split only; ``None`` keeps every row.
+        crop_seconds: random crop length for pretraining; ``None`` uses whole utterances.
+        max_batch_seconds: bound on a batch's padded duration (see ``DurationBatchSampler``).
+        num_workers: DataLoader worker processes.
+        skip_bad: skip unreadable files (listed and counted) instead of stopping.
+        sample_rate: rate every waveform is resampled to.
+        synthetic: the synthetic corpus, used when ``corpus == "synthetic"``.
+    """
+
+    corpus: str = SYNTHETIC
+    root: str | None = None
+    corpus_options: dict[str, Any] = field(default_factory=dict)
+    split: str | None = "train"
+    crop_seconds: float | None = 2.0
+    max_batch_seconds: float = 32.0
+    num_workers: int = 2
+    skip_bad: bool = True
+    sample_rate: int = 16000
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        names = [*available_corpora(), SYNTHETIC]
+        if self.corpus not in names:
+            raise ValueError(f"corpus: unknown corpus {self.corpus!r} (expected one of: {', '.join(names)})")
+        if self.root is None and self.corpus != SYNTHETIC:
+            raise ValueError(f"root: corpus {self.corpus!r} needs root (its folder or manifest file), found None")
+        if self.corpus == SYNTHETIC and self.corpus_options:
+            raise ValueError(f"corpus_options: the synthetic corpus takes none, found {self.corpus_options}")
+        if self.split is not None and not self.split:
+            raise ValueError("split: expected a split name or null (all rows), found ''")
+        if self.crop_seconds is not None and self.crop_seconds <= 0:
+            raise ValueError(f"crop_seconds: expected > 0 or null, found {self.crop_seconds}")
+        if self.max_batch_seconds <= 0:
+            raise ValueError(f"max_batch_seconds: expected > 0, found {self.max_batch_seconds}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers: expected >= 0, found {self.num_workers}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate: expected > 0, found {self.sample_rate}")
+
+
+def load_manifest(cfg: DataConfig) -> Manifest:
+    """The manifest ``cfg`` describes, restricted to ``cfg.split`` (generating the synthetic corpus if needed).
+
+    Raises:
+        ValueError: ``cfg.split`` names no row of the manifest.
+    """
+    if cfg.corpus == SYNTHETIC:
+        root = cfg.root or default_cache_dir() / SYNTHETIC / config_hash(cfg.synthetic)
+        manifest = generate_synthetic_corpus(cfg.synthetic, root)
+    else:
+        manifest = load_corpus(cfg.corpus, cfg.root, **cfg.corpus_options)
+    if cfg.split is None:
+        return manifest
+    subset = manifest.filter(split=cfg.split)
+    if not len(subset):
+        found = ", ".join(str(name) for name in manifest.counts("split")) or "none"
+        raise ValueError(f"split: no rows of split {cfg.split!r} in corpus {cfg.corpus!r} (splits: {found})")
+    return subset

@@ -1,0 +1,74 @@
+"""Corpus loaders: each reads one corpus in its native layout and returns a :class:`Manifest`.
+
+``load_corpus(name, root, **options)`` dispatches by name; ``available_corpora()`` lists
+the names and ``detect_corpus(root)`` guesses the name from a folder's layout. Adding a corpus means adding a module here and one entry to ``LOADERS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from speechssl.data.corpora.arabic_speech_commands import load_arabic_speech_commands
+from speechssl.data.corpora.detect import detect_corpus
+from speechssl.data.corpora.folder import load_folder, load_manifest_file
+from speechssl.data.corpora.fsdd import load_fsdd
+from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.corpora.ravdess import load_ravdess
+from speechssl.data.corpora.speech_commands import load_speech_commands
+from speechssl.data.manifest import Manifest
+
+CorpusLoader = Callable[..., Manifest]
+
+LOADERS: dict[str, CorpusLoader] = {
+    "fsdd": load_fsdd,
+    "librispeech": load_librispeech,
+    "ravdess": load_ravdess,
+    "arabic_speech_commands": load_arabic_speech_commands,
+    "speech_commands": load_speech_commands,
+    "folder": load_folder,
+    "manifest": load_manifest_file,
+}
+
+
+def available_corpora() -> dict[str, CorpusLoader]:
+    """Corpus name -> loader ``(root, **options) -> Manifest``."""
+    return dict(LOADERS)
+
+
+def load_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
+    """Load corpus ``name`` from ``root`` (a folder, or a manifest file for ``"manifest"``).
+
+    Raises:
+        ValueError: unknown corpus name or option.
+        FileNotFoundError: ``root`` does not exist.
+    """
+    if name not in LOADERS:
+        raise ValueError(f"unknown corpus {name!r} (expected one of: {', '.join(LOADERS)})")
+    loader = LOADERS[name]
+    accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"corpus {name!r} has no option {unknown[0]!r} (options: {', '.join(accepted) or 'none'})"
+        )
+    if not Path(root).expanduser().exists():
+        raise FileNotFoundError(f"corpus {name!r}: {root} does not exist")
+    return loader(root, **options)
+
+
+__all__ = [
+    "CorpusLoader",
+    "available_corpora",
+    "detect_corpus",
+    "load_arabic_speech_commands",
+    "load_corpus",
+    "load_folder",
+    "load_fsdd",
+    "load_librispeech",
+    "load_manifest_file",
+    "load_ravdess",
+    "load_speech_commands",
+]

@@ -1,0 +1,67 @@
+"""Google Speech Commands v0.01 / v0.02, read in its native layout.
+
+Warden, *Speech Commands: A Dataset for Limited-Vocabulary Speech Recognition*,
+arXiv:1804.03209, 2018 (CC BY 4.0). Files are ``{word}/{speaker}_nohash_{n}.wav``;
+``validation_list.txt`` and ``testing_list.txt`` name the official ``valid`` and ``test``
+files (paths relative to the root), every other file is ``train``. The
+``_background_noise_`` folder holds noise, not utterances, and is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from speechssl.data.corpora.common import probe_utterance, require_folder
+from speechssl.data.manifest import Manifest
+
+BACKGROUND_FOLDER = "_background_noise_"
+FILE_PATTERN = re.compile(r"^(?P<speaker>[0-9a-fA-F]+)_nohash_(?P<n>\d+)$")
+SPLIT_LISTS = {"valid": "validation_list.txt", "test": "testing_list.txt"}
+
+
+def _read_list(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def load_speech_commands(root: str | Path) -> Manifest:
+    """Manifest of Speech Commands at ``root`` (the folder holding the word folders).
+
+    Ids are ``{word}/{file stem}``. Label column: ``keyword``.
+
+    Raises:
+        FileNotFoundError: no such folder, no word folders with ``.wav`` files, or a file
+            named in a split list is missing.
+        ValueError: a file name not of the form ``{speaker}_nohash_{n}.wav``.
+    """
+    root = require_folder(root, "speech_commands")
+    lists = {split: _read_list(root / name) for split, name in SPLIT_LISTS.items()}
+    files = sorted(
+        p for p in root.glob("*/*.wav") if p.parent.name != BACKGROUND_FOLDER and p.is_file()
+    )
+    if not files:
+        raise FileNotFoundError(f"corpus 'speech_commands': no {{word}}/*.wav files under {root}")
+    present = {path.relative_to(root).as_posix() for path in files}
+    for split, names in lists.items():
+        missing = sorted(names - present)
+        if missing:
+            raise FileNotFoundError(
+                f"corpus 'speech_commands': {root / SPLIT_LISTS[split]} names {missing[0]}, "
+                f"which is not under {root} ({len(missing)} missing in all)"
+            )
+    rows = []
+    for path in files:
+        relative = path.relative_to(root).as_posix()
+        match = FILE_PATTERN.match(path.stem)
+        if match is None:
+            raise ValueError(f"corpus 'speech_commands': {path}: expected a name like 0a7c2a8d_nohash_0.wav")
+        split = next((name for name, members in lists.items() if relative in members), "train")
+        word = path.parent.name
+        rows.append(
+            probe_utterance(
+                path, id=f"{word}/{path.stem}", speaker=match["speaker"], split=split, labels={"keyword": word}
+            )
+        )
+    return Manifest(rows)

@@ -1,0 +1,189 @@
+"""Map-style dataset over a manifest, its collate function and the data loader.
+
+Random crops are a pure function of ``(seed, epoch, index)``, so a batch is the same
+whatever the number of DataLoader workers and a resumed job sees exactly the crops it
+would have seen.
+
+Bad files: with ``skip_bad=False`` a bad file raises :class:`AudioError` naming it. With
+``skip_bad=True`` the dataset returns a :class:`BadFile` record in place of the item and
+:func:`collate_audio` drops it (so a batch may be smaller than its indices, or empty),
+warning once per file from whichever process read it. Counts kept inside the dataset do
+not survive DataLoader worker processes, so the reliable summary comes from
+:func:`scan_bad_files`, run once before training: ``manifest.exclude_ids(summary.ids)``
+then removes the bad files up front.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from speechssl.data.audio import AudioError, BadFile, BadFileSummary, audio_info, load_audio
+from speechssl.data.batch import AudioBatch
+from speechssl.data.manifest import Manifest, Utterance
+
+
+class AudioItem(NamedTuple):
+    """One decoded utterance.
+
+    Attributes:
+        id: utterance id.
+        waveform: ``(samples,)`` float32 mono waveform.
+        labels: ``speaker`` and the manifest's label columns, name -> value.
+    """
+
+    id: str
+    waveform: torch.Tensor
+    labels: dict[str, str]
+
+
+def crop_offset(duration: float, crop_seconds: float, seed: int, epoch: int, index: int) -> float:
+    """Start (seconds) of the random crop of item ``index`` in ``epoch``; 0 if the item is short.
+
+    Uniform over ``[0, duration - crop_seconds]``, drawn from a generator seeded by
+    ``(seed, epoch, index)`` alone.
+    """
+    if duration <= crop_seconds:
+        return 0.0
+    rng = np.random.default_rng([seed, epoch, index])
+    return float(rng.uniform(0.0, duration - crop_seconds))
+
+
+class AudioDataset(Dataset):
+    """Utterances of a manifest as :class:`AudioItem`, optionally randomly cropped.
+
+    Args:
+        manifest: the utterances.
+        sample_rate: output sample rate; files at other rates are resampled.
+        crop_seconds: if set, each item is a random segment of at most this length (the
+            whole utterance when shorter), re-drawn every epoch; ``None`` returns whole utterances.
+        skip_bad: return a :class:`BadFile` record for a bad file instead of raising.
+        seed: seed of the crops.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        sample_rate: int = 16000,
+        crop_seconds: float | None = None,
+        skip_bad: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, found {sample_rate}")
+        if crop_seconds is not None and crop_seconds <= 0:
+            raise ValueError(f"crop_seconds must be > 0 or None, found {crop_seconds}")
+        self.manifest = manifest
+        self.sample_rate = sample_rate
+        self.crop_seconds = crop_seconds
+        self.skip_bad = skip_bad
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops of ``epoch``; call before iterating a new DataLoader epoch.
+
+        Workers receive a copy of the dataset when an epoch's iterator starts, so this
+        works with non-persistent workers (as :func:`build_dataloader` makes them).
+        """
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def effective_durations(self) -> np.ndarray:
+        """``(utterances,)`` seconds each item will last: ``min(duration, crop_seconds)``."""
+        durations = self.manifest.durations
+        return durations if self.crop_seconds is None else np.minimum(durations, self.crop_seconds)
+
+    def __getitem__(self, index: int) -> AudioItem | BadFile:
+        row = self.manifest[index]
+        try:
+            waveform = self._load(row, index)
+        except AudioError as err:
+            if not self.skip_bad:
+                raise
+            return BadFile(id=row.id, path=str(row.path), reason=err.reason)
+        return AudioItem(row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels})
+
+    def _load(self, row: Utterance, index: int) -> np.ndarray:
+        if self.crop_seconds is None:
+            return load_audio(row.path, self.sample_rate)
+        offset = crop_offset(row.duration, self.crop_seconds, self.seed, self.epoch, index)
+        waveform = load_audio(row.path, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds)
+        return waveform[: round(self.crop_seconds * self.sample_rate)]  # (samples,) exact crop length
+
+
+def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
+    """Zero-pad items into an :class:`AudioBatch`, dropping :class:`BadFile` records.
+
+    Returns:
+        waveforms ``(batch, max samples)``, lengths ``(batch,)`` int64, ids, and one list
+        per label column. Empty (``(0, 0)``) when every item was bad.
+    """
+    good = []
+    for item in items:
+        if isinstance(item, BadFile):
+            warnings.warn(f"skipped bad audio file {item.path} ({item.id}): {item.reason}", stacklevel=2)
+        else:
+            good.append(item)
+    lengths = torch.tensor([item.waveform.shape[0] for item in good], dtype=torch.int64)
+    waveforms = torch.zeros(len(good), int(lengths.max()) if good else 0, dtype=torch.float32)  # (batch, samples)
+    for row, item in enumerate(good):
+        waveforms[row, : item.waveform.shape[0]] = item.waveform
+    columns = list(good[0].labels) if good else []
+    labels = {name: [item.labels[name] for item in good] for name in columns}
+    return AudioBatch(waveforms=waveforms, lengths=lengths, ids=[item.id for item in good], labels=labels)
+
+
+def build_dataloader(
+    dataset: Dataset, batch_sampler: Sampler[list[int]], num_workers: int, pin_memory: bool = False
+) -> DataLoader:
+    """A DataLoader yielding :class:`AudioBatch` from ``batch_sampler``'s index lists.
+
+    Workers are not persistent, so :meth:`AudioDataset.set_epoch` reaches them each epoch.
+    """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, found {num_workers}")
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_audio,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+
+
+def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) -> BadFileSummary:
+    """Check every file of ``manifest`` once (thread pool) and list the bad ones, in manifest order.
+
+    Args:
+        manifest: the utterances to check.
+        workers: threads (decoding releases the GIL).
+        decode: decode every file fully (finds truncated data and NaNs); ``False`` only
+            reads the headers, which is much faster but finds only missing and non-audio files.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, found {workers}")
+
+    def check(row: Utterance) -> BadFile | None:
+        try:
+            if decode:
+                load_audio(row.path, target_sr=None)
+            elif audio_info(row.path).frames == 0:
+                raise AudioError(row.path, "empty audio file (0 samples)")
+        except AudioError as err:
+            return BadFile(id=row.id, path=str(row.path), reason=err.reason)
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(check, manifest))
+    return BadFileSummary([bad for bad in results if bad is not None])
+

@@ -1,0 +1,116 @@
+"""Sanity report on a manifest: counts, durations, label sets, sample rates and bad files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.dataset import scan_bad_files
+from speechssl.data.manifest import Manifest
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate_manifest` found.
+
+    Attributes:
+        num_utterances: rows in the manifest.
+        split_counts: rows per split.
+        num_speakers: distinct speakers.
+        speakers_per_split: distinct speakers per split.
+        total_seconds, min_seconds, mean_seconds, max_seconds: durations (0 when empty).
+        label_counts: per label column, rows per value.
+        sample_rates: rows per file sample rate (Hz).
+        bad_files: files that failed to decode (or whose header failed with ``decode=False``).
+        decoded: whether every file was decoded.
+    """
+
+    num_utterances: int
+    split_counts: dict[str, int]
+    num_speakers: int
+    speakers_per_split: dict[str, int]
+    total_seconds: float
+    min_seconds: float
+    mean_seconds: float
+    max_seconds: float
+    label_counts: dict[str, dict[str, int]]
+    sample_rates: dict[int, int]
+    bad_files: BadFileSummary = field(default_factory=BadFileSummary)
+    decoded: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True when no file is bad."""
+        return not self.bad_files
+
+    def format(self, max_values: int = 12) -> str:
+        """Human-readable report.
+
+        Label columns with many values show the ``max_values`` most frequent, long values cut short.
+        """
+        lines = [
+            f"utterances: {self.num_utterances}",
+            "splits: " + ", ".join(f"{name}={count}" for name, count in self.split_counts.items()),
+            f"speakers: {self.num_speakers} ("
+            + ", ".join(f"{name}={count}" for name, count in self.speakers_per_split.items())
+            + ")",
+            f"duration: total {self.total_seconds / 3600:.2f} h, min {self.min_seconds:.2f} s, "
+            f"mean {self.mean_seconds:.2f} s, max {self.max_seconds:.2f} s",
+            "sample rates: " + ", ".join(f"{rate} Hz ({count})" for rate, count in self.sample_rates.items()),
+        ]
+        for column, counts in self.label_counts.items():
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            shown = ", ".join(f"{_shorten(value)!r}: {count}" for value, count in ranked[:max_values])
+            more = f", ... ({len(counts) - max_values} more)" if len(counts) > max_values else ""
+            lines.append(f"label {column}: {len(counts)} values: {shown}{more}")
+        checked = "decoded" if self.decoded else "headers checked"
+        lines.append(f"files {checked}: {self.bad_files.format() if self.bad_files else 'all good'}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (sample-rate keys as strings)."""
+        return {
+            "num_utterances": self.num_utterances,
+            "split_counts": dict(self.split_counts),
+            "num_speakers": self.num_speakers,
+            "speakers_per_split": dict(self.speakers_per_split),
+            "total_seconds": self.total_seconds,
+            "min_seconds": self.min_seconds,
+            "mean_seconds": self.mean_seconds,
+            "max_seconds": self.max_seconds,
+            "label_counts": {column: dict(counts) for column, counts in self.label_counts.items()},
+            "sample_rates": {str(rate): count for rate, count in self.sample_rates.items()},
+            "bad_files": self.bad_files.to_dict(),
+            "decoded": self.decoded,
+        }
+
+
+def _shorten(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def validate_manifest(manifest: Manifest, decode: bool = True, workers: int = 2) -> ValidationReport:
+    """Count, summarise and check every file of ``manifest``.
+
+    Args:
+        manifest: the utterances.
+        decode: decode every file with :func:`~speechssl.data.audio.load_audio` (at its own
+            rate); ``False`` reads headers only.
+        workers: threads checking files.
+    """
+    durations = manifest.durations
+    splits = manifest.counts("split")
+    return ValidationReport(
+        num_utterances=len(manifest),
+        split_counts=splits,
+        num_speakers=len(manifest.counts("speaker")),
+        speakers_per_split={name: len(manifest.filter(split=name).counts("speaker")) for name in splits},
+        total_seconds=float(durations.sum()),
+        min_seconds=float(durations.min()) if len(durations) else 0.0,
+        mean_seconds=float(durations.mean()) if len(durations) else 0.0,
+        max_seconds=float(durations.max()) if len(durations) else 0.0,
+        label_counts={column: manifest.counts(column) for column in manifest.label_columns},
+        sample_rates=manifest.counts("sample_rate"),
+        bad_files=scan_bad_files(manifest, workers=workers, decode=decode),
+        decoded=decode,
+    )

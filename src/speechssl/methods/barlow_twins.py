@@ -1,0 +1,279 @@
+"""Barlow Twins: redundancy reduction between the embeddings of two augmented views.
+
+Zbontar, Jing, Misra, LeCun, Deny (2021), "Barlow Twins: Self-Supervised Learning via
+Redundancy Reduction", ICML, eq. 1; applied to speech by Brima, Krumnack, Pika, Heidemann
+(2023), "Understanding Self-Supervised Learning of Speech Representation via Invariance
+and Redundancy Reduction".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from speechssl import distributed
+from speechssl.augment.views import ViewConfig, build_view
+from speechssl.data.batch import AudioBatch
+from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.models import FeatureTransform, ProjectorMLP, SpeechEncoder, masked_mean
+
+
+def _identity(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def cross_correlation(
+    z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-5, gather_distributed: bool = True
+) -> torch.Tensor:
+    """Empirical cross-correlation matrix ``C`` of two batches of embeddings (Zbontar et al. 2021, eq. 2).
+
+    Each embedding dimension is standardised along the batch (zero mean, unit variance,
+    the biased variance plus ``eps`` as in ``BatchNorm1d(affine=False)`` of the reference
+    implementation), then ``C = z_aᵀ z_b / N``, so ``C_ij ∈ [-1, 1]`` and ``C_ii = 1`` for
+    identical views. Computed in at least float32, with autocast disabled.
+
+    Under data parallelism (``gather_distributed`` and :func:`speechssl.distributed.is_distributed`)
+    the means, variances and ``C`` are sums all-reduced over ranks with ``N`` the global batch,
+    so ``C`` equals the single-process matrix of the concatenated batch; gradients flow
+    through the reductions (see :mod:`speechssl.distributed` for the gradient convention).
+
+    Args:
+        z_a: ``(batch, dim)`` embeddings of the first view.
+        z_b: ``(batch, dim)`` embeddings of the second view (same rows, other augmentation).
+        eps: added to the variance before dividing, guards constant dimensions.
+        gather_distributed: reduce statistics over ranks when a process group is active.
+
+    Returns:
+        ``(dim, dim)`` matrix with ``C[i, j]`` the correlation of ``z_a[:, i]`` and ``z_b[:, j]``.
+
+    Raises:
+        ValueError: if ``z_a`` and ``z_b`` are not equal-shape ``(batch, dim)`` matrices, or
+            if the (global) batch has fewer than 2 rows.
+    """
+    if z_a.dim() != 2 or z_a.shape != z_b.shape:
+        raise ValueError(
+            f"expected z_a and z_b of equal shape (batch, dim), found {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
+    count = z_a.shape[0]
+    reduce = _identity
+    if gather_distributed and distributed.is_distributed():
+        reduce = distributed.all_reduce_sum
+        count = int(reduce(torch.tensor(count, device=z_a.device)).item())
+    if count < 2:
+        raise ValueError(f"expected a global batch of at least 2 rows to standardise, found {count}")
+    dtype = torch.promote_types(z_a.dtype, torch.float32)
+    with torch.autocast(device_type=z_a.device.type, enabled=False):
+        z = torch.stack([z_a.to(dtype), z_b.to(dtype)])  # (2, batch, dim)
+        mean = reduce(z.sum(dim=1, keepdim=True)) / count  # (2, 1, dim)
+        centred = z - mean  # (2, batch, dim)
+        variance = reduce(centred.pow(2).sum(dim=1, keepdim=True)) / count  # (2, 1, dim)
+        z_a_norm, z_b_norm = centred / torch.sqrt(variance + eps)  # (batch, dim) each
+        return reduce(z_a_norm.T @ z_b_norm) / count  # (dim, batch) @ (batch, dim) -> (dim, dim)
+
+
+def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """The ``n² - n`` off-diagonal entries of a square ``(n, n)`` matrix, flattened row-major."""
+    n, m = matrix.shape
+    if n != m:
+        raise ValueError(f"expected a square matrix, found shape {(n, m)}")
+    # (n*n - 1,) without the last diagonal entry -> (n - 1, n + 1): each row starts on a diagonal entry
+    rows = matrix.flatten()[:-1].view(n - 1, n + 1)
+    return rows[:, 1:].flatten()  # (n - 1, n) -> (n * (n - 1),)
+
+
+@dataclass
+class BarlowTwinsLossOutput:
+    """Terms of the Barlow Twins objective.
+
+    Attributes:
+        loss: scalar ``scale_loss · (invariance + λ · redundancy)``.
+        invariance: scalar ``Σ_i (1 − C_ii)²``.
+        redundancy: scalar ``Σ_{i≠j} C_ij²`` (not multiplied by λ).
+        cross_correlation: ``(dim, dim)`` the matrix ``C`` (global under data parallelism).
+    """
+
+    loss: torch.Tensor
+    invariance: torch.Tensor
+    redundancy: torch.Tensor
+    cross_correlation: torch.Tensor
+
+
+class BarlowTwinsLoss(nn.Module):
+    """Barlow Twins loss (Zbontar et al. 2021, eq. 1):
+    ``L = Σ_i (1 − C_ii)² + λ Σ_i Σ_{j≠i} C_ij²`` with ``C`` from :func:`cross_correlation`.
+
+    The invariance term pulls the two views' embeddings together; the redundancy
+    reduction term decorrelates the embedding dimensions. Under data parallelism the
+    batch statistics and ``C`` are global, so the loss equals the single-process loss on
+    the concatenated batch.
+
+    Args:
+        lambda_: weight λ of the redundancy term; the paper uses 0.0051 (≈ 5e-3).
+        scale_loss: factor multiplying the whole loss (the reference code's ``scale-loss``).
+        eps: variance stabiliser of the standardisation.
+        gather_distributed: compute statistics over all ranks when a process group is active.
+    """
+
+    def __init__(
+        self,
+        lambda_: float = 5e-3,
+        scale_loss: float = 1.0,
+        eps: float = 1e-5,
+        gather_distributed: bool = True,
+    ) -> None:
+        super().__init__()
+        if lambda_ < 0:
+            raise ValueError(f"lambda_: expected >= 0, found {lambda_}")
+        if scale_loss <= 0:
+            raise ValueError(f"scale_loss: expected > 0, found {scale_loss}")
+        if eps < 0:
+            raise ValueError(f"eps: expected >= 0, found {eps}")
+        self.lambda_ = lambda_
+        self.scale_loss = scale_loss
+        self.eps = eps
+        self.gather_distributed = gather_distributed
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> BarlowTwinsLossOutput:
+        """Args:
+            z_a: ``(batch, dim)`` projector outputs of the first view.
+            z_b: ``(batch, dim)`` projector outputs of the second view.
+
+        Returns:
+            the loss, its two terms and ``C``.
+        """
+        c = cross_correlation(z_a, z_b, eps=self.eps, gather_distributed=self.gather_distributed)
+        invariance = (1.0 - torch.diagonal(c)).pow(2).sum()
+        redundancy = off_diagonal(c).pow(2).sum()
+        loss = self.scale_loss * (invariance + self.lambda_ * redundancy)
+        return BarlowTwinsLossOutput(loss, invariance, redundancy, c)
+
+    def extra_repr(self) -> str:
+        return f"lambda_={self.lambda_}, scale_loss={self.scale_loss}, eps={self.eps}"
+
+
+@dataclass
+class BarlowTwinsConfig:
+    """Barlow Twins for speech.
+
+    Attributes:
+        projector: hidden and output widths of the projector MLP after the pooled
+            encoder output (Linear → BatchNorm → ReLU per hidden layer, final Linear
+            without bias). The paper's ImageNet projector is ``[8192, 8192, 8192]``;
+            the default suits tiny encoders.
+        lambda_: redundancy weight λ (paper: 0.0051).
+        scale_loss: factor multiplying the loss.
+        layer: index into the encoder's hidden states of the representation that is
+            pooled (``-1``: last layer; ``0``: front-end output).
+        view: augmentation of each of the two views.
+    """
+
+    projector: list[int] = field(default_factory=lambda: [256, 256])
+    lambda_: float = 5e-3
+    scale_loss: float = 1.0
+    layer: int = -1
+    view: ViewConfig = field(default_factory=ViewConfig)
+
+    def __post_init__(self) -> None:
+        if not self.projector or any(width < 1 for width in self.projector):
+            raise ValueError(f"projector: expected a non-empty list of positive widths, found {self.projector}")
+        if self.lambda_ < 0:
+            raise ValueError(f"lambda_: expected >= 0, found {self.lambda_}")
+        if self.scale_loss <= 0:
+            raise ValueError(f"scale_loss: expected > 0, found {self.scale_loss}")
+
+
+class BarlowTwins(PretextMethod):
+    """Barlow Twins pretraining of a speech encoder (Zbontar et al. 2021; Brima et al. 2023).
+
+    Each utterance is augmented twice independently (waveform pipeline before the
+    encoder, SpecAugment masks inside its front-end); hidden state ``layer`` is mean
+    pooled over valid frames, projected, and the two views' projections enter
+    :class:`BarlowTwinsLoss`.
+
+    Args:
+        encoder: the encoder being pretrained.
+        config: projector, loss and augmentation settings.
+        generator: source of the augmentation randomness (global torch RNG when None);
+            checkpoint its ``get_state()`` to resume reproducibly.
+        sample_rate: sample rate of the batches' waveforms.
+    """
+
+    def __init__(
+        self,
+        encoder: SpeechEncoder,
+        config: BarlowTwinsConfig,
+        generator: torch.Generator | None = None,
+        sample_rate: int = 16000,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config = config
+        self.projector = ProjectorMLP(
+            encoder.dim, list(config.projector[:-1]), config.projector[-1], batch_norm=True, last_bias=False
+        )
+        self.loss = BarlowTwinsLoss(lambda_=config.lambda_, scale_loss=config.scale_loss)
+        self.view = build_view(config.view, sample_rate)
+        self.generator = generator
+
+    def _project(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, feature_transform: FeatureTransform | None
+    ) -> torch.Tensor:
+        """``waveforms (batch, samples)`` → encoder → pooled hidden state ``layer`` → ``(batch, proj_dim)``."""
+        output = self.encoder(waveforms, lengths, feature_transform=feature_transform)
+        count = len(output.hidden_states)
+        if not -count <= self.config.layer < count:
+            raise ValueError(
+                f"layer: expected an index into the encoder's {count} hidden states "
+                f"(-{count}..{count - 1}), found {self.config.layer}"
+            )
+        pooled = masked_mean(output.hidden_states[self.config.layer], output.lengths)  # (batch, dim)
+        return self.projector(pooled)
+
+    def forward(self, batch: AudioBatch) -> MethodOutput:
+        """Barlow Twins loss of two augmented views of ``batch``.
+
+        Returns:
+            the loss and, as metrics, the invariance and redundancy terms, the mean
+            diagonal of ``C`` and the mean absolute off-diagonal entry of ``C``.
+        """
+        projections = []
+        for _ in range(2):
+            waveforms, lengths = self.view(batch.waveforms, batch.lengths, self.generator)
+            projections.append(self._project(waveforms, lengths, self.view.feature_transform(self.generator)))
+        terms = self.loss(*projections)
+        c = terms.cross_correlation.detach()
+        metrics = {
+            "invariance": terms.invariance.detach(),
+            "redundancy": terms.redundancy.detach(),
+            "on_diagonal_mean": torch.diagonal(c).mean(),
+            "off_diagonal_abs_mean": off_diagonal(c).abs().mean(),
+        }
+        return MethodOutput(terms.loss, metrics)
+
+    @torch.no_grad()
+    def embed(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Projector outputs without augmentation, e.g. for cross-correlation analysis.
+
+        Uses the modules in their current mode; call ``.eval()`` first for running
+        BatchNorm statistics.
+
+        Args:
+            waveforms: ``(batch, samples)`` zero-padded audio.
+            lengths: ``(batch,)`` valid samples per utterance.
+
+        Returns:
+            ``(batch, proj_dim)`` embeddings.
+        """
+        return self._project(waveforms, lengths, None)
+
+
+__all__ = [
+    "BarlowTwins",
+    "BarlowTwinsConfig",
+    "BarlowTwinsLoss",
+    "BarlowTwinsLossOutput",
+    "cross_correlation",
+    "off_diagonal",
+]

@@ -1,0 +1,245 @@
+"""The speech encoder pretrained by every method: front-end + Transformer context network.
+
+``SpeechEncoder(frontend, context, config)`` takes its parts ready-made;
+:meth:`SpeechEncoder.from_config` builds them from an :class:`EncoderConfig`, and
+:func:`load_encoder_preset` reads the named YAML presets shipped in
+``speechssl/configs/encoder/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+
+import torch
+import yaml
+from torch import nn
+
+from speechssl.config import ConfigError, from_dict
+from speechssl.features.filterbank import FilterbankConfig, LogMelFilterbank
+from speechssl.models.frontends import (
+    ConvFeatureEncoder,
+    ConvSubsampling,
+    FeatureTransform,
+    FilterbankFrontend,
+    WaveformFrontend,
+)
+from speechssl.models.output import EncoderOutput
+from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+Frontend = FilterbankFrontend | WaveformFrontend
+
+
+@dataclass
+class EncoderConfig:
+    """Architecture of a :class:`SpeechEncoder`.
+
+    Attributes:
+        frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames) or
+            ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames).
+        dim: model dimension of the Transformer.
+        layers: number of Transformer layers.
+        heads: attention heads; must divide ``dim``.
+        ffn_dim: inner dimension of the feed-forward blocks.
+        dropout: dropout on the front-end output, the Transformer input and each residual branch.
+        attention_dropout: dropout on the attention weights.
+        activation_dropout: dropout after the feed-forward GELU.
+        layer_drop: probability of skipping each layer in training (LayerDrop).
+        pos_conv_kernel: kernel of the convolutional positional embedding (frames).
+        pos_conv_groups: groups of that convolution; must divide ``dim``.
+        causal: attend (and convolve, in the positional embedding and fbank subsampling)
+            only over the past, e.g. for autoregressive predictive coding.
+        n_mels: mel bands of the fbank front-end.
+        feature_norm: per-utterance mean/variance normalisation of the log-mel features.
+        subsampling_channels: channels of the fbank front-end's two Conv2d layers.
+        conv_channels: channels of every wav2vec 2.0 CNN layer.
+        conv_kernels: kernel of each CNN layer.
+        conv_strides: stride of each CNN layer.
+        conv_norm: ``"group"`` (first CNN layer only, wav2vec 2.0 BASE) or ``"layer"`` (every layer, LARGE).
+        conv_bias: whether the CNN convolutions have a bias.
+    """
+
+    frontend: Literal["fbank", "waveform"] = "fbank"
+    dim: int = 768
+    layers: int = 12
+    heads: int = 12
+    ffn_dim: int = 3072
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    layer_drop: float = 0.0
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    causal: bool = False
+    n_mels: int = 80
+    feature_norm: bool = True
+    subsampling_channels: int = 256
+    conv_channels: int = 512
+    conv_kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    conv_norm: Literal["group", "layer"] = "group"
+    conv_bias: bool = False
+
+    def __post_init__(self) -> None:
+        if self.frontend not in ("fbank", "waveform"):
+            raise ValueError(f"frontend: expected 'fbank' or 'waveform', found {self.frontend!r}")
+        if self.conv_norm not in ("group", "layer"):
+            raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
+        for name in (
+            "dim", "layers", "heads", "ffn_dim", "pos_conv_kernel", "pos_conv_groups",
+            "n_mels", "subsampling_channels", "conv_channels",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        if self.dim % self.heads != 0:
+            raise ValueError(f"heads: expected a divisor of dim={self.dim}, found {self.heads}")
+        if self.dim % self.pos_conv_groups != 0:
+            raise ValueError(f"pos_conv_groups: expected a divisor of dim={self.dim}, found {self.pos_conv_groups}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "layer_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1), found {getattr(self, name)}")
+        self.conv_kernels = tuple(self.conv_kernels)
+        self.conv_strides = tuple(self.conv_strides)
+        if not self.conv_kernels or len(self.conv_kernels) != len(self.conv_strides):
+            raise ValueError(
+                f"conv_strides: expected one stride per kernel ({len(self.conv_kernels)}), "
+                f"found {len(self.conv_strides)}"
+            )
+        if min(self.conv_kernels + self.conv_strides) < 1:
+            raise ValueError(
+                f"conv_kernels/conv_strides: expected positive integers, found {self.conv_kernels} / {self.conv_strides}"
+            )
+        if self.causal and self.frontend == "fbank" and self.feature_norm:
+            raise ValueError(
+                "feature_norm: expected false with causal=true (per-utterance normalisation uses "
+                "statistics of future frames), found true"
+            )
+        if self.causal and self.frontend == "waveform" and self.conv_norm == "group":
+            raise ValueError(
+                "conv_norm: expected 'layer' with causal=true (group norm uses statistics of "
+                "future frames), found 'group'"
+            )
+
+
+def build_frontend(config: EncoderConfig) -> Frontend:
+    """The front-end described by ``config``."""
+    if config.frontend == "fbank":
+        filterbank = LogMelFilterbank(FilterbankConfig(n_mels=config.n_mels))
+        subsampling = ConvSubsampling(
+            config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
+        )
+        return FilterbankFrontend(filterbank, subsampling, feature_norm=config.feature_norm)
+    feature_encoder = ConvFeatureEncoder.wav2vec2(
+        config.conv_channels, config.conv_kernels, config.conv_strides, config.conv_norm, config.conv_bias
+    )
+    return WaveformFrontend(feature_encoder, config.dim, config.dropout)
+
+
+def build_context(config: EncoderConfig) -> TransformerEncoder:
+    """The Transformer context network described by ``config``."""
+    positional = ConvPositionalEmbedding(
+        config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
+    )
+    layers = [
+        TransformerLayer(
+            config.dim,
+            config.heads,
+            config.ffn_dim,
+            config.dropout,
+            config.attention_dropout,
+            config.activation_dropout,
+        )
+        for _ in range(config.layers)
+    ]
+    return TransformerEncoder(positional, layers, config.dropout, config.layer_drop)
+
+
+class SpeechEncoder(nn.Module):
+    """Front-end followed by a Transformer, returning every layer's hidden states.
+
+    Args:
+        frontend: waveforms -> ``(batch, frames, dim)`` (:class:`FilterbankFrontend` or
+            :class:`WaveformFrontend`).
+        context: the :class:`TransformerEncoder` on top.
+        config: the :class:`EncoderConfig` the parts were built from (saved with checkpoints).
+    """
+
+    def __init__(self, frontend: Frontend, context: TransformerEncoder, config: EncoderConfig) -> None:
+        super().__init__()
+        if frontend.dim != context.dim:
+            raise ValueError(f"context.dim: expected the front-end's dim={frontend.dim}, found {context.dim}")
+        self.frontend = frontend
+        self.context = context
+        self._config = config
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig) -> SpeechEncoder:
+        """Build front-end and context network from ``config``, freshly initialised."""
+        return cls(build_frontend(config), build_context(config), config)
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self._config
+
+    @property
+    def num_layers(self) -> int:
+        """Number of hidden states returned: the context input plus one per Transformer layer."""
+        return len(self.context.layers) + 1
+
+    @property
+    def dim(self) -> int:
+        return self.context.dim
+
+    @property
+    def downsample_rate(self) -> int:
+        """Input samples per output frame."""
+        return self.frontend.downsample_rate
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``num_samples`` valid samples (int64, any shape)."""
+        return self.frontend.output_lengths(num_samples)
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+    ) -> EncoderOutput:
+        """Encode a padded batch.
+
+        Args:
+            waveforms: ``(batch, samples)`` float 16 kHz audio, zero-padded.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
+                -> features`` applied inside the front-end (e.g. time/frequency masking).
+
+        Returns:
+            :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``.
+        """
+        x, frame_lengths = self.frontend(waveforms, lengths, feature_transform)  # (batch, frames, dim)
+        hidden_states = self.context(x, frame_lengths)
+        return EncoderOutput(hidden_states, frame_lengths, self.downsample_rate)
+
+
+def _preset_dir() -> Traversable:
+    return resources.files("speechssl").joinpath("configs", "encoder")
+
+
+def encoder_presets() -> list[str]:
+    """Names of the encoder presets shipped with speechssl (``tiny``, ``small``, ``base``, ...)."""
+    return sorted(
+        entry.name.removesuffix(".yaml") for entry in _preset_dir().iterdir() if entry.name.endswith(".yaml")
+    )
+
+
+def load_encoder_preset(name: str) -> EncoderConfig:
+    """The :class:`EncoderConfig` of preset ``name``; ConfigError if there is none."""
+    available = encoder_presets()
+    if name not in available:
+        raise ConfigError(f"encoder preset: unknown name {name!r} (expected one of: {', '.join(available)})")
+    data = yaml.safe_load(_preset_dir().joinpath(f"{name}.yaml").read_text()) or {}
+    return from_dict(EncoderConfig, data, where="encoder")

@@ -1,0 +1,365 @@
+"""Front-ends: from padded waveforms to a time-major ``(batch, frames, dim)`` sequence.
+
+Two families, both passing per-utterance ``lengths`` along and computing output lengths
+exactly from the convolution arithmetic ``floor((L + padding - kernel) / stride) + 1``:
+
+* :class:`FilterbankFrontend`: log-mel filterbank, optional per-utterance mean/variance
+  normalisation, then 4x convolutional subsampling (as in the Conformer / ESPnet
+  ``Conv2dSubsampling``; Gulati et al. 2020).
+* :class:`WaveformFrontend`: the wav2vec 2.0 CNN feature encoder on raw audio followed by
+  the feature projection (Baevski et al. 2020, §2 and Appendix B).
+
+Both accept a ``feature_transform(features, lengths) -> features`` hook applied to the
+intermediate time-major features before the projection to the model dimension; pretext
+methods use it for SpecAugment-style masking (Park et al. 2019) or to record the
+unmasked features as targets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.features.filterbank import LogMelFilterbank, check_audio
+from speechssl.models.init import init_linear_
+from speechssl.models.padding import conv_output_lengths, zero_padding_frames
+
+FeatureTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(features (batch, frames, channels), lengths (batch,)) -> features (batch, frames, channels)``."""
+
+
+def utterance_mean_variance_norm(
+    features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Per-utterance, per-channel mean and variance normalisation over valid frames (CMVN).
+
+    Args:
+        features: ``(batch, frames, channels)``; padded frames are ignored.
+        lengths: ``(batch,)`` valid frames per utterance.
+
+    Returns:
+        ``(batch, frames, channels)``, zero-mean unit-variance on valid frames, zero on padding.
+    """
+    valid = (~lengths_to_padding_mask(lengths, features.shape[1]))[:, :, None].to(features.dtype)
+    count = lengths.clamp(min=1).to(features.dtype)[:, None, None]  # (batch, 1, 1)
+    mean = (features * valid).sum(dim=1, keepdim=True) / count  # (batch, 1, channels)
+    variance = ((features - mean) * valid).pow(2).sum(dim=1, keepdim=True) / count
+    return (features - mean) * torch.rsqrt(variance + eps) * valid
+
+
+class ConvSubsampling(nn.Module):
+    """Two ``Conv2d(kernel 3, stride 2)`` + ReLU layers over (time, frequency), then a Linear.
+
+    Reduces the frame rate 4x: ``L -> ceil(L / 2) -> ceil(L / 4)``, each convolution
+    padded by 2 frames in time (1 on each side, or 2 on the left when ``causal`` so that
+    output frame ``t`` sees only input frames ``<= 4t``) and 1 bin on each side in
+    frequency. Padded frames are zeroed between the layers, so the valid outputs of a
+    padded utterance equal those computed without padding.
+    """
+
+    stride = 4
+
+    def __init__(
+        self, in_features: int, channels: int, out_dim: int, dropout: float = 0.0, causal: bool = False
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.causal = causal
+        self.conv1 = nn.Conv2d(1, channels, kernel_size=3, stride=2)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, stride=2)
+        freq_bins = math.ceil(math.ceil(in_features / 2) / 2)
+        self.projection = nn.Linear(channels * freq_bins, out_dim)
+        self.dropout = nn.Dropout(dropout)
+        init_linear_(self.projection)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``lengths`` input frames."""
+        for _ in range(2):
+            lengths = conv_output_lengths(lengths, kernel_size=3, stride=2, padding=2)
+        return lengths
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Subsample by 4 in time and project.
+
+        Args:
+            features: ``(batch, frames, in_features)``, zero on padded frames.
+            lengths: ``(batch,)`` valid frames per utterance.
+
+        Returns:
+            ``(batch, ceil(frames / 4), out_dim)`` and the output lengths ``(batch,)``.
+        """
+        if features.dim() != 3 or features.shape[-1] != self.in_features:
+            raise ValueError(
+                f"features: expected (batch, frames, {self.in_features}), found {tuple(features.shape)}"
+            )
+        time_padding = (2, 0) if self.causal else (1, 1)
+        x = features[:, None]  # (batch, 1, frames, in_features)
+        for conv in (self.conv1, self.conv2):
+            x = F.pad(x, (1, 1, *time_padding))  # pads (freq_left, freq_right, time_left, time_right)
+            x = F.relu(conv(x))  # (batch, channels, frames', freq')
+            lengths = conv_output_lengths(lengths, kernel_size=3, stride=2, padding=2)
+            x = zero_padding_frames(x, lengths, time_dim=2)
+        batch, channels, frames, freq = x.shape
+        x = x.transpose(1, 2).reshape(batch, frames, channels * freq)  # (batch, frames, channels * freq)
+        return self.dropout(self.projection(x)), lengths
+
+
+class FilterbankFrontend(nn.Module):
+    """Log-mel filterbank -> optional per-utterance CMVN -> ``feature_transform`` -> 4x conv subsampling.
+
+    Attributes:
+        downsample_rate: input samples per output frame (hop length x 4, 640 at 16 kHz).
+        feature_dim: channels seen by ``feature_transform`` (the number of mel bands).
+        dim: output dimension.
+    """
+
+    def __init__(self, filterbank: LogMelFilterbank, subsampling: ConvSubsampling, feature_norm: bool = True) -> None:
+        super().__init__()
+        if subsampling.in_features != filterbank.n_mels:
+            raise ValueError(
+                f"subsampling.in_features: expected n_mels={filterbank.n_mels}, found {subsampling.in_features}"
+            )
+        self.filterbank = filterbank
+        self.subsampling = subsampling
+        self.feature_norm = feature_norm
+        self.downsample_rate = filterbank.hop_length * subsampling.stride
+        self.feature_dim = filterbank.n_mels
+        self.dim = subsampling.projection.out_features
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``num_samples`` valid samples (int64, any shape)."""
+        return self.subsampling.output_lengths(self.filterbank.num_frames(num_samples))
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a padded batch.
+
+        Args:
+            waveforms: ``(batch, samples)`` float audio.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(log_mel (batch, frames, n_mels), frame_lengths) -> log_mel``
+                applied after normalisation (training-time masking).
+
+        Returns:
+            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
+        """
+        check_audio(waveforms, lengths)
+        features, frame_lengths = self.filterbank(waveforms, lengths)  # (batch, frames, n_mels)
+        if self.feature_norm:
+            features = utterance_mean_variance_norm(features, frame_lengths)
+        if feature_transform is not None:
+            features = zero_padding_frames(feature_transform(features, frame_lengths), frame_lengths)
+        x, out_lengths = self.subsampling(features, frame_lengths)
+        return zero_padding_frames(x, out_lengths), out_lengths
+
+
+class MaskedGroupNorm(nn.Module):
+    """Group normalisation (Wu & He 2018) with statistics over the valid frames only.
+
+    With ``num_groups == num_channels`` this is the per-channel normalisation of the first
+    layer of the wav2vec 2.0 feature encoder, made independent of padding.
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if num_channels % num_groups != 0:
+            raise ValueError(f"num_groups: expected a divisor of num_channels={num_channels}, found {num_groups}")
+        self.num_groups = num_groups
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x (batch, channels, frames)`` over the first ``lengths (batch,)`` frames.
+
+        Padded frames come out as zero.
+        """
+        batch, channels, frames = x.shape
+        per_group = channels // self.num_groups
+        valid = (~lengths_to_padding_mask(lengths, frames)).float()  # (batch, frames)
+        grouped = x.float().reshape(batch, self.num_groups, per_group, frames)  # (batch, groups, per_group, frames)
+        weights = valid[:, None, None, :]  # (batch, 1, 1, frames)
+        count = (lengths.clamp(min=1) * per_group).float()[:, None, None, None]  # (batch, 1, 1, 1)
+        mean = (grouped * weights).sum(dim=(2, 3), keepdim=True) / count  # (batch, groups, 1, 1)
+        variance = ((grouped - mean) * weights).pow(2).sum(dim=(2, 3), keepdim=True) / count
+        normed = ((grouped - mean) * torch.rsqrt(variance + self.eps)).reshape(batch, channels, frames)
+        # normed: (batch, channels, frames)
+        out = normed * self.weight[:, None] + self.bias[:, None]  # (batch, channels, frames)
+        return (out * valid[:, None, :]).to(x.dtype)
+
+
+class ConvBlock(nn.Module):
+    """``Conv1d`` (no padding) -> optional normalisation -> GELU, one layer of the wav2vec 2.0 CNN.
+
+    ``norm``: ``"group"`` (:class:`MaskedGroupNorm` with one group per channel), ``"layer"``
+    (LayerNorm over channels at every frame) or ``None``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        norm: Literal["group", "layer"] | None = None,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if norm not in ("group", "layer", None):
+            raise ValueError(f"norm: expected 'group', 'layer' or None, found {norm!r}")
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight)
+        self.norm: nn.Module | None
+        if norm == "group":
+            self.norm = MaskedGroupNorm(out_channels, out_channels)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_channels)
+        else:
+            self.norm = None
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_lengths(lengths, self.kernel_size, self.stride)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Convolve ``x (batch, in_channels, frames)`` with ``lengths (batch,)`` valid frames.
+
+        Returns ``(batch, out_channels, frames')`` and the output lengths ``(batch,)``.
+        """
+        x = self.conv(x)  # (batch, out_channels, frames')
+        lengths = self.output_lengths(lengths)
+        if isinstance(self.norm, MaskedGroupNorm):
+            x = self.norm(x, lengths)
+        elif self.norm is not None:
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)  # LayerNorm over (batch, frames', channels)
+        return F.gelu(x), lengths
+
+
+class ConvFeatureEncoder(nn.Module):
+    """A stack of :class:`ConvBlock` s turning ``(batch, 1, samples)`` into ``(batch, channels, frames)``."""
+
+    def __init__(self, blocks: Sequence[ConvBlock]) -> None:
+        super().__init__()
+        if not blocks:
+            raise ValueError("blocks: expected at least one ConvBlock, found none")
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = blocks[-1].conv.out_channels
+        self.stride = math.prod(block.stride for block in blocks)
+        receptive_field = 1
+        for i, block in enumerate(blocks):
+            receptive_field += (block.kernel_size - 1) * math.prod(b.stride for b in blocks[:i])
+        self.receptive_field = receptive_field
+
+    @classmethod
+    def wav2vec2(
+        cls,
+        channels: int = 512,
+        kernels: Sequence[int] = (10, 3, 3, 3, 3, 2, 2),
+        strides: Sequence[int] = (5, 2, 2, 2, 2, 2, 2),
+        norm: Literal["group", "layer"] = "group",
+        bias: bool = False,
+    ) -> ConvFeatureEncoder:
+        """The wav2vec 2.0 feature encoder (Baevski et al. 2020, §4.2): ``norm="group"`` normalises
+        the first layer only (BASE), ``norm="layer"`` every layer (LARGE / LV-60k).
+        """
+        if len(kernels) != len(strides):
+            raise ValueError(f"strides: expected {len(kernels)} values like kernels, found {len(strides)}")
+        blocks = [
+            ConvBlock(
+                in_channels=1 if i == 0 else channels,
+                out_channels=channels,
+                kernel_size=kernel,
+                stride=stride,
+                norm=norm if (norm == "layer" or i == 0) else None,
+                bias=bias,
+            )
+            for i, (kernel, stride) in enumerate(zip(kernels, strides, strict=True))
+        ]
+        return cls(blocks)
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``num_samples`` valid samples."""
+        for block in self.blocks:
+            num_samples = block.output_lengths(num_samples)
+        return num_samples
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples.
+
+        Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``.
+        """
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        return zero_padding_frames(x, lengths, time_dim=2), lengths
+
+
+class WaveformFrontend(nn.Module):
+    """wav2vec 2.0 CNN feature encoder -> LayerNorm -> ``feature_transform`` -> Linear -> dropout.
+
+    The LayerNorm + Linear is wav2vec 2.0's feature projection ("layer_norm" and
+    "post_extract_proj" in fairseq). ``feature_transform`` sees the layer-normalised CNN
+    features, i.e. what wav2vec 2.0 quantises as targets.
+
+    Attributes:
+        downsample_rate: input samples per output frame (product of strides, 320).
+        feature_dim: channels seen by ``feature_transform`` (CNN channels).
+        dim: output dimension.
+    """
+
+    def __init__(self, feature_encoder: ConvFeatureEncoder, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.feature_encoder = feature_encoder
+        self.feature_dim = feature_encoder.out_channels
+        self.downsample_rate = feature_encoder.stride
+        self.dim = dim
+        self.layer_norm = nn.LayerNorm(self.feature_dim)
+        self.projection = nn.Linear(self.feature_dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        init_linear_(self.projection)
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``num_samples`` valid samples (int64, any shape)."""
+        return self.feature_encoder.output_lengths(num_samples)
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a padded batch.
+
+        Args:
+            waveforms: ``(batch, samples)`` float audio; every utterance needs at least
+                ``feature_encoder.receptive_field`` (400) samples.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
+
+        Returns:
+            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
+        """
+        check_audio(waveforms, lengths)
+        if int(lengths.min()) < self.feature_encoder.receptive_field:
+            raise ValueError(
+                f"lengths: expected every utterance to have at least {self.feature_encoder.receptive_field} "
+                f"samples (the CNN's receptive field), found {int(lengths.min())}"
+            )
+        samples = waveforms[:, None, :]  # (batch, 1, samples)
+        features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        features = self.layer_norm(features.transpose(1, 2))  # (batch, frames, channels)
+        features = zero_padding_frames(features, frame_lengths)
+        if feature_transform is not None:
+            features = feature_transform(features, frame_lengths)
+        x = self.dropout(self.projection(features))  # (batch, frames, dim)
+        return zero_padding_frames(x, frame_lengths), frame_lengths

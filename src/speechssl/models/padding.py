@@ -1,0 +1,31 @@
+"""Length arithmetic and padding masks for ``(batch, frames, ...)`` sequences."""
+
+from __future__ import annotations
+
+import torch
+
+from speechssl.data.batch import lengths_to_padding_mask
+
+
+def conv_output_lengths(
+    lengths: torch.Tensor, kernel_size: int, stride: int, padding: int = 0
+) -> torch.Tensor:
+    """Valid output frames of a 1-D convolution: ``floor((L + padding - kernel) / stride) + 1``.
+
+    ``padding`` is the total padding (both sides). Lengths that would be negative are
+    clamped to zero.
+    """
+    return torch.clamp(torch.div(lengths + padding - kernel_size, stride, rounding_mode="floor") + 1, min=0)
+
+
+def zero_padding_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int = 1) -> torch.Tensor:
+    """``x`` with every frame at or after ``lengths`` along ``time_dim`` set to zero.
+
+    Args:
+        x: ``(batch, ...)`` tensor with frames along ``time_dim``.
+        lengths: ``(batch,)`` valid frames per row.
+    """
+    valid = ~lengths_to_padding_mask(lengths, x.shape[time_dim])  # (batch, frames)
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape[time_dim] = x.shape[time_dim]
+    return x * valid.view(shape).to(x.dtype)  # valid: (batch, 1.., frames, 1..)

@@ -1,0 +1,256 @@
+"""Atomic, exactly resumable checkpoints of a pretraining run.
+
+A run directory holds one directory per checkpoint plus a ``latest`` pointer::
+
+    run_dir/
+      latest                      # text: "step_00001000"
+      step_00001000/
+        model.safetensors         # the method's full state dict (encoder, heads, teachers)
+        trainer_state.pt          # optimizer, scheduler, step, epoch, batch, RNG states
+        config.yaml               # the run's resolved config
+        encoder.safetensors       # the encoder alone: what upstreams and probes load
+        encoder.yaml              # its EncoderConfig
+
+Every checkpoint is written into a temporary sibling directory, flushed to disk with
+``fsync`` and renamed into place with :func:`os.replace`; only then is ``latest`` replaced
+(again through a temporary file). A crash at any point leaves ``latest`` naming a
+complete checkpoint, and a directory named ``step_*`` is always complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from speechssl.config import from_dict, load_yaml, to_dict
+
+if TYPE_CHECKING:
+    from speechssl.models.encoder import SpeechEncoder
+
+LATEST = "latest"
+_STEP_DIR = re.compile(r"^step_(\d{8,})$")
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass
+class TrainerState:
+    """Where training stands when a checkpoint is written.
+
+    Attributes:
+        step: optimizer updates done.
+        epoch: current epoch (0-based).
+        batch_in_epoch: micro-batches of ``epoch`` already consumed; resumption starts at
+            this batch index.
+        elapsed_s: training wall time so far, summed over resumptions.
+        last_loss: loss of the last update.
+        rng_states: one :func:`~speechssl.train.rng.capture_rng_state` snapshot per rank.
+    """
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    elapsed_s: float
+    last_loss: float
+    rng_states: list[dict[str, Any]]
+
+
+def checkpoint_name(step: int) -> str:
+    """Directory name of the checkpoint after ``step`` updates: ``step_00001000``."""
+    return f"step_{step:08d}"
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    method: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainerState,
+    config: Mapping[str, Any],
+    keep_last: int | None = None,
+) -> Path:
+    """Atomically write checkpoint ``run_dir/step_{state.step:08d}``, point ``latest`` at it, prune.
+
+    Args:
+        run_dir: run directory (created if missing).
+        method: the unwrapped pretext method; its ``encoder`` must carry the dataclass
+            ``config`` it was built from.
+        optimizer, scheduler: their state dicts are saved for exact resumption.
+        state: step, position in the data and RNG snapshots.
+        config: the run's resolved config as a plain mapping.
+        keep_last: keep only this many most recent checkpoints; ``None`` keeps all.
+
+    Returns:
+        The checkpoint directory.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / checkpoint_name(state.step)
+    tmp = run_dir / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    encoder = method.encoder
+    model_tensors = _safetensors_ready(method.state_dict())
+    encoder_tensors = _safetensors_ready(encoder.state_dict())
+    _write_durably(tmp / "model.safetensors", lambda p: save_file(model_tensors, p))
+    _write_durably(tmp / "encoder.safetensors", lambda p: save_file(encoder_tensors, p))
+    _write_durably(tmp / "encoder.yaml", lambda p: _dump_yaml(to_dict(encoder.config), p))
+    _write_durably(tmp / "config.yaml", lambda p: _dump_yaml(dict(config), p))
+    trainer_state = {
+        **dataclasses.asdict(state),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    _write_durably(tmp / "trainer_state.pt", lambda p: torch.save(trainer_state, p))
+    _fsync_path(tmp)
+    _replace_dir(tmp, final)
+    pointer = run_dir / f"{_TMP_PREFIX}{LATEST}-{os.getpid()}"
+    _write_durably(pointer, lambda p: p.write_text(final.name + "\n"))
+    os.replace(pointer, run_dir / LATEST)
+    _fsync_path(run_dir)
+    if keep_last is not None:
+        prune_checkpoints(run_dir, keep_last)
+    return final
+
+
+def find_latest(run_dir: str | Path) -> Path | None:
+    """The checkpoint ``run_dir/latest`` names, else the highest ``step_*`` directory, else ``None``."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / LATEST
+    if pointer.is_file():
+        named = run_dir / pointer.read_text().strip()
+        if named.is_dir():
+            return named
+    steps = list_checkpoints(run_dir)
+    return steps[-1] if steps else None
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Every complete checkpoint directory of ``run_dir``, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the ``keep_last`` newest checkpoints (never the one ``latest`` names).
+
+    Also removes temporary files and directories left by writes that crashed. Returns what
+    was deleted.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last: expected an integer >= 1, found {keep_last}")
+    run_dir = Path(run_dir)
+    latest = find_latest(run_dir)
+    doomed = [p for p in list_checkpoints(run_dir)[:-keep_last] if p != latest]
+    doomed += [p for p in run_dir.iterdir() if p.name.startswith(_TMP_PREFIX)]
+    for path in doomed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return doomed
+
+
+def load_checkpoint(
+    path: str | Path,
+    method: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> TrainerState:
+    """Load checkpoint directory ``path`` into ``method`` (and optimizer/scheduler if given).
+
+    Weights are loaded strictly: a missing or unexpected key raises with the key's name.
+    RNG states are returned in the :class:`TrainerState`, not applied (see
+    :func:`speechssl.train.rng.restore_rng_state`).
+    """
+    path = Path(path)
+    if not (path / "trainer_state.pt").is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory (expected trainer_state.pt in it)")
+    method.load_state_dict(load_file(path / "model.safetensors", device="cpu"), strict=True)
+    saved = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    return TrainerState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainerState)})
+
+
+def load_encoder(checkpoint_dir: str | Path) -> SpeechEncoder:
+    """The pretrained encoder of a checkpoint, built from ``encoder.yaml`` with its weights loaded.
+
+    This is what upstreams and probes use; it needs neither the method nor its config.
+    """
+    from speechssl.models.encoder import EncoderConfig, SpeechEncoder
+
+    checkpoint_dir = Path(checkpoint_dir)
+    config = from_dict(EncoderConfig, load_yaml(checkpoint_dir / "encoder.yaml"), where="encoder")
+    encoder = SpeechEncoder.from_config(config)
+    encoder.load_state_dict(load_file(checkpoint_dir / "encoder.safetensors", device="cpu"), strict=True)
+    return encoder
+
+
+def _safetensors_ready(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors that share no storage, as :func:`safetensors.torch.save_file` requires.
+
+    Tied weights (two names, one storage) and views are cloned, so each name is saved in
+    full and loading restores every name.
+    """
+    ready: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage()
+        shares = storage.data_ptr() in seen or storage.nbytes() != tensor.numel() * tensor.element_size()
+        seen.add(storage.data_ptr())
+        if shares or not tensor.is_contiguous():
+            tensor = tensor.clone(memory_format=torch.contiguous_format)
+        ready[name] = tensor
+    return ready
+
+
+def _dump_yaml(data: Mapping[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(dict(data), sort_keys=False))
+
+
+def _write_durably(path: Path, write: Callable[[Path], Any]) -> None:
+    """Run ``write(path)`` and flush the file to disk."""
+    write(path)
+    _fsync_path(path)
+
+
+def _fsync_path(path: Path) -> None:
+    """``fsync`` a file or directory (directories so that renames in them are durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename directory ``src`` to ``dst``; an existing ``dst`` is first moved aside, then deleted.
+
+    ``dst`` only pre-exists when a crashed run had written it without updating ``latest``,
+    so ``latest`` never names it while it is briefly absent.
+    """
+    if dst.exists():
+        aside = dst.with_name(f"{_TMP_PREFIX}{dst.name}-old-{os.getpid()}")
+        os.replace(dst, aside)
+        os.replace(src, dst)
+        shutil.rmtree(aside)
+    else:
+        os.replace(src, dst)

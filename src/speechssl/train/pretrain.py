@@ -1,0 +1,105 @@
+"""``speechssl pretrain``: wire a :class:`PretrainConfig` into data, encoder, method and trainer.
+
+Nothing here is method-specific: the method is looked up by name in
+:mod:`speechssl.methods`, built around the encoder, and handed to :func:`train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from speechssl import distributed
+from speechssl.config import to_dict
+from speechssl.data.batch import AudioBatch
+from speechssl.data.config import load_manifest
+from speechssl.data.dataset import AudioDataset, build_dataloader
+from speechssl.data.sampler import DurationBatchSampler
+from speechssl.methods import build_method, method_config
+from speechssl.models.encoder import SpeechEncoder
+from speechssl.train.config import PretrainConfig
+from speechssl.train.rng import seed_everything
+from speechssl.train.trainer import TrainResult, train
+
+
+class LoaderData:
+    """A :class:`~speechssl.train.trainer.PretrainData` over a dataset and a duration batch sampler.
+
+    Args:
+        dataset: the corpus, with ``set_epoch`` selecting each epoch's random crops.
+        sampler: this rank's shard of duration-bounded batches; ``set_epoch(epoch, start_batch)``
+            makes epochs deterministic and resumable mid-epoch.
+        loader: a DataLoader over ``dataset`` driven by ``sampler``.
+    """
+
+    def __init__(self, dataset: AudioDataset, sampler: DurationBatchSampler, loader: DataLoader) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+        self.loader = loader
+        self.sample_rate = dataset.sample_rate
+
+    def loader_for_epoch(self, epoch: int, start_batch: int) -> Iterator[AudioBatch]:
+        """This rank's batches of ``epoch`` from batch ``start_batch`` on.
+
+        The DataLoader iterator is created here, not lazily, because creating it draws its
+        workers' base seed from the global RNG (see :func:`speechssl.train.trainer.train`).
+        """
+        self.dataset.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start_batch)
+        return iter(self.loader)
+
+
+def build_pretrain_data(config: PretrainConfig) -> LoaderData:
+    """Manifest, cropped dataset, this rank's duration batch sampler and the DataLoader.
+
+    The manifest is built (the synthetic corpus generated, if needed) by the main process
+    first, then read by the others, so ranks never write the same files at once.
+    """
+    data = config.data
+    if not distributed.is_main_process():
+        distributed.barrier()
+    manifest = load_manifest(data)
+    if distributed.is_main_process():
+        distributed.barrier()
+    dataset = AudioDataset(
+        manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
+    )
+    sampler = DurationBatchSampler(
+        dataset.effective_durations(),
+        data.max_batch_seconds,
+        shuffle=True,
+        seed=config.train.seed,
+        num_replicas=distributed.world_size(),
+        rank=distributed.rank(),
+    )
+    loader = build_dataloader(dataset, sampler, data.num_workers)
+    return LoaderData(dataset, sampler, loader)
+
+
+def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
+    """Pretrain the encoder of ``config`` with its method; what ``speechssl pretrain`` runs.
+
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the process group is set up here and
+    every rank trains on its shard of the batches; otherwise it runs in one process.
+
+    Args:
+        config: the resolved run config (see :func:`~speechssl.train.config.load_pretrain_config`).
+        run_dir: where checkpoints, ``metrics.jsonl`` and TensorBoard logs go.
+        resume: continue from ``run_dir``'s latest checkpoint.
+
+    Returns:
+        The trainer's :class:`~speechssl.train.trainer.TrainResult`.
+    """
+    started_group = not distributed.is_distributed()
+    distributed.setup_from_env()
+    try:
+        data = build_pretrain_data(config)
+        seed_everything(config.train.seed)
+        encoder = SpeechEncoder.from_config(config.encoder)
+        method = build_method(config.method, method_config(config.method, config.objective), encoder)
+        return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
+    finally:
+        if started_group:
+            distributed.cleanup()

@@ -1,0 +1,39 @@
+"""The upstream contract: any frozen representation of audio, layer by layer.
+
+Modelled on s3prl's upstream interface, with lengths first-class: an upstream maps a
+padded batch of 16 kHz waveforms to one ``(batch, frames, dim)`` tensor per layer plus
+the number of valid frames of each utterance. Speechssl checkpoints (whatever method
+trained them) and hand-crafted baselines (log-mel, MFCC) implement it alike, so every
+downstream task runs on either.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from speechssl.models.output import EncoderOutput
+
+
+class Upstream(nn.Module):
+    """A frozen representation with ``num_layers`` hidden states.
+
+    Attributes:
+        name: identifier used in reports.
+        hidden_sizes: feature dimension of each layer.
+        downsample_rate: input samples per output frame.
+        sample_rate: sample rate the upstream expects (16 kHz throughout speechssl).
+    """
+
+    name: str
+    hidden_sizes: list[int]
+    downsample_rate: int
+    sample_rate: int = 16000
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden_sizes)
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """Hidden states of ``waveforms`` ``(batch, samples)`` with ``lengths`` ``(batch,)``."""
+        raise NotImplementedError  # pragma: no cover - abstract

@@ -1,0 +1,63 @@
+"""Upstreams backed by a :class:`~speechssl.models.encoder.SpeechEncoder`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from speechssl.models.encoder import SpeechEncoder
+from speechssl.models.output import EncoderOutput
+from speechssl.upstream.base import Upstream
+
+
+class EncoderUpstream(Upstream):
+    """Every hidden state of a speechssl encoder, frozen and in eval mode."""
+
+    def __init__(self, encoder: SpeechEncoder, name: str) -> None:
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.name = name
+        self.hidden_sizes = [encoder.dim] * encoder.num_layers
+        self.downsample_rate = encoder.downsample_rate
+
+    def train(self, mode: bool = True) -> EncoderUpstream:
+        """Upstreams stay frozen: dropout and layer drop are never switched back on."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        return self.encoder(waveforms, lengths)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> EncoderUpstream:
+        """The encoder saved in checkpoint directory ``path`` (or a run directory's latest)."""
+        from speechssl.train.checkpoint import find_latest, load_encoder
+
+        path = Path(path)
+        if not (path / "encoder.yaml").is_file():
+            latest = find_latest(path)
+            if latest is None:
+                raise FileNotFoundError(
+                    f"{path}: not a checkpoint (no encoder.yaml) and no checkpoint found in it as a run directory"
+                )
+            path = latest
+        return cls(load_encoder(path), name=str(path))
+
+    @classmethod
+    def random_init(cls, encoder_config: str, seed: int = 0) -> EncoderUpstream:
+        """Same architecture, random weights: the baseline every pretraining must beat.
+
+        ``encoder_config`` is a preset name (``tiny``, ``base``) or an encoder YAML file.
+        """
+        from speechssl.config import from_dict, load_yaml
+        from speechssl.models.encoder import EncoderConfig, load_encoder_preset
+
+        if Path(encoder_config).suffix in (".yaml", ".yml"):
+            config = from_dict(EncoderConfig, load_yaml(encoder_config), where="encoder")
+        else:
+            config = load_encoder_preset(encoder_config)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            encoder = SpeechEncoder.from_config(config)
+        return cls(encoder, name=f"random:{encoder_config}")

@@ -1,0 +1,78 @@
+"""Fixtures for the data tests: the shared real corpora (skipped when absent) and tiny audio files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Callable[[str], Path]:
+    """``shared_data("fsdd")`` -> the folder under the shared data, or skip the test if it is absent."""
+
+    def locate(name: str) -> Path:
+        folder = SHARED_DATA / name
+        if not folder.is_dir():
+            pytest.skip(f"shared corpus {name!r} not found at {folder} (see the shared data README)")
+        return folder
+
+    return locate
+
+
+@pytest.fixture
+def write_audio() -> Callable[..., Path]:
+    """``write_audio(path, seconds=0.5, sample_rate=16000, channels=1, frequency=440.0, subtype=None)``.
+
+    Writes a sine (plus a little deterministic noise) with soundfile and returns the path.
+    """
+
+    def write(
+        path: Path,
+        seconds: float = 0.5,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        frequency: float = 440.0,
+        subtype: str | None = None,
+    ) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        time = np.arange(round(seconds * sample_rate)) / sample_rate
+        tone = 0.3 * np.sin(2 * np.pi * frequency * time)  # (samples,)
+        noise = 0.01 * np.random.default_rng(len(time)).standard_normal((len(time), channels))
+        data = tone[:, None] * np.linspace(1.0, 0.5, channels)[None, :] + noise  # (samples, channels)
+        soundfile.write(str(path), data.astype(np.float32), sample_rate, subtype=subtype)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, write_audio: Callable[..., Path]) -> dict[str, Path]:
+    """One file of each kind of badness (plus a good one), keyed by kind."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    good = write_audio(folder / "good.wav", seconds=0.3)
+    zero_bytes = folder / "zero_bytes.wav"
+    zero_bytes.write_bytes(b"")
+    garbage = folder / "garbage.wav"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4000))
+    empty = folder / "empty.wav"
+    soundfile.write(str(empty), np.zeros((0, 1), dtype=np.float32), 16000, subtype="PCM_16")
+    nan = folder / "nan.wav"
+    samples = np.zeros(1600, dtype=np.float32)
+    samples[100] = np.nan
+    soundfile.write(str(nan), samples, 16000, subtype="FLOAT")
+    return {
+        "good": good,
+        "zero_bytes": zero_bytes,
+        "garbage": garbage,
+        "empty": empty,
+        "nan": nan,
+        "missing": folder / "missing.wav",
+    }

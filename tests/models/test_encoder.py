@@ -1,0 +1,178 @@
+"""SpeechEncoder: outputs, padding invariance, causality, config validation, presets, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechssl.config import ConfigError, from_dict, to_dict
+from speechssl.models import (
+    EncoderConfig,
+    EncoderOutput,
+    SpeechEncoder,
+    encoder_presets,
+    load_encoder_preset,
+    masked_mean,
+)
+
+
+def count_parameters(config: EncoderConfig) -> int:
+    """Parameters of the encoder built on the meta device: no memory, no forward pass."""
+    with torch.device("meta"):
+        encoder = SpeechEncoder.from_config(config)
+    return sum(p.numel() for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("frontend", ["fbank", "waveform"])
+def test_forward_returns_every_hidden_state_with_exact_lengths(frontend, make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config(frontend, layers=3)).eval()
+    waveforms, lengths = speech_batch([16000, 11111, 3000])
+    output = encoder(waveforms, lengths)
+    assert isinstance(output, EncoderOutput)
+    assert encoder.num_layers == len(output.hidden_states) == 4
+    frames = int(encoder.output_lengths(torch.tensor(16000)))
+    assert all(h.shape == (3, frames, 32) for h in output.hidden_states)
+    assert torch.equal(output.lengths, encoder.output_lengths(lengths))
+    assert output.downsample_rate == encoder.downsample_rate == (640 if frontend == "fbank" else 320)
+    assert encoder.dim == 32
+    assert encoder.config.frontend == frontend
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"frontend": "fbank"}, {"frontend": "waveform"}, {"frontend": "waveform", "conv_norm": "layer"}],
+    ids=["fbank", "waveform-group", "waveform-layer"],
+)
+def test_padding_invariance_in_eval_mode(options, make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config(**options)).eval()
+    lengths = [12000, 7777, 2500]
+    waveforms, lengths_tensor = speech_batch(lengths, seed=3)
+    with torch.no_grad():
+        batched = encoder(waveforms, lengths_tensor)
+        for i, n in enumerate(lengths):
+            alone = encoder(waveforms[i : i + 1, :n], torch.tensor([n]))
+            valid = int(batched.lengths[i])
+            assert valid == int(alone.lengths[0])
+            for b, a in zip(batched.hidden_states, alone.hidden_states, strict=True):
+                torch.testing.assert_close(b[i, :valid], a[0], rtol=1e-4, atol=1e-4)
+                assert torch.all(b[i, valid:] == 0)
+
+
+@pytest.mark.parametrize(
+    ("frontend", "options", "last_sample_of_frame"),
+    [
+        # fbank frame t reads filterbank frames <= 4t, whose windows end before sample 640 t + 200.
+        ("fbank", {"feature_norm": False}, lambda t: 640 * t + 200),
+        # CNN frame t reads samples [320 t, 320 t + 400).
+        ("waveform", {"conv_norm": "layer"}, lambda t: 320 * t + 400),
+    ],
+)
+@pytest.mark.parametrize("causal", [True, False])
+def test_causal_encoder_does_not_see_the_future(frontend, options, last_sample_of_frame, causal, make_config,
+                                                speech_batch):
+    encoder = SpeechEncoder.from_config(make_config(frontend, causal=causal, **options)).eval()
+    waveforms, lengths = speech_batch([16000])
+    start = last_sample_of_frame(10)  # frames 0..10 end before the perturbation
+    perturbed = waveforms.clone()
+    perturbed[:, start:] += 0.5 * torch.randn(1, 16000 - start)
+    with torch.no_grad():
+        before, after = encoder(waveforms, lengths), encoder(perturbed, lengths)
+    for b, a in zip(before.hidden_states, after.hidden_states, strict=True):
+        assert torch.allclose(b[:, :11], a[:, :11], rtol=0, atol=1e-5) == causal
+        assert not torch.allclose(b[:, 12:], a[:, 12:])
+
+
+def test_feature_transform_reaches_the_front_end(make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config()).eval()
+    waveforms, lengths = speech_batch([8000, 4000])
+    calls = []
+
+    def time_mask(features, feature_lengths):
+        calls.append((features.shape, feature_lengths))
+        masked = features.clone()
+        masked[:, 10:20] = 0.0
+        return masked
+
+    with torch.no_grad():
+        plain = encoder(waveforms, lengths)
+        masked = encoder(waveforms, lengths, feature_transform=time_mask)
+    assert len(calls) == 1 and calls[0][0][-1] == encoder.frontend.feature_dim == 40
+    assert not torch.allclose(plain.last_hidden_state, masked.last_hidden_state)
+
+
+def test_tiny_encoder_fits_a_toy_target(speech_batch):
+    """Regress a fixed vector per utterance from pooled features: the loss must fall fast."""
+    config = load_encoder_preset("tiny")
+    encoder = SpeechEncoder.from_config(config).train()
+    head = torch.nn.Linear(config.dim, 4)
+    waveforms, lengths = speech_batch([8000, 6000, 4000, 7000], seed=5)
+    target = torch.randn(4, 4)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        output = encoder(waveforms, lengths)
+        loss = torch.nn.functional.mse_loss(head(masked_mean(output.last_hidden_state, output.lengths)), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_state_dict_round_trip(make_config, speech_batch):
+    config = make_config("waveform")
+    source = SpeechEncoder.from_config(config).eval()
+    copy = SpeechEncoder.from_config(config).eval()
+    copy.load_state_dict(source.state_dict())
+    waveforms, lengths = speech_batch([4000, 3000])
+    with torch.no_grad():
+        torch.testing.assert_close(copy(waveforms, lengths).last_hidden_state,
+                                   source(waveforms, lengths).last_hidden_state)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dimm": 128}, "unknown key dimm"),
+        ({"dim": "big"}, "dim: expected int, found 'big'"),
+        ({"frontend": "mel"}, "frontend: expected one of"),
+        ({"conv_norm": "batch"}, "conv_norm: expected one of"),
+        ({"dim": 100, "heads": 3}, "heads: expected a divisor of dim=100, found 3"),
+        ({"dim": 120, "heads": 4, "pos_conv_groups": 16}, "pos_conv_groups: expected a divisor of dim=120"),
+        ({"dropout": 1.5}, r"dropout: expected a probability in \[0, 1\), found 1.5"),
+        ({"layers": 0}, "layers: expected a positive integer, found 0"),
+        ({"conv_strides": [5, 2]}, "conv_strides: expected one stride per kernel"),
+        ({"causal": True}, "feature_norm: expected false with causal=true"),
+        ({"causal": True, "frontend": "waveform"}, "conv_norm: expected 'layer' with causal=true"),
+    ],
+)
+def test_config_validation_names_the_key(options, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(EncoderConfig, options)
+
+
+def test_config_round_trips_through_a_plain_mapping():
+    config = load_encoder_preset("base")
+    assert from_dict(EncoderConfig, to_dict(config)) == config
+    assert isinstance(config.conv_kernels, tuple)
+
+
+def test_presets_exist_and_load():
+    assert {"tiny", "small", "base", "base_fbank"} <= set(encoder_presets())
+    tiny = load_encoder_preset("tiny")
+    assert tiny.frontend == "fbank" and 96 <= tiny.dim <= 128 and 2 <= tiny.layers <= 3 and tiny.heads == 4
+    base = load_encoder_preset("base")
+    assert (base.frontend, base.dim, base.layers, base.heads, base.ffn_dim) == ("waveform", 768, 12, 12, 3072)
+    base_fbank = load_encoder_preset("base_fbank")
+    assert (base_fbank.frontend, base_fbank.dim, base_fbank.layers) == ("fbank", 768, 12)
+    with pytest.raises(ConfigError, match=r"unknown name 'huge'.*base, base_fbank"):
+        load_encoder_preset("huge")
+
+
+@pytest.mark.parametrize(
+    ("preset", "low", "high"),
+    [("base", 90e6, 100e6), ("base_fbank", 90e6, 100e6), ("small", 10e6, 25e6), ("tiny", 1e5, 2e6)],
+)
+def test_preset_parameter_counts(preset, low, high):
+    """wav2vec 2.0 BASE has ~95M parameters (Baevski et al. 2020, §4.2)."""
+    assert low <= count_parameters(load_encoder_preset(preset)) <= high

@@ -1,0 +1,83 @@
+"""End to end: config → synthetic corpus → tiny encoder → Barlow Twins → checkpoints → upstream."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechssl.train import load_encoder, load_pretrain_config, pretrain
+from speechssl.train.checkpoint import find_latest, list_checkpoints
+from speechssl.train.logging import read_metrics
+from speechssl.train.pretrain import LoaderData
+
+TINY_RUN = [
+    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=40",
+    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
+    "objective.projector=[32, 32]", "objective.view.crop_seconds=0.5",
+    "data.synthetic.num_utterances=40", "data.synthetic.num_speakers=4", "data.crop_seconds=0.75",
+    "data.max_batch_seconds=6.0", "data.num_workers=0",
+    "optim.warmup_steps=1", "train.max_steps=3", "train.log_every=1", "train.checkpoint_every=2",
+    "train.device=cpu",
+]
+
+
+def test_pretrain_end_to_end_then_resume_further(tmp_path):
+    overrides = [*TINY_RUN, f"data.root={tmp_path / 'corpus'}"]
+    config = load_pretrain_config(None, overrides, method="barlow_twins")
+    result = pretrain(config, tmp_path / "run")
+
+    assert result.step == 3 and math.isfinite(result.loss)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_00000002", "step_00000003"]
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert {"invariance", "redundancy", "audio_seconds_per_second"} <= records[0].keys()
+    assert load_pretrain_config(tmp_path / "run" / "step_00000003" / "config.yaml") == config
+
+    encoder = load_encoder(result.checkpoint)
+    assert encoder.config == config.encoder
+    features = encoder.eval()(torch.randn(2, 8000), torch.tensor([8000, 6000]))
+    frames = int(encoder.output_lengths(torch.tensor(8000)))
+    assert features.last_hidden_state.shape == (2, frames, 32)
+    assert torch.isfinite(features.last_hidden_state).all()
+
+    longer = load_pretrain_config(None, [*overrides, "train.max_steps=4"], method="barlow_twins")
+    resumed = pretrain(longer, tmp_path / "run", resume=True)
+    assert resumed.step == 4 and find_latest(tmp_path / "run").name == "step_00000004"
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+
+
+class _PreemptedError(Exception):
+    pass
+
+
+def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch):
+    overrides = [*TINY_RUN, f"data.root={tmp_path / 'corpus'}", "data.num_workers=1", "train.max_steps=4",
+                 "train.checkpoint_every=2"]
+    config = load_pretrain_config(None, overrides, method="barlow_twins")
+    straight = pretrain(config, tmp_path / "straight")
+
+    served = []
+    original = LoaderData.loader_for_epoch
+
+    def preempt_at_fourth_batch(self, epoch, start_batch):
+        for batch in original(self, epoch, start_batch):
+            served.append(batch)
+            if len(served) == 4:
+                raise _PreemptedError
+            yield batch
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LoaderData, "loader_for_epoch", preempt_at_fourth_batch)
+        with pytest.raises(_PreemptedError):
+            pretrain(config, tmp_path / "resumed")
+    assert find_latest(tmp_path / "resumed").name == "step_00000002"
+    resumed = pretrain(config, tmp_path / "resumed", resume=True)
+
+    expected = load_file(straight.checkpoint / "model.safetensors")
+    found = load_file(resumed.checkpoint / "model.safetensors")
+    assert found.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(found[name], tensor), name
