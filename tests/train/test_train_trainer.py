@@ -19,6 +19,7 @@ from train_standins import (
     quiet_train_config,
 )
 
+from speechssl.data.batch import AudioBatch
 from speechssl.methods.base import MethodOutput
 from speechssl.train.checkpoint import find_latest, list_checkpoints
 from speechssl.train.logging import read_metrics
@@ -195,3 +196,20 @@ def test_sigterm_checkpoints_the_update_in_progress_and_resumes_exactly(tmp_path
     expected = load_file(straight.checkpoint / "model.safetensors")
     found = load_file(resumed.checkpoint / "model.safetensors")
     assert all(torch.equal(found[name], tensor) for name, tensor in expected.items())
+
+
+class _SecondBatchUnreadable(InMemoryData):
+    """Batch 1 (0-based) of every epoch comes out empty, as when all its files are bad."""
+
+    def loader_for_epoch(self, epoch, start_batch):
+        batches = list(super().loader_for_epoch(epoch, 0))
+        batches[1] = AudioBatch(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), ids=[])
+        return iter(batches[start_batch:])
+
+
+def test_empty_batches_are_skipped_but_count_in_the_resume_position(tmp_path):
+    result = train(_method(0), _SecondBatchUnreadable(make_corpus(10), 2), fast_optim_config(),
+                   quiet_train_config(max_steps=4), tmp_path, RESOLVED)
+    saved = torch.load(result.checkpoint / "trainer_state.pt", weights_only=True)
+    assert (saved["epoch"], saved["batch_in_epoch"]) == (0, 5)
+    assert math.isfinite(result.loss)

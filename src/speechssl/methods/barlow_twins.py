@@ -231,6 +231,23 @@ class BarlowTwins(PretextMethod):
         pooled = masked_mean(output.hidden_states[self.config.layer], output.lengths)  # (batch, dim)
         return self.projector(pooled)
 
+    def project_views(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projections ``z_a, z_b`` ``(batch, proj_dim)`` of two independent augmentations.
+
+        Args:
+            waveforms: ``(batch, samples)`` zero-padded audio.
+            lengths: ``(batch,)`` valid samples per utterance.
+            generator: augmentation randomness (default: the method's own, else the global RNG).
+        """
+        generator = generator if generator is not None else self.generator
+        projections = []
+        for _ in range(2):
+            view, view_lengths = self.view(waveforms, lengths, generator)
+            projections.append(self._project(view, view_lengths, self.view.feature_transform(generator)))
+        return projections[0], projections[1]
+
     def forward(self, batch: AudioBatch) -> MethodOutput:
         """Barlow Twins loss of two augmented views of ``batch``.
 
@@ -238,11 +255,7 @@ class BarlowTwins(PretextMethod):
             the loss and, as metrics, the invariance and redundancy terms, the mean
             diagonal of ``C`` and the mean absolute off-diagonal entry of ``C``.
         """
-        projections = []
-        for _ in range(2):
-            waveforms, lengths = self.view(batch.waveforms, batch.lengths, self.generator)
-            projections.append(self._project(waveforms, lengths, self.view.feature_transform(self.generator)))
-        terms = self.loss(*projections)
+        terms = self.loss(*self.project_views(batch.waveforms, batch.lengths))
         c = terms.cross_correlation.detach()
         metrics = {
             "invariance": terms.invariance.detach(),
