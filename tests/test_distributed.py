@@ -85,7 +85,9 @@ def test_setup_from_env_rejects_bad_environment(
 
 def _collectives_worker(rank: int, world: int, port: int, out: Path) -> None:
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         weights = torch.arange(1.0, 6.0)[:, None] * torch.tensor([1.0, -2.0])  # (5, 2), same on every rank
         rows = [2, 3][rank]  # unequal batches: ranks hold rows 0..1 and 2..4

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechssl.config import ConfigError
-
 
 def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="list corpora, build manifests, validate data")
@@ -131,7 +129,7 @@ def _run_data(args: argparse.Namespace) -> int:
         manifest = _load_corpus(args.path, args.corpus)
         report = validate_manifest(manifest, decode=not args.no_decode)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
-        return 1 if report.bad_files else 0
+        return 0 if report.ok else 2
     config = from_dict(SyntheticConfig, apply_overrides({}, args.overrides), where="synthetic")
     manifest = generate_synthetic_corpus(config, Path(args.output))
     print(f"{len(manifest)} synthetic utterances in {args.output}")
@@ -182,9 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": _run_probe,
         "quickstart": _run_quickstart,
     }
+    from speechssl.data import AudioError
+    from speechssl.train import NonFiniteLossError, TrainingInterruptedError
+
     try:
         return handlers[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ValueError, OSError, AudioError, NonFiniteLossError, TrainingInterruptedError) as err:
         print(f"speechssl: error: {err}", file=sys.stderr)
         return 2
 

@@ -80,7 +80,9 @@ class _AllGatherCat(Function):
         padded.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
         gathered = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(gathered, padded)
-        return torch.cat([part.narrow(dim, 0, size) for part, size in zip(gathered, sizes, strict=True)], dim=dim)
+        return torch.cat(
+            [part.narrow(dim, 0, size) for part, size in zip(gathered, sizes, strict=True)], dim=dim
+        )
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
@@ -136,7 +138,10 @@ def all_gather_cat(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
     gathered = [torch.empty_like(encoded) for _ in range(world_size())]
     dist.all_gather(gathered, encoded)
     found = [tuple(int(s) for s in item[1 : 1 + int(item[0])]) for item in gathered]
-    if any(len(shp) != tensor.dim() for shp in found) or len({shp[:dim] + shp[dim + 1 :] for shp in found}) != 1:
+    if (
+        any(len(shp) != tensor.dim() for shp in found)
+        or len({shp[:dim] + shp[dim + 1 :] for shp in found}) != 1
+    ):
         raise ValueError(
             f"all_gather_cat along dim {dim}: expected every rank's shape to agree except along dim {dim}, "
             f"found {found}"
@@ -174,7 +179,9 @@ def setup_from_env() -> tuple[int, int, int]:
             f"expected WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE, found RANK={global_rank}, WORLD_SIZE={size}"
         )
     if not dist.is_available():
-        raise RuntimeError("launched with RANK/WORLD_SIZE set, but this PyTorch build has no torch.distributed")
+        raise RuntimeError(
+            "launched with RANK/WORLD_SIZE set, but this PyTorch build has no torch.distributed"
+        )
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)

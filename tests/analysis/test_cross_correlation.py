@@ -28,7 +28,9 @@ def test_matrix_is_the_loss_matrix_detached() -> None:
     c = cross_correlation_matrix(z_a, z_b)
     assert c.shape == (6, 6) and not c.requires_grad
     torch.testing.assert_close(c, BarlowTwinsLoss()(z_a, z_b).cross_correlation.detach())
-    torch.testing.assert_close(torch.diagonal(cross_correlation_matrix(z_b, z_b)), torch.ones(6), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        torch.diagonal(cross_correlation_matrix(z_b, z_b)), torch.ones(6), atol=1e-4, rtol=0
+    )
 
 
 def test_diagonal_stats_on_known_matrices() -> None:
@@ -47,7 +49,9 @@ def test_diagonal_stats_on_known_matrices() -> None:
     assert stats["redundancy"] == pytest.approx(0.2)
     loss = BarlowTwinsLoss(lambda_=0.01)(*embeddings(1))
     stats = diagonal_stats(loss.cross_correlation)
-    assert stats["invariance"] + 0.01 * stats["redundancy"] == pytest.approx(float(loss.loss.detach()), rel=1e-5)
+    assert stats["invariance"] + 0.01 * stats["redundancy"] == pytest.approx(
+        float(loss.loss.detach()), rel=1e-5
+    )
     with pytest.raises(ValueError, match=r"square \(dim, dim\) matrix with dim >= 2, found shape \(2, 3\)"):
         diagonal_stats(torch.zeros(2, 3))
 
@@ -62,7 +66,9 @@ def test_plot_writes_side_by_side_png(tmp_path: Path) -> None:
     assert path == tmp_path / "plots" / "cross_correlation.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(path)
-    single_path = plot_cross_correlation({"after training": matrices["after training"]}, tmp_path / "single.png")
+    single_path = plot_cross_correlation(
+        {"after training": matrices["after training"]}, tmp_path / "single.png"
+    )
     single = matplotlib.image.imread(single_path)
     assert image.shape[1] > 1.5 * single.shape[1]  # two panels side by side
     plot_cross_correlation({"block": torch.eye(300)}, tmp_path / "block.png", max_dims=50)
@@ -72,7 +78,9 @@ def test_plot_writes_side_by_side_png(tmp_path: Path) -> None:
 def test_plot_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected at least one matrix to plot, found none"):
         plot_cross_correlation({}, tmp_path / "x.png")
-    with pytest.raises(ValueError, match=r"'bad': expected a square \(dim, dim\) matrix, found shape \(3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"'bad': expected a square \(dim, dim\) matrix, found shape \(3, 2\)"
+    ):
         plot_cross_correlation({"bad": torch.zeros(3, 2)}, tmp_path / "x.png")
     with pytest.raises(ValueError, match="max_dims: expected >= 1 or None, found 0"):
         plot_cross_correlation({"ok": torch.eye(3)}, tmp_path / "x.png", max_dims=0)

@@ -124,5 +124,7 @@ def test_rejects_bad_parameters(build, message: str) -> None:
 
 
 def test_rejects_waveform_shaped_input() -> None:
-    with pytest.raises(ValueError, match=r"expected input \(batch, frames, channels\), found shape \(2, 100\)"):
+    with pytest.raises(
+        ValueError, match=r"expected input \(batch, frames, channels\), found shape \(2, 100\)"
+    ):
         TimeMask(5)(torch.zeros(2, 100), torch.tensor([100, 50]))

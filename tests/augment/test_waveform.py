@@ -77,7 +77,9 @@ class TestAddNoise:
     def test_exact_snr_over_valid_samples_and_clean_padding(self, color: str) -> None:
         waveforms, lengths = padded_batch([16000, 4000, 9000])
         waveforms[1] *= 0.01  # a quiet utterance gets proportionally quiet noise
-        noisy, out_lengths = AddNoise((10.0, 10.0), color)(waveforms, lengths, torch.Generator().manual_seed(0))
+        noisy, out_lengths = AddNoise((10.0, 10.0), color)(
+            waveforms, lengths, torch.Generator().manual_seed(0)
+        )
         assert torch.equal(out_lengths, lengths)
         assert padding_is_zero(noisy, lengths)
         for i, length in enumerate(lengths.tolist()):
@@ -93,7 +95,9 @@ class TestAddNoise:
     def test_pink_noise_has_one_over_f_spectrum(self) -> None:
         clean = torch.zeros(1, 2**15)
         clean[0, 0] = 1.0  # tiny non-silent signal; the noise dominates
-        noisy, _ = AddNoise((0.0, 0.0), "pink")(clean, torch.tensor([2**15]), torch.Generator().manual_seed(0))
+        noisy, _ = AddNoise((0.0, 0.0), "pink")(
+            clean, torch.tensor([2**15]), torch.Generator().manual_seed(0)
+        )
         power = torch.fft.rfft(noisy[0] - clean[0]).abs().pow(2)[1:].double()
         freqs = torch.arange(1, power.shape[0] + 1, dtype=torch.float64)
         slope = torch.linalg.lstsq(
@@ -126,7 +130,10 @@ class TestAddNoise:
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [
-            ({"snr_db": (20.0, 5.0)}, r"snr_db: expected \(low, high\) with low <= high, found \(20.0, 5.0\)"),
+            (
+                {"snr_db": (20.0, 5.0)},
+                r"snr_db: expected \(low, high\) with low <= high, found \(20.0, 5.0\)",
+            ),
             ({"color": "blue"}, "color: expected 'white' or 'pink', found 'blue'"),
             ({"p": 1.5}, r"p: expected a probability in \[0, 1\], found 1.5"),
         ],
@@ -158,5 +165,7 @@ class TestGain:
         first, _ = Gain()(waveforms, lengths, torch.Generator().manual_seed(2))
         second, _ = Gain()(waveforms, lengths, torch.Generator().manual_seed(2))
         assert torch.equal(first, second)
-        with pytest.raises(ValueError, match=r"db: expected \(low, high\) with low <= high, found \(3.0, -3.0\)"):
+        with pytest.raises(
+            ValueError, match=r"db: expected \(low, high\) with low <= high, found \(3.0, -3.0\)"
+        ):
             Gain((3.0, -3.0))

@@ -1,4 +1,4 @@
-"""Fixtures for the data tests: the shared real corpora (skipped when absent) and tiny audio files."""
+"""Fixtures for the data tests: tiny audio files."""
 
 from __future__ import annotations
 
@@ -8,22 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-@pytest.fixture
-def shared_data() -> Callable[[str], Path]:
-    """``shared_data("fsdd")`` -> the folder under the shared data, or skip the test if it is absent."""
-
-    def locate(name: str) -> Path:
-        folder = SHARED_DATA / name
-        if not folder.is_dir():
-            pytest.skip(f"shared corpus {name!r} not found at {folder} (see the shared data README)")
-        return folder
-
-    return locate
 
 
 @pytest.fixture

@@ -23,7 +23,9 @@ def test_load_audio_resamples_a_sine_accurately(tmp_path):
     rate, frequency = 8000, 440.0
     time = np.arange(8000) / rate
     path = tmp_path / "sine8k.wav"
-    soundfile.write(str(path), (0.5 * np.sin(2 * np.pi * frequency * time)).astype(np.float32), rate, subtype="FLOAT")
+    soundfile.write(
+        str(path), (0.5 * np.sin(2 * np.pi * frequency * time)).astype(np.float32), rate, subtype="FLOAT"
+    )
     waveform = load_audio(path, target_sr=16000)
     assert waveform.shape == (16000,)
     reference = 0.5 * np.sin(2 * np.pi * frequency * np.arange(16000) / 16000)

@@ -18,7 +18,13 @@ def speakers_by_split(manifest: Manifest) -> dict[str, set[str]]:
 
 def test_registry_names():
     assert set(available_corpora()) == {
-        "fsdd", "librispeech", "ravdess", "arabic_speech_commands", "speech_commands", "folder", "manifest",
+        "fsdd",
+        "librispeech",
+        "ravdess",
+        "arabic_speech_commands",
+        "speech_commands",
+        "folder",
+        "manifest",
     }
 
 
@@ -81,7 +87,9 @@ def test_librispeech_fixture_without_speakers_file(tmp_path, write_audio):
     )
     with pytest.raises(FileNotFoundError, match=r"trans.txt, line 4: no audio file 84-121123-0003.flac"):
         load_corpus("librispeech", tmp_path)
-    (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO\n84-121123-0001 COME\n84-121123-0002 STAY\n")
+    (chapter / "84-121123.trans.txt").write_text(
+        "84-121123-0000 GO\n84-121123-0001 COME\n84-121123-0002 STAY\n"
+    )
     manifest = load_corpus("librispeech", tmp_path / "dev-clean", valid_fraction=0.34, test_fraction=0.34)
     assert "gender" not in manifest.label_columns
     assert manifest.counts("split") == {"test": 1, "train": 1, "valid": 1}
@@ -120,8 +128,11 @@ def test_arabic_speech_commands_counts_and_speaker_disjoint_splits(shared_data):
     assert len(manifest.counts("speaker")) == 30
     assert manifest.counts("split") == {"test": 720, "train": 2160, "valid": 720}
     by_split = speakers_by_split(manifest)
-    assert not (by_split["train"] & by_split["valid"] or by_split["train"] & by_split["test"]
-                or by_split["valid"] & by_split["test"])
+    assert not (
+        by_split["train"] & by_split["valid"]
+        or by_split["train"] & by_split["test"]
+        or by_split["valid"] & by_split["test"]
+    )
     row = manifest[0]
     assert row.id == f"{row.labels['keyword']}/{row.path.stem}" and row.speaker == row.path.name[:8]
     # Header durations agree with decoding.
@@ -145,8 +156,14 @@ def test_arabic_speech_commands_without_csvs_lists_the_folders(tmp_path, write_a
 
 
 def test_speech_commands_fixture(tmp_path, write_audio):
-    files = ["yes/0a7c2a8d_nohash_0.wav", "yes/0a7c2a8d_nohash_1.wav", "yes/b00c4c53_nohash_0.wav",
-             "no/0a7c2a8d_nohash_0.wav", "no/c1d39ce8_nohash_0.wav", "no/c1d39ce8_nohash_2.wav"]
+    files = [
+        "yes/0a7c2a8d_nohash_0.wav",
+        "yes/0a7c2a8d_nohash_1.wav",
+        "yes/b00c4c53_nohash_0.wav",
+        "no/0a7c2a8d_nohash_0.wav",
+        "no/c1d39ce8_nohash_0.wav",
+        "no/c1d39ce8_nohash_2.wav",
+    ]
     for name in files:
         write_audio(tmp_path / name, seconds=0.25)
     write_audio(tmp_path / "_background_noise_" / "white_noise.wav", seconds=1.0)

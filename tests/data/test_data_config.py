@@ -11,7 +11,12 @@ from speechssl.data.synthetic import SyntheticConfig, config_hash
 
 def test_defaults_and_validation():
     config = DataConfig()
-    assert (config.corpus, config.split, config.crop_seconds, config.max_batch_seconds) == ("synthetic", "train", 2.0, 32.0)
+    assert (config.corpus, config.split, config.crop_seconds, config.max_batch_seconds) == (
+        "synthetic",
+        "train",
+        2.0,
+        32.0,
+    )
     with pytest.raises(ValueError, match=r"corpus: unknown corpus 'timit' \(expected one of: fsdd"):
         DataConfig(corpus="timit", root="/x")
     with pytest.raises(ValueError, match="root: corpus 'fsdd' needs root"):
@@ -40,14 +45,23 @@ def test_synthetic_manifest_in_default_cache_and_split(monkeypatch, tmp_path):
     assert train[0].path.is_relative_to(tmp_path / "synthetic" / config_hash(synthetic))
     everything = load_manifest(DataConfig(synthetic=synthetic, split=None))
     assert len(everything) == 20
-    with pytest.raises(ValueError, match=r"no rows of split 'dev' in corpus 'synthetic' \(splits: test, train, valid\)"):
+    with pytest.raises(
+        ValueError, match=r"no rows of split 'dev' in corpus 'synthetic' \(splits: test, train, valid\)"
+    ):
         load_manifest(DataConfig(synthetic=synthetic, split="dev"))
 
 
 def test_registry_corpus_with_options(tmp_path, write_audio):
     write_audio(tmp_path / "yes" / "a.wav", seconds=0.2)
     write_audio(tmp_path / "no" / "b.wav", seconds=0.2)
-    config = from_dict(DataConfig, {"corpus": "folder", "root": str(tmp_path), "split": "test",
-                                    "corpus_options": {"label_column": "keyword", "split": "test"}})
+    config = from_dict(
+        DataConfig,
+        {
+            "corpus": "folder",
+            "root": str(tmp_path),
+            "split": "test",
+            "corpus_options": {"label_column": "keyword", "split": "test"},
+        },
+    )
     manifest = load_manifest(config)
     assert manifest.column("keyword") == ["no", "yes"]

@@ -24,8 +24,12 @@ from speechssl.data.sampler import DurationBatchSampler
 def manifest(tmp_path, write_audio) -> Manifest:
     """Twelve files of 0.3–2.5 s at 8 and 16 kHz, labelled by folder."""
     for i, seconds in enumerate(np.linspace(0.3, 2.5, 12)):
-        write_audio(tmp_path / "audio" / f"class{i % 3}" / f"f{i:02d}.wav", seconds=float(seconds),
-                    sample_rate=(8000, 16000)[i % 2], frequency=200.0 + 50 * i)
+        write_audio(
+            tmp_path / "audio" / f"class{i % 3}" / f"f{i:02d}.wav",
+            seconds=float(seconds),
+            sample_rate=(8000, 16000)[i % 2],
+            frequency=200.0 + 50 * i,
+        )
     return load_corpus("folder", tmp_path / "audio", label_column="keyword")
 
 
@@ -122,7 +126,12 @@ def test_skip_bad_drops_and_lists_bad_files(mixed_manifest):
     assert [bad.id for bad in summary] == bad_ids and summary.count == 5
     assert "non-finite" in summary.files[3].reason and "file not found" in summary.files[4].reason
     headers_only = scan_bad_files(mixed_manifest, decode=False)
-    assert [bad.id for bad in headers_only] == ["zero_bytes", "garbage", "empty", "missing"]  # NaN needs decoding
+    assert [bad.id for bad in headers_only] == [
+        "zero_bytes",
+        "garbage",
+        "empty",
+        "missing",
+    ]  # NaN needs decoding
 
     dataset = AudioDataset(mixed_manifest, skip_bad=True)
     items = [dataset[i] for i in range(len(dataset))]

@@ -70,8 +70,15 @@ def test_rows_must_be_consistent(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_roundtrip_with_relative_and_absolute_paths(tmp_path, suffix):
     inside = make_rows(tmp_path / "corpus")
-    outside = Utterance("far", tmp_path / "elsewhere" / "far.wav", 2.0, 8000, "spk9", "test",
-                        {"gender": "f", "transcript": "ünïcode, \"quotes\""})
+    outside = Utterance(
+        "far",
+        tmp_path / "elsewhere" / "far.wav",
+        2.0,
+        8000,
+        "spk9",
+        "test",
+        {"gender": "f", "transcript": 'ünïcode, "quotes"'},
+    )
     manifest = Manifest([*inside, outside])
     path = tmp_path / "corpus" / f"manifest{suffix}"
     manifest.save(path)
@@ -89,7 +96,9 @@ def test_roundtrip_with_relative_and_absolute_paths(tmp_path, suffix):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    texts=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20), min_size=1, max_size=5),
+    texts=st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20), min_size=1, max_size=5
+    ),
     durations=st.lists(st.floats(min_value=0, max_value=1e5, allow_nan=False), min_size=5, max_size=5),
 )
 def test_roundtrip_preserves_arbitrary_text_and_exact_durations(tmp_path, texts, durations):
@@ -104,8 +113,15 @@ def test_roundtrip_preserves_arbitrary_text_and_exact_durations(tmp_path, texts,
 
 def test_jsonl_integer_labels_become_strings(tmp_path):
     path = tmp_path / "m.jsonl"
-    record = {"id": "a", "path": "a.wav", "duration": 1, "sample_rate": 8000, "speaker": "s", "split": "train",
-              "digit": 3}
+    record = {
+        "id": "a",
+        "path": "a.wav",
+        "duration": 1,
+        "sample_rate": 8000,
+        "speaker": "s",
+        "split": "train",
+        "digit": 3,
+    }
     path.write_text(json.dumps(record) + "\n\n")
     manifest = Manifest.load(path)
     assert manifest[0].labels == {"digit": "3"} and manifest[0].path == tmp_path / "a.wav"
@@ -119,13 +135,21 @@ HEADER = "id,path,duration,sample_rate,speaker,split,gender"
     [
         ("id,path,sample_rate,speaker,split\n", r"line 1: missing required column 'duration'"),
         ("", r"line 1: empty file"),
-        (f"{HEADER}\na,a.wav,1.0,16000,s,train,f\nb,b.wav,abc,16000,s,train,f\n",
-         r"line 3, column 'duration': expected a number of seconds >= 0, found 'abc'"),
+        (
+            f"{HEADER}\na,a.wav,1.0,16000,s,train,f\nb,b.wav,abc,16000,s,train,f\n",
+            r"line 3, column 'duration': expected a number of seconds >= 0, found 'abc'",
+        ),
         (f"{HEADER}\na,a.wav,-1,16000,s,train,f\n", r"line 2, column 'duration': expected a finite"),
-        (f"{HEADER}\na,a.wav,1.0,16k,s,train,f\n", r"line 2, column 'sample_rate': expected a positive integer"),
+        (
+            f"{HEADER}\na,a.wav,1.0,16k,s,train,f\n",
+            r"line 2, column 'sample_rate': expected a positive integer",
+        ),
         (f"{HEADER}\na,a.wav,1.0,16000,s,train\n", r"line 2: expected 7 fields, found 6"),
         (f"{HEADER}\n,a.wav,1.0,16000,s,train,f\n", r"line 2, column 'id': expected a non-empty string"),
-        (f"{HEADER}\na,a.wav,1,16000,s,train,f\na,b.wav,1,16000,s,train,f\n", r"line 3, column 'id': duplicate"),
+        (
+            f"{HEADER}\na,a.wav,1,16000,s,train,f\na,b.wav,1,16000,s,train,f\n",
+            r"line 3, column 'id': duplicate",
+        ),
         ("id,id,path,duration,sample_rate,speaker,split\n", r"line 1: column 'id' appears more than once"),
     ],
 )
@@ -142,18 +166,36 @@ def test_bad_csv_errors_name_file_line_and_column(tmp_path, text, message):
     [
         (['{"id": "a"'], r"line 1: not valid JSON"),
         (["[1, 2]"], r"line 1: expected a JSON object"),
-        (['{"id": "a", "path": "a.wav", "duration": 1.0, "speaker": "s", "split": "train"}'],
-         r"line 1: missing required column 'sample_rate'"),
-        (['{"id": "a", "path": "a.wav", "duration": 1.0, "sample_rate": 16000, "speaker": "s", "split": "t"}',
-          '{"id": "b", "path": "b.wav", "duration": 1.0, "sample_rate": 16000.5, "speaker": "s", "split": "t"}'],
-         r"line 2, column 'sample_rate': expected a positive integer"),
-        (['{"id": "a", "path": "a.wav", "duration": true, "sample_rate": 16000, "speaker": "s", "split": "t"}'],
-         r"line 1, column 'duration'"),
-        (['{"id": "a", "path": "a.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t", "x": []}'],
-         r"line 1, column 'x': expected a string label"),
-        (['{"id": "a", "path": "a.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t", "x": "1"}',
-          '{"id": "b", "path": "b.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t"}'],
-         r"line 2: label columns"),
+        (
+            ['{"id": "a", "path": "a.wav", "duration": 1.0, "speaker": "s", "split": "train"}'],
+            r"line 1: missing required column 'sample_rate'",
+        ),
+        (
+            [
+                '{"id": "a", "path": "a.wav", "duration": 1.0, "sample_rate": 16000, "speaker": "s", "split": "t"}',
+                '{"id": "b", "path": "b.wav", "duration": 1.0, "sample_rate": 16000.5, "speaker": "s", "split": "t"}',
+            ],
+            r"line 2, column 'sample_rate': expected a positive integer",
+        ),
+        (
+            [
+                '{"id": "a", "path": "a.wav", "duration": true, "sample_rate": 16000, "speaker": "s", "split": "t"}'
+            ],
+            r"line 1, column 'duration'",
+        ),
+        (
+            [
+                '{"id": "a", "path": "a.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t", "x": []}'
+            ],
+            r"line 1, column 'x': expected a string label",
+        ),
+        (
+            [
+                '{"id": "a", "path": "a.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t", "x": "1"}',
+                '{"id": "b", "path": "b.wav", "duration": 1, "sample_rate": 16000, "speaker": "s", "split": "t"}',
+            ],
+            r"line 2: label columns",
+        ),
     ],
 )
 def test_bad_jsonl_errors_name_file_and_line(tmp_path, lines, message):

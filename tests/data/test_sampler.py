@@ -39,8 +39,15 @@ def test_every_index_once_bound_respected_ranks_equal(
 ):
     ranks = []
     for rank in range(num_replicas):
-        sampler = DurationBatchSampler(durations, max_seconds, shuffle=shuffle, seed=seed,
-                                       bucket_size_multiplier=multiplier, num_replicas=num_replicas, rank=rank)
+        sampler = DurationBatchSampler(
+            durations,
+            max_seconds,
+            shuffle=shuffle,
+            seed=seed,
+            bucket_size_multiplier=multiplier,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
         sampler.set_epoch(epoch)
         ranks.append(list(sampler))
         assert len(sampler) == len(ranks[-1])
@@ -128,8 +135,11 @@ def test_bucketing_keeps_padding_low():
 
 def test_without_shuffle_batches_ignore_the_seed():
     durations = [3.0, 1.0, 2.0, 5.0, 4.0]
-    assert list(DurationBatchSampler(durations, 6.0, shuffle=False, seed=0)) == \
-        list(DurationBatchSampler(durations, 6.0, shuffle=False, seed=9)) == [[1, 2], [0], [4], [3]]
+    assert (
+        list(DurationBatchSampler(durations, 6.0, shuffle=False, seed=0))
+        == list(DurationBatchSampler(durations, 6.0, shuffle=False, seed=9))
+        == [[1, 2], [0], [4], [3]]
+    )
 
 
 @pytest.mark.parametrize(

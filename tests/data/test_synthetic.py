@@ -51,11 +51,17 @@ def test_same_seed_same_audio_other_seed_other_audio(tmp_path):
     config = SyntheticConfig(num_utterances=12, num_speakers=4, seed=7)
     first = generate_synthetic_corpus(config, tmp_path / "a")
     second = generate_synthetic_corpus(config, tmp_path / "b")
-    other = generate_synthetic_corpus(SyntheticConfig(num_utterances=12, num_speakers=4, seed=8), tmp_path / "c")
+    other = generate_synthetic_corpus(
+        SyntheticConfig(num_utterances=12, num_speakers=4, seed=8), tmp_path / "c"
+    )
     for row_a, row_b in zip(first, second, strict=True):
         assert row_a.path.read_bytes() == row_b.path.read_bytes()
         assert (row_a.labels, row_a.speaker, row_a.split, row_a.duration) == (
-            row_b.labels, row_b.speaker, row_b.split, row_b.duration)
+            row_b.labels,
+            row_b.speaker,
+            row_b.split,
+            row_b.duration,
+        )
     assert any(a.path.read_bytes() != c.path.read_bytes() for a, c in zip(first, other, strict=True))
 
 
@@ -84,8 +90,10 @@ def test_manifest_columns_splits_and_durations(small_corpus):
 
 def test_factors_are_independent():
     factors = sample_factors(SyntheticConfig(num_utterances=3000, num_speakers=20, seed=0))
-    table = {name: [str(getattr(f, name).id if name == "speaker" else getattr(f, name)) for f in factors]
-             for name in FACTORS}
+    table = {
+        name: [str(getattr(f, name).id if name == "speaker" else getattr(f, name)) for f in factors]
+        for name in FACTORS
+    }
     for a, b in itertools.combinations(FACTORS, 2):
         values_a, values_b = sorted(set(table[a])), sorted(set(table[b]))
         counts = np.zeros((len(values_a), len(values_b)))
@@ -107,7 +115,9 @@ def test_speaker_voices_follow_gender():
 def test_resonator_has_unity_dc_gain_and_peaks_at_its_formant():
     from scipy.signal import sosfreqz
 
-    frequencies, response = sosfreqz(resonator_sos(1000.0, 100.0, SAMPLE_RATE)[None, :], worN=4096, fs=SAMPLE_RATE)
+    frequencies, response = sosfreqz(
+        resonator_sos(1000.0, 100.0, SAMPLE_RATE)[None, :], worN=4096, fs=SAMPLE_RATE
+    )
     assert abs(response[0]) == pytest.approx(1.0)
     assert frequencies[np.argmax(np.abs(response))] == pytest.approx(1000.0, abs=10)
 
@@ -128,10 +138,12 @@ def estimate_f0(waveform: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(("contour", "sign"), [("rise", 1), ("fall", -1), ("flat", 0)])
 def test_pitch_contour_is_audible(contour, sign):
-    voice = SpeakerVoice("x", "m", f0_hz=120.0, vtl_factor=1.0, open_quotient=0.6, breathiness=0.03,
-                         tilt_coefficient=0.8)
-    waveform = synthesize_utterance(UtteranceFactors(voice, "ua", contour, "slow", "medium", "30dB"),
-                                    np.random.default_rng(0))
+    voice = SpeakerVoice(
+        "x", "m", f0_hz=120.0, vtl_factor=1.0, open_quotient=0.6, breathiness=0.03, tilt_coefficient=0.8
+    )
+    waveform = synthesize_utterance(
+        UtteranceFactors(voice, "ua", contour, "slow", "medium", "30dB"), np.random.default_rng(0)
+    )
     f0 = estimate_f0(waveform)
     change = 12 * np.log2(np.median(f0[-3:]) / np.median(f0[:3]))  # semitones
     if sign == 0:
@@ -170,7 +182,9 @@ def log_spectrum_mean(waveform: np.ndarray) -> np.ndarray:
 
 
 def test_linear_probe_recovers_speaker_and_word(small_corpus):
-    features = np.stack([log_spectrum_mean(load_audio(row.path)) for row in small_corpus])  # (utterances, 257)
+    features = np.stack(
+        [log_spectrum_mean(load_audio(row.path)) for row in small_corpus]
+    )  # (utterances, 257)
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     speaker = cross_val_score(probe, features, small_corpus.column("speaker"), cv=3).mean()
     word = cross_val_score(probe, features, small_corpus.column("word"), cv=3).mean()

@@ -14,9 +14,15 @@ from speechssl.data.validate import validate_manifest
 
 def test_report_on_a_small_manifest(tmp_path, write_audio, bad_files):
     rows = [
-        Utterance(f"u{i}", write_audio(tmp_path / f"u{i}.wav", seconds=0.25 * (i + 1), sample_rate=(8000, 16000)[i % 2]),
-                  0.25 * (i + 1), (8000, 16000)[i % 2], f"spk{i % 2}", ("train", "test")[i // 3],
-                  {"keyword": ("yes", "no")[i % 2]})
+        Utterance(
+            f"u{i}",
+            write_audio(tmp_path / f"u{i}.wav", seconds=0.25 * (i + 1), sample_rate=(8000, 16000)[i % 2]),
+            0.25 * (i + 1),
+            (8000, 16000)[i % 2],
+            f"spk{i % 2}",
+            ("train", "test")[i // 3],
+            {"keyword": ("yes", "no")[i % 2]},
+        )
         for i in range(4)
     ]
     rows.append(Utterance("broken", bad_files["nan"], 0.1, 16000, "spk2", "test", {"keyword": "yes"}))

@@ -63,13 +63,23 @@ def run(module: torch.nn.Module, y: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mel_scale", ["slaney", "htk"])
-@pytest.mark.parametrize(("n_fft", "n_mels", "f_min", "f_max"), [(400, 80, 0.0, None), (512, 40, 50.0, 7600.0)])
+@pytest.mark.parametrize(
+    ("n_fft", "n_mels", "f_min", "f_max"), [(400, 80, 0.0, None), (512, 40, 50.0, 7600.0)]
+)
 def test_mel_filters_match_librosa(mel_scale, n_fft, n_mels, f_min, f_max):
     """Filters equal librosa's ``filters.mel`` up to float32 rounding (weights are <= 0.04, atol 1e-8)."""
-    config = FilterbankConfig(n_fft=n_fft, win_length=400, n_mels=n_mels, f_min=f_min, f_max=f_max,
-                              mel_scale=mel_scale)
-    reference = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max,
-                                    htk=mel_scale == "htk", dtype=np.float64)
+    config = FilterbankConfig(
+        n_fft=n_fft, win_length=400, n_mels=n_mels, f_min=f_min, f_max=f_max, mel_scale=mel_scale
+    )
+    reference = librosa.filters.mel(
+        sr=SAMPLE_RATE,
+        n_fft=n_fft,
+        n_mels=n_mels,
+        fmin=f_min,
+        fmax=f_max,
+        htk=mel_scale == "htk",
+        dtype=np.float64,
+    )
     ours = LogMelFilterbank(config).mel_filters  # (n_freqs, n_mels)
     assert ours.shape == (n_fft // 2 + 1, n_mels)
     np.testing.assert_allclose(ours.T.double().numpy(), reference, rtol=0, atol=1e-8)
@@ -114,8 +124,14 @@ def test_mfcc_matches_librosa():
     module = MFCC(LogMelFilterbank(FilterbankConfig(log_offset=1e-10)), n_mfcc=13)
     ours = run(module, y) * (10 / math.log(10))
     reference = librosa.feature.mfcc(
-        y=y.astype(np.float64), sr=SAMPLE_RATE, n_mfcc=13, n_fft=400, hop_length=160, win_length=400,
-        n_mels=80, dtype=np.float64,
+        y=y.astype(np.float64),
+        sr=SAMPLE_RATE,
+        n_mfcc=13,
+        n_fft=400,
+        hop_length=160,
+        win_length=400,
+        n_mels=80,
+        dtype=np.float64,
     ).T
     assert ours.shape == reference.shape == (101, 13)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=2e-3)
@@ -143,7 +159,7 @@ def test_padded_utterance_has_same_features_as_alone(module_factory, center):
     lengths = [16000, 9999, 1234, 400]
     signals = [torch.from_numpy(speech_like(n, seed=i)) for i, n in enumerate(lengths)]
     waveforms = torch.nn.utils.rnn.pad_sequence(signals, batch_first=True)  # (batch, samples)
-    waveforms[1, lengths[1]:] = 5.0  # garbage after the end must be ignored
+    waveforms[1, lengths[1] :] = 5.0  # garbage after the end must be ignored
     features, frame_lengths = module(waveforms, torch.tensor(lengths))
     for i, signal in enumerate(signals):
         alone, alone_lengths = module(signal[None], torch.tensor([len(signal)]))

@@ -163,7 +163,9 @@ def projector_and_inputs() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def _ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         projector, x_a, x_b = projector_and_inputs()
         model = nn.parallel.DistributedDataParallel(projector)
@@ -233,7 +235,9 @@ def audio_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
     lengths_t = torch.tensor(lengths)
     t = torch.arange(max(lengths)) / 16000
     pitch = 100 + 300 * torch.rand(len(lengths), 1, generator=generator)
-    waveforms = torch.sin(2 * math.pi * pitch * t) + 0.1 * torch.randn(len(lengths), max(lengths), generator=generator)
+    waveforms = torch.sin(2 * math.pi * pitch * t) + 0.1 * torch.randn(
+        len(lengths), max(lengths), generator=generator
+    )
     waveforms = waveforms.masked_fill(lengths_to_padding_mask(lengths_t), 0.0)
     return AudioBatch(waveforms, lengths_t, [f"utt{i}" for i in range(len(lengths))])
 
@@ -288,7 +292,9 @@ class TestBarlowTwinsMethod:
         method = BarlowTwins(encoder, small_config(layer=0), generator=torch.Generator().manual_seed(0))
         assert torch.isfinite(method(batch).loss)
         bad = BarlowTwins(encoder, small_config(layer=encoder.num_layers))
-        with pytest.raises(ValueError, match=rf"{encoder.num_layers} hidden states .* found {encoder.num_layers}"):
+        with pytest.raises(
+            ValueError, match=rf"{encoder.num_layers} hidden states .* found {encoder.num_layers}"
+        ):
             bad(batch)
 
     def test_registry_builds_from_mapping_and_config_errors_name_the_key(self) -> None:
@@ -300,7 +306,9 @@ class TestBarlowTwinsMethod:
         assert isinstance(method, BarlowTwins)
         assert method.loss.lambda_ == 0.0051
         assert method.projector(torch.randn(3, method.encoder.dim)).shape == (3, 8)
-        with pytest.raises(ConfigError, match=r"projector: expected a non-empty list of positive widths, found \[\]"):
+        with pytest.raises(
+            ConfigError, match=r"projector: expected a non-empty list of positive widths, found \[\]"
+        ):
             method_config("barlow_twins", {"projector": []})
         with pytest.raises(ConfigError, match="lambda_: expected float, found 'big'"):
             method_config("barlow_twins", {"lambda_": "big"})

@@ -12,8 +12,18 @@ from speechssl.models import EncoderConfig
 
 def _make_config(frontend: str = "fbank", **overrides) -> EncoderConfig:
     options = dict(
-        frontend=frontend, dim=32, layers=2, heads=4, ffn_dim=64, dropout=0.0, attention_dropout=0.0,
-        pos_conv_kernel=16, pos_conv_groups=4, n_mels=40, subsampling_channels=8, conv_channels=32,
+        frontend=frontend,
+        dim=32,
+        layers=2,
+        heads=4,
+        ffn_dim=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        pos_conv_kernel=16,
+        pos_conv_groups=4,
+        n_mels=40,
+        subsampling_channels=8,
+        conv_channels=32,
     )
     options.update(overrides)
     return EncoderConfig(**options)

@@ -68,8 +68,9 @@ def test_padding_invariance_in_eval_mode(options, make_config, speech_batch):
     ],
 )
 @pytest.mark.parametrize("causal", [True, False])
-def test_causal_encoder_does_not_see_the_future(frontend, options, last_sample_of_frame, causal, make_config,
-                                                speech_batch):
+def test_causal_encoder_does_not_see_the_future(
+    frontend, options, last_sample_of_frame, causal, make_config, speech_batch
+):
     encoder = SpeechEncoder.from_config(make_config(frontend, causal=causal, **options)).eval()
     waveforms, lengths = speech_batch([16000])
     start = last_sample_of_frame(10)  # frames 0..10 end before the perturbation
@@ -111,7 +112,9 @@ def test_tiny_encoder_fits_a_toy_target(speech_batch):
     losses = []
     for _ in range(15):
         output = encoder(waveforms, lengths)
-        loss = torch.nn.functional.mse_loss(head(masked_mean(output.last_hidden_state, output.lengths)), target)
+        loss = torch.nn.functional.mse_loss(
+            head(masked_mean(output.last_hidden_state, output.lengths)), target
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -126,8 +129,9 @@ def test_state_dict_round_trip(make_config, speech_batch):
     copy.load_state_dict(source.state_dict())
     waveforms, lengths = speech_batch([4000, 3000])
     with torch.no_grad():
-        torch.testing.assert_close(copy(waveforms, lengths).last_hidden_state,
-                                   source(waveforms, lengths).last_hidden_state)
+        torch.testing.assert_close(
+            copy(waveforms, lengths).last_hidden_state, source(waveforms, lengths).last_hidden_state
+        )
 
 
 @pytest.mark.parametrize(

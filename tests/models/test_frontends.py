@@ -65,8 +65,9 @@ def test_conv_output_lengths_agrees_with_nn_conv1d():
     for kernel, stride, padding in [(3, 2, 2), (10, 5, 0), (2, 2, 0), (5, 1, 4)]:
         conv = nn.Conv1d(1, 1, kernel, stride, padding=padding // 2)
         for n in range(kernel, 60):
-            assert conv(torch.zeros(1, 1, n)).shape[-1] == int(conv_output_lengths(torch.tensor(n), kernel, stride,
-                                                                                    padding))
+            assert conv(torch.zeros(1, 1, n)).shape[-1] == int(
+                conv_output_lengths(torch.tensor(n), kernel, stride, padding)
+            )
 
 
 @pytest.mark.parametrize(

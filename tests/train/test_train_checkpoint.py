@@ -42,8 +42,9 @@ def _trained(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, torch.opt
 
 
 def _state(step: int) -> TrainerState:
-    return TrainerState(step=step, epoch=1, batch_in_epoch=3, elapsed_s=1.5, last_loss=0.25,
-                        rng_states=[capture_rng_state()])
+    return TrainerState(
+        step=step, epoch=1, batch_in_epoch=3, elapsed_s=1.5, last_loss=0.25, rng_states=[capture_rng_state()]
+    )
 
 
 def test_round_trip_restores_every_tensor_and_the_trainer_state(tmp_path):
@@ -52,7 +53,11 @@ def test_round_trip_restores_every_tensor_and_the_trainer_state(tmp_path):
     path = save_checkpoint(tmp_path, method, optimizer, scheduler, saved, CONFIG)
     assert path == tmp_path / "step_00000007"
     assert {p.name for p in path.iterdir()} == {
-        "model.safetensors", "trainer_state.pt", "config.yaml", "encoder.safetensors", "encoder.yaml"
+        "model.safetensors",
+        "trainer_state.pt",
+        "config.yaml",
+        "encoder.safetensors",
+        "encoder.yaml",
     }
     assert yaml.safe_load((path / "config.yaml").read_text()) == CONFIG
     assert yaml.safe_load((path / "encoder.yaml").read_text()) == {"dim": 8}
@@ -66,8 +71,11 @@ def test_round_trip_restores_every_tensor_and_the_trainer_state(tmp_path):
     for name, tensor in restored.state_dict().items():
         assert torch.equal(tensor, original[name]), name
     assert restored.decoder.weight is restored.head.weight
-    for group, reference in zip(restored_optimizer.state_dict()["state"].values(),
-                                optimizer.state_dict()["state"].values(), strict=True):
+    for group, reference in zip(
+        restored_optimizer.state_dict()["state"].values(),
+        optimizer.state_dict()["state"].values(),
+        strict=True,
+    ):
         assert all(torch.equal(group[k], reference[k]) for k in ("exp_avg", "exp_avg_sq"))
     assert restored_scheduler.state_dict()["last_epoch"] == scheduler.state_dict()["last_epoch"]
 
@@ -141,8 +149,15 @@ class _EncoderOnlyMethod(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         config = dataclasses.replace(
-            load_encoder_preset("tiny"), dim=32, layers=1, heads=2, ffn_dim=64, pos_conv_groups=4,
-            pos_conv_kernel=8, subsampling_channels=8, n_mels=40,
+            load_encoder_preset("tiny"),
+            dim=32,
+            layers=1,
+            heads=2,
+            ffn_dim=64,
+            pos_conv_groups=4,
+            pos_conv_kernel=8,
+            subsampling_channels=8,
+            n_mels=40,
         )
         self.encoder = SpeechEncoder.from_config(config)
         self.head = nn.Linear(32, 4)

@@ -13,19 +13,9 @@ from speechssl.train.checkpoint import find_latest, list_checkpoints
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import LoaderData
 
-TINY_RUN = [
-    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=40",
-    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
-    "objective.projector=[32, 32]", "objective.view.crop_seconds=0.5",
-    "data.synthetic.num_utterances=40", "data.synthetic.num_speakers=4", "data.crop_seconds=0.75",
-    "data.max_batch_seconds=6.0", "data.num_workers=0",
-    "optim.warmup_steps=1", "train.max_steps=3", "train.log_every=1", "train.checkpoint_every=2",
-    "train.device=cpu",
-]
 
-
-def test_pretrain_end_to_end_then_resume_further(tmp_path):
-    overrides = [*TINY_RUN, f"data.root={tmp_path / 'corpus'}"]
+def test_pretrain_end_to_end_then_resume_further(tmp_path, tiny_pretrain_overrides):
+    overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
     config = load_pretrain_config(None, overrides, method="barlow_twins")
     result = pretrain(config, tmp_path / "run")
 
@@ -53,9 +43,14 @@ class _PreemptedError(Exception):
     pass
 
 
-def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch):
-    overrides = [*TINY_RUN, f"data.root={tmp_path / 'corpus'}", "data.num_workers=1", "train.max_steps=4",
-                 "train.checkpoint_every=2"]
+def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch, tiny_pretrain_overrides):
+    overrides = [
+        *tiny_pretrain_overrides,
+        f"data.root={tmp_path / 'corpus'}",
+        "data.num_workers=1",
+        "train.max_steps=4",
+        "train.checkpoint_every=2",
+    ]
     config = load_pretrain_config(None, overrides, method="barlow_twins")
     straight = pretrain(config, tmp_path / "straight")
 

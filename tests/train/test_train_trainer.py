@@ -40,16 +40,30 @@ def test_stopped_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pa
     # after update 5, so updates 4 and 5 are redone after resuming.
     corpus = make_corpus(10, seed=1)
     config = quiet_train_config(max_steps=6, grad_accum_steps=2, checkpoint_every=3, keep_last=5)
-    straight = train(_method(0), InMemoryData(corpus, 2), fast_optim_config(), config,
-                     tmp_path / "straight", RESOLVED)
+    straight = train(
+        _method(0), InMemoryData(corpus, 2), fast_optim_config(), config, tmp_path / "straight", RESOLVED
+    )
 
     with pytest.raises(PreemptedError):
-        train(_method(0), CrashingData(corpus, 2, crash_at=11), fast_optim_config(), config,
-              tmp_path / "resumed", RESOLVED)
+        train(
+            _method(0),
+            CrashingData(corpus, 2, crash_at=11),
+            fast_optim_config(),
+            config,
+            tmp_path / "resumed",
+            RESOLVED,
+        )
     assert find_latest(tmp_path / "resumed").name == "step_00000003"
     assert max(r["step"] for r in read_metrics(tmp_path / "resumed")) == 5
-    resumed = train(_method(99), InMemoryData(corpus, 2), fast_optim_config(), config,
-                    tmp_path / "resumed", RESOLVED, resume=True)
+    resumed = train(
+        _method(99),
+        InMemoryData(corpus, 2),
+        fast_optim_config(),
+        config,
+        tmp_path / "resumed",
+        RESOLVED,
+        resume=True,
+    )
 
     assert (resumed.step, resumed.loss) == (straight.step, straight.loss)
     expected = load_file(straight.checkpoint / "model.safetensors")
@@ -75,8 +89,14 @@ def test_gradient_accumulation_matches_one_batch_twice_as_large(tmp_path):
     results = {}
     for accum, batch_size in ((1, 4), (2, 2)):
         method = _method(0, stochastic=False)
-        train(method, InMemoryData(corpus, batch_size, shuffle=False), fast_optim_config(warmup_steps=0),
-              quiet_train_config(max_steps=3, grad_accum_steps=accum), tmp_path / f"accum{accum}", RESOLVED)
+        train(
+            method,
+            InMemoryData(corpus, batch_size, shuffle=False),
+            fast_optim_config(warmup_steps=0),
+            quiet_train_config(max_steps=3, grad_accum_steps=accum),
+            tmp_path / f"accum{accum}",
+            RESOLVED,
+        )
         results[accum] = method.state_dict()
     for name, tensor in results[1].items():
         torch.testing.assert_close(results[2][name], tensor, rtol=0, atol=1e-6, msg=name)
@@ -104,8 +124,14 @@ def test_non_finite_loss_stops_naming_the_update_and_keeps_the_last_good_checkpo
     torch.manual_seed(0)
     method = _ExplodingMethod(explode_at=5)
     with pytest.raises(NonFiniteLossError, match=r"update 5: expected a finite loss.*step_00000004"):
-        train(method, InMemoryData(make_corpus(10), 2), fast_optim_config(),
-              quiet_train_config(max_steps=8, checkpoint_every=2), tmp_path, RESOLVED)
+        train(
+            method,
+            InMemoryData(make_corpus(10), 2),
+            fast_optim_config(),
+            quiet_train_config(max_steps=8, checkpoint_every=2),
+            tmp_path,
+            RESOLVED,
+        )
     assert find_latest(tmp_path).name == "step_00000004"
     weights = load_file(tmp_path / "step_00000004" / "model.safetensors")
     assert all(torch.isfinite(t.float()).all() for t in weights.values())
@@ -114,14 +140,27 @@ def test_non_finite_loss_stops_naming_the_update_and_keeps_the_last_good_checkpo
 
 def test_logging_checkpointing_and_result(tmp_path):
     method = _method(0)
-    result = train(method, InMemoryData(make_corpus(8), 2), fast_optim_config(),
-                   quiet_train_config(max_steps=7, log_every=3, checkpoint_every=2, keep_last=2),
-                   tmp_path, RESOLVED)
+    result = train(
+        method,
+        InMemoryData(make_corpus(8), 2),
+        fast_optim_config(),
+        quiet_train_config(max_steps=7, log_every=3, checkpoint_every=2, keep_last=2),
+        tmp_path,
+        RESOLVED,
+    )
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [3, 6, 7]
     for record in records:
-        assert {"step", "epoch", "lr", "loss", "pooled_std", "grad_norm", "audio_seconds_per_second",
-                "elapsed_s"} <= record.keys()
+        assert {
+            "step",
+            "epoch",
+            "lr",
+            "loss",
+            "pooled_std",
+            "grad_norm",
+            "audio_seconds_per_second",
+            "elapsed_s",
+        } <= record.keys()
         assert math.isfinite(record["loss"]) and record["audio_seconds_per_second"] > 0
     assert result.loss_history == [(r["step"], r["loss"]) for r in records]
     # the lr logged with update s is the one that update used: multiplier of step s - 1
@@ -140,16 +179,29 @@ def test_a_used_run_directory_needs_resume_and_a_finished_run_resumes_to_nothing
     with pytest.raises(FileExistsError, match="resume"):
         train(_method(0), data, fast_optim_config(), quiet_train_config(max_steps=2), tmp_path, RESOLVED)
     built = data.loaders_built
-    again = train(_method(1), data, fast_optim_config(), quiet_train_config(max_steps=2), tmp_path, RESOLVED,
-                  resume=True)
+    again = train(
+        _method(1),
+        data,
+        fast_optim_config(),
+        quiet_train_config(max_steps=2),
+        tmp_path,
+        RESOLVED,
+        resume=True,
+    )
     assert (again.step, again.loss, again.checkpoint) == (first.step, first.loss, first.checkpoint)
     assert data.loaders_built == built
 
 
 def test_an_empty_epoch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="expected at least one non-empty batch in epoch 0"):
-        train(_method(0), InMemoryData(make_corpus(1), 2), fast_optim_config(), quiet_train_config(),
-              tmp_path, RESOLVED)
+        train(
+            _method(0),
+            InMemoryData(make_corpus(1), 2),
+            fast_optim_config(),
+            quiet_train_config(),
+            tmp_path,
+            RESOLVED,
+        )
 
 
 def test_optimizer_decays_matrices_but_not_biases_or_norm_gains():
@@ -188,8 +240,14 @@ def test_sigterm_checkpoints_the_update_in_progress_and_resumes_exactly(tmp_path
     straight = train(_method(0), data, optim, config, tmp_path / "a", RESOLVED)
     previous_handler = signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterruptedError, match="after update 2 of 5"):
-        train(_method(0), _SignallingData(corpus, 2, signal_at=3), fast_optim_config(), config,
-              tmp_path / "b", RESOLVED)
+        train(
+            _method(0),
+            _SignallingData(corpus, 2, signal_at=3),
+            fast_optim_config(),
+            config,
+            tmp_path / "b",
+            RESOLVED,
+        )
     assert signal.getsignal(signal.SIGTERM) is previous_handler
     assert find_latest(tmp_path / "b").name == "step_00000002"
     resumed = train(_method(1), data, optim, config, tmp_path / "b", RESOLVED, resume=True)
@@ -208,8 +266,14 @@ class _SecondBatchUnreadable(InMemoryData):
 
 
 def test_empty_batches_are_skipped_but_count_in_the_resume_position(tmp_path):
-    result = train(_method(0), _SecondBatchUnreadable(make_corpus(10), 2), fast_optim_config(),
-                   quiet_train_config(max_steps=4), tmp_path, RESOLVED)
+    result = train(
+        _method(0),
+        _SecondBatchUnreadable(make_corpus(10), 2),
+        fast_optim_config(),
+        quiet_train_config(max_steps=4),
+        tmp_path,
+        RESOLVED,
+    )
     saved = torch.load(result.checkpoint / "trainer_state.pt", weights_only=True)
     assert (saved["epoch"], saved["batch_in_epoch"]) == (0, 5)
     assert math.isfinite(result.loss)

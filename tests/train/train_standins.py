@@ -81,9 +81,7 @@ def make_corpus(count: int, samples: int = 800, seed: int = 0, ragged: bool = Tr
     """``count`` random waveforms of ``samples`` samples (or fewer, when ``ragged``)."""
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(samples // 2, samples + 1, (count,), generator=generator) if ragged else None
-    return [
-        torch.randn(int(lengths[i]) if ragged else samples, generator=generator) for i in range(count)
-    ]
+    return [torch.randn(int(lengths[i]) if ragged else samples, generator=generator) for i in range(count)]
 
 
 class InMemoryData:
@@ -116,8 +114,9 @@ class InMemoryData:
             order = torch.arange(len(self.waveforms))
         return (
             collate([self.waveforms[i] for i in order[start : start + self.batch_size].tolist()])
-            for start in range(start_batch * self.batch_size, self.batches_per_epoch() * self.batch_size,
-                               self.batch_size)
+            for start in range(
+                start_batch * self.batch_size, self.batches_per_epoch() * self.batch_size, self.batch_size
+            )
         )
 
 
@@ -155,14 +154,26 @@ def collate(waveforms: list[torch.Tensor]) -> AudioBatch:
 
 def quiet_train_config(**changes) -> TrainConfig:
     """A CPU, fp32 :class:`TrainConfig` for tests (no periodic checkpoints unless asked)."""
-    options = {"max_steps": 6, "log_every": 1, "checkpoint_every": 1000, "keep_last": 2, "seed": 3,
-               "device": "cpu", "precision": "fp32"}
+    options = {
+        "max_steps": 6,
+        "log_every": 1,
+        "checkpoint_every": 1000,
+        "keep_last": 2,
+        "seed": 3,
+        "device": "cpu",
+        "precision": "fp32",
+    }
     return TrainConfig(**{**options, **changes})
 
 
 def fast_optim_config(**changes) -> OptimConfig:
-    options = {"lr": 1e-2, "warmup_steps": 2, "min_lr_ratio": 0.1, "weight_decay": 0.01,
-               "clip_grad_norm": 1.0}
+    options = {
+        "lr": 1e-2,
+        "warmup_steps": 2,
+        "min_lr_ratio": 0.1,
+        "weight_decay": 0.01,
+        "clip_grad_norm": 1.0,
+    }
     return OptimConfig(**{**options, **changes})
 
 
@@ -179,9 +190,13 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
         corpus = make_corpus(16, seed=7)[rank::world_size]
         data = InMemoryData(corpus, batch_size=2, seed=rank)
         result = train(
-            method, data, fast_optim_config(), quiet_train_config(max_steps=3, grad_accum_steps=2,
-                                                                   checkpoint_every=2),
-            run_dir, {"test": "ddp"}, resume=False,
+            method,
+            data,
+            fast_optim_config(),
+            quiet_train_config(max_steps=3, grad_accum_steps=2, checkpoint_every=2),
+            run_dir,
+            {"test": "ddp"},
+            resume=False,
         )
         torch.save({k: v.clone() for k, v in method.state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"step": result.step, "loss": result.loss}))

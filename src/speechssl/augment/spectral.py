@@ -62,7 +62,9 @@ def _draw_spans(
 def _span_mask(starts: torch.Tensor, widths: torch.Tensor, size: int) -> torch.Tensor:
     """``(batch, num_masks)`` spans → ``(batch, size)`` bool, True inside any span."""
     positions = torch.arange(size, device=starts.device)
-    inside = (positions >= starts[..., None]) & (positions < (starts + widths)[..., None])  # (batch, masks, size)
+    inside = (positions >= starts[..., None]) & (
+        positions < (starts + widths)[..., None]
+    )  # (batch, masks, size)
     return inside.any(dim=1)
 
 

@@ -58,7 +58,9 @@ class DataConfig:
         if self.corpus not in names:
             raise ValueError(f"corpus: unknown corpus {self.corpus!r} (expected one of: {', '.join(names)})")
         if self.root is None and self.corpus != SYNTHETIC:
-            raise ValueError(f"root: corpus {self.corpus!r} needs root (its folder or manifest file), found None")
+            raise ValueError(
+                f"root: corpus {self.corpus!r} needs root (its folder or manifest file), found None"
+            )
         if self.corpus == SYNTHETIC and self.corpus_options:
             raise ValueError(f"corpus_options: the synthetic corpus takes none, found {self.corpus_options}")
         if self.split is not None and not self.split:

@@ -116,7 +116,9 @@ class AudioDataset(Dataset):
         if self.crop_seconds is None:
             return load_audio(row.path, self.sample_rate)
         offset = crop_offset(row.duration, self.crop_seconds, self.seed, self.epoch, index)
-        waveform = load_audio(row.path, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds)
+        waveform = load_audio(
+            row.path, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds
+        )
         return waveform[: round(self.crop_seconds * self.sample_rate)]  # (samples,) exact crop length
 
 
@@ -134,7 +136,9 @@ def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
         else:
             good.append(item)
     lengths = torch.tensor([item.waveform.shape[0] for item in good], dtype=torch.int64)
-    waveforms = torch.zeros(len(good), int(lengths.max()) if good else 0, dtype=torch.float32)  # (batch, samples)
+    waveforms = torch.zeros(
+        len(good), int(lengths.max()) if good else 0, dtype=torch.float32
+    )  # (batch, samples)
     for row, item in enumerate(good):
         waveforms[row, : item.waveform.shape[0]] = item.waveform
     columns = list(good[0].labels) if good else []
@@ -186,4 +190,3 @@ def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) ->
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(check, manifest))
     return BadFileSummary([bad for bad in results if bad is not None])
-

@@ -245,7 +245,9 @@ class Manifest:
 def _check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in MANIFEST_SUFFIXES:
-        raise ManifestError(f"{path}: manifest must end in .csv or .jsonl, found {path.suffix or 'no suffix'!r}")
+        raise ManifestError(
+            f"{path}: manifest must end in .csv or .jsonl, found {path.suffix or 'no suffix'!r}"
+        )
     return suffix
 
 
@@ -254,7 +256,9 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            raise ManifestError(f"{path}, line 1: empty file, expected a header line with columns {REQUIRED_COLUMNS}")
+            raise ManifestError(
+                f"{path}, line 1: empty file, expected a header line with columns {REQUIRED_COLUMNS}"
+            )
         duplicated = sorted({name for name in header if header.count(name) > 1})
         if duplicated:
             raise ManifestError(f"{path}, line 1: column {duplicated[0]!r} appears more than once")
@@ -284,7 +288,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as err:
                 raise ManifestError(f"{path}, line {line}: not valid JSON ({err.msg})") from err
             if not isinstance(record, dict):
-                raise ManifestError(f"{path}, line {line}: expected a JSON object, found {type(record).__name__}")
+                raise ManifestError(
+                    f"{path}, line {line}: expected a JSON object, found {type(record).__name__}"
+                )
             missing = [name for name in REQUIRED_COLUMNS if name not in record]
             if missing:
                 raise ManifestError(f"{path}, line {line}: missing required column {missing[0]!r}")
@@ -293,7 +299,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _parse_record(record: dict[str, Any], path: Path, line: int, base: Path) -> Utterance:
     def fail(column: str, expected: str) -> ManifestError:
-        return ManifestError(f"{path}, line {line}, column {column!r}: expected {expected}, found {record[column]!r}")
+        return ManifestError(
+            f"{path}, line {line}, column {column!r}: expected {expected}, found {record[column]!r}"
+        )
 
     def text(column: str, allow_empty: bool) -> str:
         value = record[column]

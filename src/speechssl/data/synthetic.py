@@ -59,7 +59,17 @@ FRICATIVE_RESONANCES_HZ = {
     "f": ((3500.0, 4000.0),),
 }
 # RMS of each phone relative to an open vowel.
-PHONE_LEVELS = {"i": 0.7, "e": 0.85, "ae": 1.0, "a": 1.0, "o": 0.95, "u": 0.7, "s": 0.3, "sh": 0.35, "f": 0.12}
+PHONE_LEVELS = {
+    "i": 0.7,
+    "e": 0.85,
+    "ae": 1.0,
+    "a": 1.0,
+    "o": 0.95,
+    "u": 0.7,
+    "s": 0.3,
+    "sh": 0.35,
+    "f": 0.12,
+}
 WORDS = {
     "sa": ("s", "a"),
     "ish": ("i", "sh"),
@@ -276,7 +286,9 @@ def synthesize_utterance(
     phone_seconds = np.array([VOWEL_SECONDS if p in VOWEL_FORMANTS_HZ else FRICATIVE_SECONDS for p in phones])
     phone_seconds = phone_seconds * RATES[factors.rate] * rng.uniform(0.9, 1.1, size=len(phones))
     lead, trail = rng.uniform(*SILENCE_SECONDS, size=2)
-    boundaries = np.round((lead + np.concatenate([[0.0], np.cumsum(phone_seconds)])) * sample_rate)  # (phones + 1,)
+    boundaries = np.round(
+        (lead + np.concatenate([[0.0], np.cumsum(phone_seconds)])) * sample_rate
+    )  # (phones + 1,)
     num_samples = int(boundaries[-1] + round(trail * sample_rate))
     samples = np.arange(num_samples, dtype=np.float64)
 
@@ -384,6 +396,8 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
     manifest = Manifest(rows)
     manifest.save(manifest_path)
     partial = marker.with_name(f".{MARKER_FILE}.{os.getpid()}.partial")
-    partial.write_text(json.dumps({"hash": digest, "version": SYNTHESIS_VERSION, "config": to_dict(config)}, indent=2))
+    partial.write_text(
+        json.dumps({"hash": digest, "version": SYNTHESIS_VERSION, "config": to_dict(config)}, indent=2)
+    )
     os.replace(partial, marker)
     return manifest

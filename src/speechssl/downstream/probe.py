@@ -151,10 +151,11 @@ def probe_tasks(
     seed: int = 0,
 ) -> list[ProbeResult]:
     """Linear-probe every label column in ``tasks`` on every layer index in ``layers``."""
-    missing = [t for t in tasks if t not in manifest.label_columns]
+    available = {"speaker", *manifest.label_columns}
+    missing = [t for t in tasks if t not in available]
     if missing:
         raise ValueError(
-            f"task(s) {missing} are not label columns of the manifest (available: {sorted(manifest.label_columns)})"
+            f"task(s) {missing} are not label columns of the manifest (available: {sorted(available)})"
         )
     num_layers = pooled.layers.shape[0]
     results = []

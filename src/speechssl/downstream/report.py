@@ -14,3 +14,20 @@ def format_probe_table(rows: list[dict]) -> str:
             f"{row['chance']:7.3f} {row['num_classes']:7d}"
         )
     return "\n".join(lines)
+
+
+def format_accuracy_matrix(rows: list[dict], upstreams: list[str], tasks: list[str]) -> str:
+    """Upstreams as rows, tasks as columns: ``accuracy (layer)``, with a chance-level row."""
+    by_key = {(r["upstream"], r["task"]): r for r in rows}
+    width = max(12, *(len(t) + 2 for t in tasks))
+    lines = [f"{'upstream':16s}" + "".join(f"{t:>{width}s}" for t in tasks)]
+    lines.append("-" * len(lines[0]))
+    for upstream in upstreams:
+        cells = []
+        for task in tasks:
+            row = by_key[(upstream, task)]
+            cells.append(f"{row['accuracy']:.3f} (L{row['layer']})".rjust(width))
+        lines.append(f"{upstream:16s}" + "".join(cells))
+    chance = [by_key[(upstreams[0], t)]["chance"] for t in tasks]
+    lines.append(f"{'chance':16s}" + "".join(f"{c:>{width}.3f}" for c in chance))
+    return "\n".join(lines)

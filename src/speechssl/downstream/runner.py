@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
-
 from speechssl.data import Manifest
 from speechssl.downstream.probe import ProbeResult, extract_pooled_features, probe_tasks
 from speechssl.upstream import build_upstream
@@ -56,9 +54,3 @@ def probe_upstreams(
         for result in select_layers(results, layer):
             rows.append({"upstream": spec, **asdict(result)})
     return rows
-
-
-def mean_accuracy(rows: list[dict], upstream: str, task: str) -> float:
-    """Accuracy of ``upstream`` on ``task`` (mean if several layers were kept)."""
-    values = [r["accuracy"] for r in rows if r["upstream"] == upstream and r["task"] == task]
-    return float(np.mean(values))

@@ -56,9 +56,7 @@ class FilterbankConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
         if self.win_length > self.n_fft:
-            raise ValueError(
-                f"win_length: expected at most n_fft={self.n_fft}, found {self.win_length}"
-            )
+            raise ValueError(f"win_length: expected at most n_fft={self.n_fft}, found {self.win_length}")
         nyquist = self.sample_rate / 2
         f_max = nyquist if self.f_max is None else self.f_max
         if not 0.0 <= self.f_min < f_max:

@@ -177,7 +177,9 @@ class BarlowTwinsConfig:
 
     def __post_init__(self) -> None:
         if not self.projector or any(width < 1 for width in self.projector):
-            raise ValueError(f"projector: expected a non-empty list of positive widths, found {self.projector}")
+            raise ValueError(
+                f"projector: expected a non-empty list of positive widths, found {self.projector}"
+            )
         if self.lambda_ < 0:
             raise ValueError(f"lambda_: expected >= 0, found {self.lambda_}")
         if self.scale_loss <= 0:

@@ -90,15 +90,24 @@ class EncoderConfig:
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
         for name in (
-            "dim", "layers", "heads", "ffn_dim", "pos_conv_kernel", "pos_conv_groups",
-            "n_mels", "subsampling_channels", "conv_channels",
+            "dim",
+            "layers",
+            "heads",
+            "ffn_dim",
+            "pos_conv_kernel",
+            "pos_conv_groups",
+            "n_mels",
+            "subsampling_channels",
+            "conv_channels",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
         if self.dim % self.heads != 0:
             raise ValueError(f"heads: expected a divisor of dim={self.dim}, found {self.heads}")
         if self.dim % self.pos_conv_groups != 0:
-            raise ValueError(f"pos_conv_groups: expected a divisor of dim={self.dim}, found {self.pos_conv_groups}")
+            raise ValueError(
+                f"pos_conv_groups: expected a divisor of dim={self.dim}, found {self.pos_conv_groups}"
+            )
         for name in ("dropout", "attention_dropout", "activation_dropout", "layer_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), found {getattr(self, name)}")

@@ -119,7 +119,9 @@ class FilterbankFrontend(nn.Module):
         dim: output dimension.
     """
 
-    def __init__(self, filterbank: LogMelFilterbank, subsampling: ConvSubsampling, feature_norm: bool = True) -> None:
+    def __init__(
+        self, filterbank: LogMelFilterbank, subsampling: ConvSubsampling, feature_norm: bool = True
+    ) -> None:
         super().__init__()
         if subsampling.in_features != filterbank.n_mels:
             raise ValueError(
@@ -173,7 +175,9 @@ class MaskedGroupNorm(nn.Module):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         if num_channels % num_groups != 0:
-            raise ValueError(f"num_groups: expected a divisor of num_channels={num_channels}, found {num_groups}")
+            raise ValueError(
+                f"num_groups: expected a divisor of num_channels={num_channels}, found {num_groups}"
+            )
         self.num_groups = num_groups
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_channels))
@@ -187,7 +191,9 @@ class MaskedGroupNorm(nn.Module):
         batch, channels, frames = x.shape
         per_group = channels // self.num_groups
         valid = (~lengths_to_padding_mask(lengths, frames)).float()  # (batch, frames)
-        grouped = x.float().reshape(batch, self.num_groups, per_group, frames)  # (batch, groups, per_group, frames)
+        grouped = x.float().reshape(
+            batch, self.num_groups, per_group, frames
+        )  # (batch, groups, per_group, frames)
         weights = valid[:, None, None, :]  # (batch, 1, 1, frames)
         count = (lengths.clamp(min=1) * per_group).float()[:, None, None, None]  # (batch, 1, 1, 1)
         mean = (grouped * weights).sum(dim=(2, 3), keepdim=True) / count  # (batch, groups, 1, 1)

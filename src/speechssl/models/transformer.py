@@ -159,7 +159,9 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"layer_drop: expected a probability in [0, 1), found {layer_drop}")
         for i, layer in enumerate(layers):
             if layer.dim != positional.dim:
-                raise ValueError(f"layers[{i}].dim: expected {positional.dim} like positional, found {layer.dim}")
+                raise ValueError(
+                    f"layers[{i}].dim: expected {positional.dim} like positional, found {layer.dim}"
+                )
         self.dim = positional.dim
         self.causal = positional.causal
         self.positional = positional
@@ -172,7 +174,9 @@ class TransformerEncoder(nn.Module):
         """``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a key."""
         mask = (~lengths_to_padding_mask(lengths, frames))[:, None, None, :]  # (batch, 1, 1, frames)
         if self.causal:
-            past = torch.ones(frames, frames, dtype=torch.bool, device=lengths.device).tril()  # (frames, frames)
+            past = torch.ones(
+                frames, frames, dtype=torch.bool, device=lengths.device
+            ).tril()  # (frames, frames)
             mask = mask & past  # (batch, 1, frames, frames)
         return mask
 

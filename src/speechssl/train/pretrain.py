@@ -17,7 +17,7 @@ from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
-from speechssl.methods import build_method, method_config
+from speechssl.methods import PretextMethod, build_method, method_config
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
@@ -78,6 +78,13 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     return LoaderData(dataset, sampler, loader)
 
 
+def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
+    """The config's encoder wrapped in its method, initialised from ``train.seed``."""
+    seed_everything(config.train.seed)
+    encoder = SpeechEncoder.from_config(config.encoder)
+    return build_method(config.method, method_config(config.method, config.objective), encoder)
+
+
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Pretrain the encoder of ``config`` with its method; what ``speechssl pretrain`` runs.
 
@@ -96,9 +103,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     distributed.setup_from_env()
     try:
         data = build_pretrain_data(config)
-        seed_everything(config.train.seed)
-        encoder = SpeechEncoder.from_config(config.encoder)
-        method = build_method(config.method, method_config(config.method, config.objective), encoder)
+        method = build_pretrain_method(config)
         return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
     finally:
         if started_group:

@@ -284,9 +284,19 @@ def build_optimizer(method: nn.Module, config: OptimConfig) -> torch.optim.AdamW
 
 
 def wrap_distributed(method: nn.Module, device: torch.device, find_unused_parameters: bool) -> nn.Module:
-    """``method`` in :class:`DistributedDataParallel` when more than one rank trains, else itself."""
+    """``method`` in :class:`DistributedDataParallel` when more than one rank trains, else itself.
+
+    On GPUs, batch norms (e.g. in projector heads) become :class:`~torch.nn.SyncBatchNorm`
+    so their statistics are those of the global batch, as in the reference implementations
+    of Barlow Twins and VICReg; the conversion keeps the parameter objects, so the optimizer
+    is unaffected. PyTorch's SyncBatchNorm has no CPU kernel: under gloo each rank
+    normalises with its own batch statistics.
+    """
     if distributed.world_size() <= 1:
         return method
+    if device.type == "cuda":
+        for name, child in method.named_children():
+            setattr(method, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
     return DistributedDataParallel(
         method,
         device_ids=[device.index] if device.type == "cuda" else None,

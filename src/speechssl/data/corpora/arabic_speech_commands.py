@@ -75,9 +75,15 @@ def load_arabic_speech_commands(root: str | Path) -> Manifest:
                     rows.append(_utterance(_resolve(root, record["file"], where), record["class"], split))
     else:
         folder = root / "dataset"
-        files = sorted(
-            p for p in folder.glob("*/*") if p.suffix.lower() in AUDIO_SUFFIXES and p.parent.name != "background_noise"
-        ) if folder.is_dir() else []
+        files = (
+            sorted(
+                p
+                for p in folder.glob("*/*")
+                if p.suffix.lower() in AUDIO_SUFFIXES and p.parent.name != "background_noise"
+            )
+            if folder.is_dir()
+            else []
+        )
         if not files:
             raise FileNotFoundError(
                 f"corpus 'arabic_speech_commands': neither train.csv/val.csv/test.csv nor "

@@ -19,9 +19,7 @@ def require_folder(root: str | Path, corpus: str) -> Path:
     return root
 
 
-def probe_utterance(
-    path: Path, *, id: str, speaker: str, split: str, labels: Mapping[str, str]
-) -> Utterance:
+def probe_utterance(path: Path, *, id: str, speaker: str, split: str, labels: Mapping[str, str]) -> Utterance:
     """An :class:`Utterance` for ``path`` whose duration and rate come from its header.
 
     Raises:

@@ -40,9 +40,7 @@ def load_folder(
         )
     files = list_audio(root)
     if not files:
-        raise FileNotFoundError(
-            f"corpus 'folder': no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}"
-        )
+        raise FileNotFoundError(f"corpus 'folder': no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}")
     rows = []
     for path in files:
         labels = {label_column: path.parent.name} if label_column else {}

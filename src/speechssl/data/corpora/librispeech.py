@@ -45,7 +45,9 @@ def read_speakers(path: Path) -> dict[str, str]:
             continue
         fields = [field.strip() for field in line.split("|")]
         if len(fields) < 2 or fields[1].upper() not in ("F", "M"):
-            raise ValueError(f"{path}, line {number}: expected 'ID | SEX | ...' with SEX F or M, found {line!r}")
+            raise ValueError(
+                f"{path}, line {number}: expected 'ID | SEX | ...' with SEX F or M, found {line!r}"
+            )
         sexes[fields[0]] = fields[1].lower()
     return sexes
 
@@ -123,7 +125,11 @@ def load_librispeech(
                         f"{transcript_file}, line {number}: expected 'SPEAKER-CHAPTER-UTTERANCE TEXT', found {line!r}"
                     )
                 audio = next(
-                    (p for p in (transcript_file.parent / f"{utt}{s}" for s in AUDIO_SUFFIXES) if p.is_file()),
+                    (
+                        p
+                        for p in (transcript_file.parent / f"{utt}{s}" for s in AUDIO_SUFFIXES)
+                        if p.is_file()
+                    ),
                     None,
                 )
                 if audio is None:

@@ -38,9 +38,7 @@ def load_speech_commands(root: str | Path) -> Manifest:
     """
     root = require_folder(root, "speech_commands")
     lists = {split: _read_list(root / name) for split, name in SPLIT_LISTS.items()}
-    files = sorted(
-        p for p in root.glob("*/*.wav") if p.parent.name != BACKGROUND_FOLDER and p.is_file()
-    )
+    files = sorted(p for p in root.glob("*/*.wav") if p.parent.name != BACKGROUND_FOLDER and p.is_file())
     if not files:
         raise FileNotFoundError(f"corpus 'speech_commands': no {{word}}/*.wav files under {root}")
     present = {path.relative_to(root).as_posix() for path in files}
@@ -61,7 +59,11 @@ def load_speech_commands(root: str | Path) -> Manifest:
         word = path.parent.name
         rows.append(
             probe_utterance(
-                path, id=f"{word}/{path.stem}", speaker=match["speaker"], split=split, labels={"keyword": word}
+                path,
+                id=f"{word}/{path.stem}",
+                speaker=match["speaker"],
+                split=split,
+                labels={"keyword": word},
             )
         )
     return Manifest(rows)

@@ -1,0 +1,53 @@
+"""Fixtures shared by the whole suite: the real corpora beside the repository, and a tiny
+pretrained checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from speechssl.train import TrainResult, load_pretrain_config, pretrain
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+TINY_PRETRAIN_OVERRIDES = (
+    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=40",
+    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
+    "objective.projector=[32, 32]", "objective.view.crop_seconds=0.5",
+    "data.synthetic.num_utterances=40", "data.synthetic.num_speakers=4", "data.crop_seconds=0.75",
+    "data.max_batch_seconds=6.0", "data.num_workers=0",
+    "optim.warmup_steps=1", "train.max_steps=3", "train.log_every=1", "train.checkpoint_every=2",
+    "train.device=cpu",
+)  # fmt: skip
+
+
+@pytest.fixture
+def shared_data() -> Callable[[str], Path]:
+    """``shared_data("fsdd")`` -> the folder under ``../shared/data``, or skip the test if it is absent."""
+
+    def locate(name: str) -> Path:
+        folder = SHARED_DATA / name
+        if not folder.is_dir():
+            pytest.skip(f"shared corpus {name!r} not found at {folder} (see the shared data README)")
+        return folder
+
+    return locate
+
+
+@pytest.fixture
+def tiny_pretrain_overrides() -> list[str]:
+    """``key=value`` overrides shrinking Barlow Twins pretraining to seconds on a CPU."""
+    return list(TINY_PRETRAIN_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TrainResult:
+    """A 3-step Barlow Twins run of a tiny encoder on a 40-utterance synthetic corpus."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = load_pretrain_config(
+        None, [*TINY_PRETRAIN_OVERRIDES, f"data.root={root / 'corpus'}"], method="barlow_twins"
+    )
+    return pretrain(config, root / "run")

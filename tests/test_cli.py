@@ -1,0 +1,126 @@
+"""The command line, run in-process: every sub-command once, and its error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from speechssl.cli import main
+
+
+def test_data_list_names_every_native_corpus(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fsdd", "librispeech", "ravdess", "arabic_speech_commands", "speech_commands", "folder"):
+        assert name in out
+
+
+def test_data_synthetic_manifest_and_validate(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    assert main(["data", "synthetic", str(corpus), "num_utterances=30", "num_speakers=3"]) == 0
+    assert main(["data", "manifest", str(corpus / "manifest.csv"), "-o", str(tmp_path / "m.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["data", "validate", str(tmp_path / "m.jsonl"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_utterances"] == 30
+    assert report["num_speakers"] == 3
+
+
+def test_data_validate_reports_bad_files_with_nonzero_exit(tmp_path, capsys):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "broken.wav").write_bytes(b"not audio at all")
+    assert main(["data", "validate", str(folder), "--corpus", "folder"]) == 2
+    assert "broken.wav" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("corpus", "utterances", "speakers"),
+    [
+        ("fsdd", 3000, 6),
+        ("mini_librispeech", 392, 28),
+        ("ravdess", 1440, 24),
+        ("arabic_speech_commands", 3600, 30),
+    ],
+)
+def test_data_validate_gives_the_shared_readme_counts(shared_data, capsys, corpus, utterances, speakers):
+    assert main(["data", "validate", str(shared_data(corpus)), "--no-decode", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["num_utterances"], report["num_speakers"]) == (utterances, speakers)
+
+
+def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
+    run = tmp_path / "run"
+    overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
+    assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 0
+    assert "finished at step 3" in capsys.readouterr().out
+    results = tmp_path / "probe.json"
+    args = [
+        "probe",
+        "--manifest",
+        str(tmp_path / "corpus" / "manifest.csv"),
+        "--task",
+        "gender",
+        "--task",
+        "word",
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--upstream",
+                str(run),
+                "--upstream",
+                "fbank",
+                "--layer",
+                "best",
+                "--output",
+                str(results),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "gender" in out and "fbank" in out
+    rows = json.loads(results.read_text())
+    assert {(r["upstream"], r["task"]) for r in rows} == {
+        (str(run), "gender"), (str(run), "word"), ("fbank", "gender"), ("fbank", "word")
+    }  # fmt: skip
+
+    # a used run directory is refused unless --resume
+    assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["pretrain", "--method", "barlow_twins", "--run-dir", "x", "optim.lr=fast"],
+            "optim.lr: expected float",
+        ),
+        (["pretrain", "--method", "barlow_twins", "--run-dir", "x", "optim.lrr=1"], "unknown key optim.lrr"),
+        (["pretrain", "--method", "simclr", "--run-dir", "x"], "simclr"),
+        (["pretrain", "--method", "barlow_twins", "--run-dir", "x", "lr"], "expected key=value"),
+        (["probe", "--upstream", "nope", "--manifest", "missing.csv", "--task", "t"], "missing.csv"),
+    ],
+)
+def test_errors_name_the_option_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quickstart_writes_its_report(tmp_path, capsys, tiny_pretrain_overrides):
+    keep = [o for o in tiny_pretrain_overrides if not o.startswith(("data.synthetic", "train.max_steps"))]
+    overrides = [*keep, "data.synthetic.num_utterances=80", "data.synthetic.num_speakers=4"]
+    assert main(["quickstart", "--output", str(tmp_path), "--steps", "4", *overrides]) == 0
+    out = capsys.readouterr().out
+    for name in ("barlow_twins", "random_init", "log_mel", "speaker", "contour", "chance"):
+        assert name in out
+    for name in ("loss_curve.png", "cross_correlation.png", "metrics.json", "report.md"):
+        assert (tmp_path / name).stat().st_size > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["pretraining"]["steps"] == 4
+    assert len(metrics["probes"]) == 3 * 4
+    assert set(metrics["cross_correlation"]) == {"before", "after"}
