@@ -29,10 +29,13 @@ def test_data_synthetic_manifest_and_validate(tmp_path, capsys):
 
 def test_data_validate_reports_bad_files_with_nonzero_exit(tmp_path, capsys):
     folder = tmp_path / "audio"
-    folder.mkdir()
+    assert main(["data", "synthetic", str(folder), "num_utterances=5", "num_speakers=2"]) == 0
     (folder / "broken.wav").write_bytes(b"not audio at all")
+    capsys.readouterr()
     assert main(["data", "validate", str(folder), "--corpus", "folder"]) == 2
-    assert "broken.wav" in capsys.readouterr().err
+    report = capsys.readouterr().out
+    assert "utterances: 5" in report
+    assert "1 bad file" in report and "broken.wav" in report
 
 
 @pytest.mark.parametrize(

@@ -97,18 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_corpus(path: str, corpus: str | None):
+def _load_corpus(path: str, corpus: str | None, bad_files=None):
+    """A manifest file, or a corpus folder in its native layout (bad headers recorded in ``bad_files``)."""
     from speechssl.data import Manifest, detect_corpus, load_corpus
 
     source = Path(path)
     if source.is_file():
         return Manifest.load(source)
-    return load_corpus(corpus or detect_corpus(source), source)
+    return load_corpus(corpus or detect_corpus(source), source, bad_files=bad_files)
 
 
 def _run_data(args: argparse.Namespace) -> int:
     from speechssl.config import apply_overrides, from_dict
     from speechssl.data import (
+        BadFileSummary,
         SyntheticConfig,
         available_corpora,
         generate_synthetic_corpus,
@@ -126,8 +128,9 @@ def _run_data(args: argparse.Namespace) -> int:
         print(f"wrote {len(manifest)} utterances to {args.output}")
         return 0
     if args.data_command == "validate":
-        manifest = _load_corpus(args.path, args.corpus)
-        report = validate_manifest(manifest, decode=not args.no_decode)
+        bad_files = BadFileSummary()
+        manifest = _load_corpus(args.path, args.corpus, bad_files)
+        report = validate_manifest(manifest, decode=not args.no_decode, bad_files=bad_files)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
         return 0 if report.ok else 2
     config = from_dict(SyntheticConfig, apply_overrides({}, args.overrides), where="synthetic")

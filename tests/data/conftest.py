@@ -60,3 +60,20 @@ def bad_files(tmp_path: Path, write_audio: Callable[..., Path]) -> dict[str, Pat
         "nan": nan,
         "missing": folder / "missing.wav",
     }
+
+
+@pytest.fixture
+def broken_folder(tmp_path: Path, write_audio: Callable[..., Path]) -> Path:
+    """A folder corpus whose three good files sort between three with bad headers.
+
+    Sorted: ``a.wav`` (good, 0.4 s), ``b.wav`` (random bytes), ``c/d.flac`` (good, 0.2 s),
+    ``c/e.wav`` (zero bytes), ``e.wav`` (a valid header with 0 frames), ``f.wav`` (good, 0.3 s).
+    """
+    folder = tmp_path / "broken"
+    write_audio(folder / "a.wav", seconds=0.4)
+    (folder / "b.wav").write_bytes(np.random.default_rng(1).bytes(3000))
+    write_audio(folder / "c" / "d.flac", seconds=0.2, sample_rate=8000)
+    (folder / "c" / "e.wav").write_bytes(b"")
+    soundfile.write(str(folder / "e.wav"), np.zeros((0, 1), dtype=np.float32), 16000, subtype="PCM_16")
+    write_audio(folder / "f.wav", seconds=0.3)
+    return folder

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from speechssl.data.audio import load_audio
+from speechssl.data.audio import AudioError, BadFileSummary, load_audio
 from speechssl.data.corpora import available_corpora, detect_corpus, load_corpus
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances
 from speechssl.data.manifest import Manifest
 
 
@@ -33,8 +35,13 @@ def test_load_corpus_errors(tmp_path):
         load_corpus("timit", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"corpus 'fsdd': .*nowhere does not exist"):
         load_corpus("fsdd", tmp_path / "nowhere")
-    with pytest.raises(ValueError, match=r"corpus 'librispeech' has no option 'subset' \(options: subsets"):
+    with pytest.raises(
+        ValueError,
+        match=r"corpus 'librispeech' has no option 'subset' \(options: subsets, valid_fraction, test_fraction\)",
+    ):
         load_corpus("librispeech", tmp_path, subset="dev-clean")
+    with pytest.raises(ValueError, match=r"corpus 'fsdd' has no option 'speakers' \(options: none\)"):
+        load_corpus("fsdd", tmp_path, speakers=["theo"])
 
 
 def test_fsdd_counts_and_splits(shared_data):
@@ -200,6 +207,104 @@ def test_folder_loader_and_manifest_files(tmp_path, write_audio):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no audio files"):
         load_corpus("folder", tmp_path / "empty")
+
+
+def test_probe_utterances_keeps_order_and_stops_at_the_first_bad_file(tmp_path, write_audio):
+    seconds = [0.1 + 0.01 * ((7 * i) % 20) for i in range(20)]  # not sorted like the names
+    paths = [write_audio(tmp_path / f"{i:02d}.wav", seconds=s) for i, s in enumerate(seconds)]
+    candidates = [
+        PendingUtterance(path, id=path.stem, speaker=f"s{i % 3}", split="train", labels={"n": str(i)})
+        for i, path in enumerate(paths)
+    ]
+    rows = probe_utterances(candidates, workers=4)
+    assert rows == probe_utterances(candidates, workers=1)
+    assert [row.id for row in rows] == [path.stem for path in paths]
+    assert [row.labels["n"] for row in rows] == [str(i) for i in range(20)]
+    np.testing.assert_allclose([row.duration for row in rows], seconds)
+    (tmp_path / "zero.wav").write_bytes(b"")
+    broken = [
+        *candidates[:5],
+        PendingUtterance(tmp_path / "gone.wav", id="gone", speaker="s0", split="train"),
+        *candidates[5:],
+        PendingUtterance(tmp_path / "zero.wav", id="zero", speaker="s0", split="train"),
+    ]
+    with pytest.raises(AudioError, match=r"gone\.wav: file not found"):
+        probe_utterances(broken, workers=4)
+    summary = BadFileSummary()
+    assert probe_utterances(broken, summary, workers=4) == rows
+    assert [(bad.id, bad.path) for bad in summary] == [
+        ("gone", str(tmp_path / "gone.wav")),
+        ("zero", str(tmp_path / "zero.wav")),
+    ]
+    with pytest.raises(ValueError, match="workers must be >= 1, found 0"):
+        probe_utterances(candidates, workers=0)
+
+
+def test_folder_loader_records_bad_headers(broken_folder, tmp_path):
+    with pytest.raises(AudioError, match=r"broken/b\.wav: not a readable audio file") as caught:
+        load_corpus("folder", broken_folder)
+    assert caught.value.path == broken_folder / "b.wav"
+    summary = BadFileSummary()
+    manifest = load_corpus("folder", broken_folder, bad_files=summary, label_column="group")
+    assert manifest.ids == ["a", "c/d", "f"]
+    assert manifest.column("group") == ["broken", "c", "broken"]
+    np.testing.assert_allclose(manifest.durations, [0.4, 0.2, 0.3])
+    assert [(bad.id, bad.path) for bad in summary] == [
+        ("b", str(broken_folder / "b.wav")),
+        ("c/e", str(broken_folder / "c" / "e.wav")),
+        ("e", str(broken_folder / "e.wav")),
+    ]
+    reasons = [bad.reason for bad in summary]
+    assert reasons[0].startswith("not a readable audio file") and reasons[1].startswith("not a readable")
+    assert reasons[2] == "empty audio file (0 samples)"
+    # A saved manifest is loaded as is, even when a file has gone bad since.
+    manifest.save(tmp_path / "m.jsonl")
+    (broken_folder / "a.wav").write_bytes(b"")
+    untouched = BadFileSummary()
+    assert load_corpus("manifest", tmp_path / "m.jsonl", bad_files=untouched) == manifest
+    assert load_corpus("folder", tmp_path / "m.jsonl", bad_files=untouched) == manifest
+    assert not untouched
+    # The good rows, in the order a folder without the bad files gives.
+    for path in ("a.wav", "b.wav", "c/e.wav", "e.wav"):
+        (broken_folder / path).unlink()
+    assert load_corpus("folder", broken_folder, label_column="group").ids == ["c/d", "f"]
+
+
+def test_fsdd_records_bad_recordings(tmp_path, write_audio):
+    recordings = tmp_path / "recordings"
+    for name in ("0_theo_0", "0_theo_7", "1_theo_12", "2_lucas_3"):
+        write_audio(recordings / f"{name}.wav", seconds=0.2, sample_rate=8000)
+    (recordings / "1_theo_5.wav").write_bytes(np.random.default_rng(2).bytes(3000))
+    (recordings / "2_lucas_40.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match=r"recordings/1_theo_5\.wav: not a readable audio file"):
+        load_corpus("fsdd", tmp_path)
+    summary = BadFileSummary()
+    manifest = load_corpus("fsdd", tmp_path, bad_files=summary)
+    assert manifest.ids == ["0_theo_0", "0_theo_7", "1_theo_12", "2_lucas_3"]
+    assert manifest.column("split") == ["test", "valid", "train", "test"]
+    assert manifest.column("keyword") == ["0", "0", "1", "2"]
+    assert set(manifest.column("sample_rate")) == {8000}
+    assert [(bad.id, Path(bad.path).name) for bad in summary] == [
+        ("1_theo_5", "1_theo_5.wav"),
+        ("2_lucas_40", "2_lucas_40.wav"),
+    ]
+    assert all(bad.reason.startswith("not a readable audio file") for bad in summary)
+
+
+def test_librispeech_bad_file_leaves_the_other_splits_alone(tmp_path, write_audio):
+    chapter = tmp_path / "dev-clean" / "84" / "121123"
+    ids = [f"84-121123-000{n}" for n in range(8)]
+    for utt in ids:
+        write_audio(chapter / f"{utt}.flac", seconds=0.2)
+    (chapter / "84-121123.trans.txt").write_text("".join(f"{utt} WORD\n" for utt in ids))
+    good = load_corpus("librispeech", tmp_path, valid_fraction=0.25, test_fraction=0.25)
+    (chapter / f"{ids[3]}.flac").write_bytes(np.random.default_rng(3).bytes(2000))
+    with pytest.raises(AudioError, match=rf"{ids[3]}\.flac: not a readable audio file"):
+        load_corpus("librispeech", tmp_path, valid_fraction=0.25, test_fraction=0.25)
+    summary = BadFileSummary()
+    broken = load_corpus("librispeech", tmp_path, bad_files=summary, valid_fraction=0.25, test_fraction=0.25)
+    assert broken == good.exclude_ids({ids[3]})
+    assert [bad.id for bad in summary] == [ids[3]]
 
 
 def test_detect_corpus_on_shared_layouts(shared_data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from speechssl.config import ConfigError, from_dict
+from speechssl.data.audio import AudioError, BadFileSummary
 from speechssl.data.config import DataConfig, default_cache_dir, load_manifest
 from speechssl.data.synthetic import SyntheticConfig, config_hash
 
@@ -65,3 +66,12 @@ def test_registry_corpus_with_options(tmp_path, write_audio):
     )
     manifest = load_manifest(config)
     assert manifest.column("keyword") == ["no", "yes"]
+
+
+def test_bad_files_found_while_building_the_manifest(broken_folder):
+    config = DataConfig(corpus="folder", root=str(broken_folder), split="train")
+    with pytest.raises(AudioError, match=r"b\.wav: not a readable audio file"):
+        load_manifest(config)
+    summary = BadFileSummary()
+    assert load_manifest(config, bad_files=summary).ids == ["a", "c/d", "f"]
+    assert [bad.id for bad in summary] == ["b", "c/e", "e"]

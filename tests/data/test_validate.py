@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora import load_corpus
 from speechssl.data.manifest import Manifest, Utterance
 from speechssl.data.validate import validate_manifest
@@ -41,6 +42,23 @@ def test_report_on_a_small_manifest(tmp_path, write_audio, bad_files):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["sample_rates"] == {"8000": 2, "16000": 3} and data["bad_files"]["count"] == 1
     assert validate_manifest(Manifest(rows), decode=False).ok  # NaNs are only found by decoding
+
+
+def test_report_lists_files_left_out_while_loading(broken_folder, bad_files):
+    summary = BadFileSummary()
+    manifest = load_corpus("folder", broken_folder, bad_files=summary)
+    assert validate_manifest(manifest).ok  # the rows left are all good
+    nan = Utterance("nan", bad_files["nan"], 0.1, 16000, "unknown", "train")
+    report = validate_manifest(Manifest([*manifest, nan]), decode=True, workers=2, bad_files=summary)
+    assert not report.ok and report.num_utterances == 4
+    assert [bad.id for bad in report.bad_files] == ["b", "c/e", "e", "nan"]  # header failures first
+    text = report.format()
+    assert "files decoded: 4 bad file(s)" in text
+    assert f"b: {broken_folder / 'b.wav'}: not a readable audio file" in text
+    assert f"e: {broken_folder / 'e.wav'}: empty audio file (0 samples)" in text
+    assert report.to_dict()["bad_files"]["count"] == 4
+    assert [bad.id for bad in summary] == ["b", "c/e", "e"]  # the caller's summary is unchanged
+    assert not validate_manifest(manifest, decode=False, bad_files=summary).ok
 
 
 def test_empty_manifest():

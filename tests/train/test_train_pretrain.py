@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -76,3 +77,22 @@ def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch, tiny_pretr
     assert found.keys() == expected.keys()
     for name, tensor in expected.items():
         assert torch.equal(found[name], tensor), name
+
+
+def test_bad_files_are_skipped_and_listed_or_stop_the_run(tmp_path, tiny_pretrain_overrides):
+    from speechssl.data import AudioError, SyntheticConfig, generate_synthetic_corpus
+
+    corpus = tmp_path / "wavs"
+    generate_synthetic_corpus(SyntheticConfig(num_utterances=20, num_speakers=2), corpus)
+    (corpus / "broken.wav").write_bytes(b"RIFF but not really audio")
+    overrides = [*tiny_pretrain_overrides, "data.corpus=folder", f"data.root={corpus}", "train.max_steps=2"]
+
+    config = load_pretrain_config(None, overrides, method="barlow_twins")
+    result = pretrain(config, tmp_path / "skip")
+    assert result.step == 2
+    listed = json.loads((tmp_path / "skip" / "bad_files.json").read_text())
+    assert listed["count"] == 1 and listed["files"][0]["path"].endswith("broken.wav")
+
+    strict = load_pretrain_config(None, [*overrides, "data.skip_bad=false"], method="barlow_twins")
+    with pytest.raises(AudioError, match=r"broken\.wav"):
+        pretrain(strict, tmp_path / "strict")

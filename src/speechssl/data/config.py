@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora import available_corpora, load_corpus
 from speechssl.data.manifest import Manifest
 from speechssl.data.synthetic import SyntheticConfig, config_hash, generate_synthetic_corpus
@@ -75,17 +76,25 @@ class DataConfig:
             raise ValueError(f"sample_rate: expected > 0, found {self.sample_rate}")
 
 
-def load_manifest(cfg: DataConfig) -> Manifest:
+def load_manifest(cfg: DataConfig, bad_files: BadFileSummary | None = None) -> Manifest:
     """The manifest ``cfg`` describes, restricted to ``cfg.split`` (generating the synthetic corpus if needed).
+
+    Args:
+        cfg: the data configuration.
+        bad_files: where to record the corpus files whose header is bad, which are left
+            out (pass one when ``cfg.skip_bad``); ``None`` stops at the first. The corpus is
+            probed before ``cfg.split`` is selected, so bad files of every split are listed.
+            Synthetic corpora and saved manifests read no headers and add nothing.
 
     Raises:
         ValueError: ``cfg.split`` names no row of the manifest.
+        AudioError: with ``bad_files=None``, a corpus file whose header is bad.
     """
     if cfg.corpus == SYNTHETIC:
         root = cfg.root or default_cache_dir() / SYNTHETIC / config_hash(cfg.synthetic)
         manifest = generate_synthetic_corpus(cfg.synthetic, root)
     else:
-        manifest = load_corpus(cfg.corpus, cfg.root, **cfg.corpus_options)
+        manifest = load_corpus(cfg.corpus, cfg.root, bad_files=bad_files, **cfg.corpus_options)
     if cfg.split is None:
         return manifest
     subset = manifest.filter(split=cfg.split)

@@ -21,7 +21,9 @@ class ValidationReport:
         total_seconds, min_seconds, mean_seconds, max_seconds: durations (0 when empty).
         label_counts: per label column, rows per value.
         sample_rates: rows per file sample rate (Hz).
-        bad_files: files that failed to decode (or whose header failed with ``decode=False``).
+        bad_files: files left out of the manifest while it was built (bad header), then
+            the manifest's files that failed to decode (or whose header failed with
+            ``decode=False``).
         decoded: whether every file was decoded.
     """
 
@@ -89,7 +91,12 @@ def _shorten(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def validate_manifest(manifest: Manifest, decode: bool = True, workers: int = 2) -> ValidationReport:
+def validate_manifest(
+    manifest: Manifest,
+    decode: bool = True,
+    workers: int = 2,
+    bad_files: BadFileSummary | None = None,
+) -> ValidationReport:
     """Count, summarise and check every file of ``manifest``.
 
     Args:
@@ -97,7 +104,12 @@ def validate_manifest(manifest: Manifest, decode: bool = True, workers: int = 2)
         decode: decode every file with :func:`~speechssl.data.audio.load_audio` (at its own
             rate); ``False`` reads headers only.
         workers: threads checking files.
+        bad_files: files already left out of ``manifest`` while it was built (the summary
+            filled by ``load_corpus(..., bad_files=...)``); they head the report's bad files,
+            so the report is not ``ok`` when any is listed. Not modified.
     """
+    found = BadFileSummary(list(bad_files) if bad_files is not None else [])
+    found.extend(scan_bad_files(manifest, workers=workers, decode=decode))
     durations = manifest.durations
     splits = manifest.counts("split")
     return ValidationReport(
@@ -111,6 +123,6 @@ def validate_manifest(manifest: Manifest, decode: bool = True, workers: int = 2)
         max_seconds=float(durations.max()) if len(durations) else 0.0,
         label_counts={column: manifest.counts(column) for column in manifest.label_columns},
         sample_rates=manifest.counts("sample_rate"),
-        bad_files=scan_bad_files(manifest, workers=workers, decode=decode),
+        bad_files=found,
         decoded=decode,
     )

@@ -6,6 +6,8 @@ Nothing here is method-specific: the method is looked up by name in
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from speechssl import distributed
 from speechssl.config import to_dict
+from speechssl.data.audio import BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
@@ -23,6 +26,8 @@ from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
 
+BAD_FILES = "bad_files.json"
+
 
 class LoaderData:
     """A :class:`~speechssl.train.trainer.PretrainData` over a dataset and a duration batch sampler.
@@ -32,10 +37,20 @@ class LoaderData:
         sampler: this rank's shard of duration-bounded batches; ``set_epoch(epoch, start_batch)``
             makes epochs deterministic and resumable mid-epoch.
         loader: a DataLoader over ``dataset`` driven by ``sampler``.
+        bad_files: files left out of the manifest because their header was unreadable
+            (with ``data.skip_bad``); files that fail later, when decoded, are dropped from
+            their batch with a warning naming them.
     """
 
-    def __init__(self, dataset: AudioDataset, sampler: DurationBatchSampler, loader: DataLoader) -> None:
+    def __init__(
+        self,
+        dataset: AudioDataset,
+        sampler: DurationBatchSampler,
+        loader: DataLoader,
+        bad_files: BadFileSummary,
+    ) -> None:
         self.dataset = dataset
+        self.bad_files = bad_files
         self.sampler = sampler
         self.loader = loader
         self.sample_rate = dataset.sample_rate
@@ -60,7 +75,8 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     data = config.data
     if not distributed.is_main_process():
         distributed.barrier()
-    manifest = load_manifest(data)
+    bad_files = BadFileSummary() if data.skip_bad else None
+    manifest = load_manifest(data, bad_files=bad_files)
     if distributed.is_main_process():
         distributed.barrier()
     dataset = AudioDataset(
@@ -75,7 +91,16 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
         rank=distributed.rank(),
     )
     loader = build_dataloader(dataset, sampler, data.num_workers)
-    return LoaderData(dataset, sampler, loader)
+    return LoaderData(dataset, sampler, loader, bad_files or BadFileSummary())
+
+
+def report_bad_files(bad_files: BadFileSummary, run_dir: Path) -> None:
+    """Warn about skipped files and list them in ``run_dir/bad_files.json`` (main process only)."""
+    if not bad_files or not distributed.is_main_process():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / BAD_FILES).write_text(json.dumps(bad_files.to_dict(), indent=2))
+    warnings.warn(f"{bad_files.format()}\n(listed in {run_dir / BAD_FILES})", stacklevel=2)
 
 
 def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
@@ -103,6 +128,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     distributed.setup_from_env()
     try:
         data = build_pretrain_data(config)
+        report_bad_files(data.bad_files, Path(run_dir))
         method = build_pretrain_method(config)
         return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
     finally:

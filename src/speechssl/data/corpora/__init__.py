@@ -1,7 +1,10 @@
 """Corpus loaders: each reads one corpus in its native layout and returns a :class:`Manifest`.
 
-``load_corpus(name, root, **options)`` dispatches by name; ``available_corpora()`` lists
-the names and ``detect_corpus(root)`` guesses the name from a folder's layout. Adding a corpus means adding a module here and one entry to ``LOADERS``.
+``load_corpus(name, root, bad_files=None, **options)`` dispatches by name;
+``available_corpora()`` lists the names and ``detect_corpus(root)`` guesses the name from a
+folder's layout. Adding a corpus means adding a module here and one entry to ``LOADERS``;
+its loader lists its files as ``PendingUtterance`` rows and returns
+``Manifest(probe_utterances(candidates, bad_files))`` (see :mod:`.common`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora.arabic_speech_commands import load_arabic_speech_commands
 from speechssl.data.corpora.detect import detect_corpus
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
@@ -34,21 +38,32 @@ LOADERS: dict[str, CorpusLoader] = {
 
 
 def available_corpora() -> dict[str, CorpusLoader]:
-    """Corpus name -> loader ``(root, **options) -> Manifest``."""
+    """Corpus name -> loader ``(root, bad_files=None, **options) -> Manifest``."""
     return dict(LOADERS)
 
 
-def load_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
+def load_corpus(
+    name: str, root: str | Path, bad_files: BadFileSummary | None = None, **options: Any
+) -> Manifest:
     """Load corpus ``name`` from ``root`` (a folder, or a manifest file for ``"manifest"``).
+
+    Args:
+        name: a key of :func:`available_corpora`.
+        root: the corpus folder, or a manifest file.
+        bad_files: where to record the audio files whose header is bad (missing, not audio,
+            0 frames), which are then left out of the manifest; ``None`` stops at the first.
+            A saved manifest is loaded as is (its rows hold their durations already).
+        options: the loader's own options (e.g. ``subsets`` for ``"librispeech"``).
 
     Raises:
         ValueError: unknown corpus name or option.
         FileNotFoundError: ``root`` does not exist.
+        AudioError: with ``bad_files=None``, an audio file whose header is bad.
     """
     if name not in LOADERS:
         raise ValueError(f"unknown corpus {name!r} (expected one of: {', '.join(LOADERS)})")
     loader = LOADERS[name]
-    accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
+    accepted = [p for p in inspect.signature(loader).parameters if p not in ("root", "bad_files")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
@@ -56,7 +71,7 @@ def load_corpus(name: str, root: str | Path, **options: Any) -> Manifest:
         )
     if not Path(root).expanduser().exists():
         raise FileNotFoundError(f"corpus {name!r}: {root} does not exist")
-    return loader(root, **options)
+    return loader(root, bad_files=bad_files, **options)
 
 
 __all__ = [

@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from speechssl.data.corpora.common import probe_utterance, require_folder
-from speechssl.data.manifest import Manifest, Utterance
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.manifest import Manifest
 
 SPLIT_FILES = {"train": "train.csv", "valid": "val.csv", "test": "test.csv"}
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -30,8 +31,8 @@ def _speaker(path: Path) -> str:
     return speaker
 
 
-def _utterance(path: Path, keyword: str, split: str) -> Utterance:
-    return probe_utterance(
+def _candidate(path: Path, keyword: str, split: str) -> PendingUtterance:
+    return PendingUtterance(
         path, id=f"{keyword}/{path.stem}", speaker=_speaker(path), split=split, labels={"keyword": keyword}
     )
 
@@ -47,20 +48,22 @@ def _resolve(root: Path, relative: str, where: str) -> Path:
     raise FileNotFoundError(f"corpus 'arabic_speech_commands': {where}: audio file not found: {path}")
 
 
-def load_arabic_speech_commands(root: str | Path) -> Manifest:
+def load_arabic_speech_commands(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
     """Manifest of Arabic Speech Commands at ``root`` (the folder with ``dataset/``).
 
     Label column: ``keyword``. Ids are ``{keyword}/{file stem}`` (file stems repeat across
-    keywords).
+    keywords). A file whose header is bad is recorded in ``bad_files`` and left out (see
+    :func:`~speechssl.data.corpora.common.probe_utterances`).
 
     Raises:
         FileNotFoundError: no such folder, a file named in a CSV is missing, or there are
             neither CSVs nor audio files.
         ValueError: a CSV without ``file,class`` columns, or a file name without a speaker id.
+        AudioError: with ``bad_files=None``, a file whose header is bad.
     """
     root = require_folder(root, "arabic_speech_commands")
     present = {split: root / name for split, name in SPLIT_FILES.items() if (root / name).is_file()}
-    rows = []
+    candidates = []
     if present:
         for split, csv_path in present.items():
             with csv_path.open(newline="", encoding="utf-8") as handle:
@@ -72,7 +75,9 @@ def load_arabic_speech_commands(root: str | Path) -> Manifest:
                     )
                 for record in reader:
                     where = f"{csv_path}, line {reader.line_num}"
-                    rows.append(_utterance(_resolve(root, record["file"], where), record["class"], split))
+                    candidates.append(
+                        _candidate(_resolve(root, record["file"], where), record["class"], split)
+                    )
     else:
         folder = root / "dataset"
         files = (
@@ -89,5 +94,5 @@ def load_arabic_speech_commands(root: str | Path) -> Manifest:
                 f"corpus 'arabic_speech_commands': neither train.csv/val.csv/test.csv nor "
                 f"dataset/<keyword>/*.wav found at {root}"
             )
-        rows = [_utterance(path, path.parent.name, "train") for path in files]
-    return Manifest(rows)
+        candidates = [_candidate(path, path.parent.name, "train") for path in files]
+    return Manifest(probe_utterances(candidates, bad_files))

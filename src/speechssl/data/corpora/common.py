@@ -1,14 +1,41 @@
-"""Helpers shared by the corpus loaders: folder checks and header-only file probing."""
+"""Helpers shared by the corpus loaders: folder checks and header-only file probing.
+
+Loaders first list their files as :class:`PendingUtterance` candidates (id, speaker,
+split and labels from names and metadata alone), then hand them all to
+:func:`probe_utterances`, which reads the headers on a thread pool and either stops at the
+first bad file or records it in a :class:`~speechssl.data.audio.BadFileSummary` and drops it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechssl.data.audio import audio_info
+from speechssl.data.audio import AudioError, AudioInfo, BadFile, BadFileSummary, audio_info
 from speechssl.data.manifest import Utterance
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+@dataclass(frozen=True)
+class PendingUtterance:
+    """A corpus file a loader found, before its header is read.
+
+    Attributes:
+        path: the audio file.
+        id: utterance id within the manifest.
+        speaker: speaker id.
+        split: split name.
+        labels: task label columns, name -> value.
+    """
+
+    path: Path
+    id: str
+    speaker: str
+    split: str
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def require_folder(root: str | Path, corpus: str) -> Path:
@@ -19,22 +46,60 @@ def require_folder(root: str | Path, corpus: str) -> Path:
     return root
 
 
-def probe_utterance(path: Path, *, id: str, speaker: str, split: str, labels: Mapping[str, str]) -> Utterance:
-    """An :class:`Utterance` for ``path`` whose duration and rate come from its header.
+def _read_header(path: Path) -> AudioInfo | AudioError:
+    """The header of ``path``, or the :class:`AudioError` saying why it is unusable (0 frames included)."""
+    try:
+        info = audio_info(path)
+    except AudioError as err:
+        return err
+    if info.frames == 0:
+        return AudioError(path, "empty audio file (0 samples)")
+    return info
+
+
+def probe_utterances(
+    candidates: Sequence[PendingUtterance],
+    bad_files: BadFileSummary | None = None,
+    workers: int = 4,
+) -> list[Utterance]:
+    """Utterances for ``candidates``, in their order, with duration and rate from each file's header.
+
+    A file is bad when it is missing, its header is unreadable (not audio) or it holds 0 frames.
+
+    Args:
+        candidates: the files to probe.
+        bad_files: where to record bad files (each as a :class:`BadFile` with the candidate's
+            id and the reason) and drop their rows; ``None`` stops at the first bad file.
+        workers: threads reading headers.
 
     Raises:
-        AudioError: the file is missing or its header is unreadable.
+        ValueError: ``workers`` < 1.
+        AudioError: with ``bad_files=None``, the first bad file in candidate order (naming it).
     """
-    info = audio_info(path)
-    return Utterance(
-        id=id,
-        path=path,
-        duration=info.duration,
-        sample_rate=info.sample_rate,
-        speaker=speaker,
-        split=split,
-        labels=dict(labels),
-    )
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, found {workers}")
+    rows: list[Utterance] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        headers = pool.map(_read_header, [candidate.path for candidate in candidates])
+        for candidate, header in zip(candidates, headers, strict=True):
+            if isinstance(header, AudioError):
+                if bad_files is None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise header
+                bad_files.add(BadFile(id=candidate.id, path=str(candidate.path), reason=header.reason))
+                continue
+            rows.append(
+                Utterance(
+                    id=candidate.id,
+                    path=candidate.path,
+                    duration=header.duration,
+                    sample_rate=header.sample_rate,
+                    speaker=candidate.speaker,
+                    split=candidate.split,
+                    labels=dict(candidate.labels),
+                )
+            )
+    return rows
 
 
 def list_audio(folder: Path) -> list[Path]:

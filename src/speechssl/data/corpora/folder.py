@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.data.corpora.common import AUDIO_SUFFIXES, list_audio, probe_utterance
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import AUDIO_SUFFIXES, PendingUtterance, list_audio, probe_utterances
 from speechssl.data.manifest import MANIFEST_SUFFIXES, Manifest
 
 UNKNOWN_SPEAKER = "unknown"
@@ -15,6 +16,7 @@ def load_folder(
     label_column: str | None = None,
     speaker_from_parent: bool = False,
     split: str = "train",
+    bad_files: BadFileSummary | None = None,
 ) -> Manifest:
     """Manifest of every audio file under ``root`` (recursive), or of a manifest file.
 
@@ -25,11 +27,15 @@ def load_folder(
         speaker_from_parent: take the speaker from the parent folder name instead of
             ``"unknown"``.
         split: split of every row.
+        bad_files: where to record audio files whose header is bad, leaving them out
+            (see :func:`~speechssl.data.corpora.common.probe_utterances`); ``None`` raises.
+            Unused for a manifest, whose rows already hold their durations.
 
     Ids are the paths relative to ``root`` without suffix (``yes/001``).
 
     Raises:
         FileNotFoundError: ``root`` does not exist, or the folder holds no audio files.
+        AudioError: with ``bad_files=None``, an audio file whose header is bad.
     """
     root = Path(root).expanduser()
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
@@ -41,11 +47,11 @@ def load_folder(
     files = list_audio(root)
     if not files:
         raise FileNotFoundError(f"corpus 'folder': no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}")
-    rows = []
+    candidates = []
     for path in files:
         labels = {label_column: path.parent.name} if label_column else {}
-        rows.append(
-            probe_utterance(
+        candidates.append(
+            PendingUtterance(
                 path,
                 id=path.relative_to(root).with_suffix("").as_posix(),
                 speaker=path.parent.name if speaker_from_parent else UNKNOWN_SPEAKER,
@@ -53,9 +59,14 @@ def load_folder(
                 labels=labels,
             )
         )
-    return Manifest(rows)
+    return Manifest(probe_utterances(candidates, bad_files))
 
 
-def load_manifest_file(root: str | Path) -> Manifest:
-    """The manifest saved at ``root`` (``.csv`` or ``.jsonl``); see :meth:`Manifest.load`."""
+def load_manifest_file(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
+    """The manifest saved at ``root`` (``.csv`` or ``.jsonl``); see :meth:`Manifest.load`.
+
+    Its rows already hold their durations, so no header is read and ``bad_files`` (taken
+    for a loader signature like the others) is left unchanged; check the files with
+    :func:`~speechssl.data.validate.validate_manifest`.
+    """
     return Manifest.load(root)

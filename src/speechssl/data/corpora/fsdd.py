@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from speechssl.data.corpora.common import probe_utterance, require_folder
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
 from speechssl.data.manifest import Manifest
 
 FILE_PATTERN = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)$")
@@ -32,27 +33,30 @@ def fsdd_split(index: int) -> str:
     return "train"
 
 
-def load_fsdd(root: str | Path) -> Manifest:
+def load_fsdd(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
     """Manifest of FSDD at ``root`` (the FSDD folder or its ``recordings/`` folder).
 
-    Label columns: ``keyword`` (the digit, ``"0"``–``"9"``), ``gender`` (``"m"``).
+    Label columns: ``keyword`` (the digit, ``"0"``–``"9"``), ``gender`` (``"m"``). A recording
+    whose header is bad is recorded in ``bad_files`` and left out (see
+    :func:`~speechssl.data.corpora.common.probe_utterances`).
 
     Raises:
         FileNotFoundError: no such folder, or it holds no ``.wav`` recordings.
         ValueError: a ``.wav`` file whose name is not ``{digit}_{speaker}_{index}.wav``.
+        AudioError: with ``bad_files=None``, a recording whose header is bad.
     """
     root = require_folder(root, "fsdd")
     recordings = root / "recordings" if (root / "recordings").is_dir() else root
     files = sorted(recordings.glob("*.wav"))
     if not files:
         raise FileNotFoundError(f"corpus 'fsdd': no .wav recordings in {recordings}")
-    rows = []
+    candidates = []
     for path in files:
         match = FILE_PATTERN.match(path.stem)
         if match is None:
             raise ValueError(f"corpus 'fsdd': {path}: expected a name like 7_jackson_32.wav")
-        rows.append(
-            probe_utterance(
+        candidates.append(
+            PendingUtterance(
                 path,
                 id=path.stem,
                 speaker=match["speaker"],
@@ -60,4 +64,4 @@ def load_fsdd(root: str | Path) -> Manifest:
                 labels={"keyword": match["digit"], "gender": GENDER},
             )
         )
-    return Manifest(rows)
+    return Manifest(probe_utterances(candidates, bad_files))

@@ -22,8 +22,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechssl.data.corpora.common import probe_utterance, require_folder
-from speechssl.data.manifest import Manifest, Utterance
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.manifest import Manifest
 
 SUBSET_PATTERN = re.compile(r"^(train|dev|test)-(clean|other)(-\d+)?$")
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -73,6 +74,7 @@ def load_librispeech(
     subsets: Sequence[str] | None = None,
     valid_fraction: float = 0.15,
     test_fraction: float = 0.15,
+    bad_files: BadFileSummary | None = None,
 ) -> Manifest:
     """Manifest of the LibriSpeech subsets at ``root``.
 
@@ -81,6 +83,8 @@ def load_librispeech(
         subsets: subset names to keep (default: every subset found).
         valid_fraction: share of each speaker's utterances in ``valid``.
         test_fraction: share of each speaker's utterances in ``test``.
+        bad_files: where to record audio files whose header is bad, leaving them out
+            (see :func:`~speechssl.data.corpora.common.probe_utterances`); ``None`` raises.
 
     Label columns: ``transcript``, ``chapter``, ``subset`` and, when ``SPEAKERS.TXT`` is
     found next to the subset folders, ``gender`` (``"f"``/``"m"``).
@@ -89,6 +93,7 @@ def load_librispeech(
         FileNotFoundError: no subset folder, or an utterance in a transcript has no audio.
         ValueError: bad fractions, a malformed transcript line, or a speaker missing from
             ``SPEAKERS.TXT``.
+        AudioError: with ``bad_files=None``, an audio file whose header is bad.
     """
     if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
         raise ValueError(
@@ -147,10 +152,10 @@ def load_librispeech(
     for ids in by_speaker.values():
         splits.update(speaker_splits(ids, valid_fraction, test_fraction))
 
-    rows: list[Utterance] = []
+    candidates = []
     for utt, audio, speaker, chapter, subset, text in entries:
         labels = {"transcript": text, "chapter": chapter, "subset": subset}
         if sexes is not None:
             labels["gender"] = sexes[speaker]
-        rows.append(probe_utterance(audio, id=utt, speaker=speaker, split=splits[utt], labels=labels))
-    return Manifest(rows)
+        candidates.append(PendingUtterance(audio, id=utt, speaker=speaker, split=splits[utt], labels=labels))
+    return Manifest(probe_utterances(candidates, bad_files))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechssl.data.corpora.common import probe_utterance, require_folder
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
 from speechssl.data.manifest import Manifest
 
 MODALITIES = {"01": "full-av", "02": "video-only", "03": "audio-only"}
@@ -70,25 +71,28 @@ def parse_ravdess_name(path: Path) -> dict[str, str]:
     return labels
 
 
-def load_ravdess(root: str | Path) -> Manifest:
+def load_ravdess(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
     """Manifest of RAVDESS at ``root`` (the folder holding ``Actor_01`` ... ``Actor_24``).
 
     Speakers are ``Actor_XX``. Label columns: ``modality``, ``vocal_channel``, ``emotion``
-    (name), ``intensity``, ``statement``, ``repetition``, ``actor``, ``gender``.
+    (name), ``intensity``, ``statement``, ``repetition``, ``actor``, ``gender``. A file whose
+    header is bad is recorded in ``bad_files`` and left out (see
+    :func:`~speechssl.data.corpora.common.probe_utterances`).
 
     Raises:
         FileNotFoundError: no such folder, or no audio files in it.
         ValueError: an audio file whose name is not a RAVDESS code.
+        AudioError: with ``bad_files=None``, a file whose header is bad.
     """
     root = require_folder(root, "ravdess")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
         raise FileNotFoundError(f"corpus 'ravdess': no .wav or .flac files under {root}")
-    rows = []
+    candidates = []
     for path in files:
         labels = parse_ravdess_name(path)
-        rows.append(
-            probe_utterance(
+        candidates.append(
+            PendingUtterance(
                 path,
                 id=path.stem,
                 speaker=f"Actor_{labels['actor']}",
@@ -96,4 +100,4 @@ def load_ravdess(root: str | Path) -> Manifest:
                 labels=labels,
             )
         )
-    return Manifest(rows)
+    return Manifest(probe_utterances(candidates, bad_files))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from speechssl.data.corpora.common import probe_utterance, require_folder
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
 from speechssl.data.manifest import Manifest
 
 BACKGROUND_FOLDER = "_background_noise_"
@@ -26,15 +27,18 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
-def load_speech_commands(root: str | Path) -> Manifest:
+def load_speech_commands(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
     """Manifest of Speech Commands at ``root`` (the folder holding the word folders).
 
-    Ids are ``{word}/{file stem}``. Label column: ``keyword``.
+    Ids are ``{word}/{file stem}``. Label column: ``keyword``. A file whose header is bad is
+    recorded in ``bad_files`` and left out (see
+    :func:`~speechssl.data.corpora.common.probe_utterances`).
 
     Raises:
         FileNotFoundError: no such folder, no word folders with ``.wav`` files, or a file
             named in a split list is missing.
         ValueError: a file name not of the form ``{speaker}_nohash_{n}.wav``.
+        AudioError: with ``bad_files=None``, a file whose header is bad.
     """
     root = require_folder(root, "speech_commands")
     lists = {split: _read_list(root / name) for split, name in SPLIT_LISTS.items()}
@@ -49,7 +53,7 @@ def load_speech_commands(root: str | Path) -> Manifest:
                 f"corpus 'speech_commands': {root / SPLIT_LISTS[split]} names {missing[0]}, "
                 f"which is not under {root} ({len(missing)} missing in all)"
             )
-    rows = []
+    candidates = []
     for path in files:
         relative = path.relative_to(root).as_posix()
         match = FILE_PATTERN.match(path.stem)
@@ -57,8 +61,8 @@ def load_speech_commands(root: str | Path) -> Manifest:
             raise ValueError(f"corpus 'speech_commands': {path}: expected a name like 0a7c2a8d_nohash_0.wav")
         split = next((name for name, members in lists.items() if relative in members), "train")
         word = path.parent.name
-        rows.append(
-            probe_utterance(
+        candidates.append(
+            PendingUtterance(
                 path,
                 id=f"{word}/{path.stem}",
                 speaker=match["speaker"],
@@ -66,4 +70,4 @@ def load_speech_commands(root: str | Path) -> Manifest:
                 labels={"keyword": word},
             )
         )
-    return Manifest(rows)
+    return Manifest(probe_utterances(candidates, bad_files))
