@@ -15,7 +15,8 @@ class EncoderOutput:
 
     Attributes:
         hidden_states: one ``(batch, frames, dim)`` tensor per layer; index 0 is the
-            front-end output fed to the context network, the last is the final layer.
+            context network's input (front-end output plus positional embedding), the
+            last is the final layer (after the final layer norm).
         lengths: ``(batch,)`` int64, number of valid frames per utterance.
         downsample_rate: input samples per output frame (e.g. 320 at 16 kHz = 20 ms).
     """
