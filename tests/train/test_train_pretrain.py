@@ -88,7 +88,8 @@ def test_bad_files_are_skipped_and_listed_or_stop_the_run(tmp_path, tiny_pretrai
     overrides = [*tiny_pretrain_overrides, "data.corpus=folder", f"data.root={corpus}", "train.max_steps=2"]
 
     config = load_pretrain_config(None, overrides, method="barlow_twins")
-    result = pretrain(config, tmp_path / "skip")
+    with pytest.warns(UserWarning, match=r"1 bad file\(s\) skipped"):
+        result = pretrain(config, tmp_path / "skip")
     assert result.step == 2
     listed = json.loads((tmp_path / "skip" / "bad_files.json").read_text())
     assert listed["count"] == 1 and listed["files"][0]["path"].endswith("broken.wav")
