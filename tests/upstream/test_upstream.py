@@ -63,3 +63,20 @@ def test_bad_specs_name_what_was_expected(tmp_path):
         build_upstream("wav2vec9")
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         build_upstream(str(tmp_path))
+
+
+def test_fingerprints_follow_weights_and_config_not_origin(tiny_run):
+    assert build_upstream("fbank").fingerprint() == build_upstream("fbank").fingerprint()
+    assert build_upstream("fbank").fingerprint() != build_upstream("mfcc").fingerprint()
+    same = build_upstream("random:tiny", seed=0)
+    assert same.fingerprint() == build_upstream("random:tiny", seed=0).fingerprint()
+    assert same.fingerprint() != build_upstream("random:tiny", seed=1).fingerprint()
+    assert (
+        build_upstream(str(tiny_run.checkpoint)).fingerprint()
+        == build_upstream(str(tiny_run.run_dir)).fingerprint()
+    )
+    changed = build_upstream(str(tiny_run.checkpoint))
+    with torch.no_grad():
+        next(changed.encoder.parameters()).add_(1e-3)
+    changed._fingerprint = None
+    assert changed.fingerprint() != build_upstream(str(tiny_run.checkpoint)).fingerprint()

@@ -9,6 +9,8 @@ downstream task runs on either.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -37,3 +39,20 @@ class Upstream(nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """Hidden states of ``waveforms`` ``(batch, samples)`` with ``lengths`` ``(batch,)``."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def fingerprint(self) -> str:
+        """A hex digest that changes whenever the upstream's outputs could change.
+
+        It covers the architecture config and every weight (content, not file names), so
+        feature caches are keyed by what the upstream computes, not by where it came from.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+def state_fingerprint(module: torch.nn.Module, config: object) -> str:
+    """SHA-256 over ``repr(config)`` and every tensor of ``module.state_dict()`` (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256(repr(config).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

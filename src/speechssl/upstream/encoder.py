@@ -8,7 +8,7 @@ import torch
 
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.output import EncoderOutput
-from speechssl.upstream.base import Upstream
+from speechssl.upstream.base import Upstream, state_fingerprint
 
 
 class EncoderUpstream(Upstream):
@@ -20,6 +20,7 @@ class EncoderUpstream(Upstream):
         self.name = name
         self.hidden_sizes = [encoder.dim] * encoder.num_layers
         self.downsample_rate = encoder.downsample_rate
+        self._fingerprint: str | None = None
 
     def train(self, mode: bool = True) -> EncoderUpstream:
         """Upstreams stay frozen: dropout and layer drop are never switched back on."""
@@ -28,6 +29,11 @@ class EncoderUpstream(Upstream):
     @torch.no_grad()
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         return self.encoder(waveforms, lengths)
+
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = state_fingerprint(self.encoder, self.encoder.config)
+        return self._fingerprint
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> EncoderUpstream:

@@ -6,7 +6,7 @@ import torch
 
 from speechssl.features import MFCC, LogMelFilterbank
 from speechssl.models.output import EncoderOutput
-from speechssl.upstream.base import Upstream
+from speechssl.upstream.base import Upstream, state_fingerprint
 
 
 class FeatureUpstream(Upstream):
@@ -17,14 +17,19 @@ class FeatureUpstream(Upstream):
         if kind == "fbank":
             self.features = LogMelFilterbank()
             dim = self.features.config.n_mels
+            self.settings = (kind, self.features.config)
         elif kind == "mfcc":
             self.features = MFCC()
             dim = self.features.n_mfcc
+            self.settings = (kind, self.features.filterbank.config, dim)
         else:
             raise ValueError(f"unknown feature upstream {kind!r} (expected 'fbank' or 'mfcc')")
         self.name = kind
         self.hidden_sizes = [dim]
         self.downsample_rate = self.features.hop_length
+
+    def fingerprint(self) -> str:
+        return state_fingerprint(self.features, self.settings)
 
     @torch.no_grad()
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
