@@ -14,6 +14,7 @@ from speechssl.data.dataset import (
 )
 from speechssl.data.manifest import REQUIRED_COLUMNS, Manifest, ManifestError, Utterance
 from speechssl.data.sampler import DurationBatchSampler
+from speechssl.data.splits import group_disjoint_split, group_folds, within_group_split
 from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
 from speechssl.data.validate import ValidationReport, validate_manifest
 
@@ -41,10 +42,13 @@ __all__ = [
     "default_cache_dir",
     "detect_corpus",
     "generate_synthetic_corpus",
+    "group_disjoint_split",
+    "group_folds",
     "lengths_to_padding_mask",
     "load_audio",
     "load_corpus",
     "load_manifest",
     "scan_bad_files",
     "validate_manifest",
+    "within_group_split",
 ]

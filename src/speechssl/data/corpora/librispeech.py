@@ -8,7 +8,7 @@ giving each reader's sex.
 
 Splits: LibriSpeech's subsets are speaker-disjoint, which rules out speaker
 identification, so every utterance gets a deterministic per-speaker split instead: each
-speaker's utterances are ordered by the CRC-32 of their id and the first
+speaker's utterances are put in :func:`~speechssl.data.splits.hash_order` (seed 0) and the first
 ``round(n * test_fraction)`` go to ``test``, the next ``round(n * valid_fraction)`` to
 ``valid`` and the rest to ``train`` (defaults 15 % / 15 % / 70 %). The original subset is
 kept in the ``subset`` column for users who want the official split.
@@ -17,7 +17,6 @@ kept in the ``subset`` column for users who want the official split.
 from __future__ import annotations
 
 import re
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
 from speechssl.data.manifest import Manifest
+from speechssl.data.splits import assign_splits
 
 SUBSET_PATTERN = re.compile(r"^(train|dev|test)-(clean|other)(-\d+)?$")
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -51,22 +51,6 @@ def read_speakers(path: Path) -> dict[str, str]:
             )
         sexes[fields[0]] = fields[1].lower()
     return sexes
-
-
-def speaker_splits(ids: Sequence[str], valid_fraction: float, test_fraction: float) -> dict[str, str]:
-    """Utterance id -> split for the utterances of one speaker (see the module docstring)."""
-    ordered = sorted(ids, key=lambda utt: (zlib.crc32(utt.encode("utf-8")), utt))
-    n_test = round(len(ordered) * test_fraction)
-    n_valid = round(len(ordered) * valid_fraction)
-    splits = {}
-    for position, utt in enumerate(ordered):
-        if position < n_test:
-            splits[utt] = "test"
-        elif position < n_test + n_valid:
-            splits[utt] = "valid"
-        else:
-            splits[utt] = "train"
-    return splits
 
 
 def load_librispeech(
@@ -150,7 +134,7 @@ def load_librispeech(
         by_speaker[speaker].append(utt)
     splits: dict[str, str] = {}
     for ids in by_speaker.values():
-        splits.update(speaker_splits(ids, valid_fraction, test_fraction))
+        splits.update(assign_splits(ids, valid_fraction, test_fraction, seed=0))
 
     candidates = []
     for utt, audio, speaker, chapter, subset, text in entries:

@@ -1,0 +1,148 @@
+"""Re-splitting a manifest for a task: within groups, across groups, or into group folds.
+
+Which split is honest depends on the task: speaker identification needs the same speakers
+in train and test (:func:`within_group_split`); gender, emotion and keyword tasks must not
+reward recognising a voice, so their splits keep every speaker in one split
+(:func:`group_disjoint_split`), and small corpora are evaluated over several such folds
+(:func:`group_folds`, as SUPERB does for emotion by session). Every assignment is a pure
+function of the ids and the seed, so splits are reproducible and need no stored list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+
+from speechssl.data.manifest import Manifest, Utterance
+
+
+def hash_order(keys: Sequence[str], seed: int) -> list[str]:
+    """``keys`` in a pseudo-random order fixed by ``seed`` (CRC-32 of ``"seed|key"``, ties by key)."""
+    return sorted(keys, key=lambda key: (zlib.crc32(f"{seed}|{key}".encode()), key))
+
+
+def _check_fractions(valid_fraction: float, test_fraction: float) -> None:
+    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
+        raise ValueError(
+            "valid_fraction and test_fraction: expected >= 0 and summing below 1, "
+            f"found {valid_fraction} and {test_fraction}"
+        )
+
+
+def assign_splits(
+    keys: Sequence[str], valid_fraction: float, test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Key -> ``train``/``valid``/``test``: ``round(n·test_fraction)`` keys to test, then
+    ``round(n·valid_fraction)`` to valid, the rest to train, in :func:`hash_order`."""
+    _check_fractions(valid_fraction, test_fraction)
+    ordered = hash_order(keys, seed)
+    n_test = round(len(ordered) * test_fraction)
+    n_valid = round(len(ordered) * valid_fraction)
+    return {
+        key: "test" if position < n_test else "valid" if position < n_test + n_valid else "train"
+        for position, key in enumerate(ordered)
+    }
+
+
+def _group_of(row: Utterance, group: str) -> str:
+    return row.speaker if group == "speaker" else row.labels[group]
+
+
+def _check_group(manifest: Manifest, group: str) -> None:
+    if group != "speaker" and group not in manifest.label_columns:
+        raise ValueError(
+            f"group: expected 'speaker' or a label column ({', '.join(manifest.label_columns)}), found {group!r}"
+        )
+
+
+def _with_splits(manifest: Manifest, split_of: dict[str, str]) -> Manifest:
+    return Manifest(dataclasses.replace(row, split=split_of[row.id]) for row in manifest)
+
+
+def within_group_split(
+    manifest: Manifest, valid_fraction: float, test_fraction: float, group: str = "speaker", seed: int = 0
+) -> Manifest:
+    """Split each group's utterances (default: each speaker's) into train/valid/test.
+
+    Every group appears in every split that its size allows: the split for identification
+    tasks (speaker ID), where test utterances come from speakers seen in training.
+    """
+    _check_group(manifest, group)
+    members: dict[str, list[str]] = defaultdict(list)
+    for row in manifest:
+        members[_group_of(row, group)].append(row.id)
+    split_of: dict[str, str] = {}
+    for ids in members.values():
+        split_of.update(assign_splits(ids, valid_fraction, test_fraction, seed))
+    return _with_splits(manifest, split_of)
+
+
+def _groups_by_stratum(manifest: Manifest, group: str, stratify: str | None) -> dict[Hashable, list[str]]:
+    """Stratum value -> the groups in it (one stratum when ``stratify`` is None)."""
+    if stratify is not None and stratify not in manifest.label_columns:
+        raise ValueError(
+            f"stratify: expected a label column ({', '.join(manifest.label_columns)}), found {stratify!r}"
+        )
+    stratum_of: dict[str, Hashable] = {}
+    for row in manifest:
+        key = _group_of(row, group)
+        value = row.labels[stratify] if stratify is not None else None
+        if stratum_of.setdefault(key, value) != value:
+            raise ValueError(
+                f"stratify: group {key!r} has several {stratify} values ({stratum_of[key]!r}, {value!r}); "
+                "expected one per group"
+            )
+    strata: dict[Hashable, list[str]] = defaultdict(list)
+    for key, value in stratum_of.items():
+        strata[value].append(key)
+    return strata
+
+
+def group_disjoint_split(
+    manifest: Manifest,
+    valid_fraction: float,
+    test_fraction: float,
+    group: str = "speaker",
+    stratify: str | None = None,
+    seed: int = 0,
+) -> Manifest:
+    """Assign whole groups (default: speakers) to train/valid/test, so no group spans two splits.
+
+    With ``stratify`` (a label constant within each group, e.g. ``gender``), the groups of
+    each stratum are split separately, so every split keeps the strata's proportions.
+    """
+    _check_group(manifest, group)
+    split_of_group: dict[str, str] = {}
+    for groups in _groups_by_stratum(manifest, group, stratify).values():
+        split_of_group.update(assign_splits(groups, valid_fraction, test_fraction, seed))
+    return _with_splits(manifest, {row.id: split_of_group[_group_of(row, group)] for row in manifest})
+
+
+def group_folds(
+    manifest: Manifest, folds: int, group: str = "speaker", stratify: str | None = None, seed: int = 0
+) -> list[Manifest]:
+    """``folds`` group-disjoint re-splits: fold ``k`` tests on group set ``k``, validates on set
+    ``k+1`` (cyclically) and trains on the rest; every group is tested exactly once.
+
+    Groups are dealt to the sets round-robin in :func:`hash_order` within each stratum, so
+    with ``stratify`` every set holds each stratum in equal measure where counts allow.
+    """
+    _check_group(manifest, group)
+    strata = _groups_by_stratum(manifest, group, stratify)
+    total = sum(len(groups) for groups in strata.values())
+    if not 3 <= folds <= total:
+        raise ValueError(f"folds: expected between 3 and the number of groups ({total}), found {folds}")
+    fold_of: dict[str, int] = {}
+    dealt = 0
+    for value in sorted(strata, key=str):
+        for key in hash_order(strata[value], seed):
+            fold_of[key] = dealt % folds
+            dealt += 1
+    result = []
+    for k in range(folds):
+        names = {k: "test", (k + 1) % folds: "valid"}
+        split_of = {row.id: names.get(fold_of[_group_of(row, group)], "train") for row in manifest}
+        result.append(_with_splits(manifest, split_of))
+    return result

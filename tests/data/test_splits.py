@@ -1,0 +1,76 @@
+"""Task re-splits: within speakers, speaker-disjoint (stratified), and speaker folds."""
+
+from __future__ import annotations
+
+import pytest
+
+from speechssl.data import Manifest, Utterance
+from speechssl.data.splits import group_disjoint_split, group_folds, hash_order, within_group_split
+
+
+def _corpus(speakers: int = 12, per_speaker: int = 10) -> Manifest:
+    rows = [
+        Utterance(
+            id=f"s{s:02d}_{u:02d}",
+            path=f"/none/s{s}_{u}.wav",
+            duration=1.0,
+            sample_rate=16000,
+            speaker=f"s{s:02d}",
+            split="train",
+            labels={"gender": "f" if s % 3 == 0 else "m", "emotion": str(u % 4)},
+        )
+        for s in range(speakers)
+        for u in range(per_speaker)
+    ]
+    return Manifest(rows)
+
+
+def _speakers(manifest: Manifest, split: str) -> set[str]:
+    return set(manifest.filter(split=split).column("speaker"))
+
+
+def test_hash_order_is_a_seeded_permutation():
+    keys = [f"k{i}" for i in range(50)]
+    assert sorted(hash_order(keys, 0)) == sorted(keys)
+    assert hash_order(keys, 0) == hash_order(list(reversed(keys)), 0)
+    assert hash_order(keys, 0) != hash_order(keys, 1)
+
+
+def test_within_speaker_split_puts_every_speaker_in_every_split():
+    split = within_group_split(_corpus(), valid_fraction=0.2, test_fraction=0.2, seed=3)
+    assert split.ids == _corpus().ids
+    counts = split.counts("split")
+    assert counts == {"train": 72, "valid": 24, "test": 24}
+    for name in ("train", "valid", "test"):
+        assert _speakers(split, name) == _speakers(_corpus(), "train")
+    assert split != within_group_split(_corpus(), 0.2, 0.2, seed=4)
+
+
+def test_speaker_disjoint_split_is_disjoint_and_stratified():
+    split = group_disjoint_split(_corpus(), 0.25, 0.25, stratify="gender", seed=1)
+    train, valid, test = (_speakers(split, name) for name in ("train", "valid", "test"))
+    assert not (train & valid or train & test or valid & test)
+    assert train | valid | test == {f"s{s:02d}" for s in range(12)}
+    for name in ("train", "valid", "test"):
+        assert set(split.filter(split=name).column("gender")) == {"f", "m"}
+
+
+def test_speaker_folds_test_each_speaker_once_and_never_train_on_it():
+    folds = group_folds(_corpus(), folds=4, stratify="gender")
+    tested = [_speakers(fold, "test") for fold in folds]
+    assert sorted(s for group in tested for s in group) == sorted(f"s{s:02d}" for s in range(12))
+    for k, fold in enumerate(folds):
+        assert not _speakers(fold, "train") & (_speakers(fold, "test") | _speakers(fold, "valid"))
+        assert _speakers(fold, "valid") == tested[(k + 1) % 4]
+        assert set(fold.filter(split="test").column("gender")) == {"f", "m"}
+
+
+def test_split_errors_name_the_option():
+    with pytest.raises(ValueError, match="group: expected 'speaker' or a label column"):
+        within_group_split(_corpus(), 0.1, 0.1, group="accent")
+    with pytest.raises(ValueError, match="stratify: group 's00' has several emotion values"):
+        group_disjoint_split(_corpus(), 0.2, 0.2, stratify="emotion")
+    with pytest.raises(ValueError, match="folds: expected between 3 and the number of groups"):
+        group_folds(_corpus(), folds=20)
+    with pytest.raises(ValueError, match="summing below 1"):
+        within_group_split(_corpus(), 0.6, 0.6)
