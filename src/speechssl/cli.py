@@ -58,7 +58,7 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
         "--upstream",
         action="append",
         required=True,
-        help="checkpoint or run folder, 'fbank', 'mfcc' or 'random:<preset>' (repeatable)",
+        help="checkpoint or run folder, 'fbank', 'mfcc', 'random:<preset>' or 'hf:<local model directory>' (repeatable)",
     )
     source = probe.add_mutually_exclusive_group(required=True)
     source.add_argument("--corpus", help="corpus folder in its native layout")

@@ -1,8 +1,9 @@
 """Frozen representations behind one contract, built from a short spec string.
 
 Specs: ``fbank`` and ``mfcc`` (hand-crafted baselines), ``random:<preset or encoder.yaml>``
-(an untrained encoder of that architecture), or the path of a speechssl checkpoint or run
-directory (any pretext method).
+(an untrained encoder of that architecture), ``hf:<directory>`` (a wav2vec2, HuBERT, WavLM
+or data2vec-audio model saved with ``transformers``, loaded offline), or the path of a speechssl
+checkpoint or run directory (any pretext method).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from speechssl.upstream.base import Upstream
 from speechssl.upstream.encoder import EncoderUpstream
 from speechssl.upstream.features import FeatureUpstream
+from speechssl.upstream.huggingface import HuggingFaceUpstream
 
 
 def build_upstream(spec: str, seed: int = 0) -> Upstream:
@@ -20,11 +22,14 @@ def build_upstream(spec: str, seed: int = 0) -> Upstream:
         return FeatureUpstream(spec)
     if spec.startswith("random:"):
         return EncoderUpstream.random_init(spec.removeprefix("random:"), seed=seed)
+    if spec.startswith("hf:"):
+        return HuggingFaceUpstream.from_pretrained(spec.removeprefix("hf:"))
     if Path(spec).exists():
         return EncoderUpstream.from_checkpoint(spec)
     raise ValueError(
-        f"upstream {spec!r}: expected 'fbank', 'mfcc', 'random:<preset>' or an existing checkpoint path"
+        f"upstream {spec!r}: expected 'fbank', 'mfcc', 'random:<preset>', 'hf:<directory>' "
+        "or an existing checkpoint path"
     )
 
 
-__all__ = ["EncoderUpstream", "FeatureUpstream", "Upstream", "build_upstream"]
+__all__ = ["EncoderUpstream", "FeatureUpstream", "HuggingFaceUpstream", "Upstream", "build_upstream"]
