@@ -24,6 +24,15 @@ TINY_PRETRAIN_OVERRIDES = (
 )  # fmt: skip
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Point speechssl's cache (synthetic corpora, features) at a temporary folder, never ``~/.cache``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SPEECHSSL_CACHE", str(tmp_path_factory.mktemp("speechssl_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def shared_data() -> Callable[[str], Path]:
     """``shared_data("fsdd")`` -> the folder under ``../shared/data``, or skip the test if it is absent."""

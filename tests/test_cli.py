@@ -86,6 +86,9 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     )
     out = capsys.readouterr().out
     assert "gender" in out and "fbank" in out
+    assert "feature cache: 0 hit(s), 2 miss(es)" in out
+    assert main([*args, "--upstream", str(run), "--upstream", "fbank", "--layer", "best"]) == 0
+    assert "feature cache: 2 hit(s), 0 miss(es)" in capsys.readouterr().out
     rows = json.loads(results.read_text())
     assert {(r["upstream"], r["task"]) for r in rows} == {
         (str(run), "gender"), (str(run), "word"), ("fbank", "gender"), ("fbank", "word")

@@ -70,6 +70,11 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
     )
     probe.add_argument("--max-batch-seconds", type=float, default=60.0)
     probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument(
+        "--cache-dir",
+        help="feature cache folder (default: $SPEECHSSL_CACHE/features or ~/.cache/speechssl/features)",
+    )
+    probe.add_argument("--no-cache", action="store_true", help="recompute features; store nothing")
     probe.add_argument("--output", help="write the results as JSON here")
 
 
@@ -149,10 +154,12 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.report import format_probe_table
     from speechssl.downstream.runner import probe_upstreams
 
     manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
+    cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
     results = probe_upstreams(
         args.upstream,
         manifest,
@@ -160,8 +167,13 @@ def _run_probe(args: argparse.Namespace) -> int:
         layer=args.layer,
         max_batch_seconds=args.max_batch_seconds,
         seed=args.seed,
+        cache=cache,
     )
     print(format_probe_table(results))
+    stats = cache.stats
+    print(
+        f"feature cache: {stats.hits} hit(s), {stats.misses} miss(es), {stats.compute_seconds:.1f} s extracting"
+    )
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2))

@@ -33,6 +33,7 @@ from speechssl.data import (
     build_dataloader,
     generate_synthetic_corpus,
 )
+from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.report import format_accuracy_matrix
 from speechssl.downstream.runner import probe_upstreams
 from speechssl.methods.barlow_twins import BarlowTwins
@@ -96,8 +97,9 @@ def run_quickstart(output: Path, steps: int | None = None, overrides: Sequence[s
         "random_init": f"random:{result.checkpoint / 'encoder.yaml'}",
         "log_mel": "fbank",
     }
+    cache = FeatureCache(output / "features")
     rows = probe_upstreams(
-        list(upstreams.values()), corpus, list(TASKS), layer="best", seed=config.train.seed
+        list(upstreams.values()), corpus, list(TASKS), layer="best", seed=config.train.seed, cache=cache
     )
     names = {spec: name for name, spec in upstreams.items()}
     for row in rows:

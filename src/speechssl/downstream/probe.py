@@ -1,7 +1,8 @@
 """Frozen linear probing: pooled features of any upstream layer → linear classifier.
 
 The minimal Phase-2 evaluation (the full SUPERB-style harness builds on it): features are
-extracted once per utterance for every layer (masked mean over valid frames), then a
+extracted once per utterance for every layer (masked mean over valid frames, float16, read
+from a :class:`~speechssl.downstream.cache.FeatureCache` when one is given), then a
 standardised multinomial logistic regression is fitted on the ``train`` split, its
 inverse regularisation ``C`` picked on ``valid`` when the manifest has one, and accuracy
 reported on ``test`` next to the majority-class chance level.
@@ -18,23 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader
-from speechssl.models.pooling import masked_mean
+from speechssl.data import Manifest
+from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
 from speechssl.upstream.base import Upstream
-
-
-@dataclass
-class PooledFeatures:
-    """Utterance-level features of every upstream layer.
-
-    Attributes:
-        ids: utterance ids, in manifest order.
-        layers: ``(layers, utterances, dim)`` float32 masked-mean-pooled hidden states
-            (every layer of a homogeneous upstream shares ``dim``).
-    """
-
-    ids: list[str]
-    layers: np.ndarray
 
 
 @dataclass
@@ -53,29 +40,24 @@ class ProbeResult:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-@torch.no_grad()
 def extract_pooled_features(
     upstream: Upstream,
     manifest: Manifest,
     max_batch_seconds: float = 60.0,
     num_workers: int = 0,
     device: torch.device | str = "cpu",
+    cache: FeatureCache | None = None,
 ) -> PooledFeatures:
-    """Run ``upstream`` once over ``manifest`` and mean-pool every layer over valid frames."""
-    upstream = upstream.to(device).eval()
-    dataset = AudioDataset(manifest, sample_rate=upstream.sample_rate)
-    sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
-    row_of = {utt_id: row for row, utt_id in enumerate(manifest.column("id"))}
-    pooled = np.zeros((upstream.num_layers, len(manifest), max(upstream.hidden_sizes)), dtype=np.float32)
-    for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
-        batch = batch.to(device)
-        output = upstream(batch.waveforms, batch.lengths)
-        rows = [row_of[utt_id] for utt_id in batch.ids]
-        for layer, hidden in enumerate(output.hidden_states):
-            pooled[layer, rows, : hidden.shape[-1]] = (
-                masked_mean(hidden.float(), output.lengths).cpu().numpy()
-            )
-    return PooledFeatures(ids=list(manifest.column("id")), layers=pooled)
+    """Masked mean and standard deviation over valid frames of every layer of ``upstream``.
+
+    With ``cache``, read from it, or computed once and stored there; with ``None``, computed
+    in memory (the same float16 values). Probes use ``mean`` ``(layers, utterances, dim)``.
+    """
+    if cache is None:
+        return compute_pooled(upstream, manifest, None, max_batch_seconds, num_workers, device)
+    return cache.pooled(
+        upstream, manifest, max_batch_seconds=max_batch_seconds, num_workers=num_workers, device=device
+    )
 
 
 def _split_rows(manifest: Manifest, split: str) -> np.ndarray:
@@ -150,21 +132,26 @@ def probe_tasks(
     layers: list[int],
     seed: int = 0,
 ) -> list[ProbeResult]:
-    """Linear-probe every label column in ``tasks`` on every layer index in ``layers``."""
+    """Linear-probe every label column in ``tasks`` on the pooled means of each layer in ``layers``.
+
+    ``layers`` index ``pooled.layers`` (the upstream's layers when all are stored; negative
+    counts from the last); results name the upstream layer.
+    """
     available = {"speaker", *manifest.label_columns}
     missing = [t for t in tasks if t not in available]
     if missing:
         raise ValueError(
             f"task(s) {missing} are not label columns of the manifest (available: {sorted(available)})"
         )
-    num_layers = pooled.layers.shape[0]
+    num_layers = len(pooled.layers)
     results = []
     for task in tasks:
         for layer in layers:
             if not -num_layers <= layer < num_layers:
-                raise ValueError(f"layer {layer} out of range: the upstream has {num_layers} layers")
+                raise ValueError(f"layer {layer} out of range: the pooled features hold {num_layers} layers")
             index = layer % num_layers
+            features = np.asarray(pooled.mean[index], dtype=np.float32)  # (utterances, dim)
             results.append(
-                linear_probe(pooled.layers[index], manifest.column(task), manifest, task, index, seed=seed)
+                linear_probe(features, manifest.column(task), manifest, task, pooled.layers[index], seed=seed)
             )
     return results

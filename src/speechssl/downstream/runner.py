@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from speechssl.data import Manifest
+from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.probe import ProbeResult, extract_pooled_features, probe_tasks
 from speechssl.upstream import build_upstream
 
@@ -44,12 +45,17 @@ def probe_upstreams(
     layer: str = "last",
     max_batch_seconds: float = 60.0,
     seed: int = 0,
+    cache: FeatureCache | None = None,
 ) -> list[dict]:
-    """Probe each upstream spec on each task; one JSON-able row per (upstream, task, layer)."""
+    """Probe each upstream spec on each task; one JSON-able row per (upstream, task, layer).
+
+    Every layer's pooled features are extracted once per upstream, read from (or stored
+    in) ``cache`` when given; ``None`` computes them without storing.
+    """
     rows = []
     for spec in specs:
         upstream = build_upstream(spec, seed=seed)
-        pooled = extract_pooled_features(upstream, manifest, max_batch_seconds=max_batch_seconds)
+        pooled = extract_pooled_features(upstream, manifest, max_batch_seconds=max_batch_seconds, cache=cache)
         results = probe_tasks(pooled, manifest, tasks, _layer_indices(layer, upstream.num_layers), seed=seed)
         for result in select_layers(results, layer):
             rows.append({"upstream": spec, **asdict(result)})

@@ -1,0 +1,501 @@
+"""Frozen upstream features computed once, stored on disk as float16 and memory-mapped.
+
+Every downstream evaluation of a frozen upstream reads the same features: probe epochs,
+learning-rate sweeps, seeds and tasks differ only downstream. :class:`FeatureCache` runs
+the upstream once per (upstream, layers, corpus, preprocessing) and keeps the result as
+``.npy`` files opened with ``np.load(mmap_mode="r")``, so later runs page in what they read
+instead of rerunning the upstream or holding every feature in memory.
+
+Two kinds of entry:
+
+* ``pooled`` (utterance tasks): statistics pooling per layer, the masked mean and the
+  standard deviation over each utterance's valid frames (x-vector pooling, Snyder et al.
+  2018, §2.2), as two arrays ``mean.npy`` and ``std.npy`` of shape ``(layers, utterances,
+  dim)``; probes that only need means never read the standard deviations.
+* ``frames`` (frame tasks: ASR, query-by-example): every valid frame of the chosen layers,
+  ``frames.npy`` ``(total_frames, layers, dim)`` with ``offsets.npy`` ``(utterances + 1,)``
+  int64, utterance ``i`` being rows ``offsets[i]:offsets[i + 1]``.
+
+Rows are in manifest order. Layers of different widths are zero-padded to the widest.
+
+The key is the SHA-256 of a JSON of everything the stored numbers depend on: the cache
+format version, the kind, :meth:`~speechssl.upstream.base.Upstream.fingerprint` (a content
+hash of the upstream's config and weights, not its file name), the layer indices, a digest
+of the manifest (ids, absolute paths, durations and sample rates in order, and each audio
+file's size and ``mtime_ns``, so an edited file recomputes) and the preprocessing (whole
+utterances, mono, resampled to the upstream's rate). Batch size and device are not part of
+it: they change features only by float rounding, far below float16 resolution. An entry is
+the folder ``<root>/<key[:2]>/<key>/`` holding the arrays, ``ids.json`` and ``meta.json``
+(the key parts in readable form, creation time and compute seconds). It is written into a
+temporary folder beside it and renamed into place only when complete, so an interrupted
+extraction never leaves a half entry that reads as valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
+from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.models.pooling import masked_mean_std
+from speechssl.upstream.base import Upstream
+
+CACHE_FORMAT_VERSION = 1
+POOLED = "pooled"
+FRAMES = "frames"
+META_FILE = "meta.json"
+IDS_FILE = "ids.json"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+Features = TypeVar("Features", "PooledFeatures", "FrameFeatures")
+
+
+@dataclass(frozen=True)
+class PooledFeatures:
+    """Statistics-pooled features of an upstream's layers, one row per utterance.
+
+    Attributes:
+        ids: utterance ids, in manifest order.
+        layers: the upstream layer index of each stored layer (all layers by default).
+        mean: ``(layers, utterances, dim)`` float16 masked mean over valid frames.
+        std: ``(layers, utterances, dim)`` float16 standard deviation over valid frames.
+        hit: the features were read from the cache rather than computed by this call.
+        entry: the cache entry folder, or ``None`` when they were not stored.
+    """
+
+    ids: list[str]
+    layers: tuple[int, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    hit: bool = False
+    entry: Path | None = None
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Every valid frame of an upstream's layers, utterances concatenated in manifest order.
+
+    Attributes:
+        ids: utterance ids, in manifest order.
+        layers: the upstream layer index of each stored layer.
+        frames: ``(total_frames, layers, dim)`` float16.
+        offsets: ``(utterances + 1,)`` int64; utterance ``i`` is ``frames[offsets[i]:offsets[i + 1]]``.
+        downsample_rate: input samples per frame.
+        hit: the features were read from the cache rather than computed by this call.
+        entry: the cache entry folder, or ``None`` when they were not stored.
+    """
+
+    ids: list[str]
+    layers: tuple[int, ...]
+    frames: np.ndarray
+    offsets: np.ndarray
+    downsample_rate: int
+    hit: bool = False
+    entry: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(utterances,)`` int64 valid frames of each utterance."""
+        return np.diff(self.offsets)
+
+    def utterance(self, index: int) -> np.ndarray:
+        """``(frames, layers, dim)`` float16 frames of utterance ``index`` (a memory-mapped view)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(
+                f"utterance index: expected an integer in [{-len(self)}, {len(self)}), found {index}"
+            )
+        index %= len(self)
+        return self.frames[self.offsets[index] : self.offsets[index + 1]]
+
+
+@dataclass
+class CacheStats:
+    """What a :class:`FeatureCache` did since it was created.
+
+    Attributes:
+        hits: requests answered from a stored entry (the upstream did not run).
+        misses: requests that ran the upstream (stored, unless the cache is disabled).
+        compute_seconds: time spent running the upstream and writing features.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    compute_seconds: float = 0.0
+
+
+def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> tuple[int, ...]:
+    """``layers`` as non-negative indices into ``num_layers`` layers; ``None`` means all of them."""
+    if layers is None:
+        return tuple(range(num_layers))
+    resolved = []
+    for layer in layers:
+        if not -num_layers <= layer < num_layers:
+            raise ValueError(
+                f"layers: expected indices in [{-num_layers}, {num_layers}) of the upstream's "
+                f"{num_layers} layers, found {layer}"
+            )
+        resolved.append(layer % num_layers)
+    if not resolved or len(set(resolved)) != len(resolved):
+        raise ValueError(f"layers: expected distinct layer indices (at least one), found {list(layers)}")
+    return tuple(resolved)
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """SHA-256 of the rows' ids, absolute paths, durations, sample rates and file sizes and ``mtime_ns``.
+
+    Raises:
+        FileNotFoundError: an audio file of the manifest does not exist.
+    """
+    digest = hashlib.sha256()
+    for row in manifest:
+        path = os.path.abspath(row.path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: audio file of utterance {row.id!r} not found") from None
+        record = [row.id, path, row.duration, row.sample_rate, stat.st_size, stat.st_mtime_ns]
+        digest.update(json.dumps(record).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _float16(values: torch.Tensor, what: str) -> np.ndarray:
+    """``values`` as a float16 array, refusing values float16 cannot hold."""
+    array = values.detach().float().cpu().numpy()
+    if not np.isfinite(array).all() or (array.size and np.abs(array).max() > FLOAT16_MAX):
+        raise ValueError(
+            f"{what}: features must be finite and within the float16 range (|x| <= {FLOAT16_MAX:g}) "
+            f"to be cached, found max |x| = {np.abs(array).max():g}"
+        )
+    return array.astype(np.float16)
+
+
+@torch.no_grad()
+def _batches(
+    upstream: Upstream,
+    manifest: Manifest,
+    layers: tuple[int, ...],
+    max_batch_seconds: float,
+    num_workers: int,
+    device: torch.device | str,
+) -> Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]]:
+    """Run ``upstream`` over ``manifest`` once, batch by batch.
+
+    Yields:
+        manifest rows of the batch, the chosen layers' hidden states (each ``(batch,
+        frames, dim)`` float32 on ``device``) and their valid frames ``(batch,)``.
+    """
+    upstream = upstream.to(device).eval()
+    dataset = AudioDataset(manifest, sample_rate=upstream.sample_rate)
+    sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
+    row_of = {utt_id: row for row, utt_id in enumerate(manifest.ids)}
+    for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
+        batch = batch.to(device)
+        output = upstream(batch.waveforms, batch.lengths)
+        if len(output.hidden_states) != upstream.num_layers:
+            raise ValueError(
+                f"upstream {upstream.name!r}: expected {upstream.num_layers} hidden states "
+                f"(num_layers), found {len(output.hidden_states)}"
+            )
+        hidden = [output.hidden_states[layer].float() for layer in layers]
+        yield [row_of[utt_id] for utt_id in batch.ids], hidden, output.lengths.to(device)
+
+
+def _fill_pooled(
+    batches: Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]],
+    layers: tuple[int, ...],
+    mean: np.ndarray,
+    std: np.ndarray,
+    name: str,
+) -> None:
+    """Write the statistics of every batch into ``mean`` and ``std`` ``(layers, utterances, dim)``."""
+    for rows, hidden, lengths in batches:
+        for position, (layer, states) in enumerate(zip(layers, hidden, strict=True)):
+            dim = states.shape[-1]
+            statistics = _float16(
+                masked_mean_std(states, lengths, eps=0.0), f"upstream {name!r} layer {layer}"
+            )
+            mean[position, rows, :dim] = statistics[:, :dim]
+            std[position, rows, :dim] = statistics[:, dim:]
+
+
+def _write_frames(
+    batches: Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]],
+    layers: tuple[int, ...],
+    num_utterances: int,
+    dim: int,
+    folder: Path,
+    name: str,
+) -> None:
+    """Write ``frames.npy`` ``(total_frames, layers, dim)`` and ``offsets.npy`` into ``folder``.
+
+    Batches arrive in duration order, not manifest order, and frame counts are known only
+    once the upstream has run, so each batch's frames are first appended to a scratch file;
+    they are then copied, utterance by utterance, into the preallocated ``frames.npy`` in
+    manifest order. Memory stays bounded by one batch; disk peaks at twice the frames.
+    """
+    scratch = folder / "frames.unordered"
+    starts = np.zeros(num_utterances, dtype=np.int64)
+    counts = np.zeros(num_utterances, dtype=np.int64)
+    written = 0
+    with scratch.open("wb") as handle:
+        for rows, hidden, lengths in batches:
+            # (batch, frames, layers, dim), narrower layers zero-padded
+            stacked = hidden[0].new_zeros(*hidden[0].shape[:2], len(layers), dim)
+            for position, states in enumerate(hidden):
+                stacked[:, :, position, : states.shape[-1]] = states
+            valid = ~lengths_to_padding_mask(lengths, stacked.shape[1])  # (batch, frames)
+            # (valid frames of the batch, layers, dim), utterance after utterance
+            block = _float16(stacked[valid], f"upstream {name!r} layers {list(layers)}")
+            handle.write(block.tobytes())
+            for row, count in zip(rows, lengths.tolist(), strict=True):
+                starts[row], counts[row] = written, count
+                written += count
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    frames = np.lib.format.open_memmap(
+        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), dim)
+    )
+    if total:
+        unordered = np.memmap(scratch, dtype=np.float16, mode="r", shape=(total, len(layers), dim))
+        for row in range(num_utterances):
+            frames[offsets[row] : offsets[row + 1]] = unordered[starts[row] : starts[row] + counts[row]]
+        del unordered
+    frames.flush()
+    del frames
+    scratch.unlink()
+    np.save(folder / "offsets.npy", offsets)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class FeatureCache:
+    """Frozen features on disk, keyed by upstream content, layers, corpus and preprocessing.
+
+    Args:
+        root: folder of the entries; default ``<speechssl cache>/features`` (see
+            :func:`~speechssl.data.config.default_cache_dir`).
+        enabled: ``False`` computes every request and stores nothing (``--no-cache``): pooled
+            features stay in memory; frames go to a scratch folder under ``root`` that is
+            removed at once (the returned memory map keeps the data readable until released,
+            as POSIX file systems allow).
+
+    Attributes:
+        stats: hits, misses and compute time of this instance's requests.
+    """
+
+    def __init__(self, root: str | Path | None = None, enabled: bool = True) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir() / "features"
+        self.enabled = enabled
+        self.stats = CacheStats()
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r}, enabled={self.enabled})"
+
+    def entry_path(self, key: str) -> Path:
+        """The folder of the entry with hex ``key``."""
+        return self.root / key[:2] / key
+
+    def pooled(
+        self,
+        upstream: Upstream,
+        manifest: Manifest,
+        layers: Sequence[int] | None = None,
+        max_batch_seconds: float = 60.0,
+        num_workers: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> PooledFeatures:
+        """Mean and standard deviation over valid frames of ``layers`` (default all) per utterance.
+
+        Read from the cache when an entry with the same key exists; otherwise ``upstream``
+        runs once over ``manifest`` (whole utterances, ``max_batch_seconds`` of padded audio
+        per batch, on ``device``) and the result is stored.
+        """
+        chosen = resolve_layers(layers, upstream.num_layers)
+        if not self.enabled:
+            start = time.perf_counter()
+            features = compute_pooled(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
+            self._count_miss(time.perf_counter() - start)
+            return features
+        dim = max(upstream.hidden_sizes[layer] for layer in chosen)
+
+        def write(folder: Path) -> None:
+            shape = (len(chosen), len(manifest), dim)
+            mean = np.lib.format.open_memmap(folder / "mean.npy", mode="w+", dtype=np.float16, shape=shape)
+            std = np.lib.format.open_memmap(folder / "std.npy", mode="w+", dtype=np.float16, shape=shape)
+            batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
+            _fill_pooled(batches, chosen, mean, std, upstream.name)
+            mean.flush()
+            std.flush()
+
+        def read(folder: Path, hit: bool) -> PooledFeatures:
+            mean = np.load(folder / "mean.npy", mmap_mode="r")
+            std = np.load(folder / "std.npy", mmap_mode="r")
+            if mean.shape != (len(chosen), len(manifest), dim) or std.shape != mean.shape:
+                raise ValueError(
+                    f"{folder}: expected pooled arrays of shape {(len(chosen), len(manifest), dim)}, "
+                    f"found mean {mean.shape} and std {std.shape}"
+                )
+            return PooledFeatures(manifest.ids, chosen, mean, std, hit=hit, entry=folder)
+
+        return self._cached(POOLED, upstream, manifest, chosen, write, read)
+
+    def frames(
+        self,
+        upstream: Upstream,
+        manifest: Manifest,
+        layers: Sequence[int] | None = None,
+        max_batch_seconds: float = 60.0,
+        num_workers: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> FrameFeatures:
+        """Every valid frame of ``layers`` (default all) of every utterance, memory-mapped.
+
+        Read from the cache when an entry with the same key exists; otherwise ``upstream``
+        runs once over ``manifest`` and the frames are written batch by batch (memory stays
+        bounded by one batch). Choose ``layers`` for large corpora: the entry holds
+        ``total_frames * layers * dim`` float16 values.
+        """
+        chosen = resolve_layers(layers, upstream.num_layers)
+        dim = max(upstream.hidden_sizes[layer] for layer in chosen)
+
+        def write(folder: Path) -> None:
+            batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
+            _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name)
+
+        def read(folder: Path, hit: bool) -> FrameFeatures:
+            frames = np.load(folder / "frames.npy", mmap_mode="r")
+            offsets = np.load(folder / "offsets.npy")
+            if (
+                offsets.shape != (len(manifest) + 1,)
+                or frames.shape[1:] != (len(chosen), dim)
+                or offsets[-1] != frames.shape[0]
+            ):
+                raise ValueError(
+                    f"{folder}: expected frames (total_frames, {len(chosen)}, {dim}) and offsets "
+                    f"({len(manifest) + 1},) ending at total_frames, found {frames.shape} and {offsets.shape}"
+                )
+            return FrameFeatures(
+                manifest.ids, chosen, frames, offsets, upstream.downsample_rate, hit=hit, entry=folder
+            )
+
+        if not self.enabled:
+            start = time.perf_counter()
+            self.root.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=".scratch.", dir=self.root))
+            try:
+                write(scratch)
+                features = read(scratch, hit=False)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self._count_miss(time.perf_counter() - start)
+            return replace(features, entry=None)
+        return self._cached(FRAMES, upstream, manifest, chosen, write, read)
+
+    def _count_miss(self, seconds: float) -> None:
+        self.stats.misses += 1
+        self.stats.compute_seconds += seconds
+
+    def _cached(
+        self,
+        kind: str,
+        upstream: Upstream,
+        manifest: Manifest,
+        layers: tuple[int, ...],
+        write: Callable[[Path], None],
+        read: Callable[[Path, bool], Features],
+    ) -> Features:
+        """Read the entry of this request, or compute it with ``write`` and store it atomically."""
+        parts = {
+            "format": CACHE_FORMAT_VERSION,
+            "kind": kind,
+            "upstream": upstream.fingerprint(),
+            "layers": list(layers),
+            "manifest": manifest_digest(manifest),
+            "preprocessing": {"sample_rate": upstream.sample_rate, "audio": "whole utterance, mono"},
+        }
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        entry = self.entry_path(key)
+        if entry.is_dir():
+            try:
+                if (
+                    _read_json(entry / META_FILE)["key"] != key
+                    or _read_json(entry / IDS_FILE) != manifest.ids
+                ):
+                    raise ValueError(f"{entry}: stored key or ids differ from the request's")
+                features = read(entry, True)
+            except (OSError, ValueError, KeyError):
+                shutil.rmtree(entry, ignore_errors=True)  # damaged entry: recompute it
+            else:
+                self.stats.hits += 1
+                return features
+
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=entry.parent))
+        start = time.perf_counter()
+        try:
+            write(partial)
+            seconds = time.perf_counter() - start
+            _write_json(partial / IDS_FILE, manifest.ids)
+            meta = {
+                "key": key,
+                "parts": parts,
+                "upstream_name": upstream.name,
+                "hidden_sizes": [upstream.hidden_sizes[layer] for layer in layers],
+                "downsample_rate": upstream.downsample_rate,
+                "utterances": len(manifest),
+                "total_seconds": float(manifest.durations.sum()),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "compute_seconds": round(seconds, 3),
+            }
+            _write_json(partial / META_FILE, meta)
+            try:
+                os.replace(partial, entry)
+            except OSError:
+                if not (entry / META_FILE).is_file():  # else another process stored the same entry
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        self._count_miss(time.perf_counter() - start)
+        return read(entry, False)
+
+
+def compute_pooled(
+    upstream: Upstream,
+    manifest: Manifest,
+    layers: Sequence[int] | None = None,
+    max_batch_seconds: float = 60.0,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+) -> PooledFeatures:
+    """:meth:`FeatureCache.pooled` without a cache: computed in memory, the same float16 values."""
+    chosen = resolve_layers(layers, upstream.num_layers)
+    shape = (len(chosen), len(manifest), max(upstream.hidden_sizes[layer] for layer in chosen))
+    mean, std = np.zeros(shape, dtype=np.float16), np.zeros(shape, dtype=np.float16)
+    batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
+    _fill_pooled(batches, chosen, mean, std, upstream.name)
+    mean.flags.writeable = False
+    std.flags.writeable = False
+    return PooledFeatures(manifest.ids, chosen, mean, std)
