@@ -1,0 +1,273 @@
+"""Downstream heads trained on frozen upstream features.
+
+Utterance-level heads (:class:`LinearHead`, :class:`MLPHead`) take one vector per
+utterance; frame-level heads take ``(batch, frames, dim)`` with ``lengths`` and never let
+padded frames reach their outputs: :class:`MeanPoolingHead` and
+:class:`AttentiveStatisticsPoolingHead` pool over valid frames then classify, and
+:class:`CTCHead` emits per-frame log-probabilities for connectionist temporal
+classification (Graves et al. 2006).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.models.heads import ProjectorMLP
+from speechssl.models.pooling import masked_mean
+
+
+def _check_vectors(x: torch.Tensor, in_dim: int) -> None:
+    if x.dim() != 2 or x.shape[1] != in_dim:
+        raise ValueError(f"x: expected (batch, {in_dim}), found shape {tuple(x.shape)}")
+
+
+def _check_frames(x: torch.Tensor, lengths: torch.Tensor, in_dim: int) -> None:
+    if x.dim() != 3 or x.shape[2] != in_dim:
+        raise ValueError(f"x: expected (batch, frames, {in_dim}), found shape {tuple(x.shape)}")
+    if lengths.shape != (x.shape[0],):
+        raise ValueError(f"lengths: expected shape ({x.shape[0]},), found {tuple(lengths.shape)}")
+    if lengths.numel() and not (int(lengths.min()) >= 1 and int(lengths.max()) <= x.shape[1]):
+        raise ValueError(
+            f"lengths: expected values in [1, {x.shape[1]}] (frames), "
+            f"found min {int(lengths.min())} and max {int(lengths.max())}"
+        )
+
+
+def _zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x (batch, frames, dim)`` with every frame at or after ``lengths`` set to zero.
+
+    ``masked_fill`` rather than a product, so that non-finite padding cannot leak as NaN.
+    """
+    padding = lengths_to_padding_mask(lengths, x.shape[1])  # (batch, frames)
+    return x.masked_fill(padding[:, :, None], 0.0)
+
+
+class LinearHead(nn.Module):
+    """A linear classifier: the linear probe of a frozen representation.
+
+    Args:
+        in_dim: input feature dimension.
+        classes: number of classes (output logits).
+    """
+
+    def __init__(self, in_dim: int, classes: int) -> None:
+        super().__init__()
+        if in_dim < 1 or classes < 1:
+            raise ValueError(f"in_dim/classes: expected positive sizes, found {in_dim}/{classes}")
+        self.in_dim = in_dim
+        self.linear = nn.Linear(in_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
+        _check_vectors(x, self.in_dim)
+        return self.linear(x)
+
+
+class MLPHead(nn.Module):
+    """A one-hidden-layer classifier: ``Dropout -> Linear -> ReLU -> Linear``.
+
+    The two Linear layers (with biases, no batch normalisation) are the toolkit's
+    :class:`~speechssl.models.heads.ProjectorMLP`; dropout (Srivastava et al. 2014) acts
+    on the input features, the usual regulariser of a probe on frozen features.
+
+    Args:
+        in_dim: input feature dimension.
+        hidden: width of the hidden layer.
+        classes: number of classes (output logits).
+        dropout: probability of zeroing an input feature during training.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), found {dropout}")
+        self.in_dim = in_dim
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = ProjectorMLP(in_dim, [hidden], classes, batch_norm=False, last_bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
+        _check_vectors(x, self.in_dim)
+        return self.mlp(self.dropout(x))
+
+
+class MeanPoolingHead(nn.Module):
+    """Mean over valid frames, then an :class:`MLPHead`: the SUPERB utterance-level baseline.
+
+    Args:
+        in_dim: frame feature dimension.
+        hidden: width of the MLP's hidden layer.
+        classes: number of classes.
+        dropout: input dropout of the MLP.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.classifier = MLPHead(in_dim, hidden, classes, dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Classify each utterance from the mean of its valid frames.
+
+        Args:
+            x: ``(batch, frames, in_dim)``; frames at or after ``lengths`` are ignored.
+            lengths: ``(batch,)`` valid frames per utterance, each in ``[1, frames]``.
+
+        Returns:
+            logits ``(batch, classes)``.
+        """
+        _check_frames(x, lengths, self.in_dim)
+        return self.classifier(masked_mean(_zero_padding(x, lengths), lengths))
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attention-weighted mean and standard deviation over valid frames.
+
+    Okabe, Koshinaka & Shinoda 2018, "Attentive Statistics Pooling for Deep Speaker
+    Embedding", eqs. 5–8: a scalar score per frame ``e_t = v^T f(W h_t + b) + k`` (eq. 5)
+    with ``f = tanh``, weights ``alpha_t = softmax_t(e_t)`` over the valid frames only
+    (eq. 6), the weighted mean ``mu = sum_t alpha_t h_t`` (eq. 7) and the weighted
+    standard deviation ``sigma = sqrt(sum_t alpha_t h_t * h_t - mu * mu)`` (eq. 8),
+    computed here as ``sqrt(sum_t alpha_t (h_t - mu)^2 + eps)``, equal since the weights
+    sum to one, but never negative under rounding, and with the same ``eps`` as
+    :func:`~speechssl.models.pooling.masked_mean_std`.
+
+    ``v`` and ``k`` start at zero, so an untrained layer weighs the valid frames equally
+    and returns exactly the plain statistics pooling of Snyder et al. 2018.
+
+    Args:
+        in_dim: frame feature dimension ``dim``.
+        attention_dim: width of the scoring layer ``W``.
+        eps: added to the variance before the square root.
+    """
+
+    def __init__(self, in_dim: int, attention_dim: int = 128, eps: float = 1e-5) -> None:
+        super().__init__()
+        if in_dim < 1 or attention_dim < 1:
+            raise ValueError(f"in_dim/attention_dim: expected positive sizes, found {in_dim}/{attention_dim}")
+        self.in_dim = in_dim
+        self.eps = eps
+        self.projection = nn.Linear(in_dim, attention_dim)  # W, b
+        self.score = nn.Linear(attention_dim, 1)  # v, k
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def attention(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``alpha`` (eqs. 5–6): ``(batch, frames)``, zero on padded frames.
+
+        Args:
+            x: ``(batch, frames, in_dim)``.
+            lengths: ``(batch,)`` valid frames per utterance, each in ``[1, frames]``.
+        """
+        _check_frames(x, lengths, self.in_dim)
+        x = _zero_padding(x, lengths)
+        scores = self.score(torch.tanh(self.projection(x)))  # (batch, frames, 1)
+        scores = scores.squeeze(-1)  # (batch, frames, 1) -> (batch, frames)
+        padding = lengths_to_padding_mask(lengths, x.shape[1])  # (batch, frames)
+        return torch.softmax(scores.masked_fill(padding, float("-inf")), dim=1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attentive statistics of each utterance.
+
+        Args:
+            x: ``(batch, frames, in_dim)``; frames at or after ``lengths`` are ignored.
+            lengths: ``(batch,)`` valid frames per utterance, each in ``[1, frames]``.
+
+        Returns:
+            ``(batch, 2 * in_dim)``: ``[mu, sigma]``.
+        """
+        alpha = self.attention(x, lengths)[:, :, None]  # (batch, frames) -> (batch, frames, 1)
+        x = _zero_padding(x, lengths)
+        mean = (alpha * x).sum(dim=1)  # (batch, in_dim)
+        variance = (alpha * (x - mean[:, None, :]).pow(2)).sum(dim=1)  # (batch, in_dim)
+        return torch.cat([mean, torch.sqrt(variance + self.eps)], dim=-1)
+
+
+class AttentiveStatisticsPoolingHead(nn.Module):
+    """:class:`AttentiveStatisticsPooling` followed by an :class:`MLPHead` on ``[mu, sigma]``.
+
+    Args:
+        in_dim: frame feature dimension.
+        hidden: width of the MLP's hidden layer.
+        classes: number of classes.
+        dropout: input dropout of the MLP.
+        attention_dim: width of the attention's scoring layer.
+    """
+
+    def __init__(
+        self, in_dim: int, hidden: int, classes: int, dropout: float = 0.0, attention_dim: int = 128
+    ) -> None:
+        super().__init__()
+        self.pooling = AttentiveStatisticsPooling(in_dim, attention_dim)
+        self.classifier = MLPHead(2 * in_dim, hidden, classes, dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x (batch, frames, in_dim)``, ``lengths (batch,)`` -> logits ``(batch, classes)``."""
+        return self.classifier(self.pooling(x, lengths))
+
+
+class CTCHead(nn.Module):
+    """A bidirectional LSTM and a linear layer giving per-frame log-probabilities for CTC.
+
+    Connectionist temporal classification (Graves et al. 2006, §3.1): a softmax layer gives
+    per-frame distributions ``y_t`` over the labels and a blank, and ``nn.CTCLoss`` sums
+    ``prod_t y_t`` over every alignment of the target (eqs. 2–3). The LSTM (Hochreiter &
+    Schmidhuber 1997) reads packed sequences, so neither direction sees padded frames; the
+    blank is whichever index the loss is given (``nn.CTCLoss`` defaults to 0). The head
+    keeps the frame rate, so output lengths equal input lengths.
+
+    Args:
+        in_dim: frame feature dimension.
+        vocab_size: output symbols, the blank included.
+        hidden: LSTM units per direction.
+        num_layers: stacked BiLSTM layers.
+        dropout: dropout between LSTM layers and before the output layer.
+    """
+
+    def __init__(
+        self, in_dim: int, vocab_size: int, hidden: int = 256, num_layers: int = 2, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if min(in_dim, vocab_size, hidden, num_layers) < 1:
+            raise ValueError(
+                "in_dim/vocab_size/hidden/num_layers: expected positive sizes, "
+                f"found {in_dim}/{vocab_size}/{hidden}/{num_layers}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1), found {dropout}")
+        self.in_dim = in_dim
+        self.lstm = nn.LSTM(
+            in_dim,
+            hidden,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(2 * hidden, vocab_size)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame log-probabilities in the layout ``nn.CTCLoss`` expects.
+
+        Args:
+            x: ``(batch, frames, in_dim)``; frames at or after ``lengths`` are ignored.
+            lengths: ``(batch,)`` valid frames per utterance, each in ``[1, frames]``.
+
+        Returns:
+            ``log_probs (frames, batch, vocab)``, log-softmax over ``vocab`` (values on
+            padded frames are meaningless and ignored by the loss), and
+            ``output_lengths (batch,)`` int64, equal to ``lengths``.
+        """
+        _check_frames(x, lengths, self.in_dim)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = self.lstm(packed)
+        # (batch, frames, 2 * hidden), zero on padded frames
+        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=x.shape[1])
+        logits = self.output(self.dropout(hidden))  # (batch, frames, vocab)
+        log_probs = torch.log_softmax(logits, dim=-1)  # (batch, frames, vocab)
+        log_probs = log_probs.transpose(0, 1)  # (batch, frames, vocab) -> (frames, batch, vocab)
+        return log_probs, lengths.to(device=x.device, dtype=torch.long)

@@ -1,0 +1,52 @@
+"""Task registry on the real corpora: sizes, label sets and split disjointness where the task says so."""
+
+from __future__ import annotations
+
+import pytest
+
+from speechssl.downstream.tasks import available_tasks, get_task
+
+SPEAKER_DISJOINT = {"keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess"}
+SAME_SPEAKERS = {"speaker_librispeech", "speaker_ravdess", "speaker_fsdd", "keyword_fsdd"}
+EXPECTED = {  # task: (utterances, classes, folds)
+    "keyword_asc": (3600, 40, 1),
+    "keyword_fsdd": (3000, 10, 1),
+    "speaker_librispeech": (392, 28, 1),
+    "speaker_ravdess": (1440, 24, 1),
+    "speaker_fsdd": (3000, 6, 1),
+    "gender_librispeech": (392, 2, 1),
+    "gender_ravdess": (1440, 2, 1),
+    "emotion_ravdess": (1440, 8, 4),
+}
+
+
+def test_registry_covers_the_four_utterance_tasks():
+    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS
+    with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
+        get_task("asr_timit")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_task_folds_on_real_data(shared_data, name):
+    task = get_task(name)
+    manifest = task.load(shared_data(task.folder.split("/")[0]).parent)
+    folds = task.folds(manifest)
+    utterances, classes, num_folds = EXPECTED[name]
+    assert len(folds) == num_folds
+    tested = set()
+    for fold in folds:
+        assert len(fold) == utterances
+        splits = {s: fold.filter(split=s) for s in ("train", "valid", "test")}
+        assert all(len(rows) for rows in splits.values()), f"{name}: an empty split"
+        labels = {s: set(rows.column(task.label)) for s, rows in splits.items()}
+        assert len(labels["train"]) == classes
+        assert labels["test"] <= labels["train"], f"{name}: test classes unseen in training"
+        speakers = {s: set(rows.column("speaker")) for s, rows in splits.items()}
+        if name in SPEAKER_DISJOINT:
+            assert not speakers["train"] & (speakers["valid"] | speakers["test"])
+            assert not speakers["valid"] & speakers["test"]
+        else:
+            assert speakers["test"] <= speakers["train"]
+        tested |= set(splits["test"].ids)
+    if num_folds > 1:
+        assert tested == set(manifest.ids), "folds must test every utterance once"
