@@ -130,3 +130,23 @@ def test_quickstart_writes_its_report(tmp_path, capsys, tiny_pretrain_overrides)
     assert metrics["pretraining"]["steps"] == 4
     assert len(metrics["probes"]) == 3 * 4
     assert set(metrics["cross_correlation"]) == {"before", "after"}
+
+
+def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
+    data_root = shared_data("fsdd").parent
+    argv = ["benchmark", "--upstreams", "fbank,mfcc", "--tasks", "keyword_fsdd", "--seeds", "2"]
+    argv += [
+        "--data-root",
+        str(data_root),
+        "--output",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    assert main([*argv, "max_epochs=10"]) == 0
+    out = capsys.readouterr().out
+    assert "| keyword_fsdd |" in out and "feature cache: 0 hit(s), 2 miss(es)" in out
+    assert main([*argv, "head=svm"]) == 2
+    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
+    assert main([*argv[:4], "speaker_timit", *argv[5:]]) == 2
+    assert "unknown task 'speaker_timit'" in capsys.readouterr().err

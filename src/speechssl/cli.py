@@ -89,6 +89,26 @@ def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
     quick.add_argument("overrides", nargs="*", help="pretraining key=value overrides")
 
 
+def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "benchmark",
+        help="evaluate upstreams on registered downstream tasks over several seeds, with a report",
+    )
+    bench.add_argument(
+        "--upstreams", required=True, help="comma-separated upstream specs (as for probe --upstream)"
+    )
+    bench.add_argument(
+        "--tasks", default="all", help="comma-separated task names, or 'all' (see speechssl.downstream.tasks)"
+    )
+    bench.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
+    bench.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
+    bench.add_argument("--output", default="outputs/benchmark", help="report folder")
+    bench.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
+    bench.add_argument(
+        "overrides", nargs="*", help="head-training key=value overrides, e.g. head=mlp lr=3e-3"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechssl",
@@ -99,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain_parser(sub)
     _add_probe_parser(sub)
     _add_quickstart_parser(sub)
+    _add_benchmark_parser(sub)
     return parser
 
 
@@ -180,6 +201,27 @@ def _run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.downstream.cache import FeatureCache
+    from speechssl.downstream.evaluate import run_evaluation
+    from speechssl.downstream.tasks import available_tasks
+    from speechssl.downstream.training import HeadTrainingConfig
+
+    config = from_dict(HeadTrainingConfig, apply_overrides({}, args.overrides), where="head")
+    tasks = list(available_tasks()) if args.tasks == "all" else args.tasks.split(",")
+    cache = FeatureCache(args.cache_dir)
+    run_evaluation(
+        args.upstreams.split(","), tasks, args.data_root, range(args.seeds), args.output, cache, config
+    )
+    print(Path(args.output, "report.md").read_text())
+    stats = cache.stats
+    print(
+        f"feature cache: {stats.hits} hit(s), {stats.misses} miss(es), {stats.compute_seconds:.1f} s extracting"
+    )
+    return 0
+
+
 def _run_quickstart(args: argparse.Namespace) -> int:
     from speechssl.quickstart import run_quickstart
 
@@ -194,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pretrain": _run_pretrain,
         "probe": _run_probe,
         "quickstart": _run_quickstart,
+        "benchmark": _run_benchmark,
     }
     from speechssl.data import AudioError
     from speechssl.train import NonFiniteLossError, TrainingInterruptedError

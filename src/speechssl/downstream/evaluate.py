@@ -1,0 +1,165 @@
+"""Multi-seed evaluation of upstreams on registered utterance tasks, with a report.
+
+For every (upstream, task), frozen features are pooled once through the
+:class:`~speechssl.downstream.cache.FeatureCache`; then, for every seed, a head is trained
+(initialisation and data order from the seed) on each of the task's folds and its test
+accuracy averaged over folds. One JSON file per (upstream, task, seed) is written, and a
+report folder gathers the table (mean ± std and 95% confidence interval over seeds),
+paired significance tests, box plots and the learned layer weights.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from speechssl.analysis.results import plot_boxplots, plot_layer_weights
+from speechssl.data import Manifest
+from speechssl.downstream.cache import FeatureCache, PooledFeatures
+from speechssl.downstream.statistics import group_by_seed, paired_test, results_table
+from speechssl.downstream.tasks import UtteranceTask, get_task
+from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
+from speechssl.upstream import build_upstream
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-80:]
+
+
+def fold_inputs(
+    pooled: PooledFeatures, fold: Manifest, label: str
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Per-split ``(layers, utterances, dim)`` features and labels of one fold, rows in manifest order."""
+    splits = np.asarray(fold.column("split"))
+    labels = np.asarray(fold.column(label), dtype=object)
+    features, targets = {}, {}
+    for split in ("train", "valid", "test"):
+        rows = np.flatnonzero(splits == split)
+        features[split] = np.asarray(pooled.mean[:, rows, :], dtype=np.float32)
+        targets[split] = [str(v) for v in labels[rows]]
+    return features, targets
+
+
+def evaluate_task(
+    pooled: PooledFeatures,
+    folds: Sequence[Manifest],
+    task: UtteranceTask,
+    seeds: Sequence[int],
+    config: HeadTrainingConfig,
+) -> list[dict]:
+    """One row per seed: test accuracy averaged over folds, plus validation accuracy and layer weights."""
+    inputs = [fold_inputs(pooled, fold, task.label) for fold in folds]
+    rows = []
+    for seed in seeds:
+        started = time.perf_counter()
+        results = [train_utterance_classifier(features, labels, config, seed) for features, labels in inputs]
+        weights = [r.layer_weights for r in results if r.layer_weights is not None]
+        rows.append(
+            {
+                "task": task.name,
+                "seed": seed,
+                "metric": "accuracy",
+                "value": float(np.mean([r.test_accuracy for r in results])),
+                "valid_accuracy": float(np.mean([r.valid_accuracy for r in results])),
+                "fold_values": [r.test_accuracy for r in results],
+                "learning_rate": results[0].lr,
+                "layer_weights": np.mean(weights, axis=0).tolist() if weights else None,
+                "train_seconds": time.perf_counter() - started,
+            }
+        )
+    return rows
+
+
+def run_evaluation(
+    upstreams: Sequence[str],
+    tasks: Sequence[str],
+    data_root: str | Path,
+    seeds: Sequence[int],
+    output: str | Path,
+    cache: FeatureCache,
+    config: HeadTrainingConfig | None = None,
+) -> list[dict]:
+    """Evaluate every upstream spec on every task over ``seeds``; write per-seed JSONs and a report.
+
+    Returns:
+        every per-seed row (``upstream``, ``task``, ``seed``, ``value``, …).
+    """
+    config = config or HeadTrainingConfig()
+    output = Path(output)
+    registry = [get_task(name) for name in tasks]
+    manifests = {task.name: task.load(data_root) for task in registry}
+    folds = {task.name: task.folds(manifests[task.name]) for task in registry}
+    rows: list[dict] = []
+    for spec in upstreams:
+        upstream = build_upstream(spec)
+        for task in registry:
+            pooled = cache.pooled(upstream, manifests[task.name])
+            for row in evaluate_task(pooled, folds[task.name], task, seeds, config):
+                row = {"upstream": spec, **row, "head": asdict(config)}
+                rows.append(row)
+                path = output / "runs" / _safe_name(spec) / task.name / f"seed_{row['seed']}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row, indent=2))
+    write_report(rows, registry, upstreams, output)
+    return rows
+
+
+def write_report(
+    rows: list[dict], tasks: Sequence[UtteranceTask], upstreams: Sequence[str], output: Path
+) -> Path:
+    """``report.md`` with the summary table and paired tests, ``boxplots.png`` and ``layer_weights_<task>.png``."""
+    table = results_table(rows)
+    by_seed = group_by_seed(rows)
+    plot_boxplots(
+        {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
+        output / "boxplots.png",
+        {t.name: "test accuracy" for t in tasks},
+    )
+    lines = [
+        "# Downstream evaluation",
+        "",
+        f"Test accuracy over {len(next(iter(by_seed.values()))[upstreams[0]])} seeds: "
+        "mean ± std [95% confidence interval]; head and data order change with the seed, features do not.",
+        "",
+        "| task | split | " + " | ".join(upstreams) + " |",
+        "|---|---|" + "---|" * len(upstreams),
+    ]
+    for task in tasks:
+        cells = []
+        for upstream in upstreams:
+            s = table[task.name][upstream]
+            cells.append(f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
+        lines.append(f"| {task.name} | {task.split_rule} | " + " | ".join(cells) + " |")
+    if len(upstreams) > 1:
+        lines += ["", "## Paired tests against the first upstream (Wilcoxon signed-rank over seeds)", ""]
+        lines += ["| task | upstream | mean difference | p-value |", "|---|---|---|---|"]
+        for task in tasks:
+            reference = by_seed[task.name][upstreams[0]]
+            for upstream in upstreams[1:]:
+                other = by_seed[task.name][upstream]
+                common = sorted(set(reference) & set(other))
+                test = paired_test([other[s] for s in common], [reference[s] for s in common])
+                lines.append(
+                    f"| {task.name} | {upstream} | {test.mean_difference:+.3f} | {test.p_value:.3g} |"
+                )
+    lines += ["", "![box plots](boxplots.png)", ""]
+    for task in tasks:
+        weights = {}
+        for upstream in upstreams:
+            learned = [
+                r["layer_weights"] for r in rows if r["upstream"] == upstream and r["task"] == task.name
+            ]
+            if learned and all(w is not None and len(w) > 1 for w in learned):
+                weights[upstream] = np.mean(learned, axis=0).tolist()
+        if weights:
+            plot_layer_weights(weights, output / f"layer_weights_{task.name}.png")
+            lines.append(f"![layer weights, {task.name}](layer_weights_{task.name}.png)")
+    report = output / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report

@@ -1,0 +1,39 @@
+"""Multi-seed evaluation on real data: per-seed files, report, determinism and cache reuse."""
+
+from __future__ import annotations
+
+import json
+
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.training import HeadTrainingConfig
+
+
+def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_path):
+    data_root = shared_data("fsdd").parent
+    cache = FeatureCache(tmp_path / "cache")
+    config = HeadTrainingConfig(max_epochs=20)
+    upstreams = ["fbank", "random:tiny"]
+    rows = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "out", cache, config)
+
+    assert [(r["upstream"], r["seed"]) for r in rows] == [
+        ("fbank", 0),
+        ("fbank", 1),
+        ("random:tiny", 0),
+        ("random:tiny", 1),
+    ]
+    assert all(0.1 < r["value"] <= 1.0 for r in rows), "above the 10-digit chance level"
+    saved = json.loads(
+        (tmp_path / "out" / "runs" / "random_tiny" / "keyword_fsdd" / "seed_1.json").read_text()
+    )
+    assert saved["value"] == rows[3]["value"]
+    assert len(saved["layer_weights"]) == 3 and abs(sum(saved["layer_weights"]) - 1) < 1e-5
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "keyword_fsdd" in report and "random:tiny" in report and "p-value" in report
+    assert (tmp_path / "out" / "boxplots.png").stat().st_size > 0
+    assert (tmp_path / "out" / "layer_weights_keyword_fsdd.png").stat().st_size > 0
+    assert (cache.stats.hits, cache.stats.misses) == (0, 2)
+
+    again = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "again", cache, config)
+    assert (cache.stats.hits, cache.stats.misses) == (2, 2)
+    assert [r["value"] for r in again] == [r["value"] for r in rows], "same seeds, same cached features"
