@@ -37,3 +37,13 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
     again = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "again", cache, config)
     assert (cache.stats.hits, cache.stats.misses) == (2, 2)
     assert [r["value"] for r in again] == [r["value"] for r in rows], "same seeds, same cached features"
+
+
+def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
+    data_root = shared_data("mini_librispeech").parent
+    cache = FeatureCache(tmp_path / "cache")
+    rows = run_evaluation(["mfcc"], ["verification_librispeech"], data_root, [0, 1], tmp_path / "out", cache)
+    assert [(r["metric"], r["seed"]) for r in rows] == [("eer", 0), ("eer", 1)]
+    assert all(0.0 < r["value"] < 0.35 and 0.0 < r["min_dcf"] <= 1.0 for r in rows)
+    assert (tmp_path / "out" / "trials" / "verification_librispeech" / "test_seed1.txt").stat().st_size > 0
+    assert "test EER (lower is better)" in (tmp_path / "out" / "report.md").read_text()

@@ -20,8 +20,9 @@ EXPECTED = {  # task: (utterances, classes, folds)
 }
 
 
-def test_registry_covers_the_four_utterance_tasks():
-    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS
+def test_registry_covers_the_four_utterance_tasks_and_verification():
+    verification = {"verification_librispeech", "verification_ravdess"}
+    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | verification
     with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
         get_task("asr_timit")
 

@@ -23,9 +23,12 @@ from speechssl.analysis.results import plot_boxplots, plot_layer_weights
 from speechssl.data import Manifest
 from speechssl.downstream.cache import FeatureCache, PooledFeatures
 from speechssl.downstream.statistics import group_by_seed, paired_test, results_table
-from speechssl.downstream.tasks import UtteranceTask, get_task
+from speechssl.downstream.tasks import UtteranceTask, VerificationTask, get_task
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
+from speechssl.downstream.verification import evaluate_verification
 from speechssl.upstream import build_upstream
+
+METRIC_NAMES = {"accuracy": "test accuracy", "eer": "test EER (lower is better)"}
 
 
 def _safe_name(text: str) -> str:
@@ -76,6 +79,29 @@ def evaluate_task(
     return rows
 
 
+def evaluate_verification_task(
+    pooled: PooledFeatures, manifest: Manifest, task: VerificationTask, seeds: Sequence[int], trials_dir: Path
+) -> list[dict]:
+    """One row per seed: test-speaker EER (lower is better), with minDCF and the layer chosen on dev."""
+    rows = []
+    for seed in seeds:
+        result = evaluate_verification(pooled, manifest, seed, trials_dir)
+        rows.append(
+            {
+                "task": task.name,
+                "seed": seed,
+                "metric": "eer",
+                "value": result.eer,
+                "min_dcf": result.min_dcf,
+                "layer": result.layer,
+                "dev_eer": result.dev_eer,
+                "num_trials": result.num_trials,
+                "layer_weights": None,
+            }
+        )
+    return rows
+
+
 def run_evaluation(
     upstreams: Sequence[str],
     tasks: Sequence[str],
@@ -94,13 +120,20 @@ def run_evaluation(
     output = Path(output)
     registry = [get_task(name) for name in tasks]
     manifests = {task.name: task.load(data_root) for task in registry}
-    folds = {task.name: task.folds(manifests[task.name]) for task in registry}
+    folds = {
+        task.name: task.folds(manifests[task.name]) for task in registry if isinstance(task, UtteranceTask)
+    }
     rows: list[dict] = []
     for spec in upstreams:
         upstream = build_upstream(spec)
         for task in registry:
             pooled = cache.pooled(upstream, manifests[task.name])
-            for row in evaluate_task(pooled, folds[task.name], task, seeds, config):
+            if isinstance(task, VerificationTask):
+                trials_dir = output / "trials" / task.name
+                task_rows = evaluate_verification_task(pooled, manifests[task.name], task, seeds, trials_dir)
+            else:
+                task_rows = evaluate_task(pooled, folds[task.name], task, seeds, config)
+            for row in task_rows:
                 row = {"upstream": spec, **row, "head": asdict(config)}
                 rows.append(row)
                 path = output / "runs" / _safe_name(spec) / task.name / f"seed_{row['seed']}.json"
@@ -116,26 +149,30 @@ def write_report(
     """``report.md`` with the summary table and paired tests, ``boxplots.png`` and ``layer_weights_<task>.png``."""
     table = results_table(rows)
     by_seed = group_by_seed(rows)
+    metric_of = {r["task"]: METRIC_NAMES[r["metric"]] for r in rows}
     plot_boxplots(
         {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
         output / "boxplots.png",
-        {t.name: "test accuracy" for t in tasks},
+        metric_of,
     )
     lines = [
         "# Downstream evaluation",
         "",
-        f"Test accuracy over {len(next(iter(by_seed.values()))[upstreams[0]])} seeds: "
-        "mean ± std [95% confidence interval]; head and data order change with the seed, features do not.",
+        f"Over {len(next(iter(by_seed.values()))[upstreams[0]])} seeds: mean ± std [95% confidence interval]. "
+        "Classification: the seed sets head initialisation and data order (features are fixed). "
+        "Verification: the seed sets the dev/test speaker partition and the non-target trials.",
         "",
-        "| task | split | " + " | ".join(upstreams) + " |",
-        "|---|---|" + "---|" * len(upstreams),
+        "| task | metric | split | " + " | ".join(upstreams) + " |",
+        "|---|---|---|" + "---|" * len(upstreams),
     ]
     for task in tasks:
         cells = []
         for upstream in upstreams:
             s = table[task.name][upstream]
             cells.append(f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
-        lines.append(f"| {task.name} | {task.split_rule} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {task.name} | {metric_of[task.name]} | {task.split_rule} | " + " | ".join(cells) + " |"
+        )
     if len(upstreams) > 1:
         lines += ["", "## Paired tests against the first upstream (Wilcoxon signed-rank over seeds)", ""]
         lines += ["| task | upstream | mean difference | p-value |", "|---|---|---|---|"]

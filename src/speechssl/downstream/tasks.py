@@ -61,9 +61,37 @@ class UtteranceTask:
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
 
-def available_tasks() -> dict[str, UtteranceTask]:
-    """Every utterance task, by name."""
-    tasks = [
+@dataclass(frozen=True)
+class VerificationTask:
+    """A speaker verification task: cosine scoring on speakers not used for any training.
+
+    Attributes:
+        name: registry name, ``verification_<corpus>``.
+        corpus: corpus loader name.
+        folder: the corpus folder relative to the data root.
+        split_rule: one line saying how speakers and trials were chosen, for reports.
+    """
+
+    name: str
+    corpus: str
+    folder: str
+    split_rule: str
+    label: str = "speaker"
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest under ``data_root``, with every row."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder)
+
+
+Task = UtteranceTask | VerificationTask
+VERIFICATION_RULE = (
+    "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
+)
+
+
+def available_tasks() -> dict[str, Task]:
+    """Every downstream task, by name."""
+    tasks: list[Task] = [
         UtteranceTask(
             "keyword_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", _as_is,
             "the corpus's own speaker-disjoint train/val/test CSVs (40 keywords)",
@@ -96,11 +124,15 @@ def available_tasks() -> dict[str, UtteranceTask]:
             "emotion_ravdess", "ravdess", "ravdess", "emotion", _actor_folds,
             "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged",
         ),
+        VerificationTask(
+            "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", VERIFICATION_RULE
+        ),
+        VerificationTask("verification_ravdess", "ravdess", "ravdess", VERIFICATION_RULE),
     ]  # fmt: skip
     return {task.name: task for task in tasks}
 
 
-def get_task(name: str) -> UtteranceTask:
+def get_task(name: str) -> Task:
     tasks = available_tasks()
     if name not in tasks:
         raise ValueError(f"unknown task {name!r} (expected one of: {', '.join(tasks)})")
