@@ -47,3 +47,14 @@ def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
     assert all(0.0 < r["value"] < 0.35 and 0.0 < r["min_dcf"] <= 1.0 for r in rows)
     assert (tmp_path / "out" / "trials" / "verification_librispeech" / "test_seed1.txt").stat().st_size > 0
     assert "test EER (lower is better)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_query_by_example_rows_report_map_and_mtwv(shared_data, tmp_path):
+    data_root = shared_data("fsdd").parent
+    cache = FeatureCache(tmp_path / "cache")
+    rows = run_evaluation(["fbank"], ["qbe_fsdd"], data_root, [0], tmp_path / "out", cache)
+    (row,) = rows
+    assert row["metric"] == "map" and row["num_queries"] == 10 and row["num_documents"] == 100
+    assert 0.1 < row["value"] <= 1.0, "above the ~0.1 MAP of a random ranking of 10 balanced digits"
+    assert 0.0 <= row["mtwv"] <= 1.0
+    assert "test MAP (query-by-example)" in (tmp_path / "out" / "report.md").read_text()

@@ -21,14 +21,19 @@ import numpy as np
 
 from speechssl.analysis.results import plot_boxplots, plot_layer_weights
 from speechssl.data import Manifest
-from speechssl.downstream.cache import FeatureCache, PooledFeatures
+from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures
+from speechssl.downstream.query_by_example import evaluate_query_by_example
 from speechssl.downstream.statistics import group_by_seed, paired_test, results_table
-from speechssl.downstream.tasks import UtteranceTask, VerificationTask, get_task
+from speechssl.downstream.tasks import QueryByExampleTask, Task, UtteranceTask, VerificationTask, get_task
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.downstream.verification import evaluate_verification
 from speechssl.upstream import build_upstream
 
-METRIC_NAMES = {"accuracy": "test accuracy", "eer": "test EER (lower is better)"}
+METRIC_NAMES = {
+    "accuracy": "test accuracy",
+    "eer": "test EER (lower is better)",
+    "map": "test MAP (query-by-example)",
+}
 
 
 def _safe_name(text: str) -> str:
@@ -102,6 +107,30 @@ def evaluate_verification_task(
     return rows
 
 
+def evaluate_query_by_example_task(
+    frames: FrameFeatures, manifest: Manifest, task: QueryByExampleTask, seeds: Sequence[int]
+) -> list[dict]:
+    """One row per seed: test-speaker MAP (higher is better), with MTWV and the layer chosen on dev."""
+    rows = []
+    for seed in seeds:
+        result = evaluate_query_by_example(frames, manifest, task.label, seed)
+        rows.append(
+            {
+                "task": task.name,
+                "seed": seed,
+                "metric": "map",
+                "value": result.map,
+                "mtwv": result.mtwv,
+                "layer": result.layer,
+                "dev_map": result.dev_map,
+                "num_queries": result.num_queries,
+                "num_documents": result.num_documents,
+                "layer_weights": None,
+            }
+        )
+    return rows
+
+
 def run_evaluation(
     upstreams: Sequence[str],
     tasks: Sequence[str],
@@ -127,12 +156,20 @@ def run_evaluation(
     for spec in upstreams:
         upstream = build_upstream(spec)
         for task in registry:
-            pooled = cache.pooled(upstream, manifests[task.name])
-            if isinstance(task, VerificationTask):
+            manifest = manifests[task.name]
+            if isinstance(task, QueryByExampleTask):
+                task_rows = evaluate_query_by_example_task(
+                    cache.frames(upstream, manifest), manifest, task, seeds
+                )
+            elif isinstance(task, VerificationTask):
                 trials_dir = output / "trials" / task.name
-                task_rows = evaluate_verification_task(pooled, manifests[task.name], task, seeds, trials_dir)
+                task_rows = evaluate_verification_task(
+                    cache.pooled(upstream, manifest), manifest, task, seeds, trials_dir
+                )
             else:
-                task_rows = evaluate_task(pooled, folds[task.name], task, seeds, config)
+                task_rows = evaluate_task(
+                    cache.pooled(upstream, manifest), folds[task.name], task, seeds, config
+                )
             for row in task_rows:
                 row = {"upstream": spec, **row, "head": asdict(config)}
                 rows.append(row)
@@ -143,9 +180,7 @@ def run_evaluation(
     return rows
 
 
-def write_report(
-    rows: list[dict], tasks: Sequence[UtteranceTask], upstreams: Sequence[str], output: Path
-) -> Path:
+def write_report(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[str], output: Path) -> Path:
     """``report.md`` with the summary table and paired tests, ``boxplots.png`` and ``layer_weights_<task>.png``."""
     table = results_table(rows)
     by_seed = group_by_seed(rows)
@@ -160,7 +195,8 @@ def write_report(
         "",
         f"Over {len(next(iter(by_seed.values()))[upstreams[0]])} seeds: mean ± std [95% confidence interval]. "
         "Classification: the seed sets head initialisation and data order (features are fixed). "
-        "Verification: the seed sets the dev/test speaker partition and the non-target trials.",
+        "Verification: the seed sets the dev/test speaker partition and the non-target trials. "
+        "Query-by-example: the seed sets the speaker halves, the queries and the search sets.",
         "",
         "| task | metric | split | " + " | ".join(upstreams) + " |",
         "|---|---|---|" + "---|" * len(upstreams),

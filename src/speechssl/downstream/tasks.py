@@ -83,7 +83,33 @@ class VerificationTask:
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
 
-Task = UtteranceTask | VerificationTask
+@dataclass(frozen=True)
+class QueryByExampleTask:
+    """Query-by-example spoken term detection by DTW on frame features (no training).
+
+    Attributes:
+        name: registry name, ``qbe_<corpus>``.
+        corpus: corpus loader name.
+        folder: the corpus folder relative to the data root.
+        label: the column naming each utterance's keyword.
+        split_rule: one line saying how queries and search sets were drawn, for reports.
+    """
+
+    name: str
+    corpus: str
+    folder: str
+    label: str
+    split_rule: str
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest under ``data_root``, with every row."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder)
+
+
+Task = UtteranceTask | VerificationTask | QueryByExampleTask
+QBE_RULE = (
+    "per seed, speaker halves (dev picks the layer); 1 query per keyword vs 100 utterances of other speakers"
+)
 VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
@@ -128,6 +154,8 @@ def available_tasks() -> dict[str, Task]:
             "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", VERIFICATION_RULE
         ),
         VerificationTask("verification_ravdess", "ravdess", "ravdess", VERIFICATION_RULE),
+        QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
+        QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
     ]  # fmt: skip
     return {task.name: task for task in tasks}
 
