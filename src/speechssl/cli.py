@@ -98,7 +98,9 @@ def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         "--upstreams", required=True, help="comma-separated upstream specs (as for probe --upstream)"
     )
     bench.add_argument(
-        "--tasks", default="all", help="comma-separated task names, or 'all' (see speechssl.downstream.tasks)"
+        "--tasks",
+        default="all",
+        help="comma-separated task names, or 'all' whose corpus is present (see speechssl.downstream.tasks)",
     )
     bench.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
@@ -209,7 +211,14 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     from speechssl.downstream.training import HeadTrainingConfig
 
     config = from_dict(HeadTrainingConfig, apply_overrides({}, args.overrides), where="head")
-    tasks = list(available_tasks()) if args.tasks == "all" else args.tasks.split(",")
+    if args.tasks == "all":
+        registry = available_tasks().values()
+        tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
+        skipped = [f"{t.name} ({Path(args.data_root) / t.folder})" for t in registry if t.name not in tasks]
+        if skipped:
+            print(f"skipping tasks whose corpus is not under --data-root: {', '.join(skipped)}")
+    else:
+        tasks = args.tasks.split(",")
     cache = FeatureCache(args.cache_dir)
     run_evaluation(
         args.upstreams.split(","), tasks, args.data_root, range(args.seeds), args.output, cache, config

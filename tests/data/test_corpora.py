@@ -24,6 +24,7 @@ def test_registry_names():
         "librispeech",
         "ravdess",
         "arabic_speech_commands",
+        "fluent_speech_commands",
         "speech_commands",
         "folder",
         "manifest",

@@ -58,3 +58,36 @@ def test_query_by_example_rows_report_map_and_mtwv(shared_data, tmp_path):
     assert 0.1 < row["value"] <= 1.0, "above the ~0.1 MAP of a random ranking of 10 balanced digits"
     assert 0.0 <= row["mtwv"] <= 1.0
     assert "test MAP (query-by-example)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
+    """The synthetic corpus rewritten in FSC's native layout; the intent is the spoken word."""
+    import shutil
+
+    from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+
+    corpus = generate_synthetic_corpus(
+        SyntheticConfig(num_utterances=240, num_speakers=8), tmp_path / "synthetic"
+    )
+    root = tmp_path / "data" / "fluent_speech_commands_dataset"
+    (root / "data").mkdir(parents=True)
+    speakers = sorted(set(corpus.column("speaker")))
+    split_of = {s: "train" if i < 5 else "valid" if i < 6 else "test" for i, s in enumerate(speakers)}
+    lines = {
+        split: [",path,speakerId,transcription,action,object,location\n"]
+        for split in ("train", "valid", "test")
+    }
+    for row in corpus:
+        relative = f"wavs/speakers/{row.speaker}/{row.id}.wav"
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, root / relative)
+        word = row.labels["word"]
+        split = split_of[row.speaker]
+        lines[split].append(f"{len(lines[split]) - 1},{relative},{row.speaker},{word},{word},none,none\n")
+    for split, name in (("train", "train_data.csv"), ("valid", "valid_data.csv"), ("test", "test_data.csv")):
+        (root / "data" / name).write_text("".join(lines[split]))
+
+    cache = FeatureCache(tmp_path / "cache")
+    (row,) = run_evaluation(["fbank"], ["intent_fsc"], tmp_path / "data", [0], tmp_path / "out", cache)
+    assert row["task"] == "intent_fsc" and row["metric"] == "accuracy"
+    assert row["value"] > 0.5, "10 words: chance is about 0.1"

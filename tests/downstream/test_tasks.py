@@ -21,8 +21,8 @@ EXPECTED = {  # task: (utterances, classes, folds)
 
 
 def test_registry_covers_utterance_verification_and_query_by_example_tasks():
-    verification = {"verification_librispeech", "verification_ravdess", "qbe_fsdd", "qbe_asc"}
-    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | verification
+    others = {"verification_librispeech", "verification_ravdess", "qbe_fsdd", "qbe_asc", "intent_fsc"}
+    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others
     with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
         get_task("asr_timit")
 

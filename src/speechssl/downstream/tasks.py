@@ -147,6 +147,10 @@ def available_tasks() -> dict[str, Task]:
             "actor-disjoint: actors 1-16 train, 17-20 valid, 21-24 test",
         ),
         UtteranceTask(
+            "intent_fsc", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent", _as_is,
+            "the corpus's own speaker-disjoint train/valid/test CSVs (31 action|object|location intents)",
+        ),
+        UtteranceTask(
             "emotion_ravdess", "ravdess", "ravdess", "emotion", _actor_folds,
             "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged",
         ),

@@ -17,6 +17,7 @@ from typing import Any
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora.arabic_speech_commands import load_arabic_speech_commands
 from speechssl.data.corpora.detect import detect_corpus
+from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_commands
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.librispeech import load_librispeech
@@ -32,6 +33,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "ravdess": load_ravdess,
     "arabic_speech_commands": load_arabic_speech_commands,
     "speech_commands": load_speech_commands,
+    "fluent_speech_commands": load_fluent_speech_commands,
     "folder": load_folder,
     "manifest": load_manifest_file,
 }
@@ -80,6 +82,7 @@ __all__ = [
     "detect_corpus",
     "load_arabic_speech_commands",
     "load_corpus",
+    "load_fluent_speech_commands",
     "load_folder",
     "load_fsdd",
     "load_librispeech",

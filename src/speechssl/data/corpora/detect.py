@@ -21,9 +21,10 @@ def detect_corpus(root: str | Path) -> str:
     """The name of the loader (see ``available_corpora``) whose native layout ``root`` has.
 
     Checks, in order: a ``.csv``/``.jsonl`` file (``manifest``); FSDD recordings;
-    LibriSpeech subset folders; RAVDESS ``Actor_XX`` folders; Arabic Speech Commands
-    (``train.csv`` or ``dataset/``); Speech Commands (``testing_list.txt`` or
-    ``_background_noise_``). Anything else is ``folder``.
+    LibriSpeech subset folders; RAVDESS ``Actor_XX`` folders; Fluent Speech Commands
+    (``data/train_data.csv`` and ``wavs/speakers/``); Arabic Speech Commands (``train.csv``
+    or ``dataset/``); Speech Commands (``testing_list.txt`` or ``_background_noise_``).
+    Anything else is ``folder``.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -39,6 +40,8 @@ def detect_corpus(root: str | Path) -> str:
         return "librispeech"
     if any(RAVDESS_ACTOR_FOLDER.match(p.name) for p in root.iterdir() if p.is_dir()):
         return "ravdess"
+    if (root / "data" / "train_data.csv").is_file() and (root / "wavs" / "speakers").is_dir():
+        return "fluent_speech_commands"
     if (root / "train.csv").is_file() or (root / "dataset").is_dir():
         return "arabic_speech_commands"
     if (root / "testing_list.txt").is_file() or (root / "_background_noise_").is_dir():

@@ -1,0 +1,59 @@
+"""CTC ASR head: greedy decoding, vocabulary checks, and learning a toy transcription task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speechssl.downstream.asr import CTCTrainingConfig, character_vocabulary, greedy_decode, train_ctc
+from speechssl.downstream.cache import FrameFeatures
+
+
+def test_greedy_decoding_merges_repeats_and_drops_blanks():
+    vocabulary = character_vocabulary(["ab"])
+    assert vocabulary == ["<blank>", "a", "b"]
+    path = [[1, 1, 0, 1, 2, 2, 0], [2, 0, 0, 0, 0, 0, 0]]  # (batch, frames) best symbols
+    log_probs = torch.nn.functional.one_hot(torch.tensor(path), 3).float().log().transpose(0, 1)
+    assert greedy_decode(log_probs, torch.tensor([7, 1]), vocabulary) == ["aab", "b"]
+
+
+def _toy(words: list[str], rng: np.random.Generator) -> tuple[FrameFeatures, list[str]]:
+    """Each character is 3 frames of its own direction in 8-D, characters separated by 2 silent frames."""
+    directions = {c: rng.normal(size=8) * 3 for c in "abcd"}
+    utterances = []
+    for word in words:
+        frames = [np.zeros((2, 8))]
+        for char in word:
+            frames += [directions[char] + rng.normal(size=(3, 8)) * 0.1, np.zeros((2, 8))]
+        utterances.append(np.concatenate(frames)[:, None, :])  # (frames, layers=1, 8)
+    lengths = [len(u) for u in utterances]
+    return (
+        FrameFeatures(
+            ids=[str(i) for i in range(len(words))],
+            layers=(0,),
+            frames=np.concatenate(utterances).astype(np.float16),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]),
+            downsample_rate=160,
+        ),
+        words,
+    )
+
+
+def test_ctc_head_learns_a_toy_transcription():
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcd"), size=rng.integers(2, 5))) for _ in range(120)]
+    frames, texts = _toy(words, rng)
+    rows = {"train": list(range(80)), "valid": list(range(80, 100)), "test": list(range(100, 120))}
+    config = CTCTrainingConfig(hidden=32, num_layers=1, lr=1e-2, batch_size=8, max_epochs=30, patience=5)
+    result = train_ctc(frames, rows, texts, config, seed=0)
+    assert result.cer < 0.1, result
+    assert result.layer_weights == [1.0]
+    again = train_ctc(frames, rows, texts, config, seed=0)
+    assert (again.cer, again.best_epoch) == (result.cer, result.best_epoch)
+
+
+def test_unseen_characters_are_an_error():
+    frames, texts = _toy(["ab", "ab", "cd"], np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"characters \['c', 'd'\] occur in valid/test but never in train"):
+        train_ctc(frames, {"train": [0], "valid": [1], "test": [2]}, texts, CTCTrainingConfig(), seed=0)
