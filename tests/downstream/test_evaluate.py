@@ -91,3 +91,22 @@ def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
     (row,) = run_evaluation(["fbank"], ["intent_fsc"], tmp_path / "data", [0], tmp_path / "out", cache)
     assert row["task"] == "intent_fsc" and row["metric"] == "accuracy"
     assert row["value"] > 0.5, "10 words: chance is about 0.1"
+
+
+def test_asr_rows_report_wer_cer_and_examples(tmp_path):
+    from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+    from speechssl.downstream.asr import CTCTrainingConfig
+    from speechssl.downstream.evaluate import evaluate_asr_task
+    from speechssl.downstream.tasks import ASRTask
+    from speechssl.upstream import build_upstream
+
+    manifest = generate_synthetic_corpus(
+        SyntheticConfig(num_utterances=60, num_speakers=3), tmp_path / "corpus"
+    )
+    frames = FeatureCache(tmp_path / "cache").frames(build_upstream("fbank"), manifest)
+    task = ASRTask("asr_synthetic", "synthetic", "corpus", "synthetic words", label="word")
+    config = CTCTrainingConfig(hidden=16, num_layers=1, max_epochs=2, patience=2)
+    (row,) = evaluate_asr_task(frames, manifest, task, [0], config)
+    assert row["metric"] == "wer" and row["value"] >= 0.0 and row["cer"] >= 0.0
+    assert row["epochs_run"] == 2 and len(row["examples"]) == 3
+    assert all(reference in set(manifest.column("word")) for reference, _ in row["examples"])

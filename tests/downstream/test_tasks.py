@@ -21,7 +21,14 @@ EXPECTED = {  # task: (utterances, classes, folds)
 
 
 def test_registry_covers_utterance_verification_and_query_by_example_tasks():
-    others = {"verification_librispeech", "verification_ravdess", "qbe_fsdd", "qbe_asc", "intent_fsc"}
+    others = {
+        "verification_librispeech",
+        "verification_ravdess",
+        "qbe_fsdd",
+        "qbe_asc",
+        "intent_fsc",
+        "asr_librispeech",
+    }
     assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others
     with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
         get_task("asr_timit")

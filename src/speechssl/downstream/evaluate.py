@@ -21,10 +21,18 @@ import numpy as np
 
 from speechssl.analysis.results import plot_boxplots, plot_layer_weights
 from speechssl.data import Manifest
+from speechssl.downstream.asr import CTCTrainingConfig, train_ctc
 from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures
 from speechssl.downstream.query_by_example import evaluate_query_by_example
 from speechssl.downstream.statistics import group_by_seed, paired_test, results_table
-from speechssl.downstream.tasks import QueryByExampleTask, Task, UtteranceTask, VerificationTask, get_task
+from speechssl.downstream.tasks import (
+    ASRTask,
+    QueryByExampleTask,
+    Task,
+    UtteranceTask,
+    VerificationTask,
+    get_task,
+)
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.downstream.verification import evaluate_verification
 from speechssl.upstream import build_upstream
@@ -33,6 +41,7 @@ METRIC_NAMES = {
     "accuracy": "test accuracy",
     "eer": "test EER (lower is better)",
     "map": "test MAP (query-by-example)",
+    "wer": "test WER (lower is better)",
 }
 
 
@@ -107,6 +116,37 @@ def evaluate_verification_task(
     return rows
 
 
+def evaluate_asr_task(
+    frames: FrameFeatures,
+    manifest: Manifest,
+    task: ASRTask,
+    seeds: Sequence[int],
+    config: CTCTrainingConfig | None = None,
+) -> list[dict]:
+    """One row per seed: test WER (lower is better) of a CTC head, with CER and example decodings."""
+    split = np.asarray(manifest.column("split"))
+    rows = {name: np.flatnonzero(split == name).tolist() for name in ("train", "valid", "test")}
+    texts = [str(text) for text in manifest.column(task.label)]
+    results = []
+    for seed in seeds:
+        result = train_ctc(frames, rows, texts, config or CTCTrainingConfig(), seed)
+        results.append(
+            {
+                "task": task.name,
+                "seed": seed,
+                "metric": "wer",
+                "value": result.wer,
+                "cer": result.cer,
+                "valid_cer": result.valid_cer,
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "examples": result.examples,
+                "layer_weights": result.layer_weights,
+            }
+        )
+    return results
+
+
 def evaluate_query_by_example_task(
     frames: FrameFeatures, manifest: Manifest, task: QueryByExampleTask, seeds: Sequence[int]
 ) -> list[dict]:
@@ -157,7 +197,9 @@ def run_evaluation(
         upstream = build_upstream(spec)
         for task in registry:
             manifest = manifests[task.name]
-            if isinstance(task, QueryByExampleTask):
+            if isinstance(task, ASRTask):
+                task_rows = evaluate_asr_task(cache.frames(upstream, manifest), manifest, task, seeds)
+            elif isinstance(task, QueryByExampleTask):
                 task_rows = evaluate_query_by_example_task(
                     cache.frames(upstream, manifest), manifest, task, seeds
                 )

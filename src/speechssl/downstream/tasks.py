@@ -106,7 +106,30 @@ class QueryByExampleTask:
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
 
-Task = UtteranceTask | VerificationTask | QueryByExampleTask
+@dataclass(frozen=True)
+class ASRTask:
+    """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`).
+
+    Attributes:
+        name: registry name, ``asr_<corpus>``.
+        corpus: corpus loader name.
+        folder: the corpus folder relative to the data root.
+        split_rule: one line saying how the split was made, for reports.
+        label: the transcript column.
+    """
+
+    name: str
+    corpus: str
+    folder: str
+    split_rule: str
+    label: str = "transcript"
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest under ``data_root``, with every row."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder)
+
+
+Task = UtteranceTask | VerificationTask | QueryByExampleTask | ASRTask
 QBE_RULE = (
     "per seed, speaker halves (dev picks the layer); 1 query per keyword vs 100 utterances of other speakers"
 )
@@ -158,6 +181,10 @@ def available_tasks() -> dict[str, Task]:
             "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", VERIFICATION_RULE
         ),
         VerificationTask("verification_ravdess", "ravdess", "ravdess", VERIFICATION_RULE),
+        ASRTask(
+            "asr_librispeech", "librispeech", "mini_librispeech/LibriSpeech",
+            "each speaker's utterances split 70/15/15 (Mini LibriSpeech: 1.37 h in all)",
+        ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
     ]  # fmt: skip
