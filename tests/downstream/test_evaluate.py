@@ -104,7 +104,7 @@ def test_asr_rows_report_wer_cer_and_examples(tmp_path):
         SyntheticConfig(num_utterances=60, num_speakers=3), tmp_path / "corpus"
     )
     frames = FeatureCache(tmp_path / "cache").frames(build_upstream("fbank"), manifest)
-    task = ASRTask("asr_synthetic", "synthetic", "corpus", "synthetic words", label="word")
+    task = ASRTask("asr_synthetic", "synthetic", "corpus", "word", "synthetic words")
     config = CTCTrainingConfig(hidden=16, num_layers=1, max_epochs=2, patience=2)
     (row,) = evaluate_asr_task(frames, manifest, task, [0], config)
     assert row["metric"] == "wer" and row["value"] >= 0.0 and row["cer"] >= 0.0

@@ -37,96 +37,48 @@ def _actor_folds(manifest: Manifest) -> list[Manifest]:
 
 
 @dataclass(frozen=True)
-class UtteranceTask:
-    """An utterance classification task.
+class CorpusTask:
+    """What every task names: a corpus in its native layout and the column it is about.
 
     Attributes:
         name: registry name, ``<task>_<corpus>``.
         corpus: corpus loader name (see :func:`speechssl.data.available_corpora`).
         folder: the corpus folder relative to the data root (``../shared/data`` layout).
-        label: manifest column to predict (``speaker`` or a label column).
-        folds: turns the corpus manifest into the folds the task is averaged over.
-        split_rule: one line saying how the split was made, for reports.
+        label: manifest column the task is about (``speaker``, ``keyword``, ``transcript``, ...).
+        split_rule: one line saying how splits, trials or queries were made, for reports.
     """
 
     name: str
     corpus: str
     folder: str
     label: str
+    split_rule: str
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest under ``data_root``, with every row (tasks re-split it)."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder)
+
+
+@dataclass(frozen=True)
+class UtteranceTask(CorpusTask):
+    """An utterance classification task; ``folds`` turns the corpus manifest into the
+    re-split copies the task is averaged over."""
+
     folds: FoldMaker
-    split_rule: str
-
-    def load(self, data_root: str | Path) -> Manifest:
-        """The corpus manifest under ``data_root``, with every row (folds re-split it)."""
-        return load_corpus(self.corpus, Path(data_root) / self.folder)
 
 
-@dataclass(frozen=True)
-class VerificationTask:
-    """A speaker verification task: cosine scoring on speakers not used for any training.
-
-    Attributes:
-        name: registry name, ``verification_<corpus>``.
-        corpus: corpus loader name.
-        folder: the corpus folder relative to the data root.
-        split_rule: one line saying how speakers and trials were chosen, for reports.
-    """
-
-    name: str
-    corpus: str
-    folder: str
-    split_rule: str
-    label: str = "speaker"
-
-    def load(self, data_root: str | Path) -> Manifest:
-        """The corpus manifest under ``data_root``, with every row."""
-        return load_corpus(self.corpus, Path(data_root) / self.folder)
+class VerificationTask(CorpusTask):
+    """Speaker verification by cosine scoring on speakers not used for any training
+    (:mod:`speechssl.downstream.verification`)."""
 
 
-@dataclass(frozen=True)
-class QueryByExampleTask:
-    """Query-by-example spoken term detection by DTW on frame features (no training).
-
-    Attributes:
-        name: registry name, ``qbe_<corpus>``.
-        corpus: corpus loader name.
-        folder: the corpus folder relative to the data root.
-        label: the column naming each utterance's keyword.
-        split_rule: one line saying how queries and search sets were drawn, for reports.
-    """
-
-    name: str
-    corpus: str
-    folder: str
-    label: str
-    split_rule: str
-
-    def load(self, data_root: str | Path) -> Manifest:
-        """The corpus manifest under ``data_root``, with every row."""
-        return load_corpus(self.corpus, Path(data_root) / self.folder)
+class QueryByExampleTask(CorpusTask):
+    """Query-by-example spoken term detection by DTW on frame features
+    (:mod:`speechssl.downstream.query_by_example`)."""
 
 
-@dataclass(frozen=True)
-class ASRTask:
-    """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`).
-
-    Attributes:
-        name: registry name, ``asr_<corpus>``.
-        corpus: corpus loader name.
-        folder: the corpus folder relative to the data root.
-        split_rule: one line saying how the split was made, for reports.
-        label: the transcript column.
-    """
-
-    name: str
-    corpus: str
-    folder: str
-    split_rule: str
-    label: str = "transcript"
-
-    def load(self, data_root: str | Path) -> Manifest:
-        """The corpus manifest under ``data_root``, with every row."""
-        return load_corpus(self.corpus, Path(data_root) / self.folder)
+class ASRTask(CorpusTask):
+    """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`)."""
 
 
 Task = UtteranceTask | VerificationTask | QueryByExampleTask | ASRTask
@@ -142,47 +94,47 @@ def available_tasks() -> dict[str, Task]:
     """Every downstream task, by name."""
     tasks: list[Task] = [
         UtteranceTask(
-            "keyword_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", _as_is,
-            "the corpus's own speaker-disjoint train/val/test CSVs (40 keywords)",
+            "keyword_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword",
+            "the corpus's own speaker-disjoint train/val/test CSVs (40 keywords)", _as_is,
         ),
         UtteranceTask(
-            "keyword_fsdd", "fsdd", "fsdd", "keyword", _as_is,
-            "FSDD's official split: recordings 0-4 test, 5-9 valid, rest train (same 6 speakers)",
+            "keyword_fsdd", "fsdd", "fsdd", "keyword",
+            "FSDD's official split: recordings 0-4 test, 5-9 valid, rest train (same 6 speakers)", _as_is,
         ),
         UtteranceTask(
-            "speaker_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker", _as_is,
-            "each of the 28 speakers' utterances split 70/15/15",
+            "speaker_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker",
+            "each of the 28 speakers' utterances split 70/15/15", _as_is,
         ),
         UtteranceTask(
-            "speaker_ravdess", "ravdess", "ravdess", "speaker", _within_speaker,
-            "each of the 24 actors' utterances split 70/15/15",
+            "speaker_ravdess", "ravdess", "ravdess", "speaker",
+            "each of the 24 actors' utterances split 70/15/15", _within_speaker,
         ),
         UtteranceTask(
-            "speaker_fsdd", "fsdd", "fsdd", "speaker", _as_is,
-            "FSDD's official split (6 speakers in every split)",
+            "speaker_fsdd", "fsdd", "fsdd", "speaker",
+            "FSDD's official split (6 speakers in every split)", _as_is,
         ),
         UtteranceTask(
             "gender_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "gender",
-            _speaker_disjoint_by_gender, "speaker-disjoint 60/20/20, stratified by gender",
+            "speaker-disjoint 60/20/20, stratified by gender", _speaker_disjoint_by_gender,
         ),
         UtteranceTask(
-            "gender_ravdess", "ravdess", "ravdess", "gender", _as_is,
-            "actor-disjoint: actors 1-16 train, 17-20 valid, 21-24 test",
+            "gender_ravdess", "ravdess", "ravdess", "gender",
+            "actor-disjoint: actors 1-16 train, 17-20 valid, 21-24 test", _as_is,
         ),
         UtteranceTask(
-            "intent_fsc", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent", _as_is,
-            "the corpus's own speaker-disjoint train/valid/test CSVs (31 action|object|location intents)",
+            "intent_fsc", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent",
+            "the corpus's own speaker-disjoint train/valid/test CSVs (31 action|object|location intents)", _as_is,
         ),
         UtteranceTask(
-            "emotion_ravdess", "ravdess", "ravdess", "emotion", _actor_folds,
-            "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged",
+            "emotion_ravdess", "ravdess", "ravdess", "emotion",
+            "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged", _actor_folds,
         ),
         VerificationTask(
-            "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", VERIFICATION_RULE
+            "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker", VERIFICATION_RULE
         ),
-        VerificationTask("verification_ravdess", "ravdess", "ravdess", VERIFICATION_RULE),
+        VerificationTask("verification_ravdess", "ravdess", "ravdess", "speaker", VERIFICATION_RULE),
         ASRTask(
-            "asr_librispeech", "librispeech", "mini_librispeech/LibriSpeech",
+            "asr_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "transcript",
             "each speaker's utterances split 70/15/15 (Mini LibriSpeech: 1.37 h in all)",
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
