@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from speechssl.downstream.cache import FeatureCache, compute_pooled
-from speechssl.downstream.evaluate import fold_inputs
+from speechssl.downstream.evaluate import fold_rows
 from speechssl.downstream.tasks import get_task
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream import build_upstream
@@ -47,7 +47,8 @@ def main() -> None:
         started = time.perf_counter()
         pooled = cache.pooled(upstream, manifest)
         extraction = time.perf_counter() - started
-        features, labels = fold_inputs(pooled, fold, task.label)
+        rows, labels = fold_rows(fold, task.label)
+        features = {split: pooled.mean[:, indices, :].astype("float32") for split, indices in rows.items()}
 
         heads, epochs = [], []
         for seed in range(args.seeds):

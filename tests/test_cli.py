@@ -58,7 +58,7 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
     assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 0
     assert "finished at step 3" in capsys.readouterr().out
-    results = tmp_path / "probe.json"
+    results = tmp_path / "probe"
     args = [
         "probe",
         "--manifest",
@@ -68,31 +68,23 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
         "--task",
         "word",
     ]
+    upstreams = ["--upstream", str(run), "--upstream", "fbank"]
     assert (
-        main(
-            [
-                *args,
-                "--upstream",
-                str(run),
-                "--upstream",
-                "fbank",
-                "--layer",
-                "best",
-                "--output",
-                str(results),
-            ]
-        )
+        main([*args, *upstreams, "--layer", "best", "--seeds", "2", "--output", str(results), "max_epochs=5"])
         == 0
     )
     out = capsys.readouterr().out
     assert "gender" in out and "fbank" in out
     assert "feature cache: 0 hit(s), 2 miss(es)" in out
-    assert main([*args, "--upstream", str(run), "--upstream", "fbank", "--layer", "best"]) == 0
+    assert main([*args, *upstreams, "--layer", "best", "max_epochs=5"]) == 0
     assert "feature cache: 2 hit(s), 0 miss(es)" in capsys.readouterr().out
-    rows = json.loads(results.read_text())
-    assert {(r["upstream"], r["task"]) for r in rows} == {
-        (str(run), "gender"), (str(run), "word"), ("fbank", "gender"), ("fbank", "word")
+    summary = json.loads((results / "summary.json").read_text())
+    assert {(r["upstream"], r["task"], r["n"]) for r in summary} == {
+        (str(run), "gender", 2), (str(run), "word", 2), ("fbank", "gender", 2), ("fbank", "word", 2)
     }  # fmt: skip
+    assert len(list((results / "runs").rglob("seed_*.json"))) == 8
+    assert main([*args, "--upstream", "fbank", "head=svm"]) == 2
+    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
 
     # a used run directory is refused unless --resume
     assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 2
@@ -128,7 +120,7 @@ def test_quickstart_writes_its_report(tmp_path, capsys, tiny_pretrain_overrides)
         assert (tmp_path / name).stat().st_size > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["pretraining"]["steps"] == 4
-    assert len(metrics["probes"]) == 3 * 4
+    assert len(metrics["probes"]) == 3 * 4 * 3  # upstreams x tasks x seeds
     assert set(metrics["cross_correlation"]) == {"before", "after"}
 
 
@@ -150,3 +142,8 @@ def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
     assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
     assert main([*argv[:4], "speaker_timit", *argv[5:]]) == 2
     assert "unknown task 'speaker_timit'" in capsys.readouterr().err
+    assert main([*argv, "asr.hiden=64"]) == 2
+    assert "unknown key asr.hiden" in capsys.readouterr().err
+    suite = ["benchmark", "--upstreams", "fbank", "--suite", "mini", "--data-root", str(tmp_path)]
+    assert main(suite) == 2
+    assert "--suite mini: corpus folder(s) not found" in capsys.readouterr().err

@@ -53,7 +53,9 @@ def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
-    probe = sub.add_parser("probe", help="linear probe of frozen features on labelled data")
+    probe = sub.add_parser(
+        "probe", help="classify label columns of a manifest from frozen features, over several seeds"
+    )
     probe.add_argument(
         "--upstream",
         action="append",
@@ -66,16 +68,23 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
     probe.add_argument("--corpus-name", help="corpus name (default: detected from the folder layout)")
     probe.add_argument("--task", action="append", required=True, help="label column to predict (repeatable)")
     probe.add_argument(
-        "--layer", default="last", help="'last', 'all', 'best' (chosen on the validation split) or an index"
+        "--layer",
+        default="weighted",
+        help="'weighted' (SUPERB's learnt layer mix), 'last', 'all', 'best' (chosen on valid) or an index",
     )
     probe.add_argument("--max-batch-seconds", type=float, default=60.0)
-    probe.add_argument("--seed", type=int, default=0)
+    probe.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1) per probe")
     probe.add_argument(
         "--cache-dir",
         help="feature cache folder (default: $SPEECHSSL_CACHE/features or ~/.cache/speechssl/features)",
     )
     probe.add_argument("--no-cache", action="store_true", help="recompute features; store nothing")
-    probe.add_argument("--output", help="write the results as JSON here")
+    probe.add_argument(
+        "--output", help="folder for one JSON per (upstream, task, layer, seed) and summary.json"
+    )
+    probe.add_argument(
+        "overrides", nargs="*", help="head-training key=value overrides, e.g. head=mlp lr=3e-3"
+    )
 
 
 def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
@@ -97,17 +106,26 @@ def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--upstreams", required=True, help="comma-separated upstream specs (as for probe --upstream)"
     )
-    bench.add_argument(
+    which = bench.add_mutually_exclusive_group()
+    which.add_argument(
         "--tasks",
         default="all",
         help="comma-separated task names, or 'all' whose corpus is present (see speechssl.downstream.tasks)",
+    )
+    which.add_argument(
+        "--suite",
+        help="a named task set: 'mini' (every task on the shared mini corpora) or 'utterance' "
+        "(speaker, gender, emotion, keyword)",
     )
     bench.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     bench.add_argument("--output", default="outputs/benchmark", help="report folder")
     bench.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
     bench.add_argument(
-        "overrides", nargs="*", help="head-training key=value overrides, e.g. head=mlp lr=3e-3"
+        "overrides",
+        nargs="*",
+        help="head-training key=value overrides, e.g. head=mlp lr=3e-3; asr.<key>=value for the CTC "
+        "head, e.g. asr.hidden=256",
     )
 
 
@@ -176,42 +194,56 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _head_config(overrides: Sequence[str]):
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.downstream.training import HeadTrainingConfig
+
+    return from_dict(HeadTrainingConfig, apply_overrides({}, overrides), where="head")
+
+
 def _run_probe(args: argparse.Namespace) -> int:
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.report import format_probe_table
-    from speechssl.downstream.runner import probe_upstreams
+    from speechssl.downstream.runner import probe_upstreams, write_probe_results
 
+    if args.seeds < 1:
+        raise ValueError(f"--seeds: expected an integer >= 1, found {args.seeds}")
+    config = _head_config(args.overrides)
     manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
     cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
-    results = probe_upstreams(
+    rows = probe_upstreams(
         args.upstream,
         manifest,
         tasks=args.task,
         layer=args.layer,
+        seeds=range(args.seeds),
+        config=config,
         max_batch_seconds=args.max_batch_seconds,
-        seed=args.seed,
         cache=cache,
     )
-    print(format_probe_table(results))
+    print(format_probe_table(rows))
     stats = cache.stats
     print(
         f"feature cache: {stats.hits} hit(s), {stats.misses} miss(es), {stats.compute_seconds:.1f} s extracting"
     )
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(results, indent=2))
+        print(f"results in {write_probe_results(rows, config, Path(args.output))}")
     return 0
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from speechssl.config import apply_overrides, from_dict
+    from speechssl.downstream.asr import CTCTrainingConfig
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.evaluate import run_evaluation
-    from speechssl.downstream.tasks import available_tasks
-    from speechssl.downstream.training import HeadTrainingConfig
+    from speechssl.downstream.tasks import available_tasks, suite_tasks
 
-    config = from_dict(HeadTrainingConfig, apply_overrides({}, args.overrides), where="head")
-    if args.tasks == "all":
+    config = _head_config([o for o in args.overrides if not o.startswith("asr.")])
+    asr_overrides = [o.removeprefix("asr.") for o in args.overrides if o.startswith("asr.")]
+    asr_config = from_dict(CTCTrainingConfig, apply_overrides({}, asr_overrides), where="asr")
+    if args.suite:
+        tasks = suite_tasks(args.suite, args.data_root)
+    elif args.tasks == "all":
         registry = available_tasks().values()
         tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
         skipped = [f"{t.name} ({Path(args.data_root) / t.folder})" for t in registry if t.name not in tasks]
@@ -221,7 +253,14 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         tasks = args.tasks.split(",")
     cache = FeatureCache(args.cache_dir)
     run_evaluation(
-        args.upstreams.split(","), tasks, args.data_root, range(args.seeds), args.output, cache, config
+        args.upstreams.split(","),
+        tasks,
+        args.data_root,
+        range(args.seeds),
+        args.output,
+        cache,
+        config,
+        asr_config,
     )
     print(Path(args.output, "report.md").read_text())
     stats = cache.stats

@@ -30,6 +30,9 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
     assert len(saved["layer_weights"]) == 3 and abs(sum(saved["layer_weights"]) - 1) < 1e-5
     report = (tmp_path / "out" / "report.md").read_text()
     assert "keyword_fsdd" in report and "random:tiny" in report and "p-value" in report
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<td>keyword_fsdd</td>" in html
+    assert 'src="boxplots.png"' in html and 'src="layer_weights_keyword_fsdd.png"' in html
     assert (tmp_path / "out" / "boxplots.png").stat().st_size > 0
     assert (tmp_path / "out" / "layer_weights_keyword_fsdd.png").stat().st_size > 0
     assert (cache.stats.hits, cache.stats.misses) == (0, 2)
@@ -37,6 +40,19 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
     again = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "again", cache, config)
     assert (cache.stats.hits, cache.stats.misses) == (2, 2)
     assert [r["value"] for r in again] == [r["value"] for r in rows], "same seeds, same cached features"
+
+    # the same output folder resumes: finished seeds are read back, only new ones computed
+    (tmp_path / "out" / "runs" / "fbank" / "keyword_fsdd" / "seed_1.json").unlink()
+    resumed = run_evaluation(
+        upstreams, ["keyword_fsdd"], data_root, [0, 1, 2], tmp_path / "out", cache, config
+    )
+    assert (cache.stats.hits, cache.stats.misses) == (4, 2), "each upstream read once, for its missing seeds"
+    assert [r["value"] for r in resumed if r["seed"] < 2] == [r["value"] for r in rows]
+    assert all(r["upstream_fingerprint"] and r["data_digest"] for r in resumed)
+    changed = run_evaluation(
+        ["fbank"], ["keyword_fsdd"], data_root, [0], tmp_path / "out", cache, HeadTrainingConfig(max_epochs=3)
+    )
+    assert changed[0]["head"]["max_epochs"] == 3 and cache.stats.hits == 5, "new head settings recompute"
 
 
 def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
@@ -46,7 +62,8 @@ def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
     assert [(r["metric"], r["seed"]) for r in rows] == [("eer", 0), ("eer", 1)]
     assert all(0.0 < r["value"] < 0.35 and 0.0 < r["min_dcf"] <= 1.0 for r in rows)
     assert (tmp_path / "out" / "trials" / "verification_librispeech" / "test_seed1.txt").stat().st_size > 0
-    assert "test EER (lower is better)" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "test EER (lower is better)" in report and "| verification_librispeech | minDCF |" in report
 
 
 def test_query_by_example_rows_report_map_and_mtwv(shared_data, tmp_path):
@@ -110,3 +127,37 @@ def test_asr_rows_report_wer_cer_and_examples(tmp_path):
     assert row["metric"] == "wer" and row["value"] >= 0.0 and row["cer"] >= 0.0
     assert row["epochs_run"] == 2 and len(row["examples"]) == 3
     assert all(reference in set(manifest.column("word")) for reference, _ in row["examples"])
+
+
+def test_attentive_pooling_reads_cached_frames(shared_data, tmp_path):
+    data_root = shared_data("fsdd").parent
+    cache = FeatureCache(tmp_path / "cache")
+    config = HeadTrainingConfig(head="mlp", pooling="attentive", max_epochs=8, patience=3)
+    (row,) = run_evaluation(["fbank"], ["keyword_fsdd"], data_root, [0], tmp_path / "out", cache, config)
+    assert row["value"] > 0.5, "10 digits: chance is 0.1"
+    assert row["head"]["pooling"] == "attentive"
+    assert (cache.stats.hits, cache.stats.misses) == (0, 1)
+    assert any(path.name == "offsets.npy" for path in (tmp_path / "cache").rglob("*")), "a frame entry"
+
+
+def test_report_lists_secondary_metrics_paired_tests_and_decodings(tmp_path):
+    from speechssl.downstream.evaluate import write_report
+    from speechssl.downstream.tasks import ASRTask
+
+    task = ASRTask("asr_toy", "toy", "toy", "transcript", "toy split")
+    rows = [
+        {
+            "upstream": upstream, "task": "asr_toy", "metric": "wer", "seed": seed,
+            "value": base + 0.01 * seed, "cer": base / 2, "layer_weights": [0.5, 0.5],
+            "examples": [["THE CAT", f"THE CAT {upstream}"]],
+        }
+        for upstream, base in (("a", 0.9), ("b", 0.7))
+        for seed in range(3)
+    ]  # fmt: skip
+    markdown = write_report(rows, [task], ["a", "b"], tmp_path).read_text()
+    assert "| asr_toy | test WER (lower is better) | toy split | 0.910 ± 0.010" in markdown
+    assert "| asr_toy | CER | 0.450 ± 0.000 [0.450, 0.450] | 0.350 ± 0.000 [0.350, 0.350] |" in markdown
+    assert "| asr_toy | b | -0.200 |" in markdown
+    assert "| asr_toy | b | THE CAT | THE CAT b |" in markdown
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>THE CAT b</td>" in html and 'src="layer_weights_asr_toy.png"' in html

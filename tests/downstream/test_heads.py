@@ -15,6 +15,7 @@ from speechssl.downstream.heads import (
     LinearHead,
     MeanPoolingHead,
     MLPHead,
+    reverse_padded,
 )
 from speechssl.models import masked_mean_std
 
@@ -134,3 +135,28 @@ def test_head_errors_say_expected_and_found():
         head(torch.zeros(2, 5, DIM), torch.tensor([0, 5]))
     with pytest.raises(ValueError, match=r"lengths: expected shape \(2,\), found \(1,\)"):
         CTCHead(DIM, 5)(torch.zeros(2, 5, DIM), torch.tensor([5]))
+
+
+def test_reverse_padded_reverses_valid_frames_only_and_is_an_involution():
+    x = torch.arange(2 * 4, dtype=torch.float32).reshape(2, 4, 1)  # (batch, frames, dim)
+    lengths = torch.tensor([4, 2])
+    reversed_x = reverse_padded(x, lengths)
+    assert reversed_x[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    torch.testing.assert_close(reverse_padded(reversed_x, lengths), x)
+
+
+def test_ctc_head_backward_direction_reads_the_future():
+    """Changing the last valid frame changes the first output (the backward LSTM), and
+    changing the first frame changes the last output (the forward LSTM)."""
+    torch.manual_seed(0)
+    head = CTCHead(DIM, vocab_size=5, hidden=4, num_layers=1).double().eval()
+    x, lengths = _padded([6, 4])
+    changed = x.clone()
+    changed[1, 3] += 1.0  # last valid frame of utterance 1
+    log_probs, _ = head(x, lengths)
+    changed_log_probs, _ = head(changed, lengths)
+    assert not torch.allclose(log_probs[0, 1], changed_log_probs[0, 1])
+    torch.testing.assert_close(log_probs[:, 0], changed_log_probs[:, 0])
+    changed = x.clone()
+    changed[1, 0] += 1.0
+    assert not torch.allclose(head(changed, lengths)[0][3, 1], log_probs[3, 1])

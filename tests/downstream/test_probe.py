@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ import torch
 from speechssl.data import Manifest, Utterance, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
 from speechssl.downstream.cache import FeatureCache, PooledFeatures
-from speechssl.downstream.probe import ProbeResult, extract_pooled_features, linear_probe, probe_tasks
-from speechssl.downstream.runner import probe_upstreams, select_layers
+from speechssl.downstream.probe import extract_pooled_features, probe_label
+from speechssl.downstream.runner import layer_choices, probe_upstreams, select_best_layer, write_probe_results
+from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.upstream import build_upstream
 
 
@@ -32,58 +35,85 @@ def _separable(seed: int, n: int = 120) -> tuple[np.ndarray, list[str], list[str
     return features.astype(np.float32), labels, splits
 
 
-def test_linear_probe_separates_separable_classes_and_chance_on_noise():
+def _pooled(features: np.ndarray, layers: tuple[int, ...] = (0,)) -> PooledFeatures:
+    """``features`` ``(layers, utterances, dim)`` as stored pooled means."""
+    ids = [f"u{i}" for i in range(features.shape[1])]
+    return PooledFeatures(ids, layers, features.astype(np.float16), np.ones_like(features, dtype=np.float16))
+
+
+def test_probe_separates_separable_classes_and_stays_near_chance_on_noise():
     features, labels, splits = _separable(0)
     manifest = _manifest(labels, splits)
-    result = linear_probe(features, labels, manifest, "label", layer=0)
-    assert result.accuracy == 1.0
-    assert result.num_classes == 3 and result.num_test == 24 and result.num_train == 72
-    assert result.chance == pytest.approx(8 / 24)
-    assert result.validation_accuracy is not None
+    runs = probe_label(_pooled(features[None]), manifest, "label", ["weighted", 0], seeds=[0, 1])
+    assert [(r.layer, r.seed) for r in runs] == [("weighted", 0), ("weighted", 1), (0, 0), (0, 1)]
+    assert all(r.value == 1.0 and r.metric == "accuracy" for r in runs)
+    first = runs[0]
+    assert (first.num_classes, first.num_train, first.num_valid, first.num_test) == (3, 72, 24, 24)
+    assert first.chance == pytest.approx(8 / 24)
+    assert first.layer_weights == [1.0] and runs[2].layer_weights is None
 
     noise = np.random.default_rng(1).normal(size=features.shape).astype(np.float32)
-    assert linear_probe(noise, labels, manifest, "label", layer=0).accuracy < 0.7
+    noisy = probe_label(_pooled(noise[None]), manifest, "label", [0], seeds=[0, 1, 2])
+    assert np.mean([r.value for r in noisy]) < 0.6
 
 
-def test_linear_probe_refuses_unseen_test_classes_and_missing_splits():
+def test_probe_refuses_unknown_columns_missing_splits_unseen_classes_and_unstored_layers():
     features, labels, splits = _separable(0)
-    labels = [*labels[:-1], "never-in-train"]
-    with pytest.raises(ValueError, match="never occur in train"):
-        linear_probe(features, labels, _manifest(labels, splits), "label", layer=0)
-    with pytest.raises(ValueError, match="needs 'train' and 'test' rows"):
-        linear_probe(features, labels, _manifest(labels, ["train"] * len(labels)), "label", layer=0)
-
-
-def test_probe_tasks_checks_task_names_and_layer_range():
-    features, labels, splits = _separable(0)
-    ids = [f"u{i}" for i in range(len(labels))]
-    pooled = PooledFeatures(ids, layers=(0,), mean=features[None], std=np.ones_like(features[None]))
+    pooled = _pooled(features[None])
     manifest = _manifest(labels, splits)
-    with pytest.raises(ValueError, match=r"not label columns .* \(available: \['label', 'speaker'\]"):
-        probe_tasks(pooled, manifest, ["emotion"], [0])
-    with pytest.raises(ValueError, match="layer 1 out of range"):
-        probe_tasks(pooled, manifest, ["label"], [1])
-    assert probe_tasks(pooled, manifest, ["label"], [-1])[0].layer == 0
+    with pytest.raises(
+        ValueError, match=r"task 'emotion': expected a label column .* \['label', 'speaker'\]"
+    ):
+        probe_label(pooled, manifest, "emotion", [0], [0])
+    no_valid = ["test" if s == "test" else "train" for s in splits]
+    with pytest.raises(ValueError, match=r"needs train, valid and test rows .* found \['test', 'train'\]"):
+        probe_label(pooled, _manifest(labels, no_valid), "label", [0], [0])
+    with pytest.raises(ValueError, match=r"layer: expected 'weighted' or one of \[0\], found 1"):
+        probe_label(pooled, manifest, "label", [1], [0])
+    unseen = [*labels[:-1], "never-in-train"]
+    with pytest.raises(ValueError, match="expected only classes seen in train"):
+        probe_label(pooled, _manifest(unseen, splits), "label", [0], [0])
 
 
-def test_probe_tasks_reports_the_upstream_layer_of_a_layer_subset():
-    """Pooled features holding upstream layers (3, 7) are indexed 0, 1 but reported as 3, 7."""
+def test_probe_reports_the_upstream_layer_of_a_layer_subset():
+    """Pooled features holding upstream layers (3, 7) are probed and reported as 3 and 7."""
     features, labels, splits = _separable(0)
     noise = np.random.default_rng(2).normal(size=features.shape).astype(np.float32)
-    stacked = np.stack([noise, features]).astype(np.float16)  # (layers, utterances, dim)
-    pooled = PooledFeatures([f"u{i}" for i in range(len(labels))], (3, 7), stacked, np.ones_like(stacked))
-    results = probe_tasks(pooled, _manifest(labels, splits), ["label"], [0, -1])
-    assert [r.layer for r in results] == [3, 7]
-    assert results[1].accuracy == 1.0 > results[0].accuracy
+    pooled = _pooled(np.stack([noise, features]), layers=(3, 7))  # (layers, utterances, dim)
+    runs = probe_label(pooled, _manifest(labels, splits), "label", [3, 7], seeds=[0])
+    assert [r.layer for r in runs] == [3, 7]
+    assert runs[1].value == 1.0 > runs[0].value
 
 
-def test_best_layer_is_chosen_on_validation_never_on_test():
-    def row(layer, valid, test):
-        return ProbeResult("t", layer, test, 0.1, 3, 10, 10, 1.0, validation_accuracy=valid)
+def test_layer_choices_and_their_errors():
+    assert layer_choices("weighted", 4) == ["weighted"]
+    assert layer_choices("all", 3) == layer_choices("best", 3) == [0, 1, 2]
+    assert layer_choices("last", 3) == [2] and layer_choices("-1", 3) == [2]
+    with pytest.raises(ValueError, match=r"--layer: expected 'weighted', 'last'.* found 'top'"):
+        layer_choices("top", 3)
+    with pytest.raises(ValueError, match=r"--layer: expected an index in \[-3, 3\), found 3"):
+        layer_choices("3", 3)
 
-    results = [row(0, 0.9, 0.5), row(1, 0.8, 1.0), row(2, 0.9, 0.7)]
-    assert [r.layer for r in select_layers(results, "best")] == [0]
-    assert select_layers(results, "all") == results
+
+def test_best_layer_is_chosen_on_mean_validation_accuracy_never_on_test():
+    def row(layer, seed, valid, test):
+        return {
+            "upstream": "u",
+            "task": "t",
+            "layer": layer,
+            "seed": seed,
+            "valid_accuracy": valid,
+            "value": test,
+        }
+
+    rows = [
+        row(0, 0, 0.9, 0.5), row(0, 1, 0.7, 0.5),  # mean valid 0.8
+        row(1, 0, 0.8, 1.0), row(1, 1, 0.8, 1.0),  # mean valid 0.8, best test
+        row(2, 0, 0.85, 0.7), row(2, 1, 0.85, 0.7),  # mean valid 0.85
+    ]  # fmt: skip
+    assert [(r["layer"], r["seed"]) for r in select_best_layer(rows)] == [(2, 0), (2, 1)]
+    tie = [r for r in rows if r["layer"] != 2]
+    assert {r["layer"] for r in select_best_layer(tie)} == {0}, "ties go to the lower layer"
 
 
 def test_pooled_features_ignore_padding_and_batching(tmp_path):
@@ -106,10 +136,19 @@ def test_pooled_features_ignore_padding_and_batching(tmp_path):
 
 def test_probe_upstreams_rows(tmp_path):
     manifest = generate_synthetic_corpus(SyntheticConfig(num_utterances=60, num_speakers=2), tmp_path)
-    rows = probe_upstreams(["fbank"], manifest, ["gender"], layer="last")
-    assert len(rows) == 1
-    assert rows[0]["upstream"] == "fbank" and rows[0]["task"] == "gender"
-    assert 0.0 <= rows[0]["accuracy"] <= 1.0
+    rows = probe_upstreams(["fbank"], manifest, ["gender"], layer="last", seeds=[0, 1])
+    assert [(r["upstream"], r["task"], r["layer"], r["seed"]) for r in rows] == [
+        ("fbank", "gender", 0, 0),
+        ("fbank", "gender", 0, 1),
+    ]
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows)
+    summary_path = write_probe_results(rows, HeadTrainingConfig(), tmp_path / "out")
+    saved = json.loads(
+        (tmp_path / "out" / "runs" / "fbank" / "gender" / "layer_0" / "seed_1.json").read_text()
+    )
+    assert saved["value"] == rows[1]["value"] and saved["head"]["head"] == "linear"
+    (summary,) = json.loads(summary_path.read_text())
+    assert summary["n"] == 2 and summary["mean"] == pytest.approx(np.mean([r["value"] for r in rows]))
 
 
 def test_probe_upstreams_reads_features_from_the_cache(tmp_path, monkeypatch):
@@ -123,7 +162,7 @@ def test_probe_upstreams_reads_features_from_the_cache(tmp_path, monkeypatch):
         raise AssertionError("the upstream ran although its features are cached")
 
     monkeypatch.setattr(type(build_upstream("fbank")), "forward", no_upstream)
-    again = probe_upstreams(["fbank"], manifest, ["gender"], layer="all", seed=1, cache=cache)
+    again = probe_upstreams(["fbank"], manifest, ["gender"], layer="all", seeds=[0, 1], cache=cache)
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)
-    assert [row["layer"] for row in again] == [row["layer"] for row in first] == [0]
-    assert again[0]["accuracy"] == first[0]["accuracy"]
+    assert [row["layer"] for row in again] == [0, 0] and [row["layer"] for row in first] == [0]
+    assert again[0]["value"] == first[0]["value"], "same seed, same cached features, same result"

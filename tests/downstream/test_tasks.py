@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from speechssl.downstream.tasks import available_tasks, get_task
+from speechssl.downstream.tasks import SUITES, available_tasks, get_task, suite_tasks
 
 SPEAKER_DISJOINT = {"keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess"}
 SAME_SPEAKERS = {"speaker_librispeech", "speaker_ravdess", "speaker_fsdd", "keyword_fsdd"}
@@ -58,3 +58,19 @@ def test_task_folds_on_real_data(shared_data, name):
         tested |= set(splits["test"].ids)
     if num_folds > 1:
         assert tested == set(manifest.ids), "folds must test every utterance once"
+
+
+def test_suites_name_registered_tasks_and_check_their_corpora(tmp_path):
+    tasks = available_tasks()
+    assert set(SUITES["mini"]) == set(tasks) - {"intent_fsc"}, "mini: every task on the shared corpora"
+    assert all(name in tasks for suite in SUITES.values() for name in suite)
+    with pytest.raises(ValueError, match=r"--suite: expected one of \['mini', 'utterance'\], found 'tiny'"):
+        suite_tasks("tiny", tmp_path)
+    (tmp_path / "fsdd").mkdir()
+    with pytest.raises(ValueError, match=r"--suite mini: corpus folder\(s\) not found: .*ravdess"):
+        suite_tasks("mini", tmp_path)
+
+
+def test_mini_suite_resolves_on_the_shared_data(shared_data):
+    root = shared_data("fsdd").parent
+    assert suite_tasks("mini", root) == list(SUITES["mini"])

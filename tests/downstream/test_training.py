@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.training import (
     ClassifierResult,
     HeadTrainingConfig,
     fit_head,
+    frame_statistics,
+    train_frame_classifier,
     train_utterance_classifier,
 )
 
@@ -172,3 +175,64 @@ def test_input_validation_says_expected_and_found():
         ValueError, match=r"labels\['test'\]: expected only classes seen in train, found 1 unseen"
     ):
         train_utterance_classifier(features, {**labels, "test": ["new", *labels["test"][1:]]}, config, seed=0)
+
+
+def _frames(seed: int, count: int = 300, classes: int = 3) -> tuple[FrameFeatures, list[str]]:
+    """Utterances of 20-40 noise frames ``(frames, layers=2, 8)``; layer 1 holds a 3-frame burst of
+    the class's direction at a random position, layer 0 noise only."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, 8)) * 4.0
+    utterances, labels = [], []
+    for i in range(count):
+        x = rng.normal(size=(int(rng.integers(20, 41)), 2, 8)) + 5.0
+        start = int(rng.integers(0, len(x) - 3))
+        x[start : start + 3, 1] += centres[i % classes]
+        utterances.append(x)
+        labels.append(f"class{i % classes}")
+    lengths = [len(u) for u in utterances]
+    features = FrameFeatures(
+        ids=[str(i) for i in range(count)],
+        layers=(0, 1),
+        frames=np.concatenate(utterances).astype(np.float16),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        downsample_rate=320,
+    )
+    return features, labels
+
+
+def _frame_rows(labels: list[str]) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    rows = {"train": list(range(180)), "valid": list(range(180, 240)), "test": list(range(240, 300))}
+    return rows, {split: [labels[i] for i in indices] for split, indices in rows.items()}
+
+
+def test_attentive_frame_classifier_finds_short_bursts_and_is_reproducible():
+    frames, labels = _frames(0)
+    rows, split_labels = _frame_rows(labels)
+    config = HeadTrainingConfig(head="mlp", pooling="attentive", hidden=32, lr=3e-3, max_epochs=60)
+    result = train_frame_classifier(frames, rows, split_labels, config, seed=0)
+    assert result.test_accuracy >= 0.9, result
+    assert result.layer_weights[1] > 0.6, result.layer_weights  # the burst lives in layer 1
+    assert train_frame_classifier(frames, rows, split_labels, config, seed=0) == result
+
+
+def test_frame_statistics_match_numpy_over_the_chosen_rows():
+    frames, _ = _frames(1, count=10)
+    mean, std = frame_statistics(frames, [2, 5, 7])
+    stacked = np.concatenate([frames.utterance(i) for i in (2, 5, 7)]).astype(np.float64)
+    np.testing.assert_allclose(mean.numpy(), stacked.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), stacked.std(axis=0), rtol=1e-4)
+
+
+def test_pooling_errors_say_expected_and_found():
+    with pytest.raises(ValueError, match="pooling: expected 'mean' or 'attentive', found 'max'"):
+        HeadTrainingConfig(pooling="max")
+    with pytest.raises(ValueError, match="expected head='mlp', found 'linear'"):
+        HeadTrainingConfig(pooling="attentive", head="linear")
+    features, labels = _pooled(0)
+    with pytest.raises(ValueError, match="use train_frame_classifier on frames"):
+        train_utterance_classifier(features, labels, HeadTrainingConfig(head="mlp", pooling="attentive"), 0)
+    frames, frame_labels = _frames(2, count=30)
+    rows = {"train": list(range(10)), "valid": list(range(10, 20)), "test": list(range(20, 30))}
+    split_labels = {split: [frame_labels[i] for i in indices] for split, indices in rows.items()}
+    with pytest.raises(ValueError, match=r"labels\['valid'\]: expected one label per utterance"):
+        train_frame_classifier(frames, rows, {**split_labels, "valid": []}, HeadTrainingConfig(), 0)

@@ -14,7 +14,8 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,9 @@ import numpy as np
 from speechssl.analysis.results import plot_boxplots, plot_layer_weights
 from speechssl.data import Manifest
 from speechssl.downstream.asr import CTCTrainingConfig, train_ctc
-from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures
+from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures, manifest_digest
 from speechssl.downstream.query_by_example import evaluate_query_by_example
-from speechssl.downstream.statistics import group_by_seed, paired_test, results_table
+from speechssl.downstream.statistics import group_by_seed, paired_test, summarize
 from speechssl.downstream.tasks import (
     ASRTask,
     QueryByExampleTask,
@@ -33,9 +34,15 @@ from speechssl.downstream.tasks import (
     VerificationTask,
     get_task,
 )
-from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
+from speechssl.downstream.training import (
+    ClassifierResult,
+    HeadTrainingConfig,
+    train_frame_classifier,
+    train_utterance_classifier,
+)
 from speechssl.downstream.verification import evaluate_verification
 from speechssl.upstream import build_upstream
+from speechssl.upstream.base import Upstream
 
 METRIC_NAMES = {
     "accuracy": "test accuracy",
@@ -45,37 +52,43 @@ METRIC_NAMES = {
 }
 
 
-def _safe_name(text: str) -> str:
+def safe_name(text: str) -> str:
+    """``text`` (e.g. an upstream spec or a path) as a folder name: ``[A-Za-z0-9_.-]``, at most 80 characters."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-80:]
 
 
-def fold_inputs(
-    pooled: PooledFeatures, fold: Manifest, label: str
-) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Per-split ``(layers, utterances, dim)`` features and labels of one fold, rows in manifest order."""
+def fold_rows(fold: Manifest, label: str) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """Per-split row indices (manifest order) and labels of one fold."""
     splits = np.asarray(fold.column("split"))
     labels = np.asarray(fold.column(label), dtype=object)
-    features, targets = {}, {}
-    for split in ("train", "valid", "test"):
-        rows = np.flatnonzero(splits == split)
-        features[split] = np.asarray(pooled.mean[:, rows, :], dtype=np.float32)
-        targets[split] = [str(v) for v in labels[rows]]
-    return features, targets
+    rows = {split: np.flatnonzero(splits == split).tolist() for split in ("train", "valid", "test")}
+    return rows, {split: [str(v) for v in labels[indices]] for split, indices in rows.items()}
 
 
 def evaluate_task(
-    pooled: PooledFeatures,
+    features: PooledFeatures | FrameFeatures,
     folds: Sequence[Manifest],
     task: UtteranceTask,
     seeds: Sequence[int],
     config: HeadTrainingConfig,
 ) -> list[dict]:
-    """One row per seed: test accuracy averaged over folds, plus validation accuracy and layer weights."""
-    inputs = [fold_inputs(pooled, fold, task.label) for fold in folds]
+    """One row per seed: test accuracy averaged over folds, plus validation accuracy and layer weights.
+
+    ``features`` are pooled statistics for ``config.pooling == "mean"`` and frames for
+    ``"attentive"``, of the corpus manifest the folds re-split (same row order).
+    """
+    splits = [fold_rows(fold, task.label) for fold in folds]
+
+    def train(rows: dict[str, list[int]], labels: dict[str, list[str]], seed: int) -> ClassifierResult:
+        if isinstance(features, FrameFeatures):
+            return train_frame_classifier(features, rows, labels, config, seed)
+        pooled = {split: np.asarray(features.mean[:, r, :], dtype=np.float32) for split, r in rows.items()}
+        return train_utterance_classifier(pooled, labels, config, seed)
+
     rows = []
     for seed in seeds:
         started = time.perf_counter()
-        results = [train_utterance_classifier(features, labels, config, seed) for features, labels in inputs]
+        results = [train(fold, labels, seed) for fold, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
         rows.append(
             {
@@ -171,6 +184,23 @@ def evaluate_query_by_example_task(
     return rows
 
 
+def _settings(task: Task, config: HeadTrainingConfig, asr_config: CTCTrainingConfig) -> dict | None:
+    """The trained head's settings recorded with a task's rows (``None``: nothing is trained)."""
+    if isinstance(task, ASRTask):
+        return asdict(asr_config)
+    if isinstance(task, UtteranceTask):
+        return asdict(config)
+    return None
+
+
+def _finished(path: Path, provenance: dict) -> dict | None:
+    """The row saved at ``path`` if it was computed from the same upstream weights, data and settings."""
+    if not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    return row if all(row.get(key) == value for key, value in provenance.items()) else None
+
+
 def run_evaluation(
     upstreams: Sequence[str],
     tasks: Sequence[str],
@@ -179,13 +209,29 @@ def run_evaluation(
     output: str | Path,
     cache: FeatureCache,
     config: HeadTrainingConfig | None = None,
+    asr_config: CTCTrainingConfig | None = None,
 ) -> list[dict]:
     """Evaluate every upstream spec on every task over ``seeds``; write per-seed JSONs and a report.
+
+    A run is resumable: a seed whose JSON already holds a result of the same upstream weights
+    (fingerprint), corpus manifest (digest) and head settings is read back, not recomputed,
+    so an interrupted benchmark restarted with the same command only computes what is missing.
+
+    Args:
+        upstreams: upstream specs (see :func:`speechssl.upstream.build_upstream`).
+        tasks: registered task names.
+        data_root: folder holding the corpora.
+        seeds: the seeds every task runs with.
+        output: report folder; per-seed rows go to ``runs/<upstream>/<task>/seed_<seed>.json``.
+        cache: the feature cache.
+        config: head training of utterance tasks.
+        asr_config: CTC head training of ASR tasks.
 
     Returns:
         every per-seed row (``upstream``, ``task``, ``seed``, ``value``, …).
     """
     config = config or HeadTrainingConfig()
+    asr_config = asr_config or CTCTrainingConfig()
     output = Path(output)
     registry = [get_task(name) for name in tasks]
     manifests = {task.name: task.load(data_root) for task in registry}
@@ -197,73 +243,164 @@ def run_evaluation(
         upstream = build_upstream(spec)
         for task in registry:
             manifest = manifests[task.name]
-            if isinstance(task, ASRTask):
-                task_rows = evaluate_asr_task(cache.frames(upstream, manifest), manifest, task, seeds)
-            elif isinstance(task, QueryByExampleTask):
-                task_rows = evaluate_query_by_example_task(
-                    cache.frames(upstream, manifest), manifest, task, seeds
+            provenance = {
+                "upstream": spec,
+                "upstream_fingerprint": upstream.fingerprint(),
+                "data_digest": manifest_digest(manifest),
+                "head": _settings(task, config, asr_config),
+            }
+            folder = output / "runs" / safe_name(spec) / task.name
+            done = {seed: _finished(folder / f"seed_{seed}.json", provenance) for seed in seeds}
+            todo = [seed for seed in seeds if done[seed] is None]
+            task_rows = (
+                _evaluate(
+                    task, upstream, manifest, folds.get(task.name), todo, cache, config, asr_config, output
                 )
-            elif isinstance(task, VerificationTask):
-                trials_dir = output / "trials" / task.name
-                task_rows = evaluate_verification_task(
-                    cache.pooled(upstream, manifest), manifest, task, seeds, trials_dir
-                )
-            else:
-                task_rows = evaluate_task(
-                    cache.pooled(upstream, manifest), folds[task.name], task, seeds, config
-                )
+                if todo
+                else []
+            )
             for row in task_rows:
-                row = {"upstream": spec, **row, "head": asdict(config)}
-                rows.append(row)
-                path = output / "runs" / _safe_name(spec) / task.name / f"seed_{row['seed']}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(row, indent=2))
+                done[row["seed"]] = row = {**provenance, **row}
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"seed_{row['seed']}.json").write_text(json.dumps(row, indent=2))
+            rows += [done[seed] for seed in seeds]
     write_report(rows, registry, upstreams, output)
     return rows
 
 
-def write_report(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[str], output: Path) -> Path:
-    """``report.md`` with the summary table and paired tests, ``boxplots.png`` and ``layer_weights_<task>.png``."""
-    table = results_table(rows)
-    by_seed = group_by_seed(rows)
-    metric_of = {r["task"]: METRIC_NAMES[r["metric"]] for r in rows}
-    plot_boxplots(
-        {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
-        output / "boxplots.png",
-        metric_of,
+def _evaluate(
+    task: Task,
+    upstream: Upstream,
+    manifest: Manifest,
+    folds: Sequence[Manifest] | None,
+    seeds: Sequence[int],
+    cache: FeatureCache,
+    config: HeadTrainingConfig,
+    asr_config: CTCTrainingConfig,
+    output: Path,
+) -> list[dict]:
+    """The rows of ``seeds`` for one (upstream, task), from the features the task reads."""
+    if isinstance(task, ASRTask):
+        return evaluate_asr_task(cache.frames(upstream, manifest), manifest, task, seeds, asr_config)
+    if isinstance(task, QueryByExampleTask):
+        return evaluate_query_by_example_task(cache.frames(upstream, manifest), manifest, task, seeds)
+    if isinstance(task, VerificationTask):
+        trials_dir = output / "trials" / task.name
+        return evaluate_verification_task(cache.pooled(upstream, manifest), manifest, task, seeds, trials_dir)
+    features = (
+        cache.frames(upstream, manifest)
+        if config.pooling == "attentive"
+        else cache.pooled(upstream, manifest)
     )
-    lines = [
-        "# Downstream evaluation",
-        "",
-        f"Over {len(next(iter(by_seed.values()))[upstreams[0]])} seeds: mean ± std [95% confidence interval]. "
-        "Classification: the seed sets head initialisation and data order (features are fixed). "
-        "Verification: the seed sets the dev/test speaker partition and the non-target trials. "
-        "Query-by-example: the seed sets the speaker halves, the queries and the search sets.",
-        "",
-        "| task | metric | split | " + " | ".join(upstreams) + " |",
-        "|---|---|---|" + "---|" * len(upstreams),
-    ]
-    for task in tasks:
-        cells = []
-        for upstream in upstreams:
-            s = table[task.name][upstream]
-            cells.append(f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
-        lines.append(
-            f"| {task.name} | {metric_of[task.name]} | {task.split_rule} | " + " | ".join(cells) + " |"
+    return evaluate_task(features, folds, task, seeds, config)
+
+
+SECONDARY_METRICS = {"eer": ("min_dcf", "minDCF"), "map": ("mtwv", "MTWV"), "wer": ("cer", "CER")}
+SEED_NOTE = (
+    "Classification: the seed sets head initialisation and data order (features are fixed). "
+    "Verification: the seed sets the dev/test speaker partition and the non-target trials. "
+    "Query-by-example: the seed sets the speaker halves, the queries and the search sets. "
+    "ASR: the seed sets head initialisation and batch order."
+)
+
+
+@dataclass
+class ReportTable:
+    """A titled table of strings, rendered as Markdown and HTML alike."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> list[str]:
+        lines = [
+            f"## {self.title}",
+            "",
+            "| " + " | ".join(self.header) + " |",
+            "|---" * len(self.header) + "|",
+        ]
+        return [*lines, *("| " + " | ".join(row) + " |" for row in self.rows), ""]
+
+    def html(self) -> list[str]:
+        head = "".join(f"<th>{escape(cell)}</th>" for cell in self.header)
+        body = ["<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in self.rows]
+        return [f"<h2>{escape(self.title)}</h2>", "<table>", f"<tr>{head}</tr>", *body, "</table>"]
+
+
+def _summary_cell(values: Sequence[float]) -> str:
+    s = summarize(values)
+    return f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]" if s.n > 1 else f"{s.mean:.3f}"
+
+
+def report_tables(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[str]) -> list[ReportTable]:
+    """The report's tables: main metric per task, secondary metrics, paired tests, example decodings."""
+    by_seed = group_by_seed(rows)
+    metric_of = {r["task"]: r["metric"] for r in rows}
+    tables = [
+        ReportTable(
+            "Results (mean ± std [95% confidence interval] over seeds)",
+            ["task", "metric", "split", *upstreams],
+            [
+                [task.name, METRIC_NAMES[metric_of[task.name]], task.split_rule]
+                + [_summary_cell(list(by_seed[task.name][u].values())) for u in upstreams]
+                for task in tasks
+            ],
         )
+    ]
+    secondary = []
+    for task in tasks:
+        if metric_of[task.name] in SECONDARY_METRICS:
+            key, name = SECONDARY_METRICS[metric_of[task.name]]
+            cells = [
+                _summary_cell([r[key] for r in rows if r["task"] == task.name and r["upstream"] == u])
+                for u in upstreams
+            ]
+            secondary.append([task.name, name, *cells])
+    if secondary:
+        tables.append(ReportTable("Secondary metrics", ["task", "metric", *upstreams], secondary))
     if len(upstreams) > 1:
-        lines += ["", "## Paired tests against the first upstream (Wilcoxon signed-rank over seeds)", ""]
-        lines += ["| task | upstream | mean difference | p-value |", "|---|---|---|---|"]
+        paired = []
         for task in tasks:
             reference = by_seed[task.name][upstreams[0]]
             for upstream in upstreams[1:]:
                 other = by_seed[task.name][upstream]
                 common = sorted(set(reference) & set(other))
                 test = paired_test([other[s] for s in common], [reference[s] for s in common])
-                lines.append(
-                    f"| {task.name} | {upstream} | {test.mean_difference:+.3f} | {test.p_value:.3g} |"
-                )
-    lines += ["", "![box plots](boxplots.png)", ""]
+                paired.append([task.name, upstream, f"{test.mean_difference:+.3f}", f"{test.p_value:.3g}"])
+        tables.append(
+            ReportTable(
+                f"Paired tests against {upstreams[0]} (Wilcoxon signed-rank over seeds)",
+                ["task", "upstream", "mean difference", "p-value"],
+                paired,
+            )
+        )
+    examples = [
+        [r["task"], r["upstream"], reference, hypothesis]
+        for r in rows
+        if r["metric"] == "wer" and r["seed"] == min(by_seed[r["task"]][r["upstream"]])
+        for reference, hypothesis in r["examples"][:2]
+    ]
+    if examples:
+        tables.append(
+            ReportTable(
+                "ASR example decodings (first seed)",
+                ["task", "upstream", "reference", "greedy CTC"],
+                examples,
+            )
+        )
+    return tables
+
+
+def write_report(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[str], output: Path) -> Path:
+    """``report.md`` and ``report.html`` (the same tables and figures), ``boxplots.png`` and
+    ``layer_weights_<task>.png``; returns the Markdown report's path."""
+    by_seed = group_by_seed(rows)
+    plot_boxplots(
+        {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
+        output / "boxplots.png",
+        {r["task"]: METRIC_NAMES[r["metric"]] for r in rows},
+    )
+    figures = [("box plots: every seed of every upstream", "boxplots.png")]
     for task in tasks:
         weights = {}
         for upstream in upstreams:
@@ -274,7 +411,34 @@ def write_report(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[st
                 weights[upstream] = np.mean(learned, axis=0).tolist()
         if weights:
             plot_layer_weights(weights, output / f"layer_weights_{task.name}.png")
-            lines.append(f"![layer weights, {task.name}](layer_weights_{task.name}.png)")
+            figures.append((f"learnt layer weights, {task.name}", f"layer_weights_{task.name}.png"))
+
+    seeds = len(next(iter(by_seed.values()))[upstreams[0]])
+    intro = f"{len(upstreams)} upstreams, {len(tasks)} tasks, {seeds} seeds. {SEED_NOTE}"
+    tables = report_tables(rows, tasks, upstreams)
+    markdown = ["# Downstream evaluation", "", intro, ""]
+    html = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>speechssl downstream evaluation</title>',
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "table{border-collapse:collapse;margin-bottom:1em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style>",
+        "</head><body>",
+        "<h1>Downstream evaluation</h1>",
+        f"<p>{escape(intro)}</p>",
+    ]
+    for table in tables:
+        markdown += table.markdown()
+        html += table.html()
+    markdown += ["## Figures", ""]
+    html.append("<h2>Figures</h2>")
+    for caption, file in figures:
+        markdown += [f"![{caption}]({file})", ""]
+        html.append(
+            f'<figure><img src="{escape(file)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+        )
+    html.append("</body></html>")
+    (output / "report.html").write_text("\n".join(html) + "\n")
     report = output / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    report.write_text("\n".join(markdown))
     return report

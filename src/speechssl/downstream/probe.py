@@ -1,43 +1,66 @@
-"""Frozen linear probing: pooled features of any upstream layer → linear classifier.
+"""Probing the frozen features of one labelled manifest: any label column, any layer, several seeds.
 
-The minimal Phase-2 evaluation (the full SUPERB-style harness builds on it): features are
-extracted once per utterance for every layer (masked mean over valid frames, float16, read
-from a :class:`~speechssl.downstream.cache.FeatureCache` when one is given), then a
-standardised multinomial logistic regression is fitted on the ``train`` split, its
-inverse regularisation ``C`` picked on ``valid`` when the manifest has one, and accuracy
-reported on ``test`` next to the majority-class chance level.
+The quick question "what does this representation encode?" asked of a user's own manifest
+(the registered benchmark tasks in :mod:`speechssl.downstream.evaluate` ask it of the
+shared corpora, with their own splits). Every layer's pooled features come from a
+:class:`~speechssl.downstream.cache.FeatureCache` (or are computed in memory); each label
+column is then classified on ``train`` with the toolkit's one head trainer,
+:func:`~speechssl.downstream.training.train_utterance_classifier` (early stopping and
+learning rate on ``valid``, ``test`` scored once), on SUPERB's weighted sum of layers or
+on single layers, once per seed, beside the majority-class chance level.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from speechssl.data import Manifest
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
+from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream.base import Upstream
+
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass
-class ProbeResult:
-    """Accuracy of a linear probe of one label column on one layer."""
+class ProbeRun:
+    """One probe of one label column on one layer choice with one seed.
+
+    Attributes:
+        task: the label column.
+        layer: ``"weighted"`` (SUPERB's learnt layer mix) or the upstream layer index.
+        seed: seed of head initialisation and data order.
+        value: test accuracy.
+        valid_accuracy: validation accuracy of the chosen epoch (and learning rate).
+        chance: test accuracy of always predicting the most frequent ``train`` class.
+        num_classes: classes seen in ``train``.
+        num_train: ``train`` utterances (``num_valid`` and ``num_test`` likewise).
+        best_epoch: epoch whose weights were kept.
+        lr: learning rate of the kept model.
+        layer_weights: the learnt softmax layer weights (``layer="weighted"`` only).
+        metric: always ``"accuracy"``.
+    """
 
     task: str
-    layer: int
-    accuracy: float
+    layer: str | int
+    seed: int
+    value: float
+    valid_accuracy: float
     chance: float
     num_classes: int
     num_train: int
+    num_valid: int
     num_test: int
-    regularization: float
-    validation_accuracy: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    best_epoch: int
+    lr: float
+    layer_weights: list[float] | None
+    metric: str = "accuracy"
 
 
 def extract_pooled_features(
@@ -60,98 +83,79 @@ def extract_pooled_features(
     )
 
 
-def _split_rows(manifest: Manifest, split: str) -> np.ndarray:
-    return np.flatnonzero(np.asarray(manifest.column("split")) == split)
-
-
-def _classifier(regularization: float, seed: int):
-    return make_pipeline(
-        StandardScaler(),
-        LogisticRegression(C=regularization, max_iter=2000, random_state=seed),
-    )
-
-
-def linear_probe(
-    features: np.ndarray,
-    labels: list,
-    manifest: Manifest,
-    task: str,
-    layer: int,
-    regularizations: tuple[float, ...] = (0.01, 0.1, 1.0),
-    seed: int = 0,
-) -> ProbeResult:
-    """Fit and score a linear classifier of ``labels`` on ``features`` ``(utterances, dim)``.
-
-    Rows are assigned by the manifest's ``split`` column. ``C`` is chosen on ``valid``
-    (the first value when there is no validation split).
-    """
-    labels = np.asarray(labels, dtype=object).astype(str)
-    train, valid, test = (_split_rows(manifest, s) for s in ("train", "valid", "test"))
-    if len(train) == 0 or len(test) == 0:
+def _split_rows(manifest: Manifest, task: str) -> dict[str, np.ndarray]:
+    splits = np.asarray(manifest.column("split"))
+    rows = {split: np.flatnonzero(splits == split) for split in SPLITS}
+    empty = [split for split in SPLITS if len(rows[split]) == 0]
+    if empty:
         raise ValueError(
-            f"task {task!r}: the manifest needs 'train' and 'test' rows in its split column, "
-            f"found {sorted(set(manifest.column('split')))}"
+            f"task {task!r}: the manifest's split column needs train, valid and test rows (valid chooses "
+            f"the epoch and learning rate), found {sorted(set(splits.tolist()))}"
         )
-    unseen = set(labels[test]) - set(labels[train])
-    if unseen:
-        raise ValueError(
-            f"task {task!r}: {len(unseen)} test label(s) never occur in train (e.g. {sorted(unseen)[:3]}); "
-            "a classification probe needs the same classes in both splits (is the split disjoint by this label?)"
-        )
-
-    best_c, best_valid = regularizations[0], None
-    if len(valid) and len(regularizations) > 1:
-        for c in regularizations:
-            score = (
-                _classifier(c, seed).fit(features[train], labels[train]).score(features[valid], labels[valid])
-            )
-            if best_valid is None or score > best_valid:
-                best_c, best_valid = c, float(score)
-
-    model = _classifier(best_c, seed).fit(features[train], labels[train])
-    accuracy = float(model.score(features[test], labels[test]))
-    majority = Counter(labels[train]).most_common(1)[0][0]
-    chance = float(np.mean(labels[test] == majority))
-    return ProbeResult(
-        task=task,
-        layer=layer,
-        accuracy=accuracy,
-        chance=chance,
-        num_classes=len(set(labels[train])),
-        num_train=len(train),
-        num_test=len(test),
-        regularization=best_c,
-        validation_accuracy=best_valid,
-    )
+    return rows
 
 
-def probe_tasks(
+def probe_label(
     pooled: PooledFeatures,
     manifest: Manifest,
-    tasks: list[str],
-    layers: list[int],
-    seed: int = 0,
-) -> list[ProbeResult]:
-    """Linear-probe every label column in ``tasks`` on the pooled means of each layer in ``layers``.
+    task: str,
+    layers: Sequence[str | int],
+    seeds: Sequence[int],
+    config: HeadTrainingConfig | None = None,
+) -> list[ProbeRun]:
+    """Classify the label column ``task`` from ``pooled`` means; one run per (layer, seed).
 
-    ``layers`` index ``pooled.layers`` (the upstream's layers when all are stored; negative
-    counts from the last); results name the upstream layer.
+    Args:
+        pooled: pooled features of ``manifest`` (same row order).
+        manifest: the utterances, with ``split`` and the ``task`` column.
+        task: the label column (or ``speaker``).
+        layers: ``"weighted"`` and/or upstream layer indices (among ``pooled.layers``).
+        seeds: one run per seed (head initialisation and data order).
+        config: head training settings; its ``layer`` is replaced by each of ``layers``.
+
+    Raises:
+        ValueError: the column does not exist, a split is empty, a layer is not stored, or
+            ``valid``/``test`` hold a class that ``train`` lacks.
     """
-    available = {"speaker", *manifest.label_columns}
-    missing = [t for t in tasks if t not in available]
-    if missing:
+    config = config or HeadTrainingConfig()
+    if task != "speaker" and task not in manifest.label_columns:
         raise ValueError(
-            f"task(s) {missing} are not label columns of the manifest (available: {sorted(available)})"
+            f"task {task!r}: expected a label column of the manifest, found "
+            f"{sorted({'speaker', *manifest.label_columns})}"
         )
-    num_layers = len(pooled.layers)
-    results = []
-    for task in tasks:
-        for layer in layers:
-            if not -num_layers <= layer < num_layers:
-                raise ValueError(f"layer {layer} out of range: the pooled features hold {num_layers} layers")
-            index = layer % num_layers
-            features = np.asarray(pooled.mean[index], dtype=np.float32)  # (utterances, dim)
-            results.append(
-                linear_probe(features, manifest.column(task), manifest, task, pooled.layers[index], seed=seed)
+    rows = _split_rows(manifest, task)
+    column = np.asarray(manifest.column(task), dtype=object).astype(str)
+    labels = {split: column[indices].tolist() for split, indices in rows.items()}
+    features = {
+        split: np.asarray(pooled.mean[:, indices, :], dtype=np.float32) for split, indices in rows.items()
+    }
+    majority = Counter(labels["train"]).most_common(1)[0][0]
+    chance = float(np.mean(np.asarray(labels["test"]) == majority))
+
+    runs = []
+    for layer in layers:
+        if layer != "weighted" and layer not in pooled.layers:
+            raise ValueError(f"layer: expected 'weighted' or one of {list(pooled.layers)}, found {layer!r}")
+        layer_config = dataclasses.replace(
+            config, layer="weighted" if layer == "weighted" else pooled.layers.index(layer)
+        )
+        for seed in seeds:
+            result = train_utterance_classifier(features, labels, layer_config, seed)
+            runs.append(
+                ProbeRun(
+                    task=task,
+                    layer=layer,
+                    seed=seed,
+                    value=result.test_accuracy,
+                    valid_accuracy=result.valid_accuracy,
+                    chance=chance,
+                    num_classes=len(set(labels["train"])),
+                    num_train=len(rows["train"]),
+                    num_valid=len(rows["valid"]),
+                    num_test=len(rows["test"]),
+                    best_epoch=result.best_epoch,
+                    lr=result.lr,
+                    layer_weights=result.layer_weights,
+                )
             )
-    return results
+    return runs

@@ -143,6 +143,32 @@ def available_tasks() -> dict[str, Task]:
     return {task.name: task for task in tasks}
 
 
+SUITES = {
+    # every task whose corpus is in the shared mini data (Fluent Speech Commands is not)
+    "mini": (
+        "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_fsdd",
+        "gender_librispeech", "gender_ravdess", "emotion_ravdess", "verification_librispeech",
+        "verification_ravdess", "asr_librispeech", "qbe_fsdd", "qbe_asc",
+    ),
+    # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
+    "utterance": ("speaker_librispeech", "gender_ravdess", "emotion_ravdess", "keyword_asc"),
+}  # fmt: skip
+
+
+def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
+    """The task names of ``suite``, after checking that each one's corpus is under ``data_root``."""
+    if suite not in SUITES:
+        raise ValueError(f"--suite: expected one of {sorted(SUITES)}, found {suite!r}")
+    tasks = available_tasks()
+    folders = [Path(data_root) / tasks[name].folder for name in SUITES[suite]]
+    missing = sorted({str(folder) for folder in folders if not folder.is_dir()})
+    if missing:
+        raise ValueError(
+            f"--suite {suite}: corpus folder(s) not found: {', '.join(missing)} (check --data-root)"
+        )
+    return list(SUITES[suite])
+
+
 def get_task(name: str) -> Task:
     tasks = available_tasks()
     if name not in tasks:

@@ -1,4 +1,4 @@
-"""Training downstream heads on frozen, pooled upstream features.
+"""Training utterance classifiers on frozen upstream features.
 
 The SUPERB protocol (Yang et al. 2021, §3) with the upstream frozen: a featurizer (a
 learnable softmax-weighted sum of layers, or one fixed layer) and a small head are trained
@@ -7,16 +7,22 @@ accuracy (ties broken by cross-entropy) is kept (early stopping, Prechelt 1998),
 learning rate is optionally chosen the same way, and ``test`` is scored once, by the
 chosen model only.
 
-Everything stays in memory as torch tensors, so one run on a few thousand pooled
-utterances takes well under a second on a CPU, and many seeds, tasks and upstreams can be
-evaluated in minutes.
+Two inputs, one procedure:
+
+- ``pooling="mean"``: the head reads each layer's masked mean over frames
+  (:func:`train_utterance_classifier`, from the cache's pooled statistics). The weighted
+  sum and the mean commute, so this is exactly mean pooling of the featurizer's frames, and
+  it is fast: everything stays in memory, one run on a few thousand utterances takes well
+  under a second on a CPU.
+- ``pooling="attentive"``: the head reads the frames and pools them itself with attentive
+  statistics pooling (Okabe et al. 2018; :func:`train_frame_classifier`, from the cache's
+  frames), so it can weigh the frames where a keyword is spoken.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -26,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
-from speechssl.downstream.heads import LinearHead, MLPHead
+from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
+
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -50,6 +59,9 @@ class HeadTrainingConfig:
             accuracy and lower cross-entropy) before training stops.
         layer: ``weighted`` (SUPERB's learnable weighted sum of all layers) or the index
             of one layer (negative counts from the last).
+        pooling: ``mean`` (the head reads pooled means) or ``attentive`` (the head reads
+            frames through attentive statistics pooling; needs ``head="mlp"``).
+        attention_dim: width of the attentive pooling's scoring layer.
     """
 
     head: Literal["linear", "mlp"] = "linear"
@@ -62,10 +74,19 @@ class HeadTrainingConfig:
     max_epochs: int = 100
     patience: int = 10
     layer: Literal["weighted"] | int = "weighted"
+    pooling: Literal["mean", "attentive"] = "mean"
+    attention_dim: int = 128
 
     def __post_init__(self) -> None:
         if self.head not in ("linear", "mlp"):
             raise ValueError(f"head: expected 'linear' or 'mlp', found {self.head!r}")
+        if self.pooling not in ("mean", "attentive"):
+            raise ValueError(f"pooling: expected 'mean' or 'attentive', found {self.pooling!r}")
+        if self.pooling == "attentive" and self.head != "mlp":
+            raise ValueError(
+                "head: pooling='attentive' classifies [mean, std] with an MLP, expected head='mlp', "
+                f"found {self.head!r}"
+            )
         if self.hidden < 1:
             raise ValueError(f"hidden: expected an integer >= 1, found {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
@@ -77,7 +98,7 @@ class HeadTrainingConfig:
             raise ValueError("lr_sweep: expected a non-empty list of learning rates or null, found []")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay: expected a number >= 0, found {self.weight_decay}")
-        for name in ("batch_size", "max_epochs", "patience"):
+        for name in ("batch_size", "max_epochs", "patience", "attention_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, found {getattr(self, name)}")
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
@@ -97,14 +118,14 @@ class HeadFit:
     still grows more confident on ``valid``, instead of stopping at the first perfect epoch.
 
     Attributes:
-        model: ``featurizer`` then ``head`` (an ``nn.Sequential``), in eval mode, holding the
-            weights of ``best_epoch``.
+        model: the :class:`UtteranceClassifier`, in eval mode, holding the weights of
+            ``best_epoch``.
         best_epoch: 1-based epoch with the best validation criterion (the first, on ties).
         valid_accuracies: validation accuracy after every epoch run.
         valid_losses: validation cross-entropy after every epoch run.
     """
 
-    model: nn.Sequential
+    model: UtteranceClassifier
     best_epoch: int
     valid_accuracies: list[float]
     valid_losses: list[float]
@@ -157,35 +178,103 @@ class ClassifierResult:
     epochs_run: int
 
 
+class UtteranceClassifier(nn.Module):
+    """A featurizer over the upstream's layers, then a head giving one set of logits per utterance.
+
+    Args:
+        featurizer: ``(..., layers, dim)`` -> ``(..., dim)``.
+        head: on pooled inputs ``(batch, dim)`` -> ``(batch, classes)``; on frames
+            ``(batch, frames, dim)`` and ``lengths`` -> ``(batch, classes)``.
+    """
+
+    def __init__(self, featurizer: WeightedLayerSum | FixedLayer, head: nn.Module) -> None:
+        super().__init__()
+        self.featurizer = featurizer
+        self.head = head
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(batch, classes)`` of pooled ``x (batch, layers, dim)``, or of frames
+        ``x (batch, frames, layers, dim)`` with ``lengths (batch,)``."""
+        mixed = self.featurizer(x)  # (batch, dim) or (batch, frames, dim)
+        return self.head(mixed) if lengths is None else self.head(mixed, lengths)
+
+
 def build_classifier(
     num_layers: int, feat_dim: int, num_classes: int, config: HeadTrainingConfig
-) -> nn.Sequential:
-    """The featurizer of ``config.layer`` followed by the head of ``config.head``.
-
-    The result maps ``(batch, layers, feat)`` to logits ``(batch, classes)``.
-    """
+) -> UtteranceClassifier:
+    """The featurizer of ``config.layer`` then the head of ``config.head`` and ``config.pooling``."""
     featurizer = WeightedLayerSum(num_layers) if config.layer == "weighted" else FixedLayer(config.layer)
-    head = (
-        LinearHead(feat_dim, num_classes)
-        if config.head == "linear"
-        else MLPHead(feat_dim, config.hidden, num_classes, config.dropout)
-    )
-    return nn.Sequential(OrderedDict(featurizer=featurizer, head=head))
+    if config.pooling == "attentive":
+        head = AttentiveStatisticsPoolingHead(
+            feat_dim, config.hidden, num_classes, config.dropout, config.attention_dim
+        )
+    elif config.head == "linear":
+        head = LinearHead(feat_dim, num_classes)
+    else:
+        head = MLPHead(feat_dim, config.hidden, num_classes, config.dropout)
+    return UtteranceClassifier(featurizer, head)
+
+
+class FrameInputs:
+    """The standardised frames of some utterances, served as padded batches.
+
+    Frames stay in the (memory-mapped, float16) cache; a batch is gathered, converted to
+    float32 and standardised when asked for, so memory holds one batch, not the corpus.
+
+    Args:
+        frames: cached features ``(total_frames, layers, dim)`` of a whole corpus.
+        rows: the utterances (indices into ``frames``) these inputs serve, in order.
+        mean: ``(layers, dim)`` subtracted from every frame.
+        std: ``(layers, dim)`` every frame is divided by.
+    """
+
+    def __init__(
+        self, frames: FrameFeatures, rows: Sequence[int], mean: torch.Tensor, std: torch.Tensor
+    ) -> None:
+        self.frames = frames
+        self.rows = list(rows)
+        self.mean = mean
+        self.std = std
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero-padded frames ``(batch, frames, layers, dim)`` and ``lengths (batch,)`` of ``positions``."""
+        utterances = [
+            (torch.from_numpy(np.asarray(self.frames.utterance(self.rows[p]), dtype=np.float32)) - self.mean)
+            / self.std
+            for p in positions.tolist()
+        ]  # each (frames, layers, dim)
+        lengths = torch.tensor([len(u) for u in utterances])
+        return nn.utils.rnn.pad_sequence(utterances, batch_first=True), lengths
+
+
+Inputs = torch.Tensor | FrameInputs
+
+
+def _batch(inputs: Inputs, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Model arguments for ``positions`` of ``inputs``: pooled ``(x,)`` or frames ``(x, lengths)``."""
+    return (inputs[positions],) if isinstance(inputs, torch.Tensor) else inputs.batch(positions)
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+def _evaluate(
+    model: nn.Module, x: Inputs, y: torch.Tensor, batch_size: int = 256
+) -> tuple[float, float, torch.Tensor]:
     """Accuracy, mean cross-entropy and ``(utterances,)`` predicted class indices."""
     model.eval()
-    logits = model(x)  # (utterances, classes)
+    logits = torch.cat(
+        [model(*_batch(x, positions)) for positions in torch.arange(len(y)).split(batch_size)]
+    )  # (utterances, classes)
     predicted = logits.argmax(dim=-1)
     accuracy = int((predicted == y).sum()) / len(y)
     return accuracy, float(F.cross_entropy(logits, y)), predicted
 
 
 def fit_head(
-    train: tuple[torch.Tensor, torch.Tensor],
-    valid: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[Inputs, torch.Tensor],
+    valid: tuple[Inputs, torch.Tensor],
     num_classes: int,
     config: HeadTrainingConfig,
     lr: float,
@@ -201,8 +290,8 @@ def fit_head(
     utterances; the global random generators are left as they were.
 
     Args:
-        train: features ``(utterances, layers, feat)`` float32 and labels ``(utterances,)``
-            int64 class indices.
+        train: pooled features ``(utterances, layers, feat)`` float32 (or
+            :class:`FrameInputs`) and labels ``(utterances,)`` int64 class indices.
         valid: the same for the validation split.
         num_classes: number of classes.
         config: head, optimiser and stopping settings (its ``lr``/``lr_sweep`` are unused).
@@ -211,7 +300,8 @@ def fit_head(
     """
     train_x, train_y = train
     valid_x, valid_y = valid
-    num_utterances, num_layers, feat_dim = train_x.shape
+    num_utterances = len(train_y)
+    num_layers, feat_dim = (train_x if isinstance(train_x, torch.Tensor) else train_x.mean).shape[-2:]
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -233,7 +323,7 @@ def fit_head(
             model.train()
             permutation = torch.randperm(num_utterances, generator=order)
             for batch in permutation.split(config.batch_size):
-                loss = F.cross_entropy(model(train_x[batch]), train_y[batch])
+                loss = F.cross_entropy(model(*_batch(train_x, batch)), train_y[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -252,16 +342,20 @@ def fit_head(
     return HeadFit(model=model, best_epoch=best_epoch, valid_accuracies=accuracies, valid_losses=losses)
 
 
+def _check_layer(config: HeadTrainingConfig, num_layers: int) -> None:
+    if config.layer != "weighted" and not -num_layers <= config.layer < num_layers:
+        raise ValueError(f"layer: expected an index in [{-num_layers}, {num_layers}), found {config.layer}")
+
+
 def _check_inputs(
     features: Mapping[str, np.ndarray | torch.Tensor],
     labels: Mapping[str, Sequence[str]],
     config: HeadTrainingConfig,
 ) -> None:
-    splits = {"train", "valid", "test"}
     for name, given in (("features", features), ("labels", labels)):
-        if not splits <= set(given):
-            raise ValueError(f"{name}: expected splits {sorted(splits)}, found {sorted(given)}")
-    shapes = {split: tuple(features[split].shape) for split in sorted(splits)}
+        if not set(SPLITS) <= set(given):
+            raise ValueError(f"{name}: expected splits {sorted(SPLITS)}, found {sorted(given)}")
+    shapes = {split: tuple(features[split].shape) for split in sorted(SPLITS)}
     for split, shape in shapes.items():
         if len(shape) != 3 or shape[1] == 0:
             raise ValueError(f"features[{split!r}]: expected (layers, utterances, feat), found shape {shape}")
@@ -271,9 +365,59 @@ def _check_inputs(
             )
     if len({(shape[0], shape[2]) for shape in shapes.values()}) != 1:
         raise ValueError(f"features: expected the same (layers, feat) in every split, found shapes {shapes}")
-    num_layers = shapes["train"][0]
-    if config.layer != "weighted" and not -num_layers <= config.layer < num_layers:
-        raise ValueError(f"layer: expected an index in [{-num_layers}, {num_layers}), found {config.layer}")
+    _check_layer(config, shapes["train"][0])
+
+
+def _class_targets(labels: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """The sorted classes of ``train`` and every split's ``(utterances,)`` int64 class indices."""
+    classes = sorted({str(label) for label in labels["train"]})
+    index = {label: i for i, label in enumerate(classes)}
+    targets = {}
+    for split in SPLITS:
+        unseen = sorted({str(label) for label in labels[split]} - index.keys())
+        if unseen:
+            raise ValueError(
+                f"labels[{split!r}]: expected only classes seen in train, found {len(unseen)} unseen "
+                f"(e.g. {unseen[:3]})"
+            )
+        targets[split] = torch.tensor([index[str(label)] for label in labels[split]], dtype=torch.long)
+    return classes, targets
+
+
+def _fit_and_score(
+    inputs: Mapping[str, Inputs],
+    targets: Mapping[str, torch.Tensor],
+    classes: list[str],
+    config: HeadTrainingConfig,
+    seed: int,
+) -> ClassifierResult:
+    """One model per learning rate, the best on ``valid`` kept, and only that one scored on ``test``."""
+    fits = [
+        (
+            fit_head(
+                (inputs["train"], targets["train"]),
+                (inputs["valid"], targets["valid"]),
+                len(classes),
+                config,
+                lr,
+                seed,
+            ),
+            lr,
+        )
+        for lr in config.learning_rates()
+    ]
+    fit, lr = max(fits, key=lambda pair: pair[0].criterion())
+    test_accuracy, _, predicted = _evaluate(fit.model, inputs["test"], targets["test"])
+    featurizer = fit.model.featurizer
+    return ClassifierResult(
+        test_accuracy=test_accuracy,
+        valid_accuracy=fit.valid_accuracy,
+        best_epoch=fit.best_epoch,
+        lr=lr,
+        layer_weights=featurizer.layer_weights() if isinstance(featurizer, WeightedLayerSum) else None,
+        predictions=[classes[i] for i in predicted.tolist()],
+        epochs_run=fit.epochs_run,
+    )
 
 
 def train_utterance_classifier(
@@ -300,49 +444,83 @@ def train_utterance_classifier(
             statistics of each utterance (e.g. the mean, or mean and standard deviation
             concatenated, of every upstream layer).
         labels: the same splits -> one label per utterance; classes are those of ``train``.
-        config: head and training settings.
+        config: head and training settings; its ``pooling`` must be ``mean``.
         seed: seed of initialisation, dropout and data order.
 
     Raises:
         ValueError: a split is missing, shapes disagree, or ``valid``/``test`` hold a label
             that never occurs in ``train``.
     """
+    if config.pooling != "mean":
+        raise ValueError(
+            f"pooling: pooled features are classified with pooling='mean', found {config.pooling!r} "
+            "(use train_frame_classifier on frames)"
+        )
     _check_inputs(features, labels, config)
-    classes = sorted({str(label) for label in labels["train"]})
-    index = {label: i for i, label in enumerate(classes)}
-    targets = {}
-    for split in ("train", "valid", "test"):
-        unseen = sorted({str(label) for label in labels[split]} - index.keys())
-        if unseen:
-            raise ValueError(
-                f"labels[{split!r}]: expected only classes seen in train, found {len(unseen)} unseen "
-                f"(e.g. {unseen[:3]})"
-            )
-        targets[split] = torch.tensor([index[str(label)] for label in labels[split]], dtype=torch.long)
-
+    classes, targets = _class_targets(labels)
     tensors = {
         # (layers, utterances, feat) -> (utterances, layers, feat)
         split: torch.as_tensor(features[split], dtype=torch.float32).transpose(0, 1).contiguous()
-        for split in ("train", "valid", "test")
+        for split in SPLITS
     }
     mean = tensors["train"].mean(dim=0)  # (layers, feat)
     std = tensors["train"].std(dim=0, unbiased=False)  # (layers, feat)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    data = {split: ((tensors[split] - mean) / std, targets[split]) for split in tensors}
+    inputs = {split: (tensors[split] - mean) / std for split in tensors}
+    return _fit_and_score(inputs, targets, classes, config, seed)
 
-    fits = [
-        (fit_head(data["train"], data["valid"], len(classes), config, lr, seed), lr)
-        for lr in config.learning_rates()
-    ]
-    fit, lr = max(fits, key=lambda pair: pair[0].criterion())
-    test_accuracy, _, predicted = _evaluate(fit.model, *data["test"])
-    featurizer = fit.model.featurizer
-    return ClassifierResult(
-        test_accuracy=test_accuracy,
-        valid_accuracy=fit.valid_accuracy,
-        best_epoch=fit.best_epoch,
-        lr=lr,
-        layer_weights=featurizer.layer_weights() if isinstance(featurizer, WeightedLayerSum) else None,
-        predictions=[classes[i] for i in predicted.tolist()],
-        epochs_run=fit.epochs_run,
-    )
+
+def frame_statistics(frames: FrameFeatures, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation ``(layers, dim)`` over every frame of ``rows``, accumulated in
+    float64 one utterance at a time (a zero deviation becomes 1, so the dimension is only centred)."""
+    total = torch.zeros(frames.frames.shape[1:], dtype=torch.float64)  # (layers, dim)
+    squares = torch.zeros_like(total)
+    count = 0
+    for row in rows:
+        utterance = torch.from_numpy(
+            np.asarray(frames.utterance(row), dtype=np.float64)
+        )  # (frames, layers, dim)
+        total += utterance.sum(dim=0)
+        squares += utterance.square().sum(dim=0)
+        count += len(utterance)
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-6 * mean.abs().clamp_min(1), std, torch.ones_like(std))
+    return mean.float(), std.float()
+
+
+def train_frame_classifier(
+    frames: FrameFeatures,
+    rows: Mapping[str, Sequence[int]],
+    labels: Mapping[str, Sequence[str]],
+    config: HeadTrainingConfig,
+    seed: int,
+) -> ClassifierResult:
+    """Train an utterance classifier that pools frozen frames itself, and score it on ``test``.
+
+    The same procedure as :func:`train_utterance_classifier` (standardisation with ``train``
+    statistics, learning rates chosen on ``valid``, ``test`` scored once), on frames: the
+    featurizer mixes the layers of every frame and the head of ``config.pooling`` pools
+    them (``attentive``: :class:`~speechssl.downstream.heads.AttentiveStatisticsPoolingHead`).
+
+    Args:
+        frames: cached ``(frames, layers, dim)`` features of every utterance of a corpus.
+        rows: ``{"train", "valid", "test"}`` -> utterance indices into ``frames``.
+        labels: the same splits -> one label per utterance (in ``rows`` order).
+        config: head and training settings.
+        seed: seed of initialisation, dropout and data order.
+    """
+    for name, given in (("rows", rows), ("labels", labels)):
+        if not set(SPLITS) <= set(given):
+            raise ValueError(f"{name}: expected splits {sorted(SPLITS)}, found {sorted(given)}")
+    for split in SPLITS:
+        if len(rows[split]) == 0 or len(rows[split]) != len(labels[split]):
+            raise ValueError(
+                f"labels[{split!r}]: expected one label per utterance of a non-empty split "
+                f"({len(rows[split])} rows), found {len(labels[split])}"
+            )
+    _check_layer(config, frames.frames.shape[1])
+    classes, targets = _class_targets(labels)
+    mean, std = frame_statistics(frames, rows["train"])
+    inputs = {split: FrameInputs(frames, rows[split], mean, std) for split in SPLITS}
+    return _fit_and_score(inputs, targets, classes, config, seed)
