@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
@@ -77,15 +78,41 @@ def test_query_by_example_rows_report_map_and_mtwv(shared_data, tmp_path):
     assert "test MAP (query-by-example)" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
-    """The synthetic corpus rewritten in FSC's native layout; the intent is the spoken word."""
-    import shutil
-
+def _synthetic(tmp_path):
     from speechssl.data import SyntheticConfig, generate_synthetic_corpus
 
-    corpus = generate_synthetic_corpus(
+    return generate_synthetic_corpus(
         SyntheticConfig(num_utterances=240, num_speakers=8), tmp_path / "synthetic"
     )
+
+
+def test_keyword_task_on_a_google_speech_commands_layout(tmp_path):
+    """The synthetic corpus rewritten in Speech Commands' layout: word folders, hex speaker ids."""
+    corpus = _synthetic(tmp_path)
+    root = tmp_path / "data" / "speech_commands"
+    speakers = {s: f"{i:08x}" for i, s in enumerate(sorted(set(corpus.column("speaker"))))}
+    counts: dict[tuple[str, str], int] = {}
+    lists: dict[str, list[str]] = {"valid": [], "test": []}
+    for row in corpus:
+        word, speaker = row.labels["word"], speakers[row.speaker]
+        n = counts[(word, speaker)] = counts.get((word, speaker), -1) + 1
+        relative = f"{word}/{speaker}_nohash_{n}.wav"
+        (root / word).mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, root / relative)
+        split = {"00000006": "valid", "00000007": "test"}.get(speaker)
+        if split:
+            lists[split].append(relative)
+    (root / "validation_list.txt").write_text("\n".join(lists["valid"]) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(lists["test"]) + "\n")
+
+    cache = FeatureCache(tmp_path / "cache")
+    (row,) = run_evaluation(["fbank"], ["keyword_gsc"], tmp_path / "data", [0], tmp_path / "out", cache)
+    assert row["task"] == "keyword_gsc" and row["value"] > 0.5, "10 words: chance is about 0.1"
+
+
+def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
+    """The synthetic corpus rewritten in FSC's native layout; the intent is the spoken word."""
+    corpus = _synthetic(tmp_path)
     root = tmp_path / "data" / "fluent_speech_commands_dataset"
     (root / "data").mkdir(parents=True)
     speakers = sorted(set(corpus.column("speaker")))

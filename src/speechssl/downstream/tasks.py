@@ -102,6 +102,10 @@ def available_tasks() -> dict[str, Task]:
             "FSDD's official split: recordings 0-4 test, 5-9 valid, rest train (same 6 speakers)", _as_is,
         ),
         UtteranceTask(
+            "keyword_gsc", "speech_commands", "speech_commands", "keyword",
+            "the corpus's validation_list.txt / testing_list.txt (speakers hashed into one split)", _as_is,
+        ),
+        UtteranceTask(
             "speaker_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker",
             "each of the 28 speakers' utterances split 70/15/15", _as_is,
         ),
