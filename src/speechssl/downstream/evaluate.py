@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from html import escape
 from pathlib import Path
@@ -262,7 +262,9 @@ def run_evaluation(
             for row in task_rows:
                 done[row["seed"]] = row = {**provenance, **row}
                 folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"seed_{row['seed']}.json").write_text(json.dumps(row, indent=2))
+                temporary = folder / f".seed_{row['seed']}.json.tmp"
+                temporary.write_text(json.dumps(row, indent=2))
+                temporary.replace(folder / f"seed_{row['seed']}.json")  # atomic: never a half-written result
             rows += [done[seed] for seed in seeds]
     write_report(rows, registry, upstreams, output)
     return rows
@@ -278,21 +280,27 @@ def _evaluate(
     config: HeadTrainingConfig,
     asr_config: CTCTrainingConfig,
     output: Path,
-) -> list[dict]:
-    """The rows of ``seeds`` for one (upstream, task), from the features the task reads."""
+) -> Iterator[dict]:
+    """The row of each of ``seeds`` for one (upstream, task), as soon as it is computed."""
     if isinstance(task, ASRTask):
-        return evaluate_asr_task(cache.frames(upstream, manifest), manifest, task, seeds, asr_config)
-    if isinstance(task, QueryByExampleTask):
-        return evaluate_query_by_example_task(cache.frames(upstream, manifest), manifest, task, seeds)
-    if isinstance(task, VerificationTask):
-        trials_dir = output / "trials" / task.name
-        return evaluate_verification_task(cache.pooled(upstream, manifest), manifest, task, seeds, trials_dir)
-    features = (
-        cache.frames(upstream, manifest)
-        if config.pooling == "attentive"
-        else cache.pooled(upstream, manifest)
-    )
-    return evaluate_task(features, folds, task, seeds, config)
+        frames = cache.frames(upstream, manifest)
+        for seed in seeds:
+            yield from evaluate_asr_task(frames, manifest, task, [seed], asr_config)
+    elif isinstance(task, QueryByExampleTask):
+        frames = cache.frames(upstream, manifest)
+        for seed in seeds:
+            yield from evaluate_query_by_example_task(frames, manifest, task, [seed])
+    elif isinstance(task, VerificationTask):
+        pooled = cache.pooled(upstream, manifest)
+        for seed in seeds:
+            yield from evaluate_verification_task(
+                pooled, manifest, task, [seed], output / "trials" / task.name
+            )
+    else:
+        attentive = config.pooling == "attentive"
+        features = cache.frames(upstream, manifest) if attentive else cache.pooled(upstream, manifest)
+        for seed in seeds:
+            yield from evaluate_task(features, folds, task, [seed], config)
 
 
 SECONDARY_METRICS = {"eer": ("min_dcf", "minDCF"), "map": ("mtwv", "MTWV"), "wer": ("cer", "CER")}
