@@ -8,6 +8,7 @@ leaves padding at zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -21,7 +22,9 @@ from speechssl.augment.base import (
     randn,
     uniform,
 )
+from speechssl.data.audio import load_audio
 from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.data.corpora.common import AUDIO_SUFFIXES, list_audio
 
 
 @dataclass(frozen=True)
@@ -126,13 +129,141 @@ class AddNoise:
         noise = randn((batch, samples), generator, device)
         if self.color == "pink":
             noise = _pink(noise)
-        valid = ~lengths_to_padding_mask(lengths, samples)  # (batch, samples)
-        noise = noise * valid
-        signal_power = (waveforms.float() * valid).pow(2).sum(dim=1)  # (batch,)
-        noise_power = noise.pow(2).sum(dim=1).clamp(min=torch.finfo(noise.dtype).tiny)  # (batch,)
-        scale = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr / 10.0))) * apply  # (batch,)
-        noisy = waveforms + (scale[:, None] * noise).to(waveforms.dtype)  # (batch, 1) * (batch, samples)
-        return noisy, lengths
+        return add_at_snr(waveforms, lengths, noise, snr, apply), lengths
+
+
+def add_at_snr(
+    waveforms: torch.Tensor,
+    lengths: torch.Tensor,
+    noise: torch.Tensor,
+    snr_db: torch.Tensor,
+    apply: torch.Tensor,
+) -> torch.Tensor:
+    """``waveforms + scale * noise`` with ``scale`` set so that the SNR over each utterance's
+    valid samples is ``snr_db``; no noise in padding, none where ``apply`` is False, and
+    silent utterances (or silent noise) left unchanged.
+
+    Args:
+        waveforms: ``(batch, samples)`` zero-padded signals.
+        lengths: ``(batch,)`` valid samples.
+        noise: ``(batch, samples)`` noise of any scale.
+        snr_db: ``(batch,)`` target signal-to-noise ratios in dB.
+        apply: ``(batch,)`` bool, which utterances get noise.
+    """
+    valid = ~lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
+    noise = noise.float() * valid
+    signal_power = (waveforms.float() * valid).pow(2).sum(dim=1)  # (batch,)
+    noise_power = noise.pow(2).sum(dim=1).clamp(min=torch.finfo(noise.dtype).tiny)  # (batch,)
+    scale = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0))) * apply  # (batch,)
+    return waveforms + (scale[:, None] * noise).to(waveforms.dtype)  # (batch, 1) * (batch, samples)
+
+
+@dataclass(frozen=True)
+class MixUtterances:
+    """Add another utterance of the batch to each utterance at a low SNR (a competing talker).
+
+    Partners are a random cyclic shift of a random permutation, so no utterance is mixed
+    with itself (batches of one are left unchanged). The partner is tiled or cut to the
+    utterance's valid length, and scaled to an SNR from ``U[snr_db]`` over valid samples.
+
+    Attributes:
+        snr_db: ``(low, high)`` SNR range in dB (the utterance stays dominant above 0 dB).
+        p: probability of mixing each utterance.
+    """
+
+    snr_db: tuple[float, float] = (10.0, 20.0)
+    p: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_range(self.snr_db, "snr_db")
+        check_probability(self.p)
+
+    def __call__(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waveforms (batch, samples)``, ``lengths (batch,)`` -> mixed waveforms, same lengths."""
+        check_batch(waveforms, lengths, "(batch, samples)")
+        batch, samples = waveforms.shape
+        if self.p == 0.0 or batch < 2:
+            return waveforms, lengths
+        device = waveforms.device
+        lengths = lengths.to(device)
+        apply = bernoulli(self.p, batch, generator, device)
+        snr = uniform(*self.snr_db, batch, generator, device)
+        order = rand((batch,), generator, device).argsort()  # (batch,) a random permutation
+        partner = torch.empty_like(order)
+        partner[order] = order.roll(1)  # each utterance's partner: the previous one in the permutation
+        positions = torch.arange(samples, device=device)[None, :]  # (1, samples)
+        index = positions % lengths[partner][:, None].clamp(min=1)  # (batch, samples) tiles the partner
+        noise = waveforms[partner].gather(1, index)  # (batch, samples)
+        return add_at_snr(waveforms, lengths, noise, snr, apply), lengths
+
+
+class AddBackgroundNoise:
+    """Add noise recordings from a folder (e.g. MUSAN noise) at an SNR drawn from ``U[snr_db]``.
+
+    Every audio file under ``folder`` is decoded once, at construction, to mono at
+    ``sample_rate`` and kept in memory. Each utterance gets a random recording from a
+    random offset, tiled when shorter than the utterance.
+
+    Args:
+        folder: folder holding the noise recordings (searched recursively).
+        snr_db: ``(low, high)`` SNR range in dB.
+        p: probability of adding noise to each utterance.
+        sample_rate: rate the recordings are resampled to (the waveforms' rate).
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no audio files.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        snr_db: tuple[float, float] = (5.0, 20.0),
+        p: float = 1.0,
+        sample_rate: int = 16000,
+    ) -> None:
+        check_range(snr_db, "snr_db")
+        check_probability(p)
+        folder = Path(folder)
+        files = list_audio(folder) if folder.is_dir() else []
+        if not files:
+            raise FileNotFoundError(
+                f"noise folder: no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}"
+            )
+        self.folder = folder
+        self.snr_db = tuple(snr_db)
+        self.p = p
+        self.recordings = [torch.from_numpy(load_audio(path, sample_rate)) for path in files]
+
+    def __repr__(self) -> str:
+        return f"AddBackgroundNoise(folder={str(self.folder)!r}, snr_db={self.snr_db}, p={self.p}, recordings={len(self.recordings)})"
+
+    def __call__(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waveforms (batch, samples)``, ``lengths (batch,)`` -> noisy waveforms, same lengths."""
+        check_batch(waveforms, lengths, "(batch, samples)")
+        if self.p == 0.0:
+            return waveforms, lengths
+        batch, samples = waveforms.shape
+        device = waveforms.device
+        lengths = lengths.to(device)
+        apply = bernoulli(self.p, batch, generator, device)
+        snr = uniform(*self.snr_db, batch, generator, device)
+        picks = (
+            (rand((batch,), generator, device) * len(self.recordings))
+            .long()
+            .clamp(max=len(self.recordings) - 1)
+        )
+        starts = rand((batch,), generator, device)
+        noise = torch.zeros(batch, samples, device=device)
+        positions = torch.arange(samples)
+        for row, (pick, start) in enumerate(zip(picks.tolist(), starts.tolist(), strict=True)):
+            recording = self.recordings[pick]
+            offset = int(start * len(recording))
+            noise[row] = recording[(offset + positions) % len(recording)].to(device)  # tiled from the offset
+        return add_at_snr(waveforms, lengths, noise, snr, apply), lengths
 
 
 def _pink(white: torch.Tensor) -> torch.Tensor:
@@ -181,4 +312,4 @@ class Gain:
         return waveforms * factor[:, None], lengths  # (batch, 1) * (batch, samples)
 
 
-__all__ = ["AddNoise", "Gain", "RandomCrop"]
+__all__ = ["AddBackgroundNoise", "AddNoise", "Gain", "MixUtterances", "RandomCrop", "add_at_snr"]
