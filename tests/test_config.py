@@ -36,6 +36,13 @@ class Outer:
     dims: list[int] = field(default_factory=lambda: [1, 2])
     span: tuple[float, float] = (0.0, 1.0)
     path: str | None = None
+    wide: Inner = field(default_factory=lambda: Inner(width=64, kind="b"))
+
+
+def test_a_partial_section_changes_only_its_keys_of_the_field_default():
+    config = from_dict(Outer, {"wide": {"rate": 2}})
+    assert config.wide == Inner(width=64, rate=2.0, kind="b"), "width and kind keep the field's default"
+    assert from_dict(Outer, {}).wide == Inner(width=64, kind="b")
 
 
 def test_from_dict_builds_nested_and_converts_ints_to_floats():

@@ -108,7 +108,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types.
 
     Nested dataclass fields are built recursively; fields missing from ``data`` keep
-    their defaults. ``__post_init__`` validation of ``cls`` runs as usual, and its
+    their defaults, also inside a nested section: ``{"noise": {"snr_db": [0, 10]}}`` changes
+    only ``snr_db`` of the field's default value, not of the nested class's defaults. ``__post_init__`` validation of ``cls`` runs as usual, and its
     ``ValueError`` is re-raised as :class:`ConfigError` naming the section.
     """
     hints = typing.get_type_hints(cls)
@@ -119,6 +120,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise ConfigError(f"unknown key {prefix}{unknown[0]} (expected one of: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in data.items():
+        default = _default(fields[name])
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(default):
+            value = _merge(to_dict(default), value)  # a partial section overrides the field's default
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
     missing = [
         n
@@ -133,6 +137,26 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise
     except ValueError as err:
         raise ConfigError(f"{where or cls.__name__}: {err}") from err
+
+
+def _default(field: dataclasses.Field) -> Any:
+    """The default value of a dataclass field, or ``dataclasses.MISSING``."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` written over it, nested mappings merged key by key."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def to_dict(config: Any) -> dict[str, Any]:

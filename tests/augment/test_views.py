@@ -7,10 +7,17 @@ import torch
 
 from speechssl.augment import (
     AddNoise,
+    BandPass,
     Compose,
+    Equalizer,
     FrequencyMask,
     Gain,
+    MixUtterances,
+    PitchShift,
     RandomCrop,
+    Reverberation,
+    SpeedPerturb,
+    TempoPerturb,
     TimeMask,
     View,
     ViewConfig,
@@ -37,25 +44,50 @@ def test_default_view_matches_speech_defaults() -> None:
     assert freq_mask == FrequencyMask(8, 2)
 
 
-def test_config_from_mapping_and_errors_name_the_key() -> None:
-    config = from_dict(ViewConfig, {"crop_seconds": None, "noise_snr_db": [0, 10], "noise_color": "pink"})
-    assert config.noise_snr_db == (0.0, 10.0)
-    assert len(build_view(config).waveform) == 2  # no crop
-    with pytest.raises(ConfigError, match=r"noise_p: expected a probability in \[0, 1\], found 2.0"):
-        from_dict(ViewConfig, {"noise_p": 2.0})
-    with pytest.raises(ConfigError, match="noise_color: expected one of"):
-        from_dict(ViewConfig, {"noise_color": "blue"})
+def test_config_from_mapping_and_errors_name_the_key(tmp_path) -> None:
+    config = from_dict(
+        ViewConfig,
+        {"crop_seconds": None, "noise": {"snr_db": [0, 10], "color": "pink"}, "reverb": {"p": 0.5}},
+    )
+    assert config.noise == AddNoise((0.0, 10.0), "pink", p=0.5), "p keeps the view's default"
+    assert config.reverb == Reverberation(p=0.5)
+    assert [type(t) for t in build_view(config).waveform] == [Reverberation, Gain, AddNoise]  # no crop
+    with pytest.raises(ConfigError, match=r"noise: p: expected a probability in \[0, 1\], found 2.0"):
+        from_dict(ViewConfig, {"noise": {"p": 2.0}})
+    with pytest.raises(ConfigError, match=r"noise.color: expected one of"):
+        from_dict(ViewConfig, {"noise": {"color": "blue"}})
+    with pytest.raises(ConfigError, match="unknown key noise_p"):
+        from_dict(ViewConfig, {"noise_p": 0.5})
     with pytest.raises(ValueError, match="crop_seconds: expected > 0 or None, found -1"):
         ViewConfig(crop_seconds=-1)
-    with pytest.raises(ValueError, match=r"gain_db: expected \(low, high\) with low <= high"):
-        ViewConfig(gain_db=(6.0, -6.0))
-    with pytest.raises(ValueError, match="freq_mask_count: expected >= 0, found -1"):
-        ViewConfig(freq_mask_count=-1)
+    with pytest.raises(ConfigError, match=r"gain: db: expected \(low, high\) with low <= high"):
+        from_dict(ViewConfig, {"gain": {"db": [6.0, -6.0]}})
+    with pytest.raises(FileNotFoundError, match="noise folder: no audio files"):
+        build_view(from_dict(ViewConfig, {"background_noise": {"folder": str(tmp_path)}}))
+
+
+def test_every_transform_can_join_the_pipeline_in_order() -> None:
+    config = from_dict(
+        ViewConfig,
+        {name: {"p": 1.0} for name in ("speed", "tempo", "pitch", "reverb", "band_pass", "equalizer", "mix")},
+    )
+    assert config.changes_durations and not ViewConfig().changes_durations
+    view = build_view(config)
+    assert [type(t) for t in view.waveform] == [
+        RandomCrop, SpeedPerturb, TempoPerturb, PitchShift, Reverberation, BandPass, Equalizer, Gain,
+        MixUtterances, AddNoise,
+    ]  # fmt: skip
+    waveforms, lengths = batch()
+    out, out_lengths = view(waveforms, lengths, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out).all() and bool(
+        (out[lengths_to_padding_mask(out_lengths, out.shape[1])] == 0).all()
+    )
+    assert next(type(t) for t in build_view(config, crop=False).waveform) is SpeedPerturb
 
 
 def test_view_is_seeded_and_crops() -> None:
     waveforms, lengths = batch()
-    view = build_view(ViewConfig(crop_seconds=1.0, noise_p=1.0, gain_p=1.0))
+    view = build_view(ViewConfig(crop_seconds=1.0, noise=AddNoise(p=1.0), gain=Gain(p=1.0)))
     first = view(waveforms, lengths, torch.Generator().manual_seed(0))
     second = view(waveforms, lengths, torch.Generator().manual_seed(0))
     other = view(waveforms, lengths, torch.Generator().manual_seed(1))
@@ -80,7 +112,13 @@ def test_feature_hook_masks_and_keeps_shape() -> None:
 
 
 def test_all_off_view_is_identity() -> None:
-    config = ViewConfig(crop_seconds=None, noise_p=0.0, gain_p=0.0, time_mask_p=0.0, freq_mask_p=0.0)
+    config = ViewConfig(
+        crop_seconds=None,
+        noise=AddNoise(p=0.0),
+        gain=Gain(p=0.0),
+        time_mask=TimeMask(100, p=0.0),
+        freq_mask=FrequencyMask(8, p=0.0),
+    )
     view = build_view(config)
     waveforms, lengths = batch()
     out, out_lengths = view(waveforms, lengths)

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from speechssl import distributed
-from speechssl.augment import ViewConfig
+from speechssl.augment import AddNoise, FrequencyMask, Gain, TimeMask, ViewConfig
 from speechssl.config import ConfigError
 from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
 from speechssl.methods import build_method, method_config
@@ -25,6 +25,7 @@ from speechssl.methods.barlow_twins import (
     cross_correlation,
     off_diagonal,
 )
+from speechssl.methods.vicreg import VICRegLoss
 from speechssl.models import SpeechEncoder, load_encoder_preset
 
 
@@ -161,7 +162,14 @@ def projector_and_inputs() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return projector, x_a, x_b
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
+LOSSES = {
+    "barlow_twins": lambda **kw: BarlowTwinsLoss(lambda_=0.1, **kw),
+    "modified_barlow_twins": lambda **kw: BarlowTwinsLoss(lambda_=0.1, normalize_latents=True, **kw),
+    "vicreg": lambda **kw: VICRegLoss(**kw),
+}
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: Path, loss_name: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
@@ -173,7 +181,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
         rows = slice(start, start + SPLIT[rank])
         z_a = x_a[rows].clone().requires_grad_(True)
         z_b = x_b[rows].clone().requires_grad_(True)
-        loss_fn = BarlowTwinsLoss(lambda_=0.1)
+        loss_fn = LOSSES[loss_name]()
         loss = loss_fn(z_a, z_b).loss
         loss.backward()
         projected = loss_fn(model(x_a[rows]), model(x_b[rows])).loss
@@ -186,7 +194,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
                 "projected": projected.detach(),
                 "weight_grad": model.module.weight.grad,
                 "bias_grad": model.module.bias.grad,
-                "local_only": BarlowTwinsLoss(lambda_=0.1, gather_distributed=False)(z_a, z_b).loss.detach(),
+                "local_only": LOSSES[loss_name](gather_distributed=False)(z_a, z_b).loss.detach(),
             },
             out / f"{rank}.pt",
         )
@@ -195,14 +203,15 @@ def _ddp_worker(rank: int, world: int, port: int, out: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_ddp_loss_and_gradients_equal_single_process_full_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_ddp_loss_and_gradients_equal_single_process_full_batch(tmp_path: Path, loss_name: str) -> None:
     world = len(SPLIT)
-    mp.spawn(_ddp_worker, args=(world, free_port(), tmp_path), nprocs=world, join=True)
+    mp.spawn(_ddp_worker, args=(world, free_port(), tmp_path, loss_name), nprocs=world, join=True)
     results = [torch.load(tmp_path / f"{r}.pt") for r in range(world)]
 
     projector, x_a, x_b = projector_and_inputs()
     z_a, z_b = x_a.clone().requires_grad_(True), x_b.clone().requires_grad_(True)
-    loss_fn = BarlowTwinsLoss(lambda_=0.1)
+    loss_fn = LOSSES[loss_name]()
     loss = loss_fn(z_a, z_b).loss
     loss.backward()
     projected = loss_fn(projector(x_a), projector(x_b)).loss
@@ -220,7 +229,7 @@ def test_ddp_loss_and_gradients_equal_single_process_full_batch(tmp_path: Path) 
         torch.testing.assert_close(result["grad_b"] / world, z_b.grad[rows])
         torch.testing.assert_close(result["weight_grad"], projector.weight.grad)
         torch.testing.assert_close(result["bias_grad"], projector.bias.grad)
-        local = BarlowTwinsLoss(lambda_=0.1)(x_a[rows], x_b[rows]).loss
+        local = LOSSES[loss_name]()(x_a[rows], x_b[rows]).loss
         torch.testing.assert_close(result["local_only"], local)
         assert not torch.allclose(result["local_only"], loss.detach())
 
@@ -243,7 +252,7 @@ def audio_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
 
 
 def small_config(**overrides) -> BarlowTwinsConfig:
-    return BarlowTwinsConfig(projector=[64, 32], view=ViewConfig(crop_seconds=0.5), **overrides)
+    return BarlowTwinsConfig(**{"projector": [64, 32], "view": ViewConfig(crop_seconds=0.5), **overrides})
 
 
 class TestBarlowTwinsMethod:
@@ -251,7 +260,10 @@ class TestBarlowTwinsMethod:
         method = BarlowTwins(tiny_encoder(), small_config(), generator=torch.Generator().manual_seed(0))
         out = method(audio_batch([12000, 8000, 5000, 9000]))
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
-        assert set(out.metrics) == {"invariance", "redundancy", "on_diagonal_mean", "off_diagonal_abs_mean"}
+        assert set(out.metrics) == {
+            "invariance", "redundancy", "on_diagonal_mean", "off_diagonal_abs_mean",
+            "embedding_std", "effective_rank", "collapsed",
+        }  # fmt: skip
         assert all(torch.isfinite(torch.as_tensor(v)) for v in out.metrics.values())
         assert -1.0 <= float(out.metrics["on_diagonal_mean"]) <= 1.0
         out.loss.backward()
@@ -312,5 +324,55 @@ class TestBarlowTwinsMethod:
             method_config("barlow_twins", {"projector": []})
         with pytest.raises(ConfigError, match="lambda_: expected float, found 'big'"):
             method_config("barlow_twins", {"lambda_": "big"})
-        with pytest.raises(ConfigError, match=r"objective.view: noise_p: expected a probability in \[0, 1\]"):
-            method_config("barlow_twins", {"view": {"noise_p": 3.0}})
+        with pytest.raises(ConfigError, match=r"objective.view.noise: p: expected a probability in \[0, 1\]"):
+            method_config("barlow_twins", {"view": {"noise": {"p": 3.0}}})
+        with pytest.raises(ConfigError, match="level: 'frame' pairs the two views frame by frame"):
+            method_config("barlow_twins", {"level": "frame", "view": {"speed": {"p": 0.5}}})
+
+
+class TestLossVariants:
+    def test_modified_barlow_twins_ignores_the_scale_of_each_embedding(self) -> None:
+        z_a, z_b = random_pair(5, 16, 6)
+        scales = torch.rand(16, 1, generator=torch.Generator().manual_seed(1), dtype=z_a.dtype) * 10 + 0.1
+        modified = BarlowTwinsLoss(normalize_latents=True)
+        torch.testing.assert_close(modified(z_a * scales, z_b).loss, modified(z_a, z_b).loss)
+        plain = BarlowTwinsLoss()
+        assert not torch.allclose(plain(z_a * scales, z_b).loss, plain(z_a, z_b).loss)
+
+    def test_ablations_keep_one_term(self) -> None:
+        z_a, z_b = random_pair(6, 16, 6)
+        full = BarlowTwinsLoss(lambda_=0.2)(z_a, z_b)
+        torch.testing.assert_close(BarlowTwinsLoss(lambda_=0.0)(z_a, z_b).loss, full.invariance)
+        redundancy_only = BarlowTwinsLoss(lambda_=0.2, invariance_weight=0.0)(z_a, z_b).loss
+        torch.testing.assert_close(redundancy_only, 0.2 * full.redundancy)
+        with pytest.raises(ValueError, match="at least one term with a positive weight, found 0/0"):
+            BarlowTwinsLoss(lambda_=0.0, invariance_weight=0.0)
+
+    def test_frame_level_pairs_the_frames_of_two_views_of_one_crop(self) -> None:
+        quiet = ViewConfig(
+            crop_seconds=0.5,
+            noise=AddNoise(p=0.0),
+            gain=Gain(p=0.0),
+            time_mask=TimeMask(1, p=0.0),
+            freq_mask=FrequencyMask(1, p=0.0),
+        )
+        method = BarlowTwins(tiny_encoder(dropout=0.0), small_config(level="frame", view=quiet)).eval()
+        batch = audio_batch([12000, 8000, 5000])
+        z_a, z_b = method.project_views(batch.waveforms, batch.lengths, torch.Generator().manual_seed(0))
+        frames = method.encoder(batch.waveforms[:, :8000], batch.lengths.clamp(max=8000)).lengths
+        assert z_a.shape == (int(frames.sum()), 32)
+        torch.testing.assert_close(z_a, z_b)  # no augmentation: the same crop gives the same frames
+        method.train()
+        out = BarlowTwins(
+            tiny_encoder(), small_config(level="frame"), generator=torch.Generator().manual_seed(0)
+        )(batch)
+        assert torch.isfinite(out.loss)
+
+    def test_vicreg_variant_trains_through_the_method(self) -> None:
+        method = BarlowTwins(
+            tiny_encoder(), small_config(loss="vicreg"), generator=torch.Generator().manual_seed(0)
+        )
+        out = method(audio_batch([12000, 8000, 5000, 9000]))
+        assert {"invariance", "variance", "covariance", "effective_rank"} <= set(out.metrics)
+        out.loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters())

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from speechssl import distributed
-from speechssl.methods.barlow_twins import off_diagonal
 
 
 @dataclass
@@ -113,7 +112,8 @@ class VICRegLoss(nn.Module):
             covariance = reduce(centred.transpose(1, 2) @ centred) / (count - 1)  # (2, dim, dim)
             std = torch.sqrt(torch.diagonal(covariance, dim1=1, dim2=2) + self.eps)  # (2, dim)
             variance = torch.relu(self.gamma - std).mean(dim=1).sum()
-            decorrelation = sum(off_diagonal(c).pow(2).sum() for c in covariance) / dim
+            diagonal = torch.diagonal(covariance, dim1=1, dim2=2)  # (2, dim)
+            decorrelation = (covariance.pow(2).sum() - diagonal.pow(2).sum()) / dim  # off-diagonal squares
         loss = (
             self.invariance_weight * invariance
             + self.variance_weight * variance
