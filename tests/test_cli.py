@@ -147,3 +147,22 @@ def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
     suite = ["benchmark", "--upstreams", "fbank", "--suite", "mini", "--data-root", str(tmp_path)]
     assert main(suite) == 2
     assert "--suite mini: corpus folder(s) not found" in capsys.readouterr().err
+
+
+def test_augment_writes_two_views_and_their_figure(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "tone.wav"
+    sf.write(audio, 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32), 16000)
+    out = tmp_path / "views"
+    assert (
+        main(["augment", "--audio", str(audio), "--output", str(out), "reverb.p=1", "crop_seconds=0.5"]) == 0
+    )
+    for name in ("original.wav", "view_1.wav", "view_2.wav", "views.png"):
+        assert (out / name).stat().st_size > 0
+    first, rate = sf.read(out / "view_1.wav")
+    assert rate == 16000 and len(first) == 8000, "the 0.5 s crop"
+    assert not np.allclose(first, sf.read(out / "view_2.wav")[0]), "two independent views"
+    assert main(["augment", "--audio", str(audio), "--output", str(out), "reverb.q=1"]) == 2
+    assert "unknown key view.reverb.q" in capsys.readouterr().err

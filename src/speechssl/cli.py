@@ -87,6 +87,21 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_augment_parser(sub: argparse._SubParsersAction) -> None:
+    augment = sub.add_parser(
+        "augment", help="write two augmented views of an utterance as WAVs and a waveform/spectrogram figure"
+    )
+    augment.add_argument("--audio", required=True, help="an audio file")
+    augment.add_argument("--output", default="outputs/views", help="folder for the WAVs and views.png")
+    augment.add_argument(
+        "--config", help="pretraining YAML whose objective.view to use (default: the view defaults)"
+    )
+    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument(
+        "overrides", nargs="*", help="view key=value overrides, e.g. reverb.p=1 speed.factors=[0.9,1.1]"
+    )
+
+
 def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
     quick = sub.add_parser(
         "quickstart", help="synthetic corpus → Barlow Twins pretraining → probe vs log-mel, with a report"
@@ -140,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_parser(sub)
     _add_quickstart_parser(sub)
     _add_benchmark_parser(sub)
+    _add_augment_parser(sub)
     return parser
 
 
@@ -270,6 +286,21 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_augment(args: argparse.Namespace) -> int:
+    from speechssl.analysis.views import render_views
+    from speechssl.augment import ViewConfig, build_view
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.data import load_audio
+    from speechssl.train import load_pretrain_config
+
+    base = load_pretrain_config(args.config, []).objective.get("view", {}) if args.config else {}
+    config = from_dict(ViewConfig, apply_overrides(base, args.overrides), where="view")
+    files = render_views(load_audio(args.audio), build_view(config), args.output, seed=args.seed)
+    for name, path in files.items():
+        print(f"{name:9s} {path}")
+    return 0
+
+
 def _run_quickstart(args: argparse.Namespace) -> int:
     from speechssl.quickstart import run_quickstart
 
@@ -285,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": _run_probe,
         "quickstart": _run_quickstart,
         "benchmark": _run_benchmark,
+        "augment": _run_augment,
     }
     from speechssl.data import AudioError
     from speechssl.train import NonFiniteLossError, TrainingInterruptedError
