@@ -3,11 +3,14 @@ pretrained checkpoint."""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from speechssl.data import Manifest
+from speechssl.downstream.tasks import CorpusTask
 from speechssl.train import TrainResult, load_pretrain_config, pretrain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +63,38 @@ def tiny_run(tmp_path_factory) -> TrainResult:
         None, [*TINY_PRETRAIN_OVERRIDES, f"data.root={root / 'corpus'}"], method="barlow_twins"
     )
     return pretrain(config, root / "run")
+
+
+TINY_PER_GROUP = 4
+TINY_LABELS = 3
+TINY_ASR_SPEAKERS = 6
+
+
+def tiny_subset(manifest: Manifest, label: str) -> Manifest:
+    """The most frequent ``TINY_LABELS`` values of ``label`` (all values for speaker and gender
+    tasks; the first ``TINY_ASR_SPEAKERS`` speakers' transcripts), then at most
+    ``TINY_PER_GROUP`` utterances per (speaker, label, split)."""
+    if label == "transcript":
+        speakers = sorted(set(manifest.column("speaker")))[:TINY_ASR_SPEAKERS]
+        manifest = manifest.filter(speaker=speakers)
+    values = manifest.column(label)
+    kept_values = (
+        set(values)
+        if label in ("speaker", "transcript", "gender")
+        else {v for v, _ in Counter(values).most_common(TINY_LABELS)}
+    )
+    seen: defaultdict[tuple, int] = defaultdict(int)
+    rows = []
+    for index, row in enumerate(manifest):
+        key = (row.speaker, values[index], row.split)
+        if values[index] in kept_values and seen[key] < TINY_PER_GROUP:
+            seen[key] += 1
+            rows.append(index)
+    return manifest.select(rows)
+
+
+@pytest.fixture
+def tiny_tasks(monkeypatch) -> None:
+    """Every registered task loads a tiny subset of its real corpus (see :func:`tiny_subset`)."""
+    load = CorpusTask.load
+    monkeypatch.setattr(CorpusTask, "load", lambda self, root: tiny_subset(load(self, root), self.label))

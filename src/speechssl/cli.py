@@ -102,6 +102,75 @@ def _add_augment_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_evaluation_options(parser: argparse.ArgumentParser, suite: str = "utterance") -> None:
+    """Options shared by the commands that evaluate with the downstream harness."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--suite", default=suite, help=f"named task set (default: {suite})")
+    which.add_argument("--tasks", help="comma-separated task names instead of a suite")
+    parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds (0..N-1)")
+    parser.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
+    parser.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
+    parser.add_argument(
+        "--baselines", default="fbank", help="comma-separated upstream specs evaluated beside the models"
+    )
+    parser.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        help="head-training key=value (repeatable), e.g. --head lr=3e-3",
+    )
+
+
+def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
+    ablate = sub.add_parser(
+        "ablate", help="pretrain a grid of Barlow Twins loss variants x lambda x projector and compare them"
+    )
+    ablate.add_argument("--config", default="barlow_twins_fsdd", help="base pretraining config")
+    ablate.add_argument(
+        "--losses",
+        default="bt,modified_bt,vicreg,invariance_only,redundancy_only",
+        help="comma-separated loss variants: bt, modified_bt, vicreg, invariance_only, redundancy_only, frame_bt",
+    )
+    ablate.add_argument("--lambdas", default="0.005", help="comma-separated redundancy weights")
+    ablate.add_argument(
+        "--projectors", default="512x512", help="comma-separated projector shapes, e.g. 512x512"
+    )
+    ablate.add_argument("--output", default="outputs/ablate", help="study folder")
+    _add_evaluation_options(ablate)
+    ablate.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every variant")
+
+    study = sub.add_parser("study", help="the Barlow Twins study's analyses, each writing a report")
+    kinds = study.add_subparsers(dest="study", required=True)
+    data = kinds.add_parser(
+        "pretraining-data", help="pretrain on each corpus, the synthetic one and their union"
+    )
+    data.add_argument("--config", default="barlow_twins_fsdd", help="base pretraining config")
+    data.add_argument(
+        "--corpora",
+        default="librispeech,ravdess,arabic_speech_commands,fsdd,synthetic,union",
+        help="comma-separated corpora (and 'union' of them)",
+    )
+    data.add_argument("--output", default="outputs/pretraining_data", help="study folder")
+    _add_evaluation_options(data)
+    data.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every corpus")
+
+    xcorr = kinds.add_parser(
+        "cross-correlation", help="C of the two views, untrained vs trained, and over training"
+    )
+    xcorr.add_argument("--run-dir", required=True, help="a pretraining run folder")
+    xcorr.add_argument("--output", default="outputs/cross_correlation", help="report folder")
+    xcorr.add_argument("--utterances", type=int, default=512)
+    xcorr.add_argument("--seed", type=int, default=0)
+
+    disentangle = kinds.add_parser(
+        "disentanglement", help="DCI, MIG, SAP, modularity per layer on the synthetic corpus's factors"
+    )
+    disentangle.add_argument("--upstreams", required=True, help="comma-separated upstream specs")
+    disentangle.add_argument("--output", default="outputs/disentanglement", help="report folder")
+    disentangle.add_argument("--seeds", type=int, default=3, help="probe seeds of the per-layer curves")
+    disentangle.add_argument("--cache-dir", help="feature cache folder")
+
+
 def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
     quick = sub.add_parser(
         "quickstart", help="synthetic corpus → Barlow Twins pretraining → probe vs log-mel, with a report"
@@ -156,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart_parser(sub)
     _add_benchmark_parser(sub)
     _add_augment_parser(sub)
+    _add_study_parsers(sub)
     return parser
 
 
@@ -301,6 +371,56 @@ def _run_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_settings(args: argparse.Namespace):
+    from speechssl.downstream.cache import FeatureCache
+    from speechssl.downstream.tasks import suite_tasks
+
+    tasks = args.tasks.split(",") if args.tasks else suite_tasks(args.suite, args.data_root)
+    baselines = [b for b in args.baselines.split(",") if b]
+    return tasks, range(args.seeds), FeatureCache(args.cache_dir), _head_config(args.head), baselines
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from speechssl.studies.ablation import run_ablation
+
+    tasks, seeds, cache, head, baselines = _evaluation_settings(args)
+    try:
+        lambdas = [float(value) for value in args.lambdas.split(",")]
+    except ValueError:
+        raise ValueError(f"--lambdas: expected comma-separated numbers, found {args.lambdas!r}") from None
+    result = run_ablation(
+        args.config, args.losses.split(","), lambdas, args.projectors.split(","), args.output, tasks, seeds,
+        args.data_root, cache, head, baselines, args.overrides,
+    )  # fmt: skip
+    print(result.report.read_text())
+    return 0
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from speechssl.downstream.cache import FeatureCache
+
+    if args.study == "cross-correlation":
+        from speechssl.studies.cross_correlation import run_cross_correlation_study
+
+        run_cross_correlation_study(args.run_dir, args.output, args.utterances, args.seed)
+    elif args.study == "disentanglement":
+        from speechssl.studies.disentanglement import run_disentanglement_study
+
+        run_disentanglement_study(
+            args.upstreams.split(","), args.output, FeatureCache(args.cache_dir), range(args.seeds)
+        )
+    else:
+        from speechssl.studies.pretraining_data import run_pretraining_data_study
+
+        tasks, seeds, cache, head, baselines = _evaluation_settings(args)
+        run_pretraining_data_study(
+            args.config, args.corpora.split(","), args.output, tasks, seeds, args.data_root, cache, head,
+            baselines, args.overrides,
+        )  # fmt: skip
+    print(Path(args.output, "report.md").read_text())
+    return 0
+
+
 def _run_quickstart(args: argparse.Namespace) -> int:
     from speechssl.quickstart import run_quickstart
 
@@ -317,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quickstart": _run_quickstart,
         "benchmark": _run_benchmark,
         "augment": _run_augment,
+        "ablate": _run_ablate,
+        "study": _run_study,
     }
     from speechssl.data import AudioError
     from speechssl.train import NonFiniteLossError, TrainingInterruptedError

@@ -18,26 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from speechssl.analysis import (
-    cross_correlation_matrix,
     diagonal_stats,
     plot_cross_correlation,
     plot_training_curves,
+    view_cross_correlation,
 )
 from speechssl.config import to_dict
-from speechssl.data import (
-    AudioDataset,
-    DurationBatchSampler,
-    Manifest,
-    build_dataloader,
-    generate_synthetic_corpus,
-)
+from speechssl.data import generate_synthetic_corpus
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.report import format_accuracy_matrix
 from speechssl.downstream.runner import probe_upstreams
-from speechssl.methods.barlow_twins import BarlowTwins
 from speechssl.train import load_pretrain_config, train
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import build_pretrain_data, build_pretrain_method
@@ -46,27 +38,6 @@ QUICKSTART_CONFIG = "barlow_twins_quickstart"
 TASKS = ("speaker", "gender", "word", "contour")
 PROBE_SEEDS = 3
 CROSS_CORRELATION_UTTERANCES = 512
-
-
-@torch.no_grad()
-def view_cross_correlation(method: BarlowTwins, manifest: Manifest, seed: int = 0) -> torch.Tensor:
-    """``(dim, dim)`` cross-correlation of two augmented views' projections over ``manifest``.
-
-    The method runs in eval mode (running batch-norm statistics, no dropout) with a fixed
-    augmentation seed, so matrices before and after training are computed on identical views.
-    """
-    was_training = method.training
-    method.eval()
-    generator = torch.Generator().manual_seed(seed)
-    dataset = AudioDataset(manifest, crop_seconds=method.config.view.crop_seconds, seed=seed)
-    sampler = DurationBatchSampler(dataset.effective_durations(), max_batch_seconds=64.0, shuffle=False)
-    views_a, views_b = [], []
-    for batch in build_dataloader(dataset, sampler, num_workers=0):
-        z_a, z_b = method.project_views(batch.waveforms, batch.lengths, generator)
-        views_a.append(z_a)
-        views_b.append(z_b)
-    method.train(was_training)
-    return cross_correlation_matrix(torch.cat(views_a), torch.cat(views_b))
 
 
 def run_quickstart(output: Path, steps: int | None = None, overrides: Sequence[str] = ()) -> dict:

@@ -106,3 +106,15 @@ def test_modularity_is_one_when_each_dimension_serves_one_factor():
 def test_bad_inputs_say_expected_and_found(codes, factors, message):
     with pytest.raises(ValueError, match=message):
         mutual_information_gap(codes, factors)
+
+
+def test_mutual_information_matches_scikit_learn_on_the_binned_codes():
+    from sklearn.metrics import mutual_info_score
+
+    from speechssl.analysis.disentanglement import discretize, mutual_information
+
+    factors = _factors(3)
+    codes = _entangled(factors, 3)
+    binned = discretize(codes)
+    expected = [[mutual_info_score(v, binned[:, d]) for v in factors.values()] for d in range(codes.shape[1])]
+    np.testing.assert_allclose(mutual_information(codes, factors), expected, atol=1e-12)

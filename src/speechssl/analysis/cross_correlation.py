@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from speechssl.methods.barlow_twins import cross_correlation, off_diagonal
+from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader
+from speechssl.methods.barlow_twins import BarlowTwins, cross_correlation, off_diagonal
 
 
 def cross_correlation_matrix(
@@ -36,6 +37,27 @@ def cross_correlation_matrix(
     """
     with torch.no_grad():
         return cross_correlation(z_a, z_b, eps=eps, gather_distributed=gather_distributed)
+
+
+@torch.no_grad()
+def view_cross_correlation(method: BarlowTwins, manifest: Manifest, seed: int = 0) -> torch.Tensor:
+    """``(dim, dim)`` cross-correlation of two augmented views' projections over ``manifest``.
+
+    The method runs in eval mode (running batch-norm statistics, no dropout) with a fixed
+    augmentation seed, so matrices before and after training are computed on identical views.
+    """
+    was_training = method.training
+    method.eval()
+    generator = torch.Generator().manual_seed(seed)
+    dataset = AudioDataset(manifest, crop_seconds=method.config.view.crop_seconds, seed=seed)
+    sampler = DurationBatchSampler(dataset.effective_durations(), max_batch_seconds=64.0, shuffle=False)
+    views_a, views_b = [], []
+    for batch in build_dataloader(dataset, sampler, num_workers=0):
+        z_a, z_b = method.project_views(batch.waveforms, batch.lengths, generator)
+        views_a.append(z_a)
+        views_b.append(z_b)
+    method.train(was_training)
+    return cross_correlation_matrix(torch.cat(views_a), torch.cat(views_b))
 
 
 def diagonal_stats(c: torch.Tensor) -> dict[str, float]:

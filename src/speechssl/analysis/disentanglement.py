@@ -67,15 +67,26 @@ def discretize(codes: np.ndarray, bins: int = BINS) -> np.ndarray:
 
 
 def mutual_information(codes: np.ndarray, factors: Mapping[str, np.ndarray], bins: int = BINS) -> np.ndarray:
-    """``(dims, factors)`` mutual information in nats between each discretised dimension and each factor."""
+    """``(dims, factors)`` mutual information in nats between each discretised dimension and each factor.
+
+    Plug-in estimate from the joint histogram of (factor value, bin), computed for every
+    dimension at once.
+    """
     codes, encoded = _check(codes, factors)
-    binned = discretize(codes, bins)
-    return np.array(
-        [
-            [mutual_info_score(labels, binned[:, d]) for labels in encoded.values()]
-            for d in range(codes.shape[1])
-        ]
-    )
+    binned = discretize(codes, bins)  # (samples, dims)
+    samples, dims = binned.shape
+    information = np.zeros((dims, len(encoded)))
+    for k, labels in enumerate(encoded.values()):
+        values = labels.max() + 1
+        cells = (np.arange(dims)[None, :] * values + labels[:, None]) * bins + binned  # (samples, dims)
+        joint = (
+            np.bincount(cells.ravel(), minlength=dims * values * bins).reshape(dims, values, bins) / samples
+        )
+        p_label = joint.sum(axis=2, keepdims=True)  # (dims, values, 1)
+        p_bin = joint.sum(axis=1, keepdims=True)  # (dims, 1, bins)
+        ratio = np.where(joint > 0, joint / np.clip(p_label * p_bin, 1e-300, None), 1.0)
+        information[:, k] = (joint * np.log(ratio)).sum(axis=(1, 2))
+    return information
 
 
 def _entropy(labels: np.ndarray) -> float:
@@ -106,21 +117,23 @@ def separated_attribute_predictability(
     """SAP (Kumar et al. 2018): ``mean_k (S_(1)k - S_(2)k)`` where ``S_dk`` is how well
     dimension ``d`` alone predicts factor ``k`` on held-out samples.
 
-    ``S_dk`` is the test accuracy of a logistic regression on the single standardised
-    dimension ``d`` (the discrete-factor form), rescaled so that the majority-class rate
-    scores 0 and a perfect prediction 1 (so that factors with many values and factors
-    with two are comparable).
+    For discrete factors the paper scores each dimension with a classifier on that one
+    dimension; here it is the nearest class mean (fitted on the train part; in one
+    dimension its decision boundaries are thresholds, as a linear classifier's), for all
+    dimensions at once. Accuracy is rescaled so that the majority-class rate scores 0 and a
+    perfect prediction 1, so that factors with many values and with two are comparable.
     """
     codes, encoded = _check(codes, factors)
     train, test = _split(len(codes), train_fraction, seed)
     scores = np.zeros((codes.shape[1], len(encoded)))
     for k, labels in enumerate(encoded.values()):
+        classes = np.unique(labels[train])
+        means = np.stack([codes[train][labels[train] == c].mean(axis=0) for c in classes])  # (classes, dims)
+        distances = np.abs(codes[test][:, None, :] - means[None, :, :])  # (test, classes, dims)
+        predicted = classes[distances.argmin(axis=1)]  # (test, dims)
+        accuracy = (predicted == labels[test][:, None]).mean(axis=0)  # (dims,)
         majority = np.mean(labels[test] == np.bincount(labels[train]).argmax())
-        for d in range(codes.shape[1]):
-            x = StandardScaler().fit(codes[train, d : d + 1])
-            model = LogisticRegression(max_iter=500).fit(x.transform(codes[train, d : d + 1]), labels[train])
-            accuracy = model.score(x.transform(codes[test, d : d + 1]), labels[test])
-            scores[d, k] = max(0.0, (accuracy - majority) / (1 - majority)) if majority < 1 else 0.0
+        scores[:, k] = np.clip((accuracy - majority) / (1 - majority), 0.0, None) if majority < 1 else 0.0
     ranked = np.sort(scores, axis=0)[::-1]  # (dims, factors)
     second = ranked[1] if codes.shape[1] > 1 else np.zeros(ranked.shape[1])
     return float(np.mean(ranked[0] - second))

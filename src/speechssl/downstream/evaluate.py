@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from html import escape
 from pathlib import Path
@@ -210,6 +210,7 @@ def run_evaluation(
     cache: FeatureCache,
     config: HeadTrainingConfig | None = None,
     asr_config: CTCTrainingConfig | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """Evaluate every upstream spec on every task over ``seeds``; write per-seed JSONs and a report.
 
@@ -226,6 +227,8 @@ def run_evaluation(
         cache: the feature cache.
         config: head training of utterance tasks.
         asr_config: CTC head training of ASR tasks.
+        labels: display names of some upstream specs in the report (e.g. a variant's name
+            instead of its checkpoint path); rows keep the spec.
 
     Returns:
         every per-seed row (``upstream``, ``task``, ``seed``, ``value``, …).
@@ -266,7 +269,7 @@ def run_evaluation(
                 temporary.write_text(json.dumps(row, indent=2))
                 temporary.replace(folder / f"seed_{row['seed']}.json")  # atomic: never a half-written result
             rows += [done[seed] for seed in seeds]
-    write_report(rows, registry, upstreams, output)
+    write_report(rows, registry, upstreams, output, labels)
     return rows
 
 
@@ -373,6 +376,10 @@ def report_tables(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[s
             for upstream in upstreams[1:]:
                 other = by_seed[task.name][upstream]
                 common = sorted(set(reference) & set(other))
+                if len(common) < 2:
+                    difference = other[common[0]] - reference[common[0]] if common else float("nan")
+                    paired.append([task.name, upstream, f"{difference:+.3f}", "n/a (one seed)"])
+                    continue
                 test = paired_test([other[s] for s in common], [reference[s] for s in common])
                 paired.append([task.name, upstream, f"{test.mean_difference:+.3f}", f"{test.p_value:.3g}"])
         tables.append(
@@ -399,9 +406,19 @@ def report_tables(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[s
     return tables
 
 
-def write_report(rows: list[dict], tasks: Sequence[Task], upstreams: Sequence[str], output: Path) -> Path:
+def write_report(
+    rows: list[dict],
+    tasks: Sequence[Task],
+    upstreams: Sequence[str],
+    output: Path,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
     """``report.md`` and ``report.html`` (the same tables and figures), ``boxplots.png`` and
-    ``layer_weights_<task>.png``; returns the Markdown report's path."""
+    ``layer_weights_<task>.png``; upstreams appear under their ``labels`` where given.
+    Returns the Markdown report's path."""
+    labels = labels or {}
+    rows = [{**row, "upstream": labels.get(row["upstream"], row["upstream"])} for row in rows]
+    upstreams = [labels.get(upstream, upstream) for upstream in upstreams]
     by_seed = group_by_seed(rows)
     plot_boxplots(
         {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},

@@ -1,0 +1,99 @@
+"""Pretrain one model per named variant of a base config, then evaluate them side by side.
+
+The shared engine of the Barlow Twins study's comparisons (loss-variant ablations, the
+pretraining-data study): each variant is a list of ``key=value`` overrides of one base
+pretraining config; it is pretrained into ``runs/<variant>`` (resuming, so a re-run only
+finishes what is missing) and its checkpoint is evaluated with
+:func:`~speechssl.downstream.evaluate.run_evaluation` on the same tasks and seeds as the
+baselines, into one report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechssl.config import to_dict
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.train import load_pretrain_config, pretrain
+
+
+@dataclass
+class GridResult:
+    """What a grid run produced.
+
+    Attributes:
+        checkpoints: variant name -> its final checkpoint folder.
+        rows: every per-seed evaluation row (``upstream`` is the upstream spec).
+        report: the evaluation report (Markdown; ``report.html`` beside it).
+    """
+
+    checkpoints: dict[str, Path]
+    rows: list[dict]
+    report: Path
+
+
+def run_pretraining_grid(
+    base_config: str | Path | None,
+    variants: Mapping[str, Sequence[str]],
+    output: str | Path,
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    data_root: str | Path,
+    cache: FeatureCache,
+    head: HeadTrainingConfig | None = None,
+    baselines: Sequence[str] = (),
+    method: str | None = None,
+) -> GridResult:
+    """Pretrain every variant, then evaluate baselines and variants on ``tasks`` over ``seeds``.
+
+    Args:
+        base_config: pretraining YAML (name or path) every variant starts from.
+        variants: variant name -> its ``key=value`` overrides of the base config.
+        output: study folder: ``runs/<variant>/`` pretraining runs, ``variants.json``, and
+            the evaluation report (``report.md``, ``report.html``, per-seed JSONs).
+        tasks: registered downstream task names.
+        seeds: evaluation seeds.
+        data_root: folder of the downstream corpora.
+        cache: the feature cache.
+        head: head training of the utterance tasks.
+        baselines: upstream specs evaluated beside the variants (e.g. ``fbank``).
+        method: pretext method (default: the base config's).
+
+    Raises:
+        ValueError: no variant, or a variant name that is not a plain folder name.
+    """
+    if not variants:
+        raise ValueError("variants: expected at least one variant, found none")
+    for name in variants:
+        if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+            raise ValueError(
+                f"variant name: expected a folder name without '/', '\\\\' or spaces, found {name!r}"
+            )
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    configs = {
+        name: load_pretrain_config(base_config, list(overrides), method=method)
+        for name, overrides in variants.items()
+    }
+    (output / "variants.json").write_text(
+        json.dumps(
+            {name: {"overrides": list(variants[name]), "config": to_dict(c)} for name, c in configs.items()},
+            indent=2,
+        )
+    )
+    checkpoints = {}
+    for name, config in configs.items():
+        print(f"pretraining variant {name} ({', '.join(variants[name]) or 'base config'})")
+        checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
+    specs = [*baselines, *(str(checkpoints[name]) for name in variants)]
+    labels = {str(checkpoints[name]): name for name in variants}
+    rows = run_evaluation(specs, tasks, data_root, seeds, output, cache, head, labels=labels)
+    return GridResult(checkpoints, rows, output / "report.md")
+
+
+__all__ = ["GridResult", "run_pretraining_grid"]

@@ -1,0 +1,116 @@
+"""The Barlow Twins study commands on tiny data: ablation grid, pretraining data, cross-correlation
+and disentanglement reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from speechssl.cli import main
+from speechssl.data import SyntheticConfig
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.studies.ablation import ablation_variants, parse_projector, run_ablation
+from speechssl.studies.cross_correlation import run_cross_correlation_study
+from speechssl.studies.disentanglement import FACTORS, run_disentanglement_study
+from speechssl.studies.pretraining_data import run_pretraining_data_study
+
+
+def test_ablation_grid_names_and_overrides():
+    variants = ablation_variants(["bt", "vicreg"], [0.005, 0.05], ["64x32", "128x128x64"])
+    assert sorted(variants) == [
+        "bt_l0.005_p128x128x64", "bt_l0.005_p64x32", "bt_l0.05_p128x128x64", "bt_l0.05_p64x32",
+        "vicreg_p128x128x64", "vicreg_p64x32",
+    ]  # fmt: skip
+    assert variants["vicreg_p64x32"] == ["objective.loss=vicreg", "objective.projector=[64,32]"]
+    assert "objective.lambda_=0.05" in variants["bt_l0.05_p64x32"]
+    assert parse_projector("512X256") == [512, 256]
+    with pytest.raises(ValueError, match=r"--losses: expected names from .* found \['simclr'\]"):
+        ablation_variants(["simclr"], [0.005], ["64"])
+    with pytest.raises(ValueError, match="--projectors: expected widths like 512x512, found 'wide'"):
+        ablation_variants(["bt"], [0.005], ["wide"])
+
+
+def test_ablation_pretrains_each_variant_and_reports_them(
+    shared_data, tmp_path, tiny_tasks, tiny_pretrain_overrides
+):
+    data_root = shared_data("fsdd").parent
+    overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
+    result = run_ablation(
+        None, ["bt", "vicreg"], [0.005], ["32x32"], tmp_path / "ablate", ["keyword_fsdd"], [0, 1], data_root,
+        FeatureCache(tmp_path / "cache"), HeadTrainingConfig(max_epochs=2), ["fbank"], overrides,
+    )  # fmt: skip
+    assert set(result.checkpoints) == {"bt_l0.005_p32x32", "vicreg_p32x32"}
+    report = result.report.read_text()
+    assert "| keyword_fsdd |" in report and "vicreg_p32x32" in report and "bt_l0.005_p32x32" in report
+    saved = json.loads((tmp_path / "ablate" / "variants.json").read_text())
+    assert saved["vicreg_p32x32"]["config"]["objective"]["loss"] == "vicreg"
+    assert len(result.rows) == 3 * 2  # (fbank + 2 variants) x 2 seeds
+
+
+def test_pretraining_data_study_trains_on_each_corpus_and_their_union(
+    shared_data, tmp_path, tiny_tasks, tiny_pretrain_overrides
+):
+    data_root = shared_data("fsdd").parent
+    overrides = [o for o in tiny_pretrain_overrides if not o.startswith("data.synthetic")]
+    result = run_pretraining_data_study(
+        "barlow_twins_tiny", ["fsdd", "synthetic", "union"], tmp_path / "study", ["keyword_fsdd"], [0],
+        data_root, FeatureCache(tmp_path / "cache"), HeadTrainingConfig(max_epochs=2), [], overrides,
+    )  # fmt: skip
+    assert set(result.checkpoints) == {"fsdd", "synthetic", "union"}
+    union = (tmp_path / "study" / "manifests" / "union.csv").read_text().splitlines()
+    fsdd = (tmp_path / "study" / "manifests" / "fsdd.csv").read_text().splitlines()
+    synthetic = (tmp_path / "study" / "manifests" / "synthetic.csv").read_text().splitlines()
+    assert len(union) == len(fsdd) + len(synthetic) - 1  # one header each
+    assert "| keyword_fsdd |" in result.report.read_text()
+
+
+def test_cross_correlation_study_of_a_run(tiny_run, tmp_path):
+    metrics = run_cross_correlation_study(tiny_run.checkpoint.parent, tmp_path / "xcorr", utterances=16)
+    assert metrics["utterances"] == 16
+    assert len(metrics["statistics"]) == 2
+    for name in ("cross_correlation.png", "statistics_over_training.png", "report.md", "metrics.json"):
+        assert (tmp_path / "xcorr" / name).stat().st_size > 0
+    assert "mean C_ii" in (tmp_path / "xcorr" / "report.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_cross_correlation_study(tmp_path, tmp_path / "none")
+
+
+def test_disentanglement_study_scores_every_layer(tmp_path):
+    results = run_disentanglement_study(
+        ["fbank", "random:tiny"], tmp_path / "dis", FeatureCache(tmp_path / "cache"), seeds=[0],
+        synthetic=SyntheticConfig(num_utterances=160, num_speakers=4),
+        head=HeadTrainingConfig(max_epochs=5),
+    )  # fmt: skip
+    assert set(results) == {"fbank", "random:tiny"}
+    assert len(results["random:tiny"]["layers"]) == 3 and len(results["fbank"]["layers"]) == 1
+    scores = results["fbank"]["layers"][0]
+    assert 0.0 <= scores["mig"] <= 1.0 and scores["dci_informativeness"] > 0.3
+    assert set(results["fbank"]["probes"]) == set(FACTORS)
+    for name in ("report.md", "layer_curves.png", "map_fbank.png", "map_random_tiny.png"):
+        assert (tmp_path / "dis" / name).stat().st_size > 0
+
+
+def test_study_commands_check_their_options(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "ablate",
+                "--losses",
+                "bt",
+                "--lambdas",
+                "big",
+                "--tasks",
+                "keyword_fsdd",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    assert "--lambdas: expected comma-separated numbers, found 'big'" in capsys.readouterr().err
+    assert (
+        main(["study", "cross-correlation", "--run-dir", str(tmp_path), "--output", str(tmp_path / "x")]) == 2
+    )
+    assert "no checkpoint" in capsys.readouterr().err
