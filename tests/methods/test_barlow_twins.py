@@ -198,6 +198,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: Path, loss_name: str) -> 
             },
             out / f"{rank}.pt",
         )
+        distributed.barrier()  # no rank tears the group down while another still communicates
     finally:
         distributed.cleanup()
 

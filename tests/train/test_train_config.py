@@ -85,7 +85,9 @@ def test_errors_name_the_file_and_the_key(tmp_path):
         load_pretrain_config(path)
     with pytest.raises(ConfigError, match=r"unknown key trainer \(expected one of: method, objective"):
         load_pretrain_config(_write(tmp_path, {**MINIMAL, "trainer": {}}, name="typo.yaml"))
-    with pytest.raises(ConfigError, match=r"unknown key objective\.lambda \(expected one of: lambda_"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key objective\.lambda \(expected one of: invariance_weight, lambda_"
+    ):
         load_pretrain_config(path, ["train.max_steps=3", "objective.lambda=1"])
     with pytest.raises(ConfigError, match=r"unknown key encoder\.depth"):
         typo = {**MINIMAL, "encoder": {"preset": "tiny", "depth": 3}}

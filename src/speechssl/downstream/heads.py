@@ -235,8 +235,8 @@ class CTCHead(nn.Module):
     batch: one reads frames in order, the other reads each utterance's valid frames reversed
     (:func:`reverse_padded`), so that in both directions padding comes after every valid
     frame and cannot reach a valid output. This is the bidirectional LSTM of packed
-    sequences, computed with the dense kernels, which are about four times faster on a CPU
-    than PyTorch's packed-sequence path.
+    sequences, computed with the dense kernels, several times faster on a CPU than PyTorch's
+    packed-sequence path (``benchmarks/ctc_head.py``; 6.7x on 2 cores, BENCHMARKS.md).
 
     Args:
         in_dim: frame feature dimension.
