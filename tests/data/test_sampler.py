@@ -157,3 +157,48 @@ def test_invalid_arguments(kwargs, message):
     arguments = {"durations": [1.0, 2.0], "max_batch_seconds": 10.0, **kwargs}
     with pytest.raises(ValueError, match=message):
         DurationBatchSampler(**arguments)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    durations=st.lists(st.floats(min_value=0.05, max_value=2.0), min_size=8, max_size=200),
+    max_seconds=st.floats(min_value=4.0, max_value=60.0),
+    num_replicas=st.integers(min_value=1, max_value=4),
+    seed=st.integers(min_value=0, max_value=2**31),
+    multiplier=st.integers(min_value=1, max_value=5),
+)
+def test_min_batch_size_holds_for_every_batch(durations, max_seconds, num_replicas, seed, multiplier):
+    ranks = all_ranks(
+        durations, max_seconds, num_replicas, seed=seed, bucket_size_multiplier=multiplier, min_batch_size=2
+    )
+    assert len({len(batches) for batches in ranks}) == 1
+    batches = [batch for rank_batches in ranks for batch in rank_batches]
+    assert batches, "no batch at all"
+    assert all(len(batch) >= 2 for batch in batches)
+    assert all(padded_seconds(batch, durations) <= max_seconds + 1e-9 for batch in batches)
+    counts = Counter(i for batch in batches for i in batch)
+    # a bucket's short tail waits for another epoch: at most one item per bucket is left out
+    typical = max(1, int(max_seconds // np.mean(durations)))
+    buckets = -(-len(durations) // (typical * multiplier))
+    assert len(durations) - len(counts) <= buckets
+
+
+def test_a_lone_leftover_item_is_left_for_another_epoch():
+    # 5 items of 1 s in batches of at most 2 s: pairs, and the fifth item would be alone
+    sampler = DurationBatchSampler([1.0] * 5, 2.0, seed=0, min_batch_size=2)
+    epochs = []
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert [len(batch) for batch in batches] == [2, 2]
+        epochs.append({i for batch in batches for i in batch})
+    assert set.union(*epochs) == set(range(5)), "the left-out item should change between epochs"
+
+
+def test_min_batch_size_errors_name_the_bound():
+    with pytest.raises(ValueError, match="max_batch_seconds: expected at least 2 x the longest item"):
+        DurationBatchSampler([1.0, 3.0], 5.0, min_batch_size=2)
+    with pytest.raises(ValueError, match="expected at least min_batch_size x ranks = 4 items, found 3"):
+        DurationBatchSampler([1.0] * 3, 10.0, min_batch_size=2, num_replicas=2)
+    with pytest.raises(ValueError, match="min_batch_size must be >= 1"):
+        DurationBatchSampler([1.0], 10.0, min_batch_size=0)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from speechssl.train import load_encoder, load_pretrain_config, pretrain
 from speechssl.train.checkpoint import find_latest, list_checkpoints
 from speechssl.train.logging import read_metrics
-from speechssl.train.pretrain import LoaderData
+from speechssl.train.pretrain import LoaderData, build_pretrain_data
 
 
 def test_pretrain_end_to_end_then_resume_further(tmp_path, tiny_pretrain_overrides):
@@ -97,3 +97,18 @@ def test_bad_files_are_skipped_and_listed_or_stop_the_run(tmp_path, tiny_pretrai
     strict = load_pretrain_config(None, [*overrides, "data.skip_bad=false"], method="barlow_twins")
     with pytest.raises(AudioError, match=r"broken\.wav"):
         pretrain(strict, tmp_path / "strict")
+
+
+def test_barlow_twins_batches_never_hold_a_single_utterance(tmp_path, tiny_pretrain_overrides):
+    # 41 utterances in batches of 8: some bucket tail would hold one utterance, which Barlow
+    # Twins' batch statistics cannot use; the sampler takes the method's minimum of 2.
+    overrides = [
+        *tiny_pretrain_overrides,
+        f"data.root={tmp_path / 'corpus'}",
+        "data.synthetic.num_utterances=41",
+    ]
+    data = build_pretrain_data(load_pretrain_config(None, overrides, method="barlow_twins"))
+    assert data.sampler.min_batch_size == 2
+    for epoch in range(5):
+        data.sampler.set_epoch(epoch)
+        assert min(len(batch) for batch in data.sampler) >= 2

@@ -25,10 +25,13 @@ class DurationBatchSampler(Sampler[list[int]]):
        of ``bucket_size_multiplier`` typical batches (``max_batch_seconds`` / mean duration items);
     2. each bucket is sorted by duration and packed greedily: an item joins the current
        batch while ``(len(batch) + 1) * max duration <= max_batch_seconds``; an item longer
-       than the bound alone forms its own batch;
+       than the bound alone forms its own batch; a bucket's last batch with fewer than
+       ``min_batch_size`` items is left out of this epoch (with shuffling its items fall in
+       other buckets in other epochs);
     3. so that every rank gets the same number of batches, the count is made divisible by
        ``num_replicas``: with ``drop_last`` the surplus batches are dropped, otherwise the
-       largest batches are split in two (which keeps the bound and every index exactly once);
+       largest batches are split in two (which keeps the bound and every index exactly once,
+       and never leaves a half below ``min_batch_size``);
        only if every batch is a single item are batches from the start repeated;
     4. the batch order is shuffled (if ``shuffle``) and rank ``r`` takes batches ``r, r + R, ...``.
 
@@ -41,6 +44,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         bucket_size_multiplier: typical batches per sorting bucket; larger means less
             padding but less randomness.
         drop_last: drop surplus batches instead of splitting batches to balance ranks.
+        min_batch_size: fewest items per batch, for objectives that need batch statistics
+            (Barlow Twins' cross-correlation and batch norm need 2).
         num_replicas: number of data-parallel ranks.
         rank: this process's rank in ``[0, num_replicas)``.
     """
@@ -53,6 +58,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         bucket_size_multiplier: int = 100,
         drop_last: bool = False,
+        min_batch_size: int = 1,
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
@@ -71,12 +77,26 @@ class DurationBatchSampler(Sampler[list[int]]):
             raise ValueError(f"num_replicas must be >= 1, found {num_replicas}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), found {rank}")
+        if min_batch_size < 1:
+            raise ValueError(f"min_batch_size must be >= 1, found {min_batch_size}")
+        if min_batch_size > 1 and len(durations) < min_batch_size * num_replicas:
+            raise ValueError(
+                f"expected at least min_batch_size x ranks = {min_batch_size * num_replicas} items, "
+                f"found {len(durations)}"
+            )
+        if min_batch_size > 1 and min_batch_size * durations.max() > max_batch_seconds:
+            raise ValueError(
+                f"max_batch_seconds: expected at least {min_batch_size} x the longest item "
+                f"({durations.max():.2f} s) so that every batch can hold {min_batch_size} items, "
+                f"found {max_batch_seconds} (crop the audio or raise the bound)"
+            )
         self.durations = durations
         self.max_batch_seconds = float(max_batch_seconds)
         self.shuffle = shuffle
         self.seed = seed
         self.bucket_size_multiplier = bucket_size_multiplier
         self.drop_last = drop_last
+        self.min_batch_size = min_batch_size
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
@@ -141,17 +161,17 @@ class DurationBatchSampler(Sampler[list[int]]):
                 batches.append(current)
                 current = []
             current.append(index)
-        if current:
+        if len(current) >= self.min_batch_size:
             batches.append(current)
         return batches
 
     def _balance(self, batches: list[list[int]]) -> list[list[int]]:
-        """Split the largest batches (or, if all are single items, repeat some) until divisible."""
+        """Split the largest batches (or, when none can be split, repeat some) until divisible."""
         batches = list(batches)
         original = len(batches)
         while len(batches) % self.num_replicas:
             largest = max(range(len(batches)), key=lambda i: len(batches[i]))
-            if len(batches[largest]) > 1:
+            if len(batches[largest]) >= 2 * self.min_batch_size:
                 half = len(batches[largest]) // 2
                 batches[largest : largest + 1] = [batches[largest][:half], batches[largest][half:]]
             else:

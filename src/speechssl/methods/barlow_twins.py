@@ -283,6 +283,9 @@ class BarlowTwins(PretextMethod):
         sample_rate: sample rate of the batches' waveforms.
     """
 
+    # the cross-correlation standardises over the batch, and the projector has batch norm
+    min_batch_size = 2
+
     def __init__(
         self,
         encoder: SpeechEncoder,

@@ -37,9 +37,13 @@ class PretextMethod(nn.Module):
     :meth:`forward`. Anything that must change with training progress (temperature
     annealing, EMA teachers) goes in :meth:`on_step_end`, which the trainer calls after
     every optimizer step.
+
+    ``min_batch_size`` is the fewest utterances per batch (per rank) the loss is defined
+    for; the data pipeline never makes smaller batches.
     """
 
     encoder: SpeechEncoder
+    min_batch_size: int = 1
 
     def forward(self, batch: AudioBatch) -> MethodOutput:  # pragma: no cover - abstract
         raise NotImplementedError

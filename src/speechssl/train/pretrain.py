@@ -20,7 +20,7 @@ from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
-from speechssl.methods import PretextMethod, build_method, method_config
+from speechssl.methods import PretextMethod, build_method, method_config, method_spec
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
@@ -86,6 +86,7 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
         dataset.effective_durations(),
         data.max_batch_seconds,
         shuffle=True,
+        min_batch_size=method_spec(config.method).method_class.min_batch_size,
         seed=config.train.seed,
         num_replicas=distributed.world_size(),
         rank=distributed.rank(),
