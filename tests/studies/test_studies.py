@@ -47,6 +47,14 @@ def test_ablation_pretrains_each_variant_and_reports_them(
     saved = json.loads((tmp_path / "ablate" / "variants.json").read_text())
     assert saved["vicreg_p32x32"]["config"]["objective"]["loss"] == "vicreg"
     assert len(result.rows) == 3 * 2  # (fbank + 2 variants) x 2 seeds
+    # the runs' last training values: Barlow Twins logs its diagonal, VICReg its variance term
+    training = report.split("## Pretraining: last logged training values")[1].split("## ")[0]
+    bt_row = next(line for line in training.splitlines() if line.startswith("| bt_l0.005_p32x32 | 3 |"))
+    assert any(line.startswith("| vicreg_p32x32 | 3 |") for line in training.splitlines())
+    header = training.strip().splitlines()[0].split(" | ")
+    assert "on_diagonal_mean" in header and "effective_rank" in header
+    column = header.index("on_diagonal_mean")
+    assert bt_row.split(" | ")[column] != "" and float(bt_row.split(" | ")[column]) <= 1.0
 
 
 def test_pretraining_data_study_trains_on_each_corpus_and_their_union(
@@ -63,7 +71,16 @@ def test_pretraining_data_study_trains_on_each_corpus_and_their_union(
     fsdd = (tmp_path / "study" / "manifests" / "fsdd.csv").read_text().splitlines()
     synthetic = (tmp_path / "study" / "manifests" / "synthetic.csv").read_text().splitlines()
     assert len(union) == len(fsdd) + len(synthetic) - 1  # one header each
-    assert "| keyword_fsdd |" in result.report.read_text()
+    report = result.report.read_text()
+    assert "| keyword_fsdd |" in report
+    corpora = report.split("## Pretraining data")[1].split("## ")[0]
+    sizes = {line.strip("| ").split(" | ")[0]: line.strip("| ").split(" | ")[1:4] for line in corpora.splitlines()
+             if line.startswith(("| fsdd |", "| synthetic |", "| union |"))}  # fmt: skip
+    assert int(sizes["union"][0]) == int(sizes["fsdd"][0]) + int(sizes["synthetic"][0])
+    assert int(sizes["fsdd"][1]) == 6  # FSDD's speakers
+    assert float(sizes["union"][2]) == pytest.approx(
+        float(sizes["fsdd"][2]) + float(sizes["synthetic"][2]), abs=0.011
+    )
 
 
 def test_cross_correlation_study_of_a_run(tiny_run, tmp_path):

@@ -211,6 +211,7 @@ def run_evaluation(
     config: HeadTrainingConfig | None = None,
     asr_config: CTCTrainingConfig | None = None,
     labels: Mapping[str, str] | None = None,
+    context: Sequence[ReportTable] = (),
 ) -> list[dict]:
     """Evaluate every upstream spec on every task over ``seeds``; write per-seed JSONs and a report.
 
@@ -229,6 +230,8 @@ def run_evaluation(
         asr_config: CTC head training of ASR tasks.
         labels: display names of some upstream specs in the report (e.g. a variant's name
             instead of its checkpoint path); rows keep the spec.
+        context: tables that describe the upstreams (e.g. how a study pretrained them),
+            shown in the report before the results.
 
     Returns:
         every per-seed row (``upstream``, ``task``, ``seed``, ``value``, …).
@@ -269,7 +272,7 @@ def run_evaluation(
                 temporary.write_text(json.dumps(row, indent=2))
                 temporary.replace(folder / f"seed_{row['seed']}.json")  # atomic: never a half-written result
             rows += [done[seed] for seed in seeds]
-    write_report(rows, registry, upstreams, output, labels)
+    write_report(rows, registry, upstreams, output, labels, context)
     return rows
 
 
@@ -412,10 +415,11 @@ def write_report(
     upstreams: Sequence[str],
     output: Path,
     labels: Mapping[str, str] | None = None,
+    context: Sequence[ReportTable] = (),
 ) -> Path:
     """``report.md`` and ``report.html`` (the same tables and figures), ``boxplots.png`` and
-    ``layer_weights_<task>.png``; upstreams appear under their ``labels`` where given.
-    Returns the Markdown report's path."""
+    ``layer_weights_<task>.png``; upstreams appear under their ``labels`` where given, and
+    the ``context`` tables come before the results. Returns the Markdown report's path."""
     labels = labels or {}
     rows = [{**row, "upstream": labels.get(row["upstream"], row["upstream"])} for row in rows]
     upstreams = [labels.get(upstream, upstream) for upstream in upstreams]
@@ -440,7 +444,7 @@ def write_report(
 
     seeds = len(next(iter(by_seed.values()))[upstreams[0]])
     intro = f"{len(upstreams)} upstreams, {len(tasks)} tasks, {seeds} seeds. {SEED_NOTE}"
-    tables = report_tables(rows, tasks, upstreams)
+    tables = [*context, *report_tables(rows, tasks, upstreams)]
     markdown = ["# Downstream evaluation", "", intro, ""]
     html = [
         "<!DOCTYPE html>",

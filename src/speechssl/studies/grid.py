@@ -17,9 +17,13 @@ from pathlib import Path
 
 from speechssl.config import to_dict
 from speechssl.downstream.cache import FeatureCache
-from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.evaluate import ReportTable, run_evaluation
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.train import load_pretrain_config, pretrain
+from speechssl.train.logging import read_metrics
+
+# logged values that describe the run's pace or schedule, not what it learnt
+BOOKKEEPING = {"step", "epoch", "lr", "grad_norm", "audio_seconds_per_second", "elapsed_s"}
 
 
 @dataclass
@@ -48,6 +52,7 @@ def run_pretraining_grid(
     head: HeadTrainingConfig | None = None,
     baselines: Sequence[str] = (),
     method: str | None = None,
+    context: Sequence[ReportTable] = (),
 ) -> GridResult:
     """Pretrain every variant, then evaluate baselines and variants on ``tasks`` over ``seeds``.
 
@@ -63,6 +68,7 @@ def run_pretraining_grid(
         head: head training of the utterance tasks.
         baselines: upstream specs evaluated beside the variants (e.g. ``fbank``).
         method: pretext method (default: the base config's).
+        context: extra tables for the report (the grid adds the runs' final training metrics).
 
     Raises:
         ValueError: no variant, or a variant name that is not a plain folder name.
@@ -92,8 +98,33 @@ def run_pretraining_grid(
         checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
     specs = [*baselines, *(str(checkpoints[name]) for name in variants)]
     labels = {str(checkpoints[name]): name for name in variants}
-    rows = run_evaluation(specs, tasks, data_root, seeds, output, cache, head, labels=labels)
+    runs = {name: output / "runs" / name for name in variants}
+    rows = run_evaluation(
+        specs, tasks, data_root, seeds, output, cache, head, labels=labels,
+        context=[*context, final_metrics_table(runs)],
+    )  # fmt: skip
     return GridResult(checkpoints, rows, output / "report.md")
 
 
-__all__ = ["GridResult", "run_pretraining_grid"]
+def final_metrics_table(runs: Mapping[str, Path]) -> ReportTable:
+    """Each run's last logged training values (loss terms, collapse monitor, ...), one row per run."""
+    last = {}
+    for name, run_dir in runs.items():
+        records = [record for record in read_metrics(run_dir) if "loss" in record]
+        last[name] = records[-1] if records else {}
+    keys = sorted({key for record in last.values() for key in record} - BOOKKEEPING - {"loss"})
+    return ReportTable(
+        "Pretraining: last logged training values",
+        ["variant", "updates", "loss", *keys],
+        [
+            [name, str(record.get("step", "")), *(_cell(record.get(key)) for key in ["loss", *keys])]
+            for name, record in last.items()
+        ],
+    )
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+__all__ = ["GridResult", "final_metrics_table", "run_pretraining_grid"]

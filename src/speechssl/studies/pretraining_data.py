@@ -16,6 +16,7 @@ from pathlib import Path
 from speechssl.data import Manifest, load_corpus
 from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
 from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import ReportTable
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.studies.grid import GridResult, run_pretraining_grid
 
@@ -84,17 +85,34 @@ def run_pretraining_data_study(
         path = output / "manifests" / f"{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         manifest.save(path)
-        hours = sum(row.duration for row in manifest) / 3600
-        print(f"{name}: {len(manifest)} training utterances, {hours:.2f} h")
         variants[name] = [
             *overrides,
             "data.corpus=manifest",
             f"data.root={path.resolve()}",
             "data.split=train",
         ]
+    table = corpora_table(manifests)
+    print("\n".join(table.markdown()))
     return run_pretraining_grid(
-        base_config, variants, output, tasks, seeds, data_root, cache, head, baselines
+        base_config, variants, output, tasks, seeds, data_root, cache, head, baselines, context=[table]
     )
 
 
-__all__ = ["CORPORA", "corpus_manifests", "run_pretraining_data_study", "union_manifest"]
+def corpora_table(manifests: dict[str, Manifest]) -> ReportTable:
+    """Size of each pretraining set: utterances, speakers and hours (the "quality vs size" axis)."""
+    return ReportTable(
+        "Pretraining data (train splits; every model gets the same number of updates)",
+        ["corpus", "utterances", "speakers", "hours"],
+        [
+            [
+                name,
+                str(len(manifest)),
+                str(len(set(manifest.column("speaker")))),
+                f"{sum(row.duration for row in manifest) / 3600:.2f}",
+            ]
+            for name, manifest in manifests.items()
+        ],
+    )
+
+
+__all__ = ["CORPORA", "corpora_table", "corpus_manifests", "run_pretraining_data_study", "union_manifest"]
