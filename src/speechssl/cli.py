@@ -102,17 +102,20 @@ def _add_augment_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _add_evaluation_options(parser: argparse.ArgumentParser, suite: str = "utterance") -> None:
+def _add_evaluation_options(
+    parser: argparse.ArgumentParser, suite: str = "utterance", seeds: int = 5, baselines: bool = True
+) -> None:
     """Options shared by the commands that evaluate with the downstream harness."""
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--suite", default=suite, help=f"named task set (default: {suite})")
     which.add_argument("--tasks", help="comma-separated task names instead of a suite")
-    parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds (0..N-1)")
+    parser.add_argument("--seeds", type=int, default=seeds, help="evaluation seeds (0..N-1)")
     parser.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
     parser.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
-    parser.add_argument(
-        "--baselines", default="fbank", help="comma-separated upstream specs evaluated beside the models"
-    )
+    if baselines:
+        parser.add_argument(
+            "--baselines", default="fbank", help="comma-separated upstream specs evaluated beside the models"
+        )
     parser.add_argument(
         "--head",
         action="append",
@@ -169,6 +172,19 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     disentangle.add_argument("--output", default="outputs/disentanglement", help="report folder")
     disentangle.add_argument("--seeds", type=int, default=3, help="probe seeds of the per-layer curves")
     disentangle.add_argument("--cache-dir", help="feature cache folder")
+
+    versus = kinds.add_parser(
+        "compare", help="a pretrained model vs its random-init architecture vs log-mel: the results page"
+    )
+    versus.add_argument("--model", required=True, help="the pretrained upstream (run folder or checkpoint)")
+    versus.add_argument(
+        "--random-init",
+        default="random:tiny",
+        help="same architecture, random weights (random:<preset|yaml>)",
+    )
+    versus.add_argument("--baseline", default="fbank", help="hand-crafted features to beat")
+    versus.add_argument("--output", default="outputs/compare", help="report folder (results.md, report.md)")
+    _add_evaluation_options(versus, seeds=10, baselines=False)
 
 
 def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
@@ -376,7 +392,7 @@ def _evaluation_settings(args: argparse.Namespace):
     from speechssl.downstream.tasks import suite_tasks
 
     tasks = args.tasks.split(",") if args.tasks else suite_tasks(args.suite, args.data_root)
-    baselines = [b for b in args.baselines.split(",") if b]
+    baselines = [b for b in getattr(args, "baselines", "").split(",") if b]
     return tasks, range(args.seeds), FeatureCache(args.cache_dir), _head_config(args.head), baselines
 
 
@@ -409,6 +425,23 @@ def _run_study(args: argparse.Namespace) -> int:
         run_disentanglement_study(
             args.upstreams.split(","), args.output, FeatureCache(args.cache_dir), range(args.seeds)
         )
+    elif args.study == "compare":
+        from speechssl.studies.comparison import run_comparison
+
+        tasks, seeds, cache, head, _ = _evaluation_settings(args)
+        page = run_comparison(
+            args.model,
+            args.random_init,
+            args.baseline,
+            tasks,
+            seeds,
+            args.data_root,
+            args.output,
+            cache,
+            head,
+        )
+        print(page.read_text())
+        return 0
     else:
         from speechssl.studies.pretraining_data import run_pretraining_data_study
 

@@ -1,0 +1,178 @@
+"""The Barlow Twins study's headline comparison: a pretrained model against its own
+architecture with random weights and against a hand-crafted baseline.
+
+Brima et al. (2024) judge a self-supervised speech model by whether it beats (1) the same
+encoder left at its random initialisation, which isolates what pretraining taught it, and
+(2) log-mel features, the classic input. ``speechssl study compare`` evaluates the three
+upstreams on the same tasks and seeds with the downstream harness (its full report, box
+plots and per-seed JSONs land in the same folder) and writes ``results.md``: each task's
+mean with its 95% confidence interval, the paired differences with Wilcoxon p-values, and
+whether the model beats each reference on how many tasks, against a stated aim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.statistics import group_by_seed, paired_test, summarize
+from speechssl.downstream.training import HeadTrainingConfig
+
+# metrics where a smaller value is better; every other metric is better when larger
+LOWER_IS_BETTER = {"eer", "wer"}
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Aim:
+    """What the model should achieve: beat ``random_init`` on at least ``over_random`` tasks
+    and ``baseline`` on at least ``over_baseline`` (None: every task)."""
+
+    over_random: int | None = None
+    over_baseline: int | None = 2
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One task's outcome: the model's advantage over a reference (positive: the model is
+    better, whatever the metric's direction) and its paired-test p-value."""
+
+    task: str
+    reference: str
+    advantage: float
+    p_value: float
+
+    @property
+    def wins(self) -> bool:
+        return self.advantage > 0
+
+
+def compare(rows: list[dict], model: str, reference: str) -> list[Comparison]:
+    """Paired comparison of ``model`` against ``reference`` on every task of ``rows`` (same seeds)."""
+    by_seed = group_by_seed(rows)
+    metric = {row["task"]: row["metric"] for row in rows}
+    comparisons = []
+    for task, upstreams in by_seed.items():
+        ours, theirs = upstreams[model], upstreams[reference]
+        seeds = sorted(set(ours) & set(theirs))
+        sign = -1.0 if metric[task] in LOWER_IS_BETTER else 1.0
+        if len(seeds) > 1:
+            test = paired_test([ours[s] for s in seeds], [theirs[s] for s in seeds])
+            difference, p_value = test.mean_difference, test.p_value
+        else:
+            difference, p_value = ours[seeds[0]] - theirs[seeds[0]], float("nan")
+        comparisons.append(Comparison(task, reference, sign * difference, p_value))
+    return comparisons
+
+
+def aim_verdict(wins: int, tasks: int, needed: int | None, reference: str) -> str:
+    """One line: how many tasks the model wins against ``reference`` and whether that meets ``needed``."""
+    needed = tasks if needed is None else needed
+    met = "met" if wins >= needed else "NOT met"
+    return f"beats {reference} on {wins} of {tasks} tasks (aim: at least {needed}): **{met}**"
+
+
+def _pretraining_summary(spec: str) -> list[str]:
+    """What a speechssl run or checkpoint was pretrained with, read from its ``config.yaml``."""
+    path = Path(spec)
+    configs = [path / "config.yaml", path.parent / "config.yaml"] if path.exists() else []
+    config_file = next((c for c in configs if c.is_file()), None)
+    if config_file is None:
+        return []
+    config = yaml.safe_load(config_file.read_text())
+    data, train, encoder = config.get("data", {}), config.get("train", {}), config.get("encoder")
+    if isinstance(encoder, dict):  # resolved configs hold the encoder's fields, not its preset name
+        encoder = f"{encoder.get('frontend')}, dim {encoder.get('dim')}, {encoder.get('layers')} layers"
+    return [
+        f"- pretraining: method `{config.get('method')}`, encoder `{encoder}`, "
+        f"data `{data.get('corpus')}` (`{data.get('root')}`), {train.get('max_steps')} updates "
+        f"of at most {data.get('max_batch_seconds')} s of audio ({config_file})",
+    ]
+
+
+def run_comparison(
+    model: str,
+    random_init: str,
+    baseline: str,
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    data_root: str | Path,
+    output: str | Path,
+    cache: FeatureCache,
+    head: HeadTrainingConfig | None = None,
+    aim: Aim | None = None,
+) -> Path:
+    """Evaluate ``model``, ``random_init`` and ``baseline`` and write the results page.
+
+    Args:
+        model: the pretrained upstream (a run folder or checkpoint).
+        random_init: the same architecture with random weights (``random:<preset|encoder.yaml>``).
+        baseline: the hand-crafted features to beat (``fbank``).
+        tasks: registered task names (the study's four: speaker, gender, emotion, keyword).
+        seeds: evaluation seeds; at least 6 for a Wilcoxon test to reach p < 0.05.
+        data_root: folder of the downstream corpora.
+        output: folder of ``results.md`` and the harness's full report.
+        cache: the feature cache.
+        head: head training of the utterance tasks.
+        aim: what counts as success (default: beat random on every task, the baseline on 2).
+
+    Returns:
+        The path of ``results.md``.
+    """
+    aim = aim or Aim()
+    output = Path(output)
+    upstreams = [model, random_init, baseline]
+    rows = run_evaluation(upstreams, tasks, data_root, seeds, output, cache, head)
+    by_seed = group_by_seed(rows)
+    metric = {row["task"]: row["metric"] for row in rows}
+    versus = {reference: compare(rows, model, reference) for reference in (random_init, baseline)}
+
+    lines = [
+        "# Pretrained vs random-init vs baseline",
+        "",
+        f"- model: `{model}`",
+        *_pretraining_summary(model),
+        f"- random-init, same architecture: `{random_init}`",
+        f"- baseline: `{baseline}`",
+        f"- {len(seeds)} seeds per task (head initialisation and data order; features fixed); "
+        "mean ± std [95% confidence interval]",
+        "",
+        "| task | metric | model | random-init | baseline | model vs random-init (p) | model vs baseline (p) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in by_seed:
+        cells = []
+        for upstream in upstreams:
+            s = summarize(list(by_seed[task][upstream].values()))
+            cells.append(f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
+        outcomes = [next(c for c in versus[reference] if c.task == task) for reference in versus]
+        cells += [
+            f"{'better' if c.wins else 'worse'} by {abs(c.advantage):.3f} ({c.p_value:.2g})" for c in outcomes
+        ]
+        lines.append(f"| {task} | {metric[task]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"p: two-sided Wilcoxon signed-rank test over paired seeds; differences with p < {SIGNIFICANCE} "
+        "are unlikely to be seed noise.",
+        "",
+        "## Aim",
+        "",
+        "- the model "
+        + aim_verdict(sum(c.wins for c in versus[random_init]), len(by_seed), aim.over_random, "random-init"),
+        "- the model "
+        + aim_verdict(sum(c.wins for c in versus[baseline]), len(by_seed), aim.over_baseline, "the baseline"),
+        "",
+        "Box plots of every seed, layer weights and the per-seed results: [report.md](report.md).",
+        "",
+    ]
+    page = output / "results.md"
+    page.write_text("\n".join(lines))
+    return page
+
+
+__all__ = ["Aim", "Comparison", "aim_verdict", "compare", "run_comparison"]
