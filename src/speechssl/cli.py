@@ -128,7 +128,7 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     ablate = sub.add_parser(
         "ablate", help="pretrain a grid of Barlow Twins loss variants x lambda x projector and compare them"
     )
-    ablate.add_argument("--config", default="barlow_twins_fsdd", help="base pretraining config")
+    ablate.add_argument("--config", default="barlow_twins_study", help="base pretraining config")
     ablate.add_argument(
         "--losses",
         default="bt,modified_bt,vicreg,invariance_only,redundancy_only",
@@ -147,7 +147,7 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     data = kinds.add_parser(
         "pretraining-data", help="pretrain on each corpus, the synthetic one and their union"
     )
-    data.add_argument("--config", default="barlow_twins_fsdd", help="base pretraining config")
+    data.add_argument("--config", default="barlow_twins_study", help="base pretraining config")
     data.add_argument(
         "--corpora",
         default="librispeech,ravdess,arabic_speech_commands,fsdd,synthetic,union",
