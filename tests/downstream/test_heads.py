@@ -15,9 +15,9 @@ from speechssl.downstream.heads import (
     LinearHead,
     MeanPoolingHead,
     MLPHead,
-    reverse_padded,
 )
 from speechssl.models import masked_mean_std
+from speechssl.models.padding import reverse_padded
 
 DIM = 6
 

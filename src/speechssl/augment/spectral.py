@@ -154,6 +154,32 @@ class FrequencyMask:
     def __post_init__(self) -> None:
         _check_mask_args(self.max_width, self.num_masks, self.fill, self.p)
 
+    def masked_positions(
+        self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw the bands: where :meth:`__call__` writes, for callers that fill or score them otherwise.
+
+        Args:
+            feats: ``(batch, frames, channels)`` time-major features (only the shape is read).
+            lengths: ``(batch,)`` valid frames per utterance.
+            generator: source of the bands and the coin flips (the same draws as :meth:`__call__`).
+
+        Returns:
+            ``(batch, frames, channels)`` bool, True inside each utterance's bands on its valid frames.
+        """
+        check_batch(feats, lengths, "(batch, frames, channels)")
+        batch, frames, channels = feats.shape
+        if self.p == 0.0 or self.num_masks == 0:
+            return torch.zeros(feats.shape, dtype=torch.bool, device=feats.device)
+        lengths = lengths.to(feats.device)
+        apply = bernoulli(self.p, batch, generator, feats.device)
+        extent = torch.full((batch,), channels, dtype=torch.long, device=feats.device)
+        limit = extent.clamp(max=self.max_width)  # (batch,)
+        starts, widths = _draw_spans(limit, extent, self.num_masks, apply, generator)
+        band = _span_mask(starts, widths, channels)  # (batch, channels)
+        valid = ~lengths_to_padding_mask(lengths, frames)  # (batch, frames)
+        return band[:, None, :] & valid[:, :, None]  # (batch, frames, channels)
+
     def __call__(
         self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,15 +194,9 @@ class FrequencyMask:
         check_batch(feats, lengths, "(batch, frames, channels)")
         if self.p == 0.0 or self.num_masks == 0:
             return feats, lengths
-        batch, frames, channels = feats.shape
+        masked = self.masked_positions(feats, lengths, generator)  # (batch, frames, channels)
         lengths = lengths.to(feats.device)
-        apply = bernoulli(self.p, batch, generator, feats.device)
-        extent = torch.full((batch,), channels, dtype=torch.long, device=feats.device)
-        limit = extent.clamp(max=self.max_width)  # (batch,)
-        starts, widths = _draw_spans(limit, extent, self.num_masks, apply, generator)
-        band = _span_mask(starts, widths, channels)  # (batch, channels)
-        valid = ~lengths_to_padding_mask(lengths, frames)  # (batch, frames)
-        masked = band[:, None, :] & valid[:, :, None]  # (batch, frames, channels)
+        valid = ~lengths_to_padding_mask(lengths, feats.shape[1])  # (batch, frames)
         fill = _fill_value(feats, valid, lengths, self.fill)
         return torch.where(masked, fill, feats), lengths
 

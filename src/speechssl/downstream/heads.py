@@ -15,6 +15,7 @@ from torch import nn
 
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.heads import ProjectorMLP
+from speechssl.models.padding import reverse_padded
 from speechssl.models.pooling import masked_mean
 
 
@@ -208,20 +209,6 @@ class AttentiveStatisticsPoolingHead(nn.Module):
         return self.classifier(self.pooling(x, lengths))
 
 
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse the valid frames of each utterance of ``x (batch, frames, dim)``; padded frames
-    stay where they are. Applying it twice gives ``x`` back.
-
-    Args:
-        x: ``(batch, frames, dim)``.
-        lengths: ``(batch,)`` valid frames per utterance.
-    """
-    positions = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, frames)
-    source = lengths[:, None] - 1 - positions  # (batch, frames): the frame each position reads
-    source = torch.where(source >= 0, source, positions)  # padded positions read themselves
-    return x.gather(1, source[:, :, None].expand_as(x))
-
-
 class CTCHead(nn.Module):
     """A bidirectional LSTM and a linear layer giving per-frame log-probabilities for CTC.
 
@@ -233,8 +220,8 @@ class CTCHead(nn.Module):
 
     Each layer runs two unidirectional LSTMs (Hochreiter & Schmidhuber 1997) on the padded
     batch: one reads frames in order, the other reads each utterance's valid frames reversed
-    (:func:`reverse_padded`), so that in both directions padding comes after every valid
-    frame and cannot reach a valid output. This is the bidirectional LSTM of packed
+    (:func:`~speechssl.models.padding.reverse_padded`), so that in both directions padding
+    comes after every valid frame and cannot reach a valid output. This is the bidirectional LSTM of packed
     sequences, computed with the dense kernels, several times faster on a CPU than PyTorch's
     packed-sequence path (``benchmarks/ctc_head.py``; 6.7x on 2 cores, BENCHMARKS.md).
 

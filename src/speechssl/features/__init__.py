@@ -1,4 +1,4 @@
-"""Hand-crafted acoustic features: log-mel filterbank and MFCC, batched and padding-aware."""
+"""Hand-crafted acoustic features: log-mel filterbank, MFCC and YIN pitch, batched and padding-aware."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from speechssl.features.filterbank import (
     mel_filterbank,
     mel_to_hz,
 )
+from speechssl.features.framing import frame_signal
+from speechssl.features.pitch import PitchConfig, PitchEstimate, estimate_pitch, interpolate_unvoiced, yin
 
 
 def build_features(name: str, **options: Any) -> LogMelFilterbank | MFCC:
@@ -37,9 +39,15 @@ __all__ = [
     "MFCC",
     "FilterbankConfig",
     "LogMelFilterbank",
+    "PitchConfig",
+    "PitchEstimate",
     "build_features",
     "dct_matrix",
+    "estimate_pitch",
+    "frame_signal",
     "hz_to_mel",
+    "interpolate_unvoiced",
     "mel_filterbank",
     "mel_to_hz",
+    "yin",
 ]

@@ -27,12 +27,27 @@ class MethodSpec:
 
 def available_methods() -> dict[str, MethodSpec]:
     """Every pretext method speechssl can train, by the name used in configs and the CLI."""
+    from speechssl.methods.apc import APC, VQAPC, APCConfig, VQAPCConfig
     from speechssl.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig
+    from speechssl.methods.cpc import CPC, CPCConfig
+    from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig
+    from speechssl.methods.pase import PASE, PASEConfig
+    from speechssl.methods.tera import TERA, TERAConfig
+    from speechssl.methods.vq_vae import VQVAE, VQVAEConfig
+    from speechssl.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config
 
     return {
+        "apc": MethodSpec(APCConfig, APC, "Chung et al. 2019 (autoregressive predictive coding)"),
+        "vq_apc": MethodSpec(VQAPCConfig, VQAPC, "Chung et al. 2020 (vector-quantized APC)"),
+        "vq_vae": MethodSpec(VQVAEConfig, VQVAE, "van den Oord et al. 2017 (VQ-VAE)"),
         "barlow_twins": MethodSpec(
             BarlowTwinsConfig, BarlowTwins, "Zbontar et al. 2021; Brima et al. 2023 (speech)"
         ),
+        "mockingjay": MethodSpec(MockingjayConfig, Mockingjay, "Liu et al. 2020 (Mockingjay)"),
+        "tera": MethodSpec(TERAConfig, TERA, "Liu, Li & Lee 2021 (TERA)"),
+        "pase": MethodSpec(PASEConfig, PASE, "Pascual et al. 2019 (PASE); Ravanelli et al. 2020 (PASE+)"),
+        "cpc": MethodSpec(CPCConfig, CPC, "van den Oord et al. 2018 (Contrastive Predictive Coding)"),
+        "wav2vec2": MethodSpec(Wav2Vec2Config, Wav2Vec2, "Baevski et al. 2020 (wav2vec 2.0)"),
     }
 
 

@@ -24,6 +24,7 @@ from speechssl.models.heads import ProjectorMLP
 from speechssl.models.output import EncoderOutput
 from speechssl.models.padding import conv_output_lengths, zero_padding_frames
 from speechssl.models.pooling import masked_mean, masked_mean_std
+from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
 from speechssl.models.transformer import (
     ConvPositionalEmbedding,
     FeedForward,
@@ -31,6 +32,7 @@ from speechssl.models.transformer import (
     TransformerEncoder,
     TransformerLayer,
 )
+from speechssl.models.vector_quantizer import VectorQuantizer, VectorQuantizerOutput
 
 __all__ = [
     "ConvBlock",
@@ -45,9 +47,13 @@ __all__ = [
     "MaskedGroupNorm",
     "MultiHeadSelfAttention",
     "ProjectorMLP",
+    "RecurrentEncoder",
+    "RecurrentLayer",
     "SpeechEncoder",
     "TransformerEncoder",
     "TransformerLayer",
+    "VectorQuantizer",
+    "VectorQuantizerOutput",
     "WaveformFrontend",
     "build_context",
     "build_frontend",

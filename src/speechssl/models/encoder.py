@@ -1,4 +1,7 @@
-"""The speech encoder pretrained by every method: front-end + Transformer context network.
+"""The speech encoder pretrained by every method: front-end + context network.
+
+The context network is a Transformer (:mod:`speechssl.models.transformer`) or a stack of
+recurrent layers (:mod:`speechssl.models.recurrent`), chosen by ``EncoderConfig.context``.
 
 ``SpeechEncoder(frontend, context, config)`` takes its parts ready-made;
 :meth:`SpeechEncoder.from_config` builds them from an :class:`EncoderConfig`, and
@@ -26,12 +29,14 @@ from speechssl.models.frontends import (
     WaveformFrontend,
 )
 from speechssl.models.output import EncoderOutput
+from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
 from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 Frontend = FilterbankFrontend | WaveformFrontend
+ContextNetwork = TransformerEncoder | RecurrentEncoder
 
 
 @dataclass
@@ -41,8 +46,14 @@ class EncoderConfig:
     Attributes:
         frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames) or
             ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames).
-        dim: model dimension of the Transformer.
-        layers: number of Transformer layers.
+        context: the context network on top of the front-end: ``"transformer"``, or
+            residual ``"lstm"`` / ``"gru"`` layers of ``dim`` units
+            (:class:`~speechssl.models.recurrent.RecurrentEncoder`; unidirectional when
+            ``causal``, else bidirectional with the two directions projected back to
+            ``dim``). The recurrent ones ignore ``heads``, ``ffn_dim``,
+            ``attention_dropout``, ``activation_dropout`` and ``pos_conv_*``.
+        dim: model dimension of the context network.
+        layers: number of context layers (Transformer blocks or recurrent layers).
         heads: attention heads; must divide ``dim``.
         ffn_dim: inner dimension of the feed-forward blocks.
         dropout: dropout on the front-end output, the Transformer input and each residual branch.
@@ -52,7 +63,8 @@ class EncoderConfig:
         pos_conv_kernel: kernel of the convolutional positional embedding (frames).
         pos_conv_groups: groups of that convolution; must divide ``dim``.
         causal: attend (and convolve, in the positional embedding and fbank subsampling)
-            only over the past, e.g. for autoregressive predictive coding.
+            only over the past, or run recurrent layers left to right only, e.g. for
+            autoregressive predictive coding.
         n_mels: mel bands of the fbank front-end.
         feature_norm: per-utterance mean/variance normalisation of the log-mel features.
         subsampling_channels: channels of the fbank front-end's two Conv2d layers.
@@ -64,6 +76,7 @@ class EncoderConfig:
     """
 
     frontend: Literal["fbank", "waveform"] = "fbank"
+    context: Literal["transformer", "lstm", "gru"] = "transformer"
     dim: int = 768
     layers: int = 12
     heads: int = 12
@@ -87,6 +100,8 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.frontend not in ("fbank", "waveform"):
             raise ValueError(f"frontend: expected 'fbank' or 'waveform', found {self.frontend!r}")
+        if self.context not in ("transformer", "lstm", "gru"):
+            raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
         for name in (
@@ -102,9 +117,9 @@ class EncoderConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
-        if self.dim % self.heads != 0:
+        if self.context == "transformer" and self.dim % self.heads != 0:
             raise ValueError(f"heads: expected a divisor of dim={self.dim}, found {self.heads}")
-        if self.dim % self.pos_conv_groups != 0:
+        if self.context == "transformer" and self.dim % self.pos_conv_groups != 0:
             raise ValueError(
                 f"pos_conv_groups: expected a divisor of dim={self.dim}, found {self.pos_conv_groups}"
             )
@@ -148,8 +163,16 @@ def build_frontend(config: EncoderConfig) -> Frontend:
     return WaveformFrontend(feature_encoder, config.dim, config.dropout)
 
 
-def build_context(config: EncoderConfig) -> TransformerEncoder:
-    """The Transformer context network described by ``config``."""
+def build_context(config: EncoderConfig) -> ContextNetwork:
+    """The context network described by ``config``: Transformer, LSTM or GRU layers."""
+    if config.context != "transformer":
+        recurrent_layers = [
+            RecurrentLayer(
+                config.dim, config.context, bidirectional=not config.causal, dropout=config.dropout
+            )
+            for _ in range(config.layers)
+        ]
+        return RecurrentEncoder(config.dim, recurrent_layers, config.dropout, config.layer_drop)
     positional = ConvPositionalEmbedding(
         config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
     )
@@ -168,16 +191,16 @@ def build_context(config: EncoderConfig) -> TransformerEncoder:
 
 
 class SpeechEncoder(nn.Module):
-    """Front-end followed by a Transformer, returning every layer's hidden states.
+    """Front-end followed by a context network, returning every layer's hidden states.
 
     Args:
         frontend: waveforms -> ``(batch, frames, dim)`` (:class:`FilterbankFrontend` or
             :class:`WaveformFrontend`).
-        context: the :class:`TransformerEncoder` on top.
+        context: the :class:`TransformerEncoder` or :class:`RecurrentEncoder` on top.
         config: the :class:`EncoderConfig` the parts were built from (saved with checkpoints).
     """
 
-    def __init__(self, frontend: Frontend, context: TransformerEncoder, config: EncoderConfig) -> None:
+    def __init__(self, frontend: Frontend, context: ContextNetwork, config: EncoderConfig) -> None:
         super().__init__()
         if frontend.dim != context.dim:
             raise ValueError(f"context.dim: expected the front-end's dim={frontend.dim}, found {context.dim}")
@@ -196,7 +219,7 @@ class SpeechEncoder(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        """Number of hidden states returned: the context input plus one per Transformer layer."""
+        """Number of hidden states returned: the context input plus one per context layer."""
         return len(self.context.layers) + 1
 
     @property

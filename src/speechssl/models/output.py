@@ -15,8 +15,8 @@ class EncoderOutput:
 
     Attributes:
         hidden_states: one ``(batch, frames, dim)`` tensor per layer; index 0 is the
-            context network's input (front-end output plus positional embedding), the
-            last is the final layer (after the final layer norm).
+            context network's input (front-end output, plus the positional embedding of a
+            Transformer), the last is the final layer (after a Transformer's final layer norm).
         lengths: ``(batch,)`` int64, number of valid frames per utterance.
         downsample_rate: input samples per output frame (e.g. 320 at 16 kHz = 20 ms).
     """

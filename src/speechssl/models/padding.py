@@ -29,3 +29,17 @@ def zero_padding_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int = 
     shape = [x.shape[0]] + [1] * (x.dim() - 1)
     shape[time_dim] = x.shape[time_dim]
     return x * valid.view(shape).to(x.dtype)  # valid: (batch, 1.., frames, 1..)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse the valid frames of each utterance of ``x (batch, frames, dim)``; padded frames
+    stay where they are. Applying it twice gives ``x`` back.
+
+    Args:
+        x: ``(batch, frames, dim)``.
+        lengths: ``(batch,)`` valid frames per utterance.
+    """
+    positions = torch.arange(x.shape[1], device=x.device)[None, :]  # (1, frames)
+    source = lengths[:, None] - 1 - positions  # (batch, frames): the frame each position reads
+    source = torch.where(source >= 0, source, positions)  # padded positions read themselves
+    return x.gather(1, source[:, :, None].expand_as(x))

@@ -1,0 +1,65 @@
+"""Span masks over the valid frames of a padded batch, shared by the masked-prediction methods.
+
+wav2vec 2.0 (Baevski et al. 2020, §3.1) samples each frame as a span start with probability
+``p`` and masks the ``M`` following frames (spans may overlap, so about 49% of frames are
+masked for p = 0.065, M = 10); Mockingjay (Liu et al. 2020, §3.2) and TERA (Liu et al. 2021,
+§III-A) mask consecutive frames until 15% of each utterance is covered; HuBERT and data2vec
+reuse wav2vec 2.0's scheme. :func:`span_mask` draws either kind.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from speechssl.data.batch import lengths_to_padding_mask
+
+
+def span_mask(
+    lengths: torch.Tensor,
+    frames: int,
+    mask_prob: float,
+    span: int,
+    min_spans: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random spans of ``span`` frames inside each utterance's valid frames.
+
+    Each utterance gets ``max(min_spans, round(mask_prob * length / span))`` span starts drawn
+    uniformly without replacement from ``[0, length - span]`` (spans may overlap, so the
+    masked fraction is at most ``mask_prob``; with wav2vec 2.0's definition, where ``mask_prob``
+    is the probability of a frame starting a span, pass ``mask_prob * span``). Utterances
+    shorter than ``span`` are masked whole when they get a span.
+
+    Args:
+        lengths: ``(batch,)`` valid frames per utterance.
+        frames: padded length of the batch.
+        mask_prob: target fraction of valid frames covered by spans, in ``[0, 1]``.
+        span: frames per span (``M``).
+        min_spans: fewest spans per utterance (wav2vec 2.0 uses 2).
+        generator: source of randomness (global RNG when None).
+
+    Returns:
+        ``(batch, frames)`` bool, True on masked frames; padding is never masked.
+    """
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_prob: expected a fraction in [0, 1], found {mask_prob}")
+    if span < 1:
+        raise ValueError(f"span: expected at least 1 frame, found {span}")
+    if min_spans < 0:
+        raise ValueError(f"min_spans: expected >= 0, found {min_spans}")
+    batch = lengths.shape[0]
+    mask = torch.zeros(batch, frames, dtype=torch.bool)
+    for row, length in enumerate(lengths.tolist()):
+        if length <= 0:
+            continue
+        starts_available = max(length - span + 1, 1)
+        count = min(max(min_spans, round(mask_prob * length / span)), starts_available)
+        if count == 0:
+            continue
+        starts = torch.randperm(starts_available, generator=generator)[:count]  # (count,)
+        offsets = starts[:, None] + torch.arange(span)  # (count, span)
+        mask[row, offsets.clamp(max=length - 1).flatten()] = True
+    return mask & ~lengths_to_padding_mask(lengths, frames).cpu()
+
+
+__all__ = ["span_mask"]
