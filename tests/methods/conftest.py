@@ -1,7 +1,8 @@
-"""Audio batches shared by the method tests."""
+"""Audio batches and a tiny encoder shared by the method tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from speechssl.data.batch import AudioBatch
+from speechssl.models import SpeechEncoder, load_encoder_preset
 
 
 def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
@@ -29,3 +31,44 @@ def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
 def tone_batch() -> Callable[..., AudioBatch]:
     """``tone_batch(lengths, seed=0)``: an :class:`AudioBatch` of tone sequences, zero-padded after ``lengths``."""
     return _tone_batch
+
+
+def _noise_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
+    """Zero-padded white noise, ``len(lengths)`` utterances of ``lengths`` samples."""
+    generator = torch.Generator().manual_seed(seed)
+    waveforms = torch.randn(len(lengths), max(lengths), generator=generator)
+    lengths_tensor = torch.tensor(lengths)
+    waveforms[torch.arange(max(lengths))[None, :] >= lengths_tensor[:, None]] = 0.0
+    return AudioBatch(waveforms, lengths_tensor, [str(i) for i in range(len(lengths))])
+
+
+@pytest.fixture
+def make_batch() -> Callable[..., AudioBatch]:
+    """``make_batch(lengths, seed=0)``: an :class:`AudioBatch` of white noise, zero-padded after ``lengths``."""
+    return _noise_batch
+
+
+def _tiny_encoder(frontend: str = "fbank") -> SpeechEncoder:
+    """The ``tiny`` preset shrunk to a 1-layer, 32-dim encoder without dropout."""
+    config = dataclasses.replace(
+        load_encoder_preset("tiny"),
+        frontend=frontend,
+        dim=32,
+        heads=2,
+        ffn_dim=64,
+        layers=1,
+        n_mels=16,
+        subsampling_channels=8,
+        pos_conv_kernel=8,
+        pos_conv_groups=4,
+        conv_channels=16,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
+    return SpeechEncoder.from_config(config)
+
+
+@pytest.fixture
+def tiny_encoder() -> Callable[..., SpeechEncoder]:
+    """``tiny_encoder(frontend="fbank")``: a freshly initialised tiny :class:`SpeechEncoder`."""
+    return _tiny_encoder

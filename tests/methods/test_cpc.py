@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from speechssl.cli import main
-from speechssl.data.batch import AudioBatch
 from speechssl.methods import build_method, method_config
 from speechssl.methods.contrastive import info_nce
 from speechssl.methods.cpc import CPC, CPCConfig, cpc_logits
@@ -39,14 +38,6 @@ def make_method(**objective) -> CPC:
     return CPC(encoder, CPCConfig(**{"prediction_steps": 3, "num_negatives": 8, **objective}))
 
 
-def make_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
-    generator = torch.Generator().manual_seed(seed)
-    waveforms = torch.randn(len(lengths), max(lengths), generator=generator)
-    lengths_tensor = torch.tensor(lengths)
-    waveforms[torch.arange(max(lengths))[None, :] >= lengths_tensor[:, None]] = 0.0
-    return AudioBatch(waveforms, lengths_tensor, [str(i) for i in range(len(lengths))])
-
-
 def test_infonce_of_identical_candidates_is_log_n_plus_one():
     pool = torch.randn(1, 6).expand(10, 6)  # every candidate latent is the same vector
     predictions = torch.randn(4, 6)
@@ -65,7 +56,7 @@ def test_infonce_vanishes_when_the_prediction_matches_only_the_positive():
 
 
 @pytest.mark.parametrize("strategy", ["same_utterance", "other_utterances", "mixed"])
-def test_positives_and_negatives_stay_inside_the_valid_frames(strategy, monkeypatch):
+def test_positives_and_negatives_stay_inside_the_valid_frames(make_batch, strategy, monkeypatch):
     import speechssl.methods.cpc as cpc_module
 
     calls = []
@@ -90,7 +81,7 @@ def test_positives_and_negatives_stay_inside_the_valid_frames(strategy, monkeypa
         assert not (negatives == positives[:, None]).any()
 
 
-def test_context_is_causal_so_future_audio_does_not_change_the_past():
+def test_context_is_causal_so_future_audio_does_not_change_the_past(make_batch):
     method = make_method().eval()
     batch = make_batch([4000])
     changed = batch.waveforms.clone()
@@ -110,13 +101,13 @@ def test_a_bidirectional_context_is_refused():
         CPC(encoder, CPCConfig())
 
 
-def test_too_short_batches_are_named():
+def test_too_short_batches_are_named(make_batch):
     method = make_method(prediction_steps=12)
     with pytest.raises(ValueError, match="expected an utterance longer than prediction_steps=12 frames"):
         method(make_batch([1600, 1200]))  # 8 and 5 frames
 
 
-def test_metrics_and_a_few_steps_on_a_fixed_batch_lower_the_loss():
+def test_metrics_and_a_few_steps_on_a_fixed_batch_lower_the_loss(make_batch):
     torch.manual_seed(0)
     method = make_method()
     batch = make_batch([6400, 4800, 5600])

@@ -3,7 +3,6 @@ the loss only on altered positions, training on a fixed batch, pretraining end t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -16,30 +15,11 @@ from speechssl.methods import build_method, method_config
 from speechssl.methods.log_mel_targets import stack_frames
 from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig, masked_l1
 from speechssl.methods.tera import TERA, TERAConfig
-from speechssl.models import SpeechEncoder, load_encoder_preset, utterance_mean_variance_norm
+from speechssl.models import SpeechEncoder, utterance_mean_variance_norm
 from speechssl.models.alteration import ChannelAlteration, MagnitudeAlteration
 from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.checkpoint import find_latest
 from speechssl.upstream import build_upstream
-
-
-def tiny_encoder(frontend: str = "fbank") -> SpeechEncoder:
-    config = dataclasses.replace(
-        load_encoder_preset("tiny"),
-        frontend=frontend,
-        dim=32,
-        heads=2,
-        ffn_dim=64,
-        layers=1,
-        n_mels=16,
-        subsampling_channels=8,
-        pos_conv_kernel=8,
-        pos_conv_groups=4,
-        conv_channels=16,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
-    return SpeechEncoder.from_config(config)
 
 
 def chirp_batch() -> AudioBatch:
@@ -88,7 +68,7 @@ def test_masked_l1_hand_case_and_empty_mask():
         masked_l1(prediction, target[:, :1], mask)
 
 
-def test_loss_is_l1_over_exactly_the_altered_valid_frames():
+def test_loss_is_l1_over_exactly_the_altered_valid_frames(tiny_encoder):
     torch.manual_seed(0)
     encoder = tiny_encoder()
     method = Mockingjay(encoder, MockingjayConfig())
@@ -114,7 +94,7 @@ def test_loss_is_l1_over_exactly_the_altered_valid_frames():
     assert float(output.metrics["altered_fraction"]) == pytest.approx(11 / 164)
 
 
-def test_loss_with_the_real_alteration_counts_only_selected_frames():
+def test_loss_with_the_real_alteration_counts_only_selected_frames(tiny_encoder):
     torch.manual_seed(0)
     encoder = tiny_encoder()
     method = Mockingjay(encoder, MockingjayConfig(), generator=torch.Generator().manual_seed(1))
@@ -133,7 +113,7 @@ def test_loss_with_the_real_alteration_counts_only_selected_frames():
     assert 0 < float(record["mask"].float().mean()) < 0.3
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_encoder):
     torch.manual_seed(0)
     generator = torch.Generator()
     method = Mockingjay(tiny_encoder(), MockingjayConfig(), generator=generator)
@@ -151,7 +131,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_registered_and_needs_an_fbank_encoder():
+def test_registered_and_needs_an_fbank_encoder(tiny_encoder):
     method = build_method("mockingjay", method_config("mockingjay", {"time": {"span": 3}}), tiny_encoder())
     assert isinstance(method, Mockingjay) and method.config.time.span == 3 and method.unit == 4
     with pytest.raises(ValueError, match=r"encoder\.frontend: expected 'fbank' .*found 'waveform'"):
@@ -178,7 +158,7 @@ def log_mel_and_lengths(lengths: list[int], channels: int = 16) -> tuple[torch.T
     return features * valid[..., None], torch.tensor(lengths)
 
 
-def test_without_channel_and_magnitude_alteration_tera_is_mockingjay():
+def test_without_channel_and_magnitude_alteration_tera_is_mockingjay(tiny_encoder):
     features, lengths = log_mel_and_lengths([57, 30])
     config = TERAConfig(channel=ChannelAlteration(max_fraction=0.0), magnitude=MagnitudeAlteration(p=0.0))
     tera = TERA(tiny_encoder(), config, generator=torch.Generator().manual_seed(3))
@@ -189,7 +169,7 @@ def test_without_channel_and_magnitude_alteration_tera_is_mockingjay():
         assert torch.equal(found, expected)
 
 
-def test_tera_mask_is_the_union_of_time_channel_and_magnitude_alterations():
+def test_tera_mask_is_the_union_of_time_channel_and_magnitude_alterations(tiny_encoder):
     features, lengths = log_mel_and_lengths([57, 30])
     generator = torch.Generator()
     tera = TERA(tiny_encoder(), TERAConfig(magnitude=MagnitudeAlteration(p=0.0)), generator=generator)
@@ -213,7 +193,7 @@ def test_tera_mask_is_the_union_of_time_channel_and_magnitude_alterations():
     assert torch.equal(mask, valid[..., None].expand_as(mask))  # a noised utterance is altered everywhere
 
 
-def test_tera_loss_is_l1_over_the_altered_positions_only():
+def test_tera_loss_is_l1_over_the_altered_positions_only(tiny_encoder):
     torch.manual_seed(0)
     encoder = tiny_encoder()
     method = TERA(encoder, TERAConfig(), generator=torch.Generator().manual_seed(4))
@@ -234,7 +214,7 @@ def test_tera_loss_is_l1_over_the_altered_positions_only():
     assert output.metrics["altered_fraction"].item() == pytest.approx(fraction)
 
 
-def test_tera_a_few_steps_on_a_fixed_batch_lower_the_loss():
+def test_tera_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_encoder):
     torch.manual_seed(0)
     generator = torch.Generator()
     method = TERA(tiny_encoder(), TERAConfig(), generator=generator)
@@ -252,7 +232,7 @@ def test_tera_a_few_steps_on_a_fixed_batch_lower_the_loss():
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_tera_config_from_options_and_pretrain_end_to_end(tmp_path, tiny_pretrain_overrides):
+def test_tera_config_from_options_and_pretrain_end_to_end(tiny_encoder, tmp_path, tiny_pretrain_overrides):
     config = method_config("tera", {"channel": {"max_fraction": 0.1}, "magnitude": {"p": 0.5}})
     assert (
         config.channel.max_fraction == 0.1 and config.magnitude.std == 0.2 and config.time.mask_prob == 0.15

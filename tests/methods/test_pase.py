@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -12,28 +11,8 @@ from speechssl.config import ConfigError
 from speechssl.data.batch import AudioBatch
 from speechssl.methods import build_method, method_config
 from speechssl.methods.pase import PASE, PASEConfig, WorkerWeights, frame_centre
-from speechssl.models import SpeechEncoder, load_encoder_preset
 from speechssl.train import load_pretrain_config, pretrain
 from speechssl.upstream import build_upstream
-
-
-def tiny_encoder(frontend: str) -> SpeechEncoder:
-    config = dataclasses.replace(
-        load_encoder_preset("tiny"),
-        frontend=frontend,
-        dim=32,
-        heads=2,
-        ffn_dim=64,
-        layers=1,
-        n_mels=16,
-        subsampling_channels=8,
-        pos_conv_kernel=8,
-        pos_conv_groups=4,
-        conv_channels=16,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
-    return SpeechEncoder.from_config(config)
 
 
 def tone_batch() -> AudioBatch:
@@ -53,7 +32,7 @@ def clean_config(**changes) -> PASEConfig:
 
 
 @pytest.mark.parametrize("frontend", ["fbank", "waveform"])
-def test_targets_follow_the_encoders_frames_and_padding(frontend):
+def test_targets_follow_the_encoders_frames_and_padding(tiny_encoder, frontend):
     encoder = tiny_encoder(frontend)
     method = PASE(encoder, clean_config())
     batch = tone_batch()
@@ -85,14 +64,14 @@ def test_targets_follow_the_encoders_frames_and_padding(frontend):
         torch.testing.assert_close(target[0], targets[name][1], atol=1e-4, rtol=1e-4)
 
 
-def test_frame_centres_of_the_two_frontends():
+def test_frame_centres_of_the_two_frontends(tiny_encoder):
     assert frame_centre(tiny_encoder("fbank")) == 0
     assert (
         frame_centre(tiny_encoder("waveform")) == 200
     )  # half the wav2vec 2.0 CNN's 400-sample receptive field
 
 
-def test_loss_is_the_weighted_sum_of_the_built_workers():
+def test_loss_is_the_weighted_sum_of_the_built_workers(tiny_encoder):
     torch.manual_seed(0)
     weights = WorkerWeights(waveform=0.0, lps=2.0, mfcc=1.0, prosody=0.5)
     method = PASE(tiny_encoder("fbank"), clean_config(weights=weights))
@@ -103,7 +82,7 @@ def test_loss_is_the_weighted_sum_of_the_built_workers():
     assert output.loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_every_worker_loss():
+def test_a_few_steps_on_a_fixed_batch_lower_every_worker_loss(tiny_encoder):
     torch.manual_seed(0)
     method = PASE(tiny_encoder("fbank"), clean_config())
     optimizer = torch.optim.Adam(method.parameters(), lr=3e-3)
@@ -121,7 +100,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_every_worker_loss():
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
 
 
-def test_distorted_input_keeps_clean_targets_and_runs():
+def test_distorted_input_keeps_clean_targets_and_runs(tiny_encoder):
     torch.manual_seed(0)
     method = PASE(tiny_encoder("waveform"), PASEConfig(n_fft=512), generator=torch.Generator().manual_seed(0))
     assert method.distortion is not None
@@ -149,7 +128,9 @@ def test_option_errors_name_the_option(options, message):
         method_config("pase", options)
 
 
-def test_pretrain_end_to_end_and_the_checkpoint_loads_as_an_upstream(tmp_path, tiny_pretrain_overrides):
+def test_pretrain_end_to_end_and_the_checkpoint_loads_as_an_upstream(
+    tiny_encoder, tmp_path, tiny_pretrain_overrides
+):
     assert isinstance(
         build_method("pase", method_config("pase", {"distortion": None}), tiny_encoder("fbank")), PASE
     )

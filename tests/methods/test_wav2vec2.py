@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from speechssl.cli import main
-from speechssl.data.batch import AudioBatch
 from speechssl.methods import build_method, method_config
 from speechssl.methods.contrastive import info_nce
 from speechssl.methods.wav2vec2 import Wav2Vec2, Wav2Vec2Config, contrastive_logits
@@ -44,14 +43,6 @@ WAV2VEC2_TINY_OVERRIDES = (
 def make_method(**objective) -> Wav2Vec2:
     encoder = SpeechEncoder.from_config(EncoderConfig(**TINY_ENCODER))
     return Wav2Vec2(encoder, Wav2Vec2Config(**{**TINY_OBJECTIVE, **objective}))
-
-
-def make_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
-    generator = torch.Generator().manual_seed(seed)
-    waveforms = torch.randn(len(lengths), max(lengths), generator=generator)
-    lengths_tensor = torch.tensor(lengths)
-    waveforms[torch.arange(max(lengths))[None, :] >= lengths_tensor[:, None]] = 0.0
-    return AudioBatch(waveforms, lengths_tensor, [str(i) for i in range(len(lengths))])
 
 
 def test_contrastive_loss_of_equally_similar_candidates_is_log_k_plus_one():
@@ -99,7 +90,7 @@ def test_short_utterances_get_the_minimum_number_of_spans():
     assert mask[0].sum() >= 10 and mask[1, :12].sum() >= 10 and not mask[1, 12:].any()
 
 
-def test_forward_reports_the_terms_and_the_loss_adds_them():
+def test_forward_reports_the_terms_and_the_loss_adds_them(make_batch):
     method = make_method()
     output = method(make_batch([4000, 2500, 3000]))
     metrics = output.metrics
@@ -116,7 +107,7 @@ def test_forward_reports_the_terms_and_the_loss_adds_them():
     assert 2 <= float(metrics["prob_perplexity"]) <= 16
 
 
-def test_feature_penalty_is_the_mean_square_of_the_valid_cnn_features():
+def test_feature_penalty_is_the_mean_square_of_the_valid_cnn_features(make_batch):
     method = make_method().eval()
     batch = make_batch([4000, 2500])
     features, frame_lengths = method.encoder.frontend.feature_encoder(batch.waveforms[:, None], batch.lengths)
@@ -126,7 +117,7 @@ def test_feature_penalty_is_the_mean_square_of_the_valid_cnn_features():
     )
 
 
-def test_gradient_reaching_the_cnn_is_scaled():
+def test_gradient_reaching_the_cnn_is_scaled(make_batch):
     grads = {}
     for scale in (1.0, 0.1):
         torch.manual_seed(0)
@@ -147,7 +138,7 @@ def test_on_step_end_anneals_the_gumbel_temperature():
     assert method.quantizer.temperature.item() == 0.5
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_the_loss():
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(make_batch):
     torch.manual_seed(0)
     method = make_method()
     batch = make_batch([4000, 3500, 3000])
