@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import yaml
@@ -35,7 +35,7 @@ from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEnc
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-Frontend = FilterbankFrontend | WaveformFrontend
+Frontend = FilterbankFrontend | WaveformFrontend | nn.Module  # nn.Module: models.units.UnitFrontend
 ContextNetwork = TransformerEncoder | RecurrentEncoder
 
 
@@ -44,8 +44,10 @@ class EncoderConfig:
     """Architecture of a :class:`SpeechEncoder`.
 
     Attributes:
-        frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames) or
-            ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames).
+        frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames),
+            ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames) or ``"units"``
+            (a frozen unit tokenizer and an embedding table, Discrete BERT's input; frames
+            at the tokenizer's rate).
         context: the context network on top of the front-end: ``"transformer"``, or
             residual ``"lstm"`` / ``"gru"`` layers of ``dim`` units
             (:class:`~speechssl.models.recurrent.RecurrentEncoder`; unidirectional when
@@ -73,9 +75,12 @@ class EncoderConfig:
         conv_strides: stride of each CNN layer.
         conv_norm: ``"group"`` (first CNN layer only, wav2vec 2.0 BASE) or ``"layer"`` (every layer, LARGE).
         conv_bias: whether the CNN convolutions have a bias.
+        units: for ``frontend="units"``, the tokenizer's
+            :class:`~speechssl.models.units.UnitTokenizerConfig` as a mapping (its tensors
+            are saved with the encoder's weights).
     """
 
-    frontend: Literal["fbank", "waveform"] = "fbank"
+    frontend: Literal["fbank", "waveform", "units"] = "fbank"
     context: Literal["transformer", "lstm", "gru"] = "transformer"
     dim: int = 768
     layers: int = 12
@@ -96,10 +101,16 @@ class EncoderConfig:
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
+    units: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.frontend not in ("fbank", "waveform"):
-            raise ValueError(f"frontend: expected 'fbank' or 'waveform', found {self.frontend!r}")
+        if self.frontend not in ("fbank", "waveform", "units"):
+            raise ValueError(f"frontend: expected 'fbank', 'waveform' or 'units', found {self.frontend!r}")
+        if (self.frontend == "units") != (self.units is not None):
+            raise ValueError(
+                "units: expected a unit tokenizer config exactly when frontend='units', found "
+                f"frontend={self.frontend!r} and units={'set' if self.units is not None else 'null'}"
+            )
         if self.context not in ("transformer", "lstm", "gru"):
             raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
@@ -157,6 +168,12 @@ def build_frontend(config: EncoderConfig) -> Frontend:
             config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
         )
         return FilterbankFrontend(filterbank, subsampling, feature_norm=config.feature_norm)
+    if config.frontend == "units":
+        # imported here: a unit tokenizer may itself contain a (teacher) SpeechEncoder
+        from speechssl.models.units import UnitFrontend, build_unit_tokenizer, unit_tokenizer_config
+
+        tokenizer = build_unit_tokenizer(unit_tokenizer_config(config.units or {}, where="encoder.units"))
+        return UnitFrontend(tokenizer, config.dim, config.dropout)
     feature_encoder = ConvFeatureEncoder.wav2vec2(
         config.conv_channels, config.conv_kernels, config.conv_strides, config.conv_norm, config.conv_bias
     )

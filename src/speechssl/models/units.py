@@ -1,0 +1,460 @@
+"""Discrete speech units: a frozen map from waveforms to one unit index per frame.
+
+The predictive methods consume units: HuBERT predicts them at masked frames (Hsu et al.
+2021, §II-A; iteration 1 clusters MFCC frames with k-means, later iterations cluster a
+layer of the previous model, §II-B), and Discrete BERT reads them as input tokens and
+predicts them (Baevski, Auli, Mohamed 2019, "Effectiveness of self-supervised pre-training
+for speech recognition", §2: tokens of a vq-wav2vec quantizer).
+
+A :class:`UnitTokenizer` is two parts:
+
+* :class:`UnitFeatures`, the frames being discretised: MFCC with Δ and ΔΔ (HuBERT's
+  39-dimensional iteration-1 features), a hidden state of an encoder, or the
+  layer-normalised CNN features of a waveform front-end (what wav2vec 2.0 quantizes),
+  optionally averaged over non-overlapping groups of ``pool`` frames so the unit frame rate
+  matches a model's;
+* an assignment: the nearest of ``k`` centroids (k-means, or a VQ codebook such as
+  VQ-APC's), or the argmax of a :class:`~speechssl.models.gumbel_quantizer.GumbelVectorQuantizer`
+  (wav2vec 2.0: only its logits layer is kept; the ``G`` group choices combine into one
+  index ``Σ_g i_g V^g``).
+
+Everything a tokenizer computes is described by a :class:`UnitTokenizerConfig`, so a
+tokenizer is saved as that config (YAML) plus its tensors (safetensors) and rebuilt by
+:func:`load_unit_tokenizer`; the k-means fitting that produces centroids lives in
+:mod:`speechssl.units`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
+from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.features.filterbank import MFCC
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder
+from speechssl.models.frontends import WaveformFrontend
+from speechssl.models.padding import zero_padding_frames
+
+TOKENIZER_CONFIG = "tokenizer.yaml"
+TOKENIZER_WEIGHTS = "tokenizer.safetensors"
+
+
+@dataclass
+class UnitFeatureConfig:
+    """The frames a tokenizer discretises.
+
+    Attributes:
+        source: ``"mfcc"`` (13 cepstra at 10 ms, plus Δ and ΔΔ when ``deltas``),
+            ``"encoder"`` (hidden state ``layer`` of the encoder ``encoder``), or ``"cnn"``
+            (the layer-normalised CNN features of ``encoder``'s waveform front-end).
+        layer: hidden-state index for ``source="encoder"`` (0 = context input, -1 = last).
+        pool: average non-overlapping groups of this many frames (e.g. 4 turns 10 ms MFCC
+            frames into the 40 ms frames of the fbank encoder).
+        deltas: append Δ and ΔΔ (regression over ±2 frames) to the MFCC.
+        encoder: architecture of the encoder for ``"encoder"`` and ``"cnn"`` (its weights
+            are the tokenizer's tensors).
+    """
+
+    source: Literal["mfcc", "encoder", "cnn"] = "mfcc"
+    layer: int = -1
+    pool: int = 1
+    deltas: bool = True
+    encoder: EncoderConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in ("mfcc", "encoder", "cnn"):
+            raise ValueError(f"source: expected 'mfcc', 'encoder' or 'cnn', found {self.source!r}")
+        if self.pool < 1:
+            raise ValueError(f"pool: expected a positive integer, found {self.pool}")
+        if self.source != "mfcc" and self.encoder is None:
+            raise ValueError(f"encoder: expected an encoder config for source={self.source!r}, found none")
+        if self.source == "cnn" and self.encoder is not None and self.encoder.frontend != "waveform":
+            raise ValueError(
+                f"encoder.frontend: expected 'waveform' for source='cnn', found {self.encoder.frontend!r}"
+            )
+
+
+@dataclass
+class UnitTokenizerConfig:
+    """A tokenizer: its features and how a frame becomes one of ``num_units`` indices.
+
+    Attributes:
+        features: the frames being discretised.
+        num_units: size of the unit inventory (``k``, or ``V^G`` for a Gumbel quantizer).
+        assignment: ``"nearest"`` (nearest of ``num_units`` centroids, Euclidean) or
+            ``"gumbel"`` (argmax of a Gumbel product quantizer's logits).
+        groups: ``G`` of a Gumbel quantizer (``num_units = entries^G``); 1 for ``"nearest"``.
+        feature_dim: dimension of the feature frames (centroid or quantizer input size).
+    """
+
+    features: UnitFeatureConfig = field(default_factory=UnitFeatureConfig)
+    num_units: int = 100
+    assignment: Literal["nearest", "gumbel"] = "nearest"
+    groups: int = 1
+    feature_dim: int = 39
+
+    def __post_init__(self) -> None:
+        if self.assignment not in ("nearest", "gumbel"):
+            raise ValueError(f"assignment: expected 'nearest' or 'gumbel', found {self.assignment!r}")
+        for name in ("num_units", "groups", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        if self.assignment == "nearest" and self.groups != 1:
+            raise ValueError(f"groups: expected 1 for assignment='nearest', found {self.groups}")
+        if (
+            self.assignment == "gumbel"
+            and round(self.num_units ** (1 / self.groups)) ** self.groups != self.num_units
+        ):
+            raise ValueError(
+                f"num_units: expected entries^groups for a Gumbel quantizer with groups={self.groups}, "
+                f"found {self.num_units}"
+            )
+
+    @property
+    def entries(self) -> int:
+        """``V``, entries per group (``num_units`` for ``"nearest"``)."""
+        return round(self.num_units ** (1 / self.groups))
+
+
+def mfcc_deltas(features: torch.Tensor, lengths: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """Regression deltas ``Δ_t = Σ_n n (x_{t+n} − x_{t−n}) / (2 Σ_n n²)`` over ``n = 1..width``.
+
+    Frames beyond an utterance's ends repeat its first or last valid frame (HTK, librosa
+    ``mode="nearest"``), so padding never leaks into the deltas.
+
+    Args:
+        features: ``(batch, frames, dim)`` frames, zero on padding.
+        lengths: ``(batch,)`` valid frames per utterance.
+
+    Returns:
+        ``(batch, frames, dim)`` deltas, zero on padding.
+    """
+    frames = features.shape[1]
+    positions = torch.arange(frames, device=features.device)[None, :]  # (1, frames)
+    last = (lengths - 1).clamp(min=0)[:, None]  # (batch, 1)
+    deltas = torch.zeros_like(features)
+    for n in range(1, width + 1):
+        ahead = torch.minimum(positions + n, last).clamp(min=0)  # (batch, frames)
+        behind = torch.minimum((positions - n).clamp(min=0), last)
+        gather = lambda index: features.gather(1, index[:, :, None].expand_as(features))  # noqa: E731
+        deltas = deltas + n * (gather(ahead) - gather(behind))
+    denominator = 2 * sum(n * n for n in range(1, width + 1))
+    return zero_padding_frames(deltas / denominator, lengths)
+
+
+def pool_frames(x: torch.Tensor, lengths: torch.Tensor, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average non-overlapping groups of ``pool`` valid frames.
+
+    Group ``j`` covers frames ``j·pool .. j·pool + pool − 1``; the last group of an
+    utterance may be partial and averages only its valid frames.
+
+    Args:
+        x: ``(batch, frames, dim)``, zero on padding.
+        lengths: ``(batch,)`` valid frames.
+        pool: frames per group.
+
+    Returns:
+        ``(batch, ceil(frames / pool), dim)`` pooled frames (zero on padding) and
+        ``(batch,)`` lengths ``ceil(lengths / pool)``.
+    """
+    if pool == 1:
+        return x, lengths
+    batch, frames, dim = x.shape
+    groups = -(-frames // pool)
+    valid = (~lengths_to_padding_mask(lengths, frames)).to(x.dtype)  # (batch, frames)
+    padded = nn.functional.pad(x * valid[:, :, None], (0, 0, 0, groups * pool - frames))
+    counts = nn.functional.pad(valid, (0, groups * pool - frames))
+    sums = padded.view(batch, groups, pool, dim).sum(
+        dim=2
+    )  # (batch, groups, pool, dim) -> (batch, groups, dim)
+    count = counts.view(batch, groups, pool).sum(dim=2)  # (batch, groups, pool) -> (batch, groups)
+    pooled_lengths = torch.div(lengths + pool - 1, pool, rounding_mode="floor")
+    return sums / count.clamp(min=1)[:, :, None], pooled_lengths
+
+
+class UnitFeatures(nn.Module):
+    """The frames of :class:`UnitFeatureConfig`, frozen, at ``downsample_rate`` samples per frame.
+
+    Args:
+        config: what to compute.
+        encoder: the encoder for ``source="encoder"`` or ``"cnn"`` (ignored for MFCC);
+            its weights become part of this module's state.
+    """
+
+    def __init__(self, config: UnitFeatureConfig, encoder: SpeechEncoder | None = None) -> None:
+        super().__init__()
+        self.config = config
+        if config.source == "mfcc":
+            self.mfcc = MFCC()
+            native_rate, self.dim = self.mfcc.hop_length, self.mfcc.n_mfcc * (3 if config.deltas else 1)
+        else:
+            if encoder is None:
+                raise ValueError(f"encoder: expected an encoder for source={config.source!r}, found None")
+            self.encoder = encoder
+            if config.source == "cnn":
+                if not isinstance(encoder.frontend, WaveformFrontend):
+                    raise ValueError("encoder.frontend: expected the waveform CNN for source='cnn'")
+                self.dim = encoder.frontend.feature_dim
+            else:
+                if not -encoder.num_layers <= config.layer < encoder.num_layers:
+                    raise ValueError(
+                        f"layer: expected an index into the encoder's {encoder.num_layers} hidden states, "
+                        f"found {config.layer}"
+                    )
+                self.dim = encoder.dim
+            native_rate = encoder.downsample_rate
+        self.downsample_rate = native_rate * config.pool
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> UnitFeatures:
+        """Unit features stay frozen: dropout and layer drop are never switched on."""
+        return super().train(False)
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames for ``num_samples`` valid samples (int64, any shape)."""
+        if self.config.source == "mfcc":
+            native = self.mfcc.num_frames(num_samples)
+        else:
+            native = self.encoder.output_lengths(num_samples)
+        return torch.div(native + self.config.pool - 1, self.config.pool, rounding_mode="floor")
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``waveforms (batch, samples)``, ``lengths (batch,)`` → frames ``(batch, frames, dim)`` (zero
+        on padding) and their ``(batch,)`` lengths."""
+        source = self.config.source
+        if source == "mfcc":
+            x, frame_lengths = self.mfcc(waveforms, lengths)  # (batch, frames, n_mfcc)
+            if self.config.deltas:
+                delta = mfcc_deltas(x, frame_lengths)
+                x = torch.cat(
+                    [x, delta, mfcc_deltas(delta, frame_lengths)], dim=-1
+                )  # (batch, frames, 3 n_mfcc)
+        elif source == "cnn":
+            captured: dict[str, torch.Tensor] = {}
+
+            def capture(features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+                captured["features"] = features
+                return features
+
+            _, frame_lengths = self.encoder.frontend(waveforms, lengths, capture)
+            x = captured["features"]  # (batch, frames, channels)
+        else:
+            output = self.encoder(waveforms, lengths)
+            x, frame_lengths = output.hidden_states[self.config.layer], output.lengths
+        return pool_frames(x.float(), frame_lengths, self.config.pool)
+
+
+@dataclass
+class UnitSequence:
+    """Units of a padded batch.
+
+    Attributes:
+        units: ``(batch, frames)`` int64 unit indices, ``-1`` on padding.
+        lengths: ``(batch,)`` valid frames per utterance.
+    """
+
+    units: torch.Tensor
+    lengths: torch.Tensor
+
+
+class UnitTokenizer(nn.Module):
+    """Frozen waveform → unit map: :class:`UnitFeatures` then nearest centroid or Gumbel argmax.
+
+    Args:
+        config: the tokenizer's description (saved beside its tensors).
+        features: the frames being discretised (``features.dim == config.feature_dim``).
+        centroids: ``(num_units, feature_dim)`` for ``assignment="nearest"``.
+        logits: for ``assignment="gumbel"``, the quantizer's ``feature_dim → G·V`` logits layer
+            (``GumbelVectorQuantizer.logits``); in eval mode the quantizer picks their argmax.
+    """
+
+    def __init__(
+        self,
+        config: UnitTokenizerConfig,
+        features: UnitFeatures,
+        centroids: torch.Tensor | None = None,
+        logits: nn.Linear | None = None,
+    ) -> None:
+        super().__init__()
+        if features.dim != config.feature_dim:
+            raise ValueError(
+                f"feature_dim: expected the features' dim={features.dim}, found {config.feature_dim}"
+            )
+        self.config = config
+        self.features = features
+        if config.assignment == "nearest":
+            if centroids is None or tuple(centroids.shape) != (config.num_units, config.feature_dim):
+                found = None if centroids is None else tuple(centroids.shape)
+                raise ValueError(
+                    f"centroids: expected shape ({config.num_units}, {config.feature_dim}), found {found}"
+                )
+            self.register_buffer("centroids", centroids.detach().float().clone())
+        else:
+            expected = (config.feature_dim, config.groups * config.entries)
+            found = None if logits is None else (logits.in_features, logits.out_features)
+            if found != expected:
+                raise ValueError(f"logits: expected a Linear {expected[0]} -> {expected[1]}, found {found}")
+            self.logits = logits
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def num_units(self) -> int:
+        return self.config.num_units
+
+    @property
+    def downsample_rate(self) -> int:
+        """Input samples per unit frame."""
+        return self.features.downsample_rate
+
+    def train(self, mode: bool = True) -> UnitTokenizer:
+        """Tokenizers stay frozen and in eval mode (the Gumbel quantizer then takes the argmax)."""
+        return super().train(False)
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Unit frames for ``num_samples`` valid samples."""
+        return self.features.output_lengths(num_samples)
+
+    @torch.no_grad()
+    def assign(self, frames: torch.Tensor) -> torch.Tensor:
+        """Unit of each frame: ``frames (..., feature_dim)`` → ``(...)`` int64."""
+        flat = frames.reshape(-1, frames.shape[-1]).float()  # (..., dim) -> (n, dim)
+        if self.config.assignment == "nearest":
+            distances = torch.cdist(flat, self.centroids)  # (n, num_units)
+            units = distances.argmin(dim=1)
+        else:
+            logits = self.logits(flat)  # (n, groups * entries)
+            choice = logits.view(-1, self.config.groups, self.config.entries).argmax(dim=-1)  # (n, groups)
+            place = self.config.entries ** torch.arange(self.config.groups, device=flat.device)  # (groups,)
+            units = (choice * place).sum(dim=1)
+        return units.view(frames.shape[:-1])  # (n,) -> (...)
+
+    @torch.no_grad()
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> UnitSequence:
+        """Units of ``waveforms (batch, samples)`` with ``lengths (batch,)``."""
+        frames, frame_lengths = self.features(waveforms, lengths)  # (batch, frames, feature_dim)
+        units = self.assign(frames)  # (batch, frames)
+        padding = lengths_to_padding_mask(frame_lengths, units.shape[1])
+        return UnitSequence(units.masked_fill(padding, -1), frame_lengths)
+
+
+class UnitFrontend(nn.Module):
+    """Frozen tokenizer → embedding table: the input layer of Discrete BERT (Baevski et al. 2019, §2).
+
+    The table has ``num_units + 1`` rows; row ``mask_index = num_units`` is the ``[MASK]``
+    token of BERT-style masked prediction (Devlin et al. 2019).
+
+    Attributes:
+        downsample_rate: input samples per frame (the tokenizer's).
+        feature_dim: 1; ``feature_transform`` sees the ``(batch, frames)`` int64 units.
+        dim: output dimension.
+    """
+
+    def __init__(self, tokenizer: UnitTokenizer, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.mask_index = tokenizer.num_units
+        self.embedding = nn.Embedding(tokenizer.num_units + 1, dim)
+        nn.init.normal_(self.embedding.weight, std=dim**-0.5)
+        self.dropout = nn.Dropout(dropout)
+        self.downsample_rate = tokenizer.downsample_rate
+        self.feature_dim = 1
+        self.dim = dim
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Output frames for ``num_samples`` valid samples (int64, any shape)."""
+        return self.tokenizer.output_lengths(num_samples)
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed the units of a padded batch.
+
+        Args:
+            waveforms: ``(batch, samples)`` float audio.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(units (batch, frames) int64, frame_lengths) -> units``,
+                e.g. replacing masked units by :attr:`mask_index`.
+
+        Returns:
+            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
+        """
+        sequence = self.tokenizer(waveforms, lengths)
+        units = sequence.units  # (batch, frames)
+        if feature_transform is not None:
+            units = feature_transform(units, sequence.lengths)
+        x = self.dropout(self.embedding(units.clamp(min=0)))  # (batch, frames, dim)
+        return zero_padding_frames(x, sequence.lengths), sequence.lengths
+
+
+def build_unit_tokenizer(config: UnitTokenizerConfig) -> UnitTokenizer:
+    """A tokenizer of ``config``'s architecture with placeholder tensors (load a state dict into it)."""
+    features_config = config.features
+    encoder = None
+    if features_config.encoder is not None and features_config.source != "mfcc":
+        encoder = SpeechEncoder.from_config(features_config.encoder)
+    features = UnitFeatures(features_config, encoder)
+    if config.assignment == "nearest":
+        return UnitTokenizer(config, features, centroids=torch.zeros(config.num_units, config.feature_dim))
+    logits = nn.Linear(config.feature_dim, config.groups * config.entries)
+    return UnitTokenizer(config, features, logits=logits)
+
+
+def save_unit_tokenizer(tokenizer: UnitTokenizer, directory: str | Path) -> Path:
+    """Write ``tokenizer.yaml`` and ``tokenizer.safetensors`` into ``directory``; returns it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in tokenizer.state_dict().items()}
+    save_file(tensors, directory / TOKENIZER_WEIGHTS)
+    (directory / TOKENIZER_CONFIG).write_text(yaml.safe_dump(to_dict(tokenizer.config), sort_keys=False))
+    return directory
+
+
+def load_unit_tokenizer(directory: str | Path) -> UnitTokenizer:
+    """The tokenizer saved in ``directory`` by :func:`save_unit_tokenizer`."""
+    directory = Path(directory)
+    for name in (TOKENIZER_CONFIG, TOKENIZER_WEIGHTS):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory}: not a unit tokenizer (missing {name})")
+    config = unit_tokenizer_config(
+        load_yaml(directory / TOKENIZER_CONFIG), where=str(directory / TOKENIZER_CONFIG)
+    )
+    tokenizer = build_unit_tokenizer(config)
+    tokenizer.load_state_dict(load_file(directory / TOKENIZER_WEIGHTS, device="cpu"), strict=True)
+    return tokenizer
+
+
+def unit_tokenizer_config(data: dict[str, Any], where: str = "units") -> UnitTokenizerConfig:
+    """A checked :class:`UnitTokenizerConfig` from a mapping (e.g. the ``units`` of an encoder config)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, found {data!r}")
+    return from_dict(UnitTokenizerConfig, data, where=where)
+
+
+__all__ = [
+    "UnitFeatureConfig",
+    "UnitFeatures",
+    "UnitFrontend",
+    "UnitSequence",
+    "UnitTokenizer",
+    "UnitTokenizerConfig",
+    "build_unit_tokenizer",
+    "load_unit_tokenizer",
+    "mfcc_deltas",
+    "pool_frames",
+    "save_unit_tokenizer",
+    "unit_tokenizer_config",
+]
