@@ -1,4 +1,4 @@
-"""Audio batches and a tiny encoder shared by the method tests."""
+"""Audio batches, a tiny encoder and an MFCC unit tokenizer shared by the method tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from speechssl.data.batch import AudioBatch
 from speechssl.models import SpeechEncoder, load_encoder_preset
+from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, UnitTokenizerConfig
 
 
 def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
@@ -72,3 +73,22 @@ def _tiny_encoder(frontend: str = "fbank") -> SpeechEncoder:
 def tiny_encoder() -> Callable[..., SpeechEncoder]:
     """``tiny_encoder(frontend="fbank")``: a freshly initialised tiny :class:`SpeechEncoder`."""
     return _tiny_encoder
+
+
+def _mfcc_tokenizer(pool: int = 4, num_units: int = 8, seed: int = 0) -> UnitTokenizer:
+    """MFCC+Δ+ΔΔ frames averaged over ``pool`` frames, assigned to ``num_units`` centroids.
+
+    The centroids are frames of a tone batch (no k-means): distinct, and every unit is used.
+    """
+    features = UnitFeatures(UnitFeatureConfig(source="mfcc", pool=pool))
+    frames, lengths = features(_tone_batch([16000, 12000], seed=seed).waveforms, torch.tensor([16000, 12000]))
+    valid = frames[0, : int(lengths[0])]  # (frames, 39)
+    picks = torch.linspace(0, valid.shape[0] - 1, num_units).round().long()  # (num_units,)
+    config = UnitTokenizerConfig(features=features.config, num_units=num_units, feature_dim=features.dim)
+    return UnitTokenizer(config, features, centroids=valid[picks])
+
+
+@pytest.fixture
+def mfcc_tokenizer() -> Callable[..., UnitTokenizer]:
+    """``mfcc_tokenizer(pool=4, num_units=8, seed=0)``: a frozen MFCC :class:`UnitTokenizer` (pool 4: 40 ms)."""
+    return _mfcc_tokenizer

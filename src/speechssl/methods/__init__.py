@@ -2,7 +2,9 @@
 
 To add a method: write ``methods/<name>.py`` with a config dataclass and a
 :class:`~speechssl.methods.base.PretextMethod` subclass whose ``__init__`` takes
-``(encoder, config)``, then add one line to :func:`available_methods`.
+``(encoder, config)``, then add one line to :func:`available_methods`. A method that needs a
+particular encoder (Discrete BERT's unit front-end) overrides
+:meth:`~speechssl.methods.base.PretextMethod.configure_encoder`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def available_methods() -> dict[str, MethodSpec]:
     from speechssl.methods.apc import APC, VQAPC, APCConfig, VQAPCConfig
     from speechssl.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig
     from speechssl.methods.cpc import CPC, CPCConfig
+    from speechssl.methods.discrete_bert import DiscreteBERT, DiscreteBERTConfig
+    from speechssl.methods.hubert import HuBERT, HuBERTConfig
     from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig
     from speechssl.methods.pase import PASE, PASEConfig
     from speechssl.methods.tera import TERA, TERAConfig
@@ -48,6 +52,12 @@ def available_methods() -> dict[str, MethodSpec]:
         "pase": MethodSpec(PASEConfig, PASE, "Pascual et al. 2019 (PASE); Ravanelli et al. 2020 (PASE+)"),
         "cpc": MethodSpec(CPCConfig, CPC, "van den Oord et al. 2018 (Contrastive Predictive Coding)"),
         "wav2vec2": MethodSpec(Wav2Vec2Config, Wav2Vec2, "Baevski et al. 2020 (wav2vec 2.0)"),
+        "discrete_bert": MethodSpec(
+            DiscreteBERTConfig,
+            DiscreteBERT,
+            "Baevski, Auli & Mohamed 2019 (Discrete BERT on vq-wav2vec units)",
+        ),
+        "hubert": MethodSpec(HuBERTConfig, HuBERT, "Hsu et al. 2021 (HuBERT)"),
     }
 
 

@@ -9,12 +9,13 @@ it in :mod:`speechssl.methods`, never editing :mod:`speechssl.train`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from speechssl.data.batch import AudioBatch
-from speechssl.models.encoder import SpeechEncoder
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 
 
 @dataclass
@@ -40,10 +41,24 @@ class PretextMethod(nn.Module):
 
     ``min_batch_size`` is the fewest utterances per batch (per rank) the loss is defined
     for; the data pipeline never makes smaller batches.
+
+    A method whose encoder architecture depends on its own config (Discrete BERT reads the
+    tokens of a unit tokenizer) overrides :meth:`configure_encoder`, which whoever builds
+    the encoder from a run config calls first.
     """
 
     encoder: SpeechEncoder
     min_batch_size: int = 1
+
+    @classmethod
+    def configure_encoder(cls, encoder_config: EncoderConfig, method_config: Any) -> EncoderConfig:
+        """The encoder config this method trains, given the run's ``encoder_config``; unchanged by default.
+
+        Called before :meth:`SpeechEncoder.from_config` (see
+        :func:`speechssl.train.pretrain.build_pretrain_method`), so the trainer stays
+        method-agnostic; the returned config is the one saved with checkpoints.
+        """
+        return encoder_config
 
     def forward(self, batch: AudioBatch) -> MethodOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -105,10 +105,17 @@ def report_bad_files(bad_files: BadFileSummary, run_dir: Path) -> None:
 
 
 def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
-    """The config's encoder wrapped in its method, initialised from ``train.seed``."""
+    """The config's encoder wrapped in its method, initialised from ``train.seed``.
+
+    The encoder config passes through the method's
+    :meth:`~speechssl.methods.base.PretextMethod.configure_encoder` first (e.g. Discrete
+    BERT's unit front-end).
+    """
     seed_everything(config.train.seed)
-    encoder = SpeechEncoder.from_config(config.encoder)
-    return build_method(config.method, method_config(config.method, config.objective), encoder)
+    objective = method_config(config.method, config.objective)
+    encoder_config = method_spec(config.method).method_class.configure_encoder(config.encoder, objective)
+    encoder = SpeechEncoder.from_config(encoder_config)
+    return build_method(config.method, objective, encoder)
 
 
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:

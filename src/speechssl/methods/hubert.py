@@ -1,0 +1,284 @@
+"""HuBERT: masked prediction of hidden units given by a frozen tokenizer.
+
+Hsu, Bolte, Tsai, Lakhotia, Salakhutdinov, Mohamed (2021), "HuBERT: Self-Supervised Speech
+Representation Learning by Masked Prediction of Hidden Units", IEEE/ACM TASLP. A frozen
+acoustic unit discovery model ``h`` (k-means on MFCC frames in iteration 1, on a layer of
+the previous iteration's model afterwards, §II-B and §IV-C) labels every frame ``t`` of an
+utterance ``X`` with a hidden unit ``z_t``. Spans of the student's frames are replaced by a
+learned mask embedding (``X̃``, the indices ``M`` drawn as in wav2vec 2.0: each frame starts
+a span of ``l`` frames with probability ``p``), and the Transformer ``f`` predicts a
+distribution over the ``C`` units at every frame (§II-A and §III, the unnumbered equation for
+``p_f``):
+
+    p_f(c | X̃, t) = exp(sim(A o_t, e_c) / τ) / Σ_{c'=1..C} exp(sim(A o_t, e_{c'}) / τ)
+
+with ``o_t`` the last hidden state, ``A`` a projection to ``final_dim``, ``e_c`` a learned
+embedding of unit ``c``, ``sim`` the cosine similarity and ``τ = 0.1``. The loss weighs the
+cross-entropy over the masked and the unmasked frames (§II-A, eqs. 1-3):
+
+    L = β L_m + (1 − β) L_u,   L_m = −Σ_{t ∈ M} log p_f(z_t | X̃, t),   L_u = −Σ_{t ∉ M} log p_f(z_t | X̃, t)
+
+``β = 1`` (masked frames only) is the paper's choice. Here each sum is averaged over its
+frames, so ``β`` weighs two per-frame means.
+
+The tokenizer (:class:`~speechssl.models.units.UnitTokenizer`) is a submodule: its tensors
+travel with the checkpoint, and it has no trainable parameters, so the optimizer leaves it
+alone. Its frames must come at the encoder's rate: the rates are compared when the method is
+built, and the unit and frame counts of every utterance when a batch is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechssl.config import ConfigError
+from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
+from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.models.encoder import SpeechEncoder
+from speechssl.models.init import init_linear_
+from speechssl.models.masking import span_mask
+from speechssl.models.units import UnitTokenizer, load_unit_tokenizer
+
+
+def unit_tokenizer_dir(units: str, method: str) -> Path:
+    """The tokenizer directory named by a method's ``units`` option; ConfigError when it is empty."""
+    if not units:
+        raise ConfigError(
+            "units: expected the directory of a saved unit tokenizer (tokenizer.yaml and "
+            "tokenizer.safetensors), found an empty value; make one with `speechssl units fit` and "
+            f"pass objective.units=DIR, or run `speechssl pretrain --method {method}`, which runs the "
+            "label pipeline first"
+        )
+    return Path(units)
+
+
+@dataclass
+class HuBERTConfig:
+    """HuBERT's objective; defaults are BASE's (Hsu et al. 2021, §IV-C).
+
+    Attributes:
+        units: directory of the frozen target tokenizer
+            (:func:`~speechssl.models.units.save_unit_tokenizer`): k-means on MFCC for
+            iteration 1, on a layer of the previous model for iteration 2. Required.
+        mask_prob: ``p``, probability of each frame starting a masked span (0.08).
+        mask_length: ``l``, frames per masked span (10); about 57% of frames are masked.
+        min_masks: fewest spans per utterance (2 in the reference implementation).
+        masked_weight: ``β`` of ``L = β L_m + (1 − β) L_u`` (1.0: masked frames only).
+        final_dim: dimension of the projection ``A o_t`` and the unit embeddings ``e_c`` (256).
+        temperature: ``τ`` dividing the cosine similarities (0.1).
+        length_tolerance: the most frames by which an utterance's unit count and its
+            encoder frame count may differ (frames without a unit, or units without a
+            frame, at the end are ignored; more is an error). 1 covers tokenizers with the
+            encoder's own framing; MFCC units (centred 25 ms windows) under the waveform
+            CNN (400-sample receptive field, no padding) come out 1 or 2 frames longer.
+    """
+
+    units: str = ""
+    mask_prob: float = 0.08
+    mask_length: int = 10
+    min_masks: int = 2
+    masked_weight: float = 1.0
+    final_dim: int = 256
+    temperature: float = 0.1
+    length_tolerance: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob * self.mask_length <= 1.0:
+            raise ValueError(
+                "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of frames the spans "
+                f"would cover without overlap), found {self.mask_prob} * {self.mask_length}"
+            )
+        for name in ("mask_length", "final_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        for name in ("min_masks", "length_tolerance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, found {getattr(self, name)}")
+        if not 0.0 <= self.masked_weight <= 1.0:
+            raise ValueError(f"masked_weight: expected β in [0, 1], found {self.masked_weight}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: expected > 0, found {self.temperature}")
+
+
+def check_frame_rates(tokenizer: UnitTokenizer, encoder: SpeechEncoder) -> None:
+    """Raise unless the tokenizer's units come at the encoder's frame rate (samples per frame)."""
+    unit_rate, frame_rate = tokenizer.downsample_rate, encoder.downsample_rate
+    if unit_rate == frame_rate:
+        return
+    pool = tokenizer.config.features.pool
+    native = unit_rate // pool
+    hint = (
+        f"set the tokenizer's features.pool to {frame_rate // native} (now {pool})"
+        if frame_rate % native == 0
+        else f"its features run at {native} samples per frame, which no pool turns into {frame_rate}"
+    )
+    raise ValueError(
+        f"units: expected the tokenizer's frame rate to equal the encoder's ({frame_rate} samples per frame), "
+        f"found {unit_rate} samples per unit; {hint}, or change the encoder's front-end"
+    )
+
+
+def align_units(
+    units: torch.Tensor, unit_lengths: torch.Tensor, frame_lengths: torch.Tensor, frames: int, tolerance: int
+) -> torch.Tensor:
+    """Unit targets on the encoder's frames; ``-1`` where a frame has no unit or is padding.
+
+    Both sequences start at the first sample and advance by the same number of samples, so
+    unit ``t`` belongs to frame ``t``; they may end up to ``tolerance`` frames apart.
+
+    Args:
+        units: ``(batch, unit_frames)`` int64 units, ``-1`` on padding.
+        unit_lengths: ``(batch,)`` units per utterance.
+        frame_lengths: ``(batch,)`` encoder frames per utterance.
+        frames: padded frames of the encoder's output.
+        tolerance: largest allowed ``|unit_lengths − frame_lengths|``.
+
+    Returns:
+        ``(batch, frames)`` int64 targets.
+    """
+    difference = (unit_lengths.to(frame_lengths.device) - frame_lengths).abs()  # (batch,)
+    if int(difference.max()) > tolerance:
+        row = int(difference.argmax())
+        raise ValueError(
+            f"length_tolerance: expected each utterance's unit count within {tolerance} frame(s) of its "
+            f"encoder frame count, found {int(unit_lengths[row])} units for {int(frame_lengths[row])} frames "
+            f"(utterance {row}); the tokenizer and the encoder frame the audio differently"
+        )
+    kept = min(frames, units.shape[1])
+    targets = torch.full((units.shape[0], frames), -1, dtype=torch.long, device=frame_lengths.device)
+    targets[:, :kept] = units[:, :kept].to(frame_lengths.device)
+    return targets.masked_fill(lengths_to_padding_mask(frame_lengths, frames), -1)
+
+
+def cosine_logits(projected: torch.Tensor, unit_embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``sim(A o_t, e_c) / τ`` for every unit ``c``, the logits of ``p_f(c | X̃, t)`` (Hsu et al. 2021, §II-A).
+
+    Args:
+        projected: ``(queries, final_dim)`` projected hidden states ``A o_t``.
+        unit_embeddings: ``(num_units, final_dim)`` unit embeddings ``e_c``.
+        temperature: ``τ``.
+
+    Returns:
+        ``(queries, num_units)`` float32 logits (autocast off).
+    """
+    with torch.autocast(device_type=projected.device.type, enabled=False):
+        queries = F.normalize(projected.float(), dim=-1)  # (queries, final_dim)
+        keys = F.normalize(unit_embeddings.float(), dim=-1)  # (num_units, final_dim)
+        return queries @ keys.T / temperature  # (queries, num_units)
+
+
+def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``−log p(target)`` and accuracy over the rows of ``logits (queries, classes)``; zero when empty.
+
+    Args:
+        logits: ``(queries, classes)``.
+        targets: ``(queries,)`` int64 class indices.
+    """
+    if targets.numel() == 0:
+        zero = logits.sum() * 0.0
+        return zero, zero.detach()
+    loss = F.cross_entropy(logits, targets)
+    accuracy = (logits.argmax(dim=-1) == targets).float().mean()
+    return loss, accuracy
+
+
+class HuBERT(PretextMethod):
+    """HuBERT pretraining of an fbank or waveform-front-end encoder (Hsu et al. 2021).
+
+    Runs the encoder's front-end, replaces the masked frames with a learned embedding,
+    runs the context network, and scores every unit at every frame by :func:`cosine_logits`
+    of ``final_projection(o_t)`` and ``unit_embeddings``; the targets are the frozen
+    tokenizer's units of the same audio (:func:`align_units`).
+
+    Args:
+        encoder: the encoder being pretrained.
+        config: the objective's settings; ``config.units`` names the tokenizer.
+        generator: source of the masking randomness (global RNG when None).
+    """
+
+    def __init__(
+        self, encoder: SpeechEncoder, config: HuBERTConfig, generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        tokenizer = load_unit_tokenizer(unit_tokenizer_dir(config.units, "hubert"))
+        check_frame_rates(tokenizer, encoder)
+        self.encoder = encoder
+        self.config = config
+        self.generator = generator
+        self.tokenizer = tokenizer
+        self.mask_embedding = nn.Parameter(torch.rand(encoder.dim))  # U(0, 1), as wav2vec 2.0's
+        self.final_projection = nn.Linear(encoder.dim, config.final_dim)
+        init_linear_(self.final_projection)
+        self.unit_embeddings = nn.Parameter(torch.empty(tokenizer.num_units, config.final_dim))
+        nn.init.uniform_(self.unit_embeddings)
+
+    def compute_mask(self, frame_lengths: torch.Tensor, frames: int) -> torch.Tensor:
+        """``(batch, frames)`` bool span mask over the valid frames, on ``frame_lengths``' device.
+
+        Each valid frame starts a span of ``l`` frames with probability ``p`` (drawn as
+        ``round(p·length)`` starts without replacement, at least ``min_masks``).
+        """
+        mask = span_mask(
+            frame_lengths,
+            frames,
+            mask_prob=self.config.mask_prob * self.config.mask_length,
+            span=self.config.mask_length,
+            min_spans=self.config.min_masks,
+            generator=self.generator,
+        )
+        return mask.to(frame_lengths.device)
+
+    def forward(self, batch: AudioBatch) -> MethodOutput:
+        """``β L_m + (1 − β) L_u`` of ``batch``.
+
+        Returns:
+            the loss and, as metrics, ``loss_masked`` (``L_m``), ``loss_unmasked`` (``L_u``),
+            ``masked_accuracy``, ``unmasked_accuracy`` (argmax of ``p_f`` equal to the unit)
+            and the ``masked_fraction`` of valid frames.
+        """
+        config = self.config
+        waveforms, lengths = batch.waveforms, batch.lengths
+        x, frame_lengths = self.encoder.frontend(waveforms, lengths)  # (batch, frames, dim)
+        sequence = self.tokenizer(waveforms, lengths)
+        targets = align_units(
+            sequence.units, sequence.lengths, frame_lengths, x.shape[1], config.length_tolerance
+        )  # (batch, frames)
+
+        mask = self.compute_mask(frame_lengths, x.shape[1])  # (batch, frames)
+        x = torch.where(mask[:, :, None], self.mask_embedding.to(x.dtype), x)
+        hidden = self.encoder.context(x, frame_lengths)[-1]  # (batch, frames, dim)
+
+        labelled = targets >= 0  # (batch, frames)
+        losses, accuracies = [], []
+        for selected in (mask & labelled, ~mask & labelled):  # M, then the unmasked frames
+            projected = self.final_projection(hidden[selected])  # (queries, final_dim)
+            logits = cosine_logits(projected, self.unit_embeddings, config.temperature)
+            loss, accuracy = mean_cross_entropy(logits, targets[selected])
+            losses.append(loss)
+            accuracies.append(accuracy)
+        loss_masked, loss_unmasked = losses
+        loss = config.masked_weight * loss_masked + (1.0 - config.masked_weight) * loss_unmasked
+        metrics = {
+            "loss_masked": loss_masked.detach(),
+            "loss_unmasked": loss_unmasked.detach(),
+            "masked_accuracy": accuracies[0],
+            "unmasked_accuracy": accuracies[1],
+            "masked_fraction": mask.sum() / frame_lengths.sum(),
+        }
+        return MethodOutput(loss, metrics)
+
+
+__all__ = [
+    "HuBERT",
+    "HuBERTConfig",
+    "align_units",
+    "check_frame_rates",
+    "cosine_logits",
+    "mean_cross_entropy",
+    "unit_tokenizer_dir",
+]
