@@ -229,6 +229,70 @@ def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_units_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """The corpus options of ``units`` commands, resolved as pretraining's ``data.corpus``/``data.root``."""
+    parser.add_argument("--corpus", required=True, help="corpus name (fsdd, librispeech, ..., synthetic)")
+    parser.add_argument(
+        "--data-root", help="the corpus folder or manifest file (synthetic: where it is generated)"
+    )
+    parser.add_argument("--split", help="keep this split only (default: every row)")
+    parser.add_argument("--max-utterances", type=int, help="a seeded random subset of this many utterances")
+    parser.add_argument("--max-batch-seconds", type=float, default=60.0, help="padded audio per batch")
+    parser.add_argument("--device", default="cpu", help="where features are computed")
+    parser.add_argument(
+        "overrides", nargs="*", help="data key=value overrides, e.g. synthetic.num_utterances=40"
+    )
+
+
+def _add_units_tokenizer_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--units", help="a tokenizer folder written by 'speechssl units fit'")
+    which.add_argument("--quantizer", help="a VQ-APC or wav2vec 2.0 run or checkpoint folder")
+    parser.add_argument(
+        "--cache-dir",
+        help="unit labels cache folder (default: $SPEECHSSL_CACHE/units or ~/.cache/speechssl/units)",
+    )
+
+
+def _add_units_parser(sub: argparse._SubParsersAction) -> None:
+    units = sub.add_parser("units", help="discrete units: fit k-means, label a corpus, score against truth")
+    units_sub = units.add_subparsers(dest="units_command", required=True)
+
+    fit = units_sub.add_parser("fit", help="fit k-means units on a corpus's frames; write a tokenizer folder")
+    fit.add_argument("--features", required=True, help="'mfcc' or a run/checkpoint folder (its encoder)")
+    fit.add_argument(
+        "--layer", type=int, default=-1, help="encoder hidden state (0 = context input, -1 = last)"
+    )
+    rate = fit.add_mutually_exclusive_group()
+    rate.add_argument("--pool", type=int, help="average this many feature frames into one unit frame")
+    rate.add_argument(
+        "--frame-rate-of", help="pool to the frame rate of this encoder (preset, encoder YAML or run folder)"
+    )
+    fit.add_argument("--no-deltas", action="store_true", help="MFCC without Δ and ΔΔ")
+    fit.add_argument("--k", type=int, required=True, help="number of units")
+    fit.add_argument("--max-frames", type=int, default=1_000_000, help="frames sampled for fitting")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--backend", default="auto", choices=["auto", "sklearn", "faiss"])
+    fit.add_argument("--n-init", type=int, default=3, help="k-means++ restarts")
+    fit.add_argument("--max-iter", type=int, default=100, help="passes over the sample")
+    fit.add_argument(
+        "--output", required=True, help="tokenizer folder (tokenizer.yaml, .safetensors, fit_report.json)"
+    )
+    _add_units_corpus_options(fit)
+
+    label = units_sub.add_parser(
+        "label", help="write (or reuse) the unit labels of every utterance of a corpus"
+    )
+    _add_units_tokenizer_options(label)
+    _add_units_corpus_options(label)
+
+    score = units_sub.add_parser("score", help="label purity, cluster purity, PNMI and codebook usage")
+    _add_units_tokenizer_options(score)
+    score.add_argument("--truth", required=True, help="'phone' (phone_times alignments) or a label column")
+    score.add_argument("--output", help="JSON file for the scores")
+    _add_units_corpus_options(score)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speechssl",
@@ -242,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark_parser(sub)
     _add_augment_parser(sub)
     _add_study_parsers(sub)
+    _add_units_parser(sub)
     return parser
 
 
@@ -461,6 +526,66 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _units_manifest(args: argparse.Namespace):
+    from speechssl.units import corpus_manifest
+
+    return corpus_manifest(
+        args.corpus, args.data_root, args.split, args.overrides, args.max_utterances, getattr(args, "seed", 0)
+    )
+
+
+def _run_units(args: argparse.Namespace) -> int:
+    from speechssl.models.units import save_unit_tokenizer
+    from speechssl.units import (
+        KMeansConfig,
+        fit_units,
+        label_corpus,
+        load_tokenizer,
+        score_units,
+        unit_features,
+    )
+
+    manifest = _units_manifest(args)
+    if args.units_command == "fit":
+        config = KMeansConfig(
+            k=args.k,
+            max_frames=args.max_frames,
+            n_init=args.n_init,
+            max_iter=args.max_iter,
+            seed=args.seed,
+            backend=args.backend,
+        )
+        features = unit_features(
+            args.features, args.layer, args.pool, args.frame_rate_of, deltas=not args.no_deltas
+        )
+        tokenizer, report = fit_units(
+            features, manifest, config, max_batch_seconds=args.max_batch_seconds, device=args.device
+        )
+        output = save_unit_tokenizer(tokenizer, args.output)
+        report = {"features_spec": args.features, "corpus": args.corpus, **report}
+        (output / "fit_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(
+            f"{report['k']} units ({report['used_units']} used) from {report['frames']} frames of "
+            f"{report['utterances']} utterances, {report['backend']}, inertia/frame "
+            f"{report['mean_squared_distance']:.4g}; tokenizer: {output}"
+        )
+        return 0
+    tokenizer = load_tokenizer(args.units, args.quantizer)
+    labels = label_corpus(
+        tokenizer, manifest, args.cache_dir, max_batch_seconds=args.max_batch_seconds, device=args.device
+    )
+    if args.units_command == "label":
+        print(f"{'reused' if labels.hit else 'wrote'} units of {len(labels)} utterances: {labels.entry}")
+        return 0
+    quality = score_units(labels, manifest, args.truth)
+    scores = {"truth": args.truth, "corpus": args.corpus, "labels": str(labels.entry), **quality.to_dict()}
+    print(json.dumps(scores, indent=2))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(scores, indent=2) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -472,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "augment": _run_augment,
         "ablate": _run_ablate,
         "study": _run_study,
+        "units": _run_units,
     }
     from speechssl.data import AudioError
     from speechssl.train import NonFiniteLossError, TrainingInterruptedError

@@ -77,7 +77,9 @@ def test_regeneration_is_skipped_for_the_same_config(tmp_path):
 
 def test_manifest_columns_splits_and_durations(small_corpus):
     manifest = small_corpus
-    assert manifest.label_columns == ("gender", "word", "phones", "contour", "rate", "loudness", "snr")
+    assert manifest.label_columns == (
+        "gender", "word", "phones", "phone_times", "contour", "rate", "loudness", "snr"
+    )  # fmt: skip
     assert set(manifest.column("sample_rate")) == {SAMPLE_RATE}
     assert all(row.labels["phones"].split() == list(WORDS[row.labels["word"]]) for row in manifest)
     assert all(2 <= len(phones) <= 4 for phones in WORDS.values()) and len(WORDS) == 10

@@ -13,7 +13,8 @@ its gender's range), glottal open quotient, breathiness and spectral tilt.
 
 Each utterance's factors are drawn independently and uniformly, and recorded as label
 columns: ``speaker`` (with its ``gender``), ``word`` (2–4 phones from a fixed 10-word
-vocabulary; ``phones`` lists them), ``contour`` (rise/fall/flat F0), ``rate``
+vocabulary; ``phones`` lists them, ``phone_times`` aligns them as ``phone:start:end``
+segments in seconds, see :mod:`speechssl.data.alignment`), ``contour`` (rise/fall/flat F0), ``rate``
 (slow/normal/fast), ``loudness`` (soft/medium/loud speech level) and ``snr`` (additive
 white noise at 30/20/10 dB). It needs no download, generates 1000 utterances in seconds,
 and is the ground truth for disentanglement analyses.
@@ -37,10 +38,11 @@ import soundfile
 from scipy import signal
 
 from speechssl.config import to_dict
+from speechssl.data.alignment import Segment, format_alignment
 from speechssl.data.manifest import Manifest, Utterance
 
 SAMPLE_RATE = 16000
-SYNTHESIS_VERSION = 1  # bump whenever the synthesis changes, so cached corpora regenerate
+SYNTHESIS_VERSION = 2  # bump whenever the synthesis changes, so cached corpora regenerate
 
 # (F1, F2, F3, F4) in Hz, adult male (Peterson & Barney 1952; F4 a typical 3300 Hz).
 VOWEL_FORMANTS_HZ = {
@@ -281,6 +283,22 @@ def synthesize_utterance(
     factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """One utterance ``(samples,)`` float32 with the given factors; noise and jitter from ``rng``."""
+    return synthesize_aligned(factors, rng, sample_rate)[0]
+
+
+def synthesize_aligned(
+    factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+) -> tuple[np.ndarray, list[Segment]]:
+    """:func:`synthesize_utterance` and its phone alignment.
+
+    Phone ``k`` spans samples ``[b_k, b_{k+1})`` of the boundaries the synthesis uses (its
+    window is centred on them, cross-fading ``CROSSFADE_SECONDS`` into its neighbours); the
+    leading and trailing silences are not segments.
+
+    Returns:
+        the waveform ``(samples,)`` float32 and one :class:`~speechssl.data.alignment.Segment`
+        per phone, times in seconds.
+    """
     voice = factors.speaker
     phones = WORDS[factors.word]
     phone_seconds = np.array([VOWEL_SECONDS if p in VOWEL_FORMANTS_HZ else FRICATIVE_SECONDS for p in phones])
@@ -321,7 +339,11 @@ def synthesize_utterance(
     level = 10.0 ** (LOUDNESS_DBFS[factors.loudness] / 20.0)
     speech *= level / _rms(spoken)
     noise = rng.standard_normal(num_samples) * level * 10.0 ** (-SNR_DB[factors.snr] / 20.0)
-    return np.clip(speech + noise, -1.0, 1.0).astype(np.float32)
+    alignment = [
+        Segment(phone, float(boundaries[k]) / sample_rate, float(boundaries[k + 1]) / sample_rate)
+        for k, phone in enumerate(phones)
+    ]
+    return np.clip(speech + noise, -1.0, 1.0).astype(np.float32), alignment
 
 
 def assign_splits(speakers: list[str], config: SyntheticConfig) -> list[str]:
@@ -348,7 +370,8 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
     ``synthetic.json`` is written last, so an interrupted run regenerates next time.
 
     Returns:
-        the manifest, with label columns ``gender, word, phones, contour, rate, loudness, snr``.
+        the manifest, with label columns ``gender, word, phones, phone_times, contour, rate,
+        loudness, snr``.
     """
     out_dir = Path(os.path.abspath(Path(out_dir).expanduser()))
     marker = out_dir / MARKER_FILE
@@ -369,7 +392,9 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
     splits = assign_splits([f.speaker.id for f in factors], config)
     rows = []
     for index, (utterance, split) in enumerate(zip(factors, splits, strict=True)):
-        waveform = synthesize_utterance(utterance, np.random.default_rng([config.seed, AUDIO_STREAM, index]))
+        waveform, alignment = synthesize_aligned(
+            utterance, np.random.default_rng([config.seed, AUDIO_STREAM, index])
+        )
         path = audio_dir / f"utt{index:06d}.wav"
         encoded = io.BytesIO()  # via memory: soundfile's file flush fsyncs, slow for many small files
         soundfile.write(encoded, waveform, SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -386,6 +411,7 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
                     "gender": utterance.speaker.gender,
                     "word": utterance.word,
                     "phones": " ".join(WORDS[utterance.word]),
+                    "phone_times": format_alignment(alignment),
                     "contour": utterance.contour,
                     "rate": utterance.rate,
                     "loudness": utterance.loudness,
