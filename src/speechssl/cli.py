@@ -48,6 +48,14 @@ def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
     pretrain.add_argument(
+        "--iteration",
+        type=int,
+        help="HuBERT iteration: 1 = k-means units of MFCC, 2+ = of a layer of --teacher (objective.targets.iteration)",
+    )
+    pretrain.add_argument(
+        "--teacher", help="the previous iteration's run or checkpoint (objective.targets.teacher)"
+    )
+    pretrain.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 data.root=DIR"
     )
 
@@ -353,10 +361,22 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
+    from speechssl import distributed
     from speechssl.train import load_pretrain_config, pretrain
+    from speechssl.units.targets import prepare_units
 
-    config = load_pretrain_config(args.config, args.overrides, method=args.method)
-    result = pretrain(config, Path(args.run_dir), resume=args.resume)
+    overrides = list(args.overrides)
+    if args.iteration is not None:
+        overrides.append(f"objective.targets.iteration={args.iteration}")
+    if args.teacher is not None:
+        overrides.append(f"objective.targets.teacher={args.teacher}")
+    config = load_pretrain_config(args.config, overrides, method=args.method)
+    distributed.setup_from_env()
+    try:
+        config = prepare_units(config, Path(args.run_dir))  # tokenizers of HuBERT / Discrete BERT
+        result = pretrain(config, Path(args.run_dir), resume=args.resume)
+    finally:
+        distributed.cleanup()
     print(f"finished at step {result.step}, loss {result.loss:.4f}; checkpoint: {result.checkpoint}")
     return 0
 

@@ -27,7 +27,7 @@ The masking runs inside the front-end through its ``feature_transform`` hook, wh
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -39,7 +39,13 @@ from speechssl.methods.hubert import mean_cross_entropy, unit_tokenizer_dir
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import span_mask
-from speechssl.models.units import TOKENIZER_CONFIG, UnitFrontend, load_unit_tokenizer, unit_tokenizer_config
+from speechssl.models.units import (
+    TOKENIZER_CONFIG,
+    UnitFrontend,
+    UnitTargets,
+    load_unit_tokenizer,
+    unit_tokenizer_config,
+)
 
 
 @dataclass
@@ -49,7 +55,10 @@ class DiscreteBERTConfig:
     Attributes:
         units: directory of the frozen tokenizer whose units are the input tokens
             (:func:`~speechssl.models.units.save_unit_tokenizer`; vq-wav2vec's Gumbel
-            quantizer in the paper). Required.
+            quantizer in the paper). When empty, ``speechssl pretrain`` makes it from
+            ``targets`` first.
+        targets: the label pipeline's settings (``kind="quantizer"`` with ``teacher=`` a
+            VQ-APC or wav2vec 2.0 run, as the paper's vq-wav2vec tokens; or k-means).
         mask_prob: ``p``, probability of each token starting a masked span (0.05).
         mask_length: ``M``, tokens per masked span (10).
         min_masks: fewest spans per utterance (1; not in the paper, every utterance then has
@@ -60,6 +69,7 @@ class DiscreteBERTConfig:
     """
 
     units: str = ""
+    targets: UnitTargets = field(default_factory=UnitTargets)
     mask_prob: float = 0.05
     mask_length: int = 10
     min_masks: int = 1

@@ -29,7 +29,7 @@ built, and the unit and frame counts of every utterance when a batch is scored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,7 +42,7 @@ from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import span_mask
-from speechssl.models.units import UnitTokenizer, load_unit_tokenizer
+from speechssl.models.units import UnitTargets, UnitTokenizer, load_unit_tokenizer
 
 
 def unit_tokenizer_dir(units: str, method: str) -> Path:
@@ -64,7 +64,10 @@ class HuBERTConfig:
     Attributes:
         units: directory of the frozen target tokenizer
             (:func:`~speechssl.models.units.save_unit_tokenizer`): k-means on MFCC for
-            iteration 1, on a layer of the previous model for iteration 2. Required.
+            iteration 1, on a layer of the previous model for iteration 2. When empty,
+            ``speechssl pretrain`` makes it from ``targets`` first.
+        targets: the label pipeline's settings (iteration 1: k-means with k = 100 on MFCC;
+            iteration 2: ``teacher=`` the iteration-1 run, ``layer``, k = 500).
         mask_prob: ``p``, probability of each frame starting a masked span (0.08).
         mask_length: ``l``, frames per masked span (10); about 57% of frames are masked.
         min_masks: fewest spans per utterance (2 in the reference implementation).
@@ -79,6 +82,7 @@ class HuBERTConfig:
     """
 
     units: str = ""
+    targets: UnitTargets = field(default_factory=UnitTargets)
     mask_prob: float = 0.08
     mask_length: int = 10
     min_masks: int = 2

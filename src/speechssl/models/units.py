@@ -124,6 +124,50 @@ class UnitTokenizerConfig:
         return round(self.num_units ** (1 / self.groups))
 
 
+@dataclass
+class UnitTargets:
+    """How ``speechssl pretrain`` makes a method's tokenizer when its ``units`` option is empty.
+
+    HuBERT's iterations (Hsu et al. 2021, §II-B, §IV-C): iteration 1 clusters MFCC frames
+    (39-dimensional, pooled to the student's frame rate) into ``num_units`` = 100 units;
+    iteration 2 clusters hidden state ``layer`` (6 of 12 for BASE) of the iteration-1 model
+    ``teacher`` into 500. Discrete BERT's tokens come from a trained quantizer
+    (``kind="quantizer"``: the VQ-APC codebook or the wav2vec 2.0 Gumbel quantizer of the
+    run ``teacher``), or from k-means like HuBERT's. The pipeline is
+    :func:`speechssl.units.pipeline.prepare_units`.
+
+    Attributes:
+        kind: ``"kmeans"`` (MFCC without a teacher, else the teacher's ``layer``) or
+            ``"quantizer"`` (the teacher run's own quantizer).
+        iteration: HuBERT's iteration: 1 clusters MFCC (no teacher), 2 and later cluster
+            the teacher's ``layer``.
+        teacher: run directory or checkpoint of the previous model; empty for MFCC k-means.
+        layer: hidden state of the teacher that is clustered.
+        num_units: ``k`` of the k-means.
+        max_frames: frames sampled from the pretraining corpus to fit the k-means.
+        seed: seed of the sampling and of the k-means.
+    """
+
+    kind: Literal["kmeans", "quantizer"] = "kmeans"
+    iteration: int = 1
+    teacher: str = ""
+    layer: int = -1
+    num_units: int = 100
+    max_frames: int = 100_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("kmeans", "quantizer"):
+            raise ValueError(f"kind: expected 'kmeans' or 'quantizer', found {self.kind!r}")
+        if self.kind == "quantizer" and not self.teacher:
+            raise ValueError(
+                "teacher: expected the run whose quantizer gives the units (kind='quantizer'), found ''"
+            )
+        for name in ("num_units", "max_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+
+
 def mfcc_deltas(features: torch.Tensor, lengths: torch.Tensor, width: int = 2) -> torch.Tensor:
     """Regression deltas ``Δ_t = Σ_n n (x_{t+n} − x_{t−n}) / (2 Σ_n n²)`` over ``n = 1..width``.
 
@@ -449,6 +493,7 @@ __all__ = [
     "UnitFeatures",
     "UnitFrontend",
     "UnitSequence",
+    "UnitTargets",
     "UnitTokenizer",
     "UnitTokenizerConfig",
     "build_unit_tokenizer",
