@@ -32,6 +32,7 @@ def available_methods() -> dict[str, MethodSpec]:
     from speechssl.methods.apc import APC, VQAPC, APCConfig, VQAPCConfig
     from speechssl.methods.barlow_twins import BarlowTwins, BarlowTwinsConfig
     from speechssl.methods.cpc import CPC, CPCConfig
+    from speechssl.methods.data2vec import Data2Vec, Data2VecConfig
     from speechssl.methods.discrete_bert import DiscreteBERT, DiscreteBERTConfig
     from speechssl.methods.hubert import HuBERT, HuBERTConfig
     from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig
@@ -58,6 +59,7 @@ def available_methods() -> dict[str, MethodSpec]:
             "Baevski, Auli & Mohamed 2019 (Discrete BERT on vq-wav2vec units)",
         ),
         "hubert": MethodSpec(HuBERTConfig, HuBERT, "Hsu et al. 2021 (HuBERT)"),
+        "data2vec": MethodSpec(Data2VecConfig, Data2Vec, "Baevski et al. 2022 (data2vec)"),
     }
 
 
