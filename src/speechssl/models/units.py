@@ -163,9 +163,14 @@ class UnitTargets:
             raise ValueError(
                 "teacher: expected the run whose quantizer gives the units (kind='quantizer'), found ''"
             )
-        for name in ("num_units", "max_frames"):
+        for name in ("iteration", "num_units", "max_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        if self.kind == "kmeans" and (self.iteration > 1) != bool(self.teacher):
+            raise ValueError(
+                "teacher: expected the previous iteration's run for iteration >= 2 and none for "
+                f"iteration 1 (k-means on MFCC), found iteration={self.iteration}, teacher={self.teacher!r}"
+            )
 
 
 def mfcc_deltas(features: torch.Tensor, lengths: torch.Tensor, width: int = 2) -> torch.Tensor:
