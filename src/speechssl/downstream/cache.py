@@ -283,11 +283,13 @@ def _write_frames(
     np.save(folder / "offsets.npy", offsets)
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` to ``path`` as indented UTF-8 JSON (cache metadata files)."""
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """The JSON value stored in ``path``."""
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -440,10 +442,7 @@ class FeatureCache:
         entry = self.entry_path(key)
         if entry.is_dir():
             try:
-                if (
-                    _read_json(entry / META_FILE)["key"] != key
-                    or _read_json(entry / IDS_FILE) != manifest.ids
-                ):
+                if read_json(entry / META_FILE)["key"] != key or read_json(entry / IDS_FILE) != manifest.ids:
                     raise ValueError(f"{entry}: stored key or ids differ from the request's")
                 features = read(entry, True)
             except (OSError, ValueError, KeyError):
@@ -458,7 +457,7 @@ class FeatureCache:
         try:
             write(partial)
             seconds = time.perf_counter() - start
-            _write_json(partial / IDS_FILE, manifest.ids)
+            write_json(partial / IDS_FILE, manifest.ids)
             meta = {
                 "key": key,
                 "parts": parts,
@@ -470,7 +469,7 @@ class FeatureCache:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "compute_seconds": round(seconds, 3),
             }
-            _write_json(partial / META_FILE, meta)
+            write_json(partial / META_FILE, meta)
             try:
                 os.replace(partial, entry)
             except OSError:

@@ -51,7 +51,7 @@ from speechssl.models.transformer import TransformerEncoder
 
 @dataclass
 class EmaDecaySchedule:
-    """``τ(n) = τ0 + (τe − τ0) · min(n, N) / N``, data2vec's teacher decay (Baevski et al. 2022, §3.3, eq. 2).
+    """``τ(n) = τ0 + (τe − τ0) · min(n, N) / N``, data2vec's teacher decay (Baevski et al. 2022, §3.3).
 
     ``n`` is the number of updates done; the reference implementation sets ``τ(n)`` after
     update ``n`` and applies it at once, as :meth:`Data2Vec.on_step_end` does.

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
-from speechssl.downstream.cache import IDS_FILE, META_FILE, _read_json, _write_json, manifest_digest
+from speechssl.downstream.cache import IDS_FILE, META_FILE, manifest_digest, read_json, write_json
 from speechssl.models.units import UnitTokenizer
 from speechssl.upstream.base import state_fingerprint
 
@@ -96,8 +96,8 @@ class UnitLabels(Mapping[str, np.ndarray]):
     def __init__(self, entry: str | Path, hit: bool = False) -> None:
         self.entry = Path(entry)
         self.hit = hit
-        self.meta: dict[str, Any] = _read_json(self.entry / META_FILE)
-        self.ids: list[str] = _read_json(self.entry / IDS_FILE)
+        self.meta: dict[str, Any] = read_json(self.entry / META_FILE)
+        self.ids: list[str] = read_json(self.entry / IDS_FILE)
         self.index = np.load(self.entry / INDEX_FILE)
         if self.index.shape != (len(self.ids), 2):
             raise ValueError(
@@ -221,7 +221,7 @@ def label_corpus(
     start = time.perf_counter()
     try:
         total = _write_entry(partial, tokenizer, manifest, max_batch_seconds, num_workers, device)
-        _write_json(partial / IDS_FILE, manifest.ids)
+        write_json(partial / IDS_FILE, manifest.ids)
         meta = {
             "key": key,
             "parts": parts,
@@ -237,7 +237,7 @@ def label_corpus(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "compute_seconds": round(time.perf_counter() - start, 3),
         }
-        _write_json(partial / META_FILE, meta)
+        write_json(partial / META_FILE, meta)
         try:
             os.replace(partial, entry)
         except OSError:
