@@ -25,6 +25,14 @@ def test_boxplots_write_a_png(tmp_path: Path) -> None:
     assert width > height > 100  # two panels side by side
 
 
+def test_boxplots_of_many_upstreams_wrap_one_task_per_row(tmp_path: Path) -> None:
+    many = {
+        task: {f"upstream_{i}": [0.5 + 0.01 * i, 0.52] for i in range(18)} for task in ("a", "b", "c", "d")
+    }
+    height, width, _ = matplotlib.image.imread(plot_boxplots(many, tmp_path / "many.png")).shape
+    assert height > 4 * 300 and width < 2000  # four rows, not 4 x 18 boxes side by side
+
+
 def test_boxplot_jitter_is_reproducible(tmp_path: Path) -> None:
     first = plot_boxplots(VALUES, tmp_path / "a.png").read_bytes()
     second = plot_boxplots(VALUES, tmp_path / "b.png").read_bytes()

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 JITTER_HALF_WIDTH = 0.12
 JITTER_SEED = 0
 WEIGHT_SUM_TOLERANCE = 1e-3
+BOXES_PER_ROW = 24  # task panels share a row while their boxes total at most this many
 
 
 def plot_boxplots(
@@ -32,6 +33,9 @@ def plot_boxplots(
     metric_names: Mapping[str, str] | None = None,
 ) -> Path:
     """Box plot per task of each upstream's per-seed results, seeds overlaid as points.
+
+    Task panels sit side by side while a row holds at most 24 boxes, then wrap into rows
+    (one task per row from 13 upstreams on), so the figure stays readable.
 
     Boxes show the quartiles and whiskers at 1.5 IQR (Tukey); outliers are not drawn
     separately because every seed is already a point. The horizontal jitter is drawn
@@ -63,11 +67,14 @@ def plot_boxplots(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     widest = max(len(upstreams) for upstreams in values.values())
-    figure = Figure(figsize=(len(values) * (0.9 * widest + 1.6), 3.6), layout="constrained")
+    columns = max(1, min(len(values), BOXES_PER_ROW // widest))  # many upstreams: one task per row
+    rows = -(-len(values) // columns)
+    figure = Figure(figsize=(columns * (0.9 * widest + 1.6), 3.6 * rows), layout="constrained")
     generator = np.random.default_rng(JITTER_SEED)
-    for ax, (task, upstreams) in zip(
-        figure.subplots(1, len(values), squeeze=False)[0], values.items(), strict=True
-    ):
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()  # (rows, columns) -> (rows * columns,)
+    for ax in axes[len(values) :]:
+        ax.set_visible(False)
+    for ax, (task, upstreams) in zip(axes, values.items(), strict=False):
         names = list(upstreams)
         ax.boxplot([list(upstreams[name]) for name in names], tick_labels=names, showfliers=False, widths=0.5)
         for position, name in enumerate(names, start=1):
