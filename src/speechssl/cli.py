@@ -267,7 +267,11 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
     units_sub = units.add_subparsers(dest="units_command", required=True)
 
     fit = units_sub.add_parser("fit", help="fit k-means units on a corpus's frames; write a tokenizer folder")
-    fit.add_argument("--features", required=True, help="'mfcc' or a run/checkpoint folder (its encoder)")
+    fit.add_argument(
+        "--features",
+        required=True,
+        help="'mfcc', a run/checkpoint folder (its encoder) or an upstream spec (hf:<dir>, fbank, random:<preset>)",
+    )
     fit.add_argument(
         "--layer", type=int, default=-1, help="encoder hidden state (0 = context input, -1 = last)"
     )

@@ -52,7 +52,7 @@ def test_cli_errors_name_the_option(tmp_path, capsys):
         == 2
     )
     assert (
-        "--features: expected 'mfcc' or a run/checkpoint directory, found 'nowhere'"
+        "--features: expected 'mfcc', a run/checkpoint directory or an upstream spec (hf:<dir>, fbank, random:<preset>), found 'nowhere'"
         in capsys.readouterr().err
     )
     assert main(["units", "label", "--quantizer", str(tmp_path / "none"), *corpus]) == 2

@@ -86,6 +86,7 @@ def test_every_layer_with_lengths_from_the_convolutions(
     output = upstream(waveforms, lengths)
     assert output.lengths.tolist() == [_conv_frames(1600), _conv_frames(700)] == [159, 69]
     assert output.lengths.tolist() == upstream.model._get_feat_extract_output_lengths(lengths).tolist()
+    assert upstream.output_lengths(lengths).tolist() == [159, 69]
     assert output.downsample_rate == 10
     assert len(output.hidden_states) == upstream.num_layers
     assert all(hidden.shape == (2, 159, TINY["hidden_size"]) for hidden in output.hidden_states)

@@ -24,6 +24,7 @@ def test_feature_upstreams_are_one_layer_at_10ms(spec, dim):
     output = upstream(*_batch())
     assert output.hidden_states[0].shape[-1] == dim
     assert output.lengths.tolist() == [101, 76, 26]
+    assert upstream.output_lengths(torch.tensor([16000, 12000, 4000])).tolist() == [101, 76, 26]
 
 
 def test_random_upstream_is_frozen_reproducible_and_reports_its_layers():
@@ -40,6 +41,7 @@ def test_random_upstream_is_frozen_reproducible_and_reports_its_layers():
     waveforms, lengths = _batch()
     first = upstream(waveforms, lengths)
     assert len(first.hidden_states) == upstream.num_layers
+    assert upstream.output_lengths(lengths).tolist() == first.lengths.tolist()
     assert torch.equal(first.last_hidden_state, again(waveforms, lengths).last_hidden_state)
     assert not torch.equal(first.last_hidden_state, other(waveforms, lengths).last_hidden_state)
 

@@ -53,28 +53,44 @@ class UnitFeatureConfig:
 
     Attributes:
         source: ``"mfcc"`` (13 cepstra at 10 ms, plus Δ and ΔΔ when ``deltas``),
-            ``"encoder"`` (hidden state ``layer`` of the encoder ``encoder``), or ``"cnn"``
-            (the layer-normalised CNN features of ``encoder``'s waveform front-end).
-        layer: hidden-state index for ``source="encoder"`` (0 = context input, -1 = last).
+            ``"encoder"`` (hidden state ``layer`` of the encoder ``encoder``), ``"cnn"``
+            (the layer-normalised CNN features of ``encoder``'s waveform front-end), or
+            ``"upstream"`` (hidden state ``layer`` of any harness upstream, e.g. a Hugging
+            Face model: ``hf:<dir>``; its weights stay in their own files, see ``upstream``).
+        layer: hidden-state index for ``source="encoder"`` or ``"upstream"`` (0 = first, -1 = last).
         pool: average non-overlapping groups of this many frames (e.g. 4 turns 10 ms MFCC
             frames into the 40 ms frames of the fbank encoder).
         deltas: append Δ and ΔΔ (regression over ±2 frames) to the MFCC.
         encoder: architecture of the encoder for ``"encoder"`` and ``"cnn"`` (its weights
             are the tokenizer's tensors).
+        upstream: for ``"upstream"``, the upstream spec (``hf:<dir>``, ``fbank``,
+            ``random:<preset>``, ...); the tokenizer is rebuilt from it
+            (:func:`speechssl.units.pipeline.load_tokenizer`), not from its own files.
+        upstream_fingerprint: the upstream's content fingerprint when the tokenizer was made;
+            loading it from a changed upstream is an error.
     """
 
-    source: Literal["mfcc", "encoder", "cnn"] = "mfcc"
+    source: Literal["mfcc", "encoder", "cnn", "upstream"] = "mfcc"
     layer: int = -1
     pool: int = 1
     deltas: bool = True
     encoder: EncoderConfig | None = None
+    upstream: str = ""
+    upstream_fingerprint: str = ""
 
     def __post_init__(self) -> None:
-        if self.source not in ("mfcc", "encoder", "cnn"):
-            raise ValueError(f"source: expected 'mfcc', 'encoder' or 'cnn', found {self.source!r}")
+        if self.source not in ("mfcc", "encoder", "cnn", "upstream"):
+            raise ValueError(
+                f"source: expected 'mfcc', 'encoder', 'cnn' or 'upstream', found {self.source!r}"
+            )
+        if (self.source == "upstream") != bool(self.upstream):
+            raise ValueError(
+                f"upstream: expected an upstream spec exactly when source='upstream', found "
+                f"source={self.source!r}, upstream={self.upstream!r}"
+            )
         if self.pool < 1:
             raise ValueError(f"pool: expected a positive integer, found {self.pool}")
-        if self.source != "mfcc" and self.encoder is None:
+        if self.source in ("encoder", "cnn") and self.encoder is None:
             raise ValueError(f"encoder: expected an encoder config for source={self.source!r}, found none")
         if self.source == "cnn" and self.encoder is not None and self.encoder.frontend != "waveform":
             raise ValueError(
@@ -234,8 +250,11 @@ class UnitFeatures(nn.Module):
 
     Args:
         config: what to compute.
-        encoder: the encoder for ``source="encoder"`` or ``"cnn"`` (ignored for MFCC);
-            its weights become part of this module's state.
+        encoder: the encoder for ``source="encoder"`` or ``"cnn"`` (ignored for MFCC), its
+            weights part of this module's state; for ``"upstream"``, the upstream module
+            (``forward(waveforms, lengths) -> EncoderOutput``, ``output_lengths``,
+            ``hidden_sizes``, ``downsample_rate``), whose weights :func:`save_unit_tokenizer`
+            leaves out.
     """
 
     def __init__(self, config: UnitFeatureConfig, encoder: SpeechEncoder | None = None) -> None:
@@ -248,7 +267,15 @@ class UnitFeatures(nn.Module):
             if encoder is None:
                 raise ValueError(f"encoder: expected an encoder for source={config.source!r}, found None")
             self.encoder = encoder
-            if config.source == "cnn":
+            if config.source == "upstream":
+                sizes = list(encoder.hidden_sizes)
+                if not -len(sizes) <= config.layer < len(sizes):
+                    raise ValueError(
+                        f"layer: expected an index into the {len(sizes)} hidden states of upstream "
+                        f"{config.upstream!r}, found {config.layer}"
+                    )
+                self.dim = sizes[config.layer]
+            elif config.source == "cnn":
                 if not isinstance(encoder.frontend, WaveformFrontend):
                     raise ValueError("encoder.frontend: expected the waveform CNN for source='cnn'")
                 self.dim = encoder.frontend.feature_dim
@@ -288,6 +315,9 @@ class UnitFeatures(nn.Module):
                 x = torch.cat(
                     [x, delta, mfcc_deltas(delta, frame_lengths)], dim=-1
                 )  # (batch, frames, 3 n_mfcc)
+        elif source == "upstream":
+            output = self.encoder(waveforms, lengths)
+            x, frame_lengths = output.hidden_states[self.config.layer], output.lengths
         elif source == "cnn":
             captured: dict[str, torch.Tensor] = {}
 
@@ -449,11 +479,25 @@ class UnitFrontend(nn.Module):
         return zero_padding_frames(x, sequence.lengths), sequence.lengths
 
 
-def build_unit_tokenizer(config: UnitTokenizerConfig) -> UnitTokenizer:
-    """A tokenizer of ``config``'s architecture with placeholder tensors (load a state dict into it)."""
+UPSTREAM_PREFIX = "features.encoder."  # an upstream source's tensors, not saved with the tokenizer
+
+
+def build_unit_tokenizer(config: UnitTokenizerConfig, upstream: nn.Module | None = None) -> UnitTokenizer:
+    """A tokenizer of ``config``'s architecture with placeholder tensors (load a state dict into it).
+
+    Args:
+        config: the architecture.
+        upstream: the built upstream module, required for ``features.source="upstream"``.
+    """
     features_config = config.features
-    encoder = None
-    if features_config.encoder is not None and features_config.source != "mfcc":
+    encoder = upstream
+    if features_config.source == "upstream" and upstream is None:
+        raise ValueError(
+            f"upstream: the tokenizer reads upstream {features_config.upstream!r}; build it and pass it "
+            "(speechssl.units.pipeline.load_tokenizer does), or make a tokenizer from MFCC or a "
+            "speechssl run, which is self-contained"
+        )
+    if features_config.source in ("encoder", "cnn"):
         encoder = SpeechEncoder.from_config(features_config.encoder)
     features = UnitFeatures(features_config, encoder)
     if config.assignment == "nearest":
@@ -463,17 +507,31 @@ def build_unit_tokenizer(config: UnitTokenizerConfig) -> UnitTokenizer:
 
 
 def save_unit_tokenizer(tokenizer: UnitTokenizer, directory: str | Path) -> Path:
-    """Write ``tokenizer.yaml`` and ``tokenizer.safetensors`` into ``directory``; returns it."""
+    """Write ``tokenizer.yaml`` and ``tokenizer.safetensors`` into ``directory``; returns it.
+
+    An upstream source's weights are left out (they stay in the upstream's own files).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in tokenizer.state_dict().items()}
+    external = tokenizer.config.features.source == "upstream"
+    tensors = {
+        name: tensor.detach().cpu().contiguous()
+        for name, tensor in tokenizer.state_dict().items()
+        if not (external and name.startswith(UPSTREAM_PREFIX))
+    }
     save_file(tensors, directory / TOKENIZER_WEIGHTS)
     (directory / TOKENIZER_CONFIG).write_text(yaml.safe_dump(to_dict(tokenizer.config), sort_keys=False))
     return directory
 
 
-def load_unit_tokenizer(directory: str | Path) -> UnitTokenizer:
-    """The tokenizer saved in ``directory`` by :func:`save_unit_tokenizer`."""
+def load_unit_tokenizer(directory: str | Path, upstream: nn.Module | None = None) -> UnitTokenizer:
+    """The tokenizer saved in ``directory`` by :func:`save_unit_tokenizer`.
+
+    Args:
+        directory: the tokenizer folder.
+        upstream: the built upstream, for a tokenizer whose features come from one (its
+            fingerprint is checked by :func:`speechssl.units.pipeline.load_tokenizer`).
+    """
     directory = Path(directory)
     for name in (TOKENIZER_CONFIG, TOKENIZER_WEIGHTS):
         if not (directory / name).is_file():
@@ -481,8 +539,11 @@ def load_unit_tokenizer(directory: str | Path) -> UnitTokenizer:
     config = unit_tokenizer_config(
         load_yaml(directory / TOKENIZER_CONFIG), where=str(directory / TOKENIZER_CONFIG)
     )
-    tokenizer = build_unit_tokenizer(config)
-    tokenizer.load_state_dict(load_file(directory / TOKENIZER_WEIGHTS, device="cpu"), strict=True)
+    tokenizer = build_unit_tokenizer(config, upstream)
+    stored = load_file(directory / TOKENIZER_WEIGHTS, device="cpu")
+    if config.features.source == "upstream":
+        stored.update({k: v for k, v in tokenizer.state_dict().items() if k.startswith(UPSTREAM_PREFIX)})
+    tokenizer.load_state_dict(stored, strict=True)
     return tokenizer
 
 

@@ -19,12 +19,19 @@ import numpy as np
 from speechssl.config import apply_overrides, from_dict, load_yaml
 from speechssl.data import BadFileSummary, DataConfig, Manifest, load_manifest
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder, load_encoder_preset
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, load_unit_tokenizer
+from speechssl.models.units import (
+    TOKENIZER_CONFIG,
+    UnitFeatureConfig,
+    UnitFeatures,
+    UnitTokenizer,
+    load_unit_tokenizer,
+)
 from speechssl.train.checkpoint import load_encoder
 from speechssl.units.labels import UnitLabels
 from speechssl.units.quality import JointCounter, UnitQuality
 from speechssl.units.quantizer import resolve_checkpoint, tokenizer_from_run
 from speechssl.units.truth import check_truth, frame_truth
+from speechssl.upstream import Upstream, build_upstream
 
 MFCC = "mfcc"
 MFCC_HOP = 160  # 10 ms at 16 kHz: MFCC's native samples per frame
@@ -58,12 +65,14 @@ def unit_features(
     frame_rate_of: str | None = None,
     deltas: bool = True,
 ) -> UnitFeatures:
-    """The frames named by ``spec``: ``"mfcc"`` or a speechssl run or checkpoint directory.
+    """The frames named by ``spec``: ``"mfcc"``, a speechssl run or checkpoint, or any upstream spec.
 
     Args:
-        spec: ``"mfcc"`` (13 MFCC + Δ + ΔΔ at 10 ms) or a run/checkpoint directory (its
-            encoder's hidden state ``layer``, weights loaded).
-        layer: hidden-state index for an encoder.
+        spec: ``"mfcc"`` (13 MFCC + Δ + ΔΔ at 10 ms), a run/checkpoint directory (its
+            encoder's hidden state ``layer``, weights loaded and saved with the tokenizer),
+            or an upstream spec such as ``hf:<dir>`` (hidden state ``layer``; the tokenizer
+            records the spec and the upstream's fingerprint, see :func:`load_tokenizer`).
+        layer: hidden-state index for an encoder or upstream.
         pool: frames averaged into one; exclusive with ``frame_rate_of``.
         frame_rate_of: pool to the frame rate of this encoder (preset, YAML or run directory).
         deltas: append Δ and ΔΔ to the MFCC.
@@ -77,7 +86,17 @@ def unit_features(
             pool = _pool_to(encoder_downsample_rate(frame_rate_of), MFCC_HOP, frame_rate_of)
         return UnitFeatures(UnitFeatureConfig(source="mfcc", pool=pool or 1, deltas=deltas))
     if not Path(spec).exists():
-        raise ValueError(f"--features: expected 'mfcc' or a run/checkpoint directory, found {spec!r}")
+        upstream = upstream_from_spec(spec)
+        if frame_rate_of is not None:
+            pool = _pool_to(encoder_downsample_rate(frame_rate_of), upstream.downsample_rate, frame_rate_of)
+        config = UnitFeatureConfig(
+            source="upstream",
+            layer=layer,
+            pool=pool or 1,
+            upstream=spec,
+            upstream_fingerprint=upstream.fingerprint(),
+        )
+        return UnitFeatures(config, upstream)
     encoder = load_encoder(resolve_checkpoint(spec))
     if frame_rate_of is not None:
         pool = _pool_to(encoder_downsample_rate(frame_rate_of), encoder.downsample_rate, frame_rate_of)
@@ -85,11 +104,38 @@ def unit_features(
     return UnitFeatures(config, encoder)
 
 
+def upstream_from_spec(spec: str) -> Upstream:
+    """A harness upstream (``hf:<dir>``, ``fbank``, ``random:<preset>``) whose layers units can be made of."""
+    if spec != "fbank" and not spec.startswith(("hf:", "random:")):
+        raise ValueError(
+            "--features: expected 'mfcc', a run/checkpoint directory or an upstream spec "
+            f"(hf:<dir>, fbank, random:<preset>), found {spec!r}"
+        )
+    return build_upstream(spec)
+
+
 def load_tokenizer(units: str | Path | None = None, quantizer: str | Path | None = None) -> UnitTokenizer:
-    """The tokenizer saved in directory ``units``, or the quantizer of run ``quantizer`` (exactly one)."""
+    """The tokenizer saved in directory ``units``, or the quantizer of run ``quantizer`` (exactly one).
+
+    A tokenizer made from an upstream (``hf:<dir>``, ...) rebuilds that upstream and checks
+    that its content fingerprint is the one the units were made with.
+    """
     if (units is None) == (quantizer is None):
         raise ValueError(f"--units / --quantizer: expected exactly one, found {units} and {quantizer}")
-    return load_unit_tokenizer(units) if units is not None else tokenizer_from_run(quantizer)
+    if units is None:
+        return tokenizer_from_run(quantizer)
+    config = load_yaml(Path(units) / TOKENIZER_CONFIG)
+    features = config.get("features", {}) if isinstance(config, dict) else {}
+    if features.get("source") != "upstream":
+        return load_unit_tokenizer(units)
+    upstream = upstream_from_spec(features["upstream"])
+    if upstream.fingerprint() != features.get("upstream_fingerprint"):
+        raise ValueError(
+            f"{Path(units) / TOKENIZER_CONFIG}: expected upstream {features['upstream']!r} with fingerprint "
+            f"{features.get('upstream_fingerprint')}, found {upstream.fingerprint()} (the model changed "
+            "since the units were made; fit them again)"
+        )
+    return load_unit_tokenizer(units, upstream)
 
 
 def corpus_manifest(
@@ -147,4 +193,5 @@ __all__ = [
     "load_tokenizer",
     "score_units",
     "unit_features",
+    "upstream_from_spec",
 ]

@@ -40,6 +40,10 @@ class Upstream(nn.Module):
         """Hidden states of ``waveforms`` ``(batch, samples)`` with ``lengths`` ``(batch,)``."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames :meth:`forward` returns for ``num_samples`` valid samples (int64, any shape)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     def fingerprint(self) -> str:
         """A hex digest that changes whenever the upstream's outputs could change.
 

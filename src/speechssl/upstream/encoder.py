@@ -30,6 +30,9 @@ class EncoderUpstream(Upstream):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         return self.encoder(waveforms, lengths)
 
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        return self.encoder.output_lengths(num_samples)
+
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             self._fingerprint = state_fingerprint(self.encoder, self.encoder.config)

@@ -28,6 +28,9 @@ class FeatureUpstream(Upstream):
         self.hidden_sizes = [dim]
         self.downsample_rate = self.features.hop_length
 
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        return self.features.num_frames(num_samples)
+
     def fingerprint(self) -> str:
         return state_fingerprint(self.features, self.settings)
 

@@ -107,8 +107,11 @@ class HuggingFaceUpstream(Upstream):
         attention_mask = valid.long() if self.use_attention_mask else None
         output = self.model(waveforms, attention_mask=attention_mask, output_hidden_states=True)
         hidden_states = [*output.hidden_states[:-1], output.last_hidden_state]
-        frame_lengths = self.model._get_feat_extract_output_lengths(lengths).clamp(min=0).long()
-        return EncoderOutput(hidden_states, frame_lengths, self.downsample_rate)
+        return EncoderOutput(hidden_states, self.output_lengths(lengths), self.downsample_rate)
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames for ``num_samples`` valid samples, from the convolutions' arithmetic."""
+        return self.model._get_feat_extract_output_lengths(num_samples.long()).clamp(min=0).long()
 
     @staticmethod
     def _normalize(waveforms: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
