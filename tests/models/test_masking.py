@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speechssl.models.masking import span_mask
+from speechssl.models.masking import check_span_start_options, span_mask, span_start_mask
 
 
 def test_mask_covers_about_the_fraction_and_never_padding():
@@ -46,3 +46,20 @@ def test_min_spans_short_utterances_and_determinism():
 def test_bad_options_are_named(options, message):
     with pytest.raises(ValueError, match=message):
         span_mask(torch.tensor([10]), 10, **options)
+
+
+def test_span_start_options_are_checked_by_name():
+
+    check_span_start_options(0.065, 10, 2)
+    with pytest.raises(ValueError, match=r"mask_prob: expected 0 < mask_prob \* mask_length <= 1"):
+        check_span_start_options(0.2, 10, 2)
+    with pytest.raises(ValueError, match="min_masks: expected an integer >= 0, found -1"):
+        check_span_start_options(0.05, 10, -1)
+
+
+def test_span_start_mask_is_span_mask_with_wav2vec2s_probability():
+
+    lengths = torch.tensor([200, 120])
+    first = span_start_mask(lengths, 200, 0.065, 10, 2, torch.Generator().manual_seed(0))
+    second = span_mask(lengths, 200, 0.65, 10, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(first, second)

@@ -44,7 +44,7 @@ from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.frontends import FilterbankFrontend, utterance_mean_variance_norm
 from speechssl.models.init import init_linear_
-from speechssl.models.masking import span_mask
+from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.padding import zero_padding_frames
 from speechssl.models.transformer import TransformerEncoder
 
@@ -120,16 +120,9 @@ class Data2VecConfig:
     ema_transformer_only: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob * self.mask_length <= 1.0:
-            raise ValueError(
-                "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of frames the spans "
-                f"would cover without overlap), found {self.mask_prob} * {self.mask_length}"
-            )
-        for name in ("mask_length", "top_k_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
-        if self.min_masks < 0:
-            raise ValueError(f"min_masks: expected >= 0, found {self.min_masks}")
+        check_span_start_options(self.mask_prob, self.mask_length, self.min_masks)
+        if self.top_k_layers < 1:
+            raise ValueError(f"top_k_layers: expected a positive integer, found {self.top_k_layers}")
         if self.loss_beta < 0:
             raise ValueError(f"loss_beta: expected >= 0 (0: squared error), found {self.loss_beta}")
         if self.target_layer_output not in ("ffn", "layer"):
@@ -281,15 +274,10 @@ class Data2Vec(PretextMethod):
 
         Each utterance gets ``max(min_masks, round(p·length))`` span starts of ``M`` frames.
         """
-        mask = span_mask(
-            frame_lengths,
-            frames,
-            mask_prob=self.config.mask_prob * self.config.mask_length,
-            span=self.config.mask_length,
-            min_spans=self.config.min_masks,
-            generator=self.generator,
+        config = self.config
+        return span_start_mask(
+            frame_lengths, frames, config.mask_prob, config.mask_length, config.min_masks, self.generator
         )
-        return mask.to(frame_lengths.device)
 
     def encode_frontend(
         self, waveforms: torch.Tensor, lengths: torch.Tensor

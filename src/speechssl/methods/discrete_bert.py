@@ -38,7 +38,7 @@ from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.methods.hubert import mean_cross_entropy, unit_tokenizer_dir
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.init import init_linear_
-from speechssl.models.masking import span_mask
+from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
     UnitFrontend,
@@ -77,15 +77,7 @@ class DiscreteBERTConfig:
     keep_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob * self.mask_length <= 1.0:
-            raise ValueError(
-                "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of tokens the spans "
-                f"would cover without overlap), found {self.mask_prob} * {self.mask_length}"
-            )
-        if self.mask_length < 1:
-            raise ValueError(f"mask_length: expected a positive integer, found {self.mask_length}")
-        if self.min_masks < 0:
-            raise ValueError(f"min_masks: expected an integer >= 0, found {self.min_masks}")
+        check_span_start_options(self.mask_prob, self.mask_length, self.min_masks)
         for name in ("random_prob", "keep_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], found {getattr(self, name)}")
@@ -147,15 +139,10 @@ class DiscreteBERT(PretextMethod):
         Each valid token starts a span of ``M`` tokens with probability ``p`` (drawn as
         ``round(p·length)`` starts without replacement, at least ``min_masks``).
         """
-        mask = span_mask(
-            unit_lengths,
-            frames,
-            mask_prob=self.config.mask_prob * self.config.mask_length,
-            span=self.config.mask_length,
-            min_spans=self.config.min_masks,
-            generator=self.generator,
+        config = self.config
+        return span_start_mask(
+            unit_lengths, frames, config.mask_prob, config.mask_length, config.min_masks, self.generator
         )
-        return mask.to(unit_lengths.device)
 
     def corrupt(self, units: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The input tokens: selected ones become ``[MASK]``, a random unit (``random_prob``) or stay (``keep_prob``).

@@ -41,7 +41,7 @@ from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.init import init_linear_
-from speechssl.models.masking import span_mask
+from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.units import UnitTargets, UnitTokenizer, load_unit_tokenizer
 
 
@@ -92,17 +92,11 @@ class HuBERTConfig:
     length_tolerance: int = 1
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob * self.mask_length <= 1.0:
-            raise ValueError(
-                "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of frames the spans "
-                f"would cover without overlap), found {self.mask_prob} * {self.mask_length}"
-            )
-        for name in ("mask_length", "final_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
-        for name in ("min_masks", "length_tolerance"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected an integer >= 0, found {getattr(self, name)}")
+        check_span_start_options(self.mask_prob, self.mask_length, self.min_masks)
+        if self.final_dim < 1:
+            raise ValueError(f"final_dim: expected a positive integer, found {self.final_dim}")
+        if self.length_tolerance < 0:
+            raise ValueError(f"length_tolerance: expected an integer >= 0, found {self.length_tolerance}")
         if not 0.0 <= self.masked_weight <= 1.0:
             raise ValueError(f"masked_weight: expected β in [0, 1], found {self.masked_weight}")
         if not self.temperature > 0:
@@ -227,15 +221,10 @@ class HuBERT(PretextMethod):
         Each valid frame starts a span of ``l`` frames with probability ``p`` (drawn as
         ``round(p·length)`` starts without replacement, at least ``min_masks``).
         """
-        mask = span_mask(
-            frame_lengths,
-            frames,
-            mask_prob=self.config.mask_prob * self.config.mask_length,
-            span=self.config.mask_length,
-            min_spans=self.config.min_masks,
-            generator=self.generator,
+        config = self.config
+        return span_start_mask(
+            frame_lengths, frames, config.mask_prob, config.mask_length, config.min_masks, self.generator
         )
-        return mask.to(frame_lengths.device)
 
     def forward(self, batch: AudioBatch) -> MethodOutput:
         """``β L_m + (1 − β) L_u`` of ``batch``.

@@ -30,7 +30,7 @@ from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.frontends import WaveformFrontend
 from speechssl.models.gradient import grad_multiply
 from speechssl.models.gumbel_quantizer import GumbelTemperatureSchedule, GumbelVectorQuantizer
-from speechssl.models.masking import span_mask
+from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.padding import zero_padding_frames
 
 
@@ -72,16 +72,10 @@ class Wav2Vec2Config:
     quantizer_dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob * self.mask_length <= 1.0:
-            raise ValueError(
-                "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of frames the spans "
-                f"would cover without overlap), found {self.mask_prob} * {self.mask_length}"
-            )
-        for name in ("mask_length", "num_negatives", "codebook_groups", "codebook_entries", "final_dim"):
+        check_span_start_options(self.mask_prob, self.mask_length, self.min_masks)
+        for name in ("num_negatives", "codebook_groups", "codebook_entries", "final_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
-        if self.min_masks < 0:
-            raise ValueError(f"min_masks: expected >= 0, found {self.min_masks}")
         if self.codebook_dim < 1 or self.codebook_dim % self.codebook_groups != 0:
             raise ValueError(
                 f"codebook_dim: expected a positive multiple of codebook_groups={self.codebook_groups}, "
@@ -171,15 +165,10 @@ class Wav2Vec2(PretextMethod):
         Each valid frame starts a span of ``M`` frames with probability ``p`` (drawn as
         ``round(p·length)`` starts without replacement, at least ``min_masks``).
         """
-        mask = span_mask(
-            frame_lengths,
-            frames,
-            mask_prob=self.config.mask_prob * self.config.mask_length,
-            span=self.config.mask_length,
-            min_spans=self.config.min_masks,
-            generator=self.generator,
+        config = self.config
+        return span_start_mask(
+            frame_lengths, frames, config.mask_prob, config.mask_length, config.min_masks, self.generator
         )
-        return mask.to(frame_lengths.device)
 
     def forward(self, batch: AudioBatch) -> MethodOutput:
         """``L_m + α L_d + λ_f · feature penalty`` of ``batch``.

@@ -62,4 +62,50 @@ def span_mask(
     return mask & ~lengths_to_padding_mask(lengths, frames).cpu()
 
 
-__all__ = ["span_mask"]
+def check_span_start_options(mask_prob: float, mask_length: int, min_masks: int) -> None:
+    """Validate wav2vec 2.0-style masking options (``p`` starts per frame, spans of ``M``).
+
+    Raises:
+        ValueError: naming the option, when ``p·M`` is not in ``(0, 1]``, ``M < 1`` or ``min_masks < 0``.
+    """
+    if not 0.0 < mask_prob * mask_length <= 1.0:
+        raise ValueError(
+            "mask_prob: expected 0 < mask_prob * mask_length <= 1 (the fraction of frames the spans "
+            f"would cover without overlap), found {mask_prob} * {mask_length}"
+        )
+    if mask_length < 1:
+        raise ValueError(f"mask_length: expected a positive integer, found {mask_length}")
+    if min_masks < 0:
+        raise ValueError(f"min_masks: expected an integer >= 0, found {min_masks}")
+
+
+def span_start_mask(
+    lengths: torch.Tensor,
+    frames: int,
+    mask_prob: float,
+    mask_length: int,
+    min_masks: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """wav2vec 2.0's mask (Baevski et al. 2020, §3.1), reused by HuBERT, data2vec and Discrete BERT.
+
+    Each valid frame starts a span of ``mask_length`` frames with probability ``mask_prob``
+    (drawn as ``max(min_masks, round(mask_prob·length))`` starts without replacement, see
+    :func:`span_mask`).
+
+    Args:
+        lengths: ``(batch,)`` valid frames per utterance.
+        frames: padded length of the batch.
+        mask_prob: ``p``, probability of a frame starting a span.
+        mask_length: ``M``, frames per span.
+        min_masks: fewest spans per utterance.
+        generator: source of randomness (global RNG when None).
+
+    Returns:
+        ``(batch, frames)`` bool on ``lengths``' device, True on masked frames.
+    """
+    mask = span_mask(lengths, frames, mask_prob * mask_length, mask_length, min_masks, generator)
+    return mask.to(lengths.device)
+
+
+__all__ = ["check_span_start_options", "span_mask", "span_start_mask"]
