@@ -13,7 +13,7 @@ import torch
 
 from speechssl.data import AudioDataset, Manifest, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
-from speechssl.downstream.cache import FeatureCache, compute_pooled, manifest_digest, resolve_layers
+from speechssl.downstream.cache import FeatureCache, compute_pooled, resolve_layers
 from speechssl.models.output import EncoderOutput
 from speechssl.models.pooling import masked_mean_std
 from speechssl.upstream import build_upstream
@@ -83,7 +83,7 @@ def test_miss_then_hit_never_reruns_the_upstream(tmp_path):
     meta = json.loads((first.entry / "meta.json").read_text())
     assert meta["key"] == first.entry.name and meta["parts"]["kind"] == "pooled"
     assert meta["parts"]["upstream"] == upstream.fingerprint() and meta["parts"]["layers"] == [0, 1, 2]
-    assert meta["parts"]["manifest"] == manifest_digest(manifest)
+    assert meta["parts"]["manifest"] == manifest.digest()
     assert meta["upstream_name"] == "random:tiny" and meta["utterances"] == len(manifest)
     assert meta["compute_seconds"] >= 0 and meta["created"]
 

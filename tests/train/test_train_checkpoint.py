@@ -11,6 +11,7 @@ from torch import nn
 from train_standins import StandInMethod
 
 from speechssl.models.encoder import SpeechEncoder, load_encoder_preset
+from speechssl.storage import is_partial
 from speechssl.train import checkpoint as checkpoint_module
 from speechssl.train.checkpoint import (
     LATEST,
@@ -112,12 +113,15 @@ def test_crash_mid_write_leaves_latest_on_the_previous_complete_checkpoint(tmp_p
             save_checkpoint(tmp_path, method, optimizer, scheduler, _state(2), CONFIG)
     assert find_latest(tmp_path) == tmp_path / "step_00000001"
     assert list_checkpoints(tmp_path) == [tmp_path / "step_00000001"]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # the half-written one
+    assert not [p.name for p in tmp_path.iterdir() if is_partial(p)]  # the failed write cleaned up
     load_checkpoint(find_latest(tmp_path), _trained(seed=5)[0])
 
+    # a killed process cannot clean up: its half-written folder stays until the next prune
+    (tmp_path / ".step_00000002.killed.partial").mkdir()
+    (tmp_path / ".step_00000002.killed.partial" / "model.safetensors").write_bytes(b"half")
     save_checkpoint(tmp_path, method, optimizer, scheduler, _state(2), CONFIG, keep_last=5)
     assert find_latest(tmp_path) == tmp_path / "step_00000002"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in tmp_path.iterdir() if is_partial(p)]
 
 
 def test_pruning_keeps_the_newest(tmp_path):

@@ -11,6 +11,8 @@ paths are stored absolute.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import math
 import os
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from speechssl.storage import atomic_write_text
 
 REQUIRED_COLUMNS = ("id", "path", "duration", "sample_rate", "speaker", "split")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -129,6 +133,35 @@ class Manifest:
     def ids(self) -> list[str]:
         return [row.id for row in self._rows]
 
+    def split_rows(self, splits: Sequence[str] = ("train", "valid", "test")) -> dict[str, list[int]]:
+        """Each split of ``splits`` -> the indices of its rows, in manifest order."""
+        rows: dict[str, list[int]] = {split: [] for split in splits}
+        for index, row in enumerate(self._rows):
+            if row.split in rows:
+                rows[row.split].append(index)
+        return rows
+
+    def digest(self) -> str:
+        """SHA-256 of the rows' ids, absolute paths, durations, sample rates and audio files' size and ``mtime_ns``.
+
+        What cached features and labels of the manifest depend on: an edited audio file
+        changes the digest.
+
+        Raises:
+            FileNotFoundError: an audio file of the manifest does not exist.
+        """
+        digest = hashlib.sha256()
+        for row in self._rows:
+            path = os.path.abspath(row.path)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path}: audio file of utterance {row.id!r} not found") from None
+            record = [row.id, path, row.duration, row.sample_rate, stat.st_size, stat.st_mtime_ns]
+            digest.update(json.dumps(record).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
     @property
     def durations(self) -> np.ndarray:
         """``(utterances,)`` float64 durations in seconds."""
@@ -193,18 +226,16 @@ class Manifest:
             }
             record.update(row.labels)
             records.append(record)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with partial.open("w", newline="", encoding="utf-8") as handle:
-            if suffix == ".csv":
-                writer = csv.DictWriter(handle, fieldnames=list(self.columns))
-                writer.writeheader()
-                for record in records:
-                    writer.writerow({**record, "duration": repr(record["duration"])})
-            else:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(partial, path)
+        text = io.StringIO(newline="")
+        if suffix == ".csv":
+            writer = csv.DictWriter(text, fieldnames=list(self.columns))
+            writer.writeheader()
+            for record in records:
+                writer.writerow({**record, "duration": repr(record["duration"])})
+        else:
+            for record in records:
+                text.write(json.dumps(record, ensure_ascii=False) + "\n")
+        atomic_write_text(path, text.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:

@@ -40,6 +40,7 @@ from scipy import signal
 from speechssl.config import to_dict
 from speechssl.data.alignment import Segment, format_alignment
 from speechssl.data.manifest import Manifest, Utterance
+from speechssl.storage import atomic_write_json
 
 SAMPLE_RATE = 16000
 SYNTHESIS_VERSION = 2  # bump whenever the synthesis changes, so cached corpora regenerate
@@ -421,9 +422,5 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
         )
     manifest = Manifest(rows)
     manifest.save(manifest_path)
-    partial = marker.with_name(f".{MARKER_FILE}.{os.getpid()}.partial")
-    partial.write_text(
-        json.dumps({"hash": digest, "version": SYNTHESIS_VERSION, "config": to_dict(config)}, indent=2)
-    )
-    os.replace(partial, marker)
+    atomic_write_json(marker, {"hash": digest, "version": SYNTHESIS_VERSION, "config": to_dict(config)})
     return manifest

@@ -33,15 +33,11 @@ extraction never leaves a half entry that reads as valid.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,13 +47,12 @@ import torch
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.pooling import masked_mean_std
+from speechssl.storage import cached_entry, entry_path
 from speechssl.upstream.base import Upstream
 
 CACHE_FORMAT_VERSION = 1
 POOLED = "pooled"
 FRAMES = "frames"
-META_FILE = "meta.json"
-IDS_FILE = "ids.json"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 Features = TypeVar("Features", "PooledFeatures", "FrameFeatures")
@@ -154,25 +149,6 @@ def resolve_layers(layers: Sequence[int] | None, num_layers: int) -> tuple[int, 
     if not resolved or len(set(resolved)) != len(resolved):
         raise ValueError(f"layers: expected distinct layer indices (at least one), found {list(layers)}")
     return tuple(resolved)
-
-
-def manifest_digest(manifest: Manifest) -> str:
-    """SHA-256 of the rows' ids, absolute paths, durations, sample rates and file sizes and ``mtime_ns``.
-
-    Raises:
-        FileNotFoundError: an audio file of the manifest does not exist.
-    """
-    digest = hashlib.sha256()
-    for row in manifest:
-        path = os.path.abspath(row.path)
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: audio file of utterance {row.id!r} not found") from None
-        record = [row.id, path, row.duration, row.sample_rate, stat.st_size, stat.st_mtime_ns]
-        digest.update(json.dumps(record).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 def _float16(values: torch.Tensor, what: str) -> np.ndarray:
@@ -283,16 +259,6 @@ def _write_frames(
     np.save(folder / "offsets.npy", offsets)
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` to ``path`` as indented UTF-8 JSON (cache metadata files)."""
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    """The JSON value stored in ``path``."""
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 class FeatureCache:
     """Frozen features on disk, keyed by upstream content, layers, corpus and preprocessing.
 
@@ -318,7 +284,7 @@ class FeatureCache:
 
     def entry_path(self, key: str) -> Path:
         """The folder of the entry with hex ``key``."""
-        return self.root / key[:2] / key
+        return entry_path(self.root, key)
 
     def pooled(
         self,
@@ -435,50 +401,27 @@ class FeatureCache:
             "kind": kind,
             "upstream": upstream.fingerprint(),
             "layers": list(layers),
-            "manifest": manifest_digest(manifest),
+            "manifest": manifest.digest(),
             "preprocessing": {"sample_rate": upstream.sample_rate, "audio": "whole utterance, mono"},
         }
-        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-        entry = self.entry_path(key)
-        if entry.is_dir():
-            try:
-                if read_json(entry / META_FILE)["key"] != key or read_json(entry / IDS_FILE) != manifest.ids:
-                    raise ValueError(f"{entry}: stored key or ids differ from the request's")
-                features = read(entry, True)
-            except (OSError, ValueError, KeyError):
-                shutil.rmtree(entry, ignore_errors=True)  # damaged entry: recompute it
-            else:
-                self.stats.hits += 1
-                return features
 
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=entry.parent))
-        start = time.perf_counter()
-        try:
-            write(partial)
-            seconds = time.perf_counter() - start
-            write_json(partial / IDS_FILE, manifest.ids)
-            meta = {
-                "key": key,
-                "parts": parts,
+        def write_entry(folder: Path) -> dict[str, Any]:
+            write(folder)
+            return {
                 "upstream_name": upstream.name,
                 "hidden_sizes": [upstream.hidden_sizes[layer] for layer in layers],
                 "downsample_rate": upstream.downsample_rate,
                 "utterances": len(manifest),
                 "total_seconds": float(manifest.durations.sum()),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "compute_seconds": round(seconds, 3),
             }
-            write_json(partial / META_FILE, meta)
-            try:
-                os.replace(partial, entry)
-            except OSError:
-                if not (entry / META_FILE).is_file():  # else another process stored the same entry
-                    raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        self._count_miss(time.perf_counter() - start)
-        return read(entry, False)
+
+        start = time.perf_counter()
+        features = cached_entry(self.root, parts, manifest.ids, write_entry, read)
+        if features.hit:
+            self.stats.hits += 1
+        else:
+            self._count_miss(time.perf_counter() - start)
+        return features
 
 
 def compute_pooled(

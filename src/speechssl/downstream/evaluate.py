@@ -23,7 +23,7 @@ import numpy as np
 from speechssl.analysis.results import plot_boxplots, plot_layer_weights
 from speechssl.data import Manifest
 from speechssl.downstream.asr import CTCTrainingConfig, train_ctc
-from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures, manifest_digest
+from speechssl.downstream.cache import FeatureCache, FrameFeatures, PooledFeatures
 from speechssl.downstream.query_by_example import evaluate_query_by_example
 from speechssl.downstream.statistics import group_by_seed, paired_test, summarize
 from speechssl.downstream.tasks import (
@@ -41,6 +41,7 @@ from speechssl.downstream.training import (
     train_utterance_classifier,
 )
 from speechssl.downstream.verification import evaluate_verification
+from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
 from speechssl.upstream.base import Upstream
 
@@ -252,7 +253,7 @@ def run_evaluation(
             provenance = {
                 "upstream": spec,
                 "upstream_fingerprint": upstream.fingerprint(),
-                "data_digest": manifest_digest(manifest),
+                "data_digest": manifest.digest(),
                 "head": _settings(task, config, asr_config),
             }
             folder = output / "runs" / safe_name(spec) / task.name
@@ -267,10 +268,7 @@ def run_evaluation(
             )
             for row in task_rows:
                 done[row["seed"]] = row = {**provenance, **row}
-                folder.mkdir(parents=True, exist_ok=True)
-                temporary = folder / f".seed_{row['seed']}.json.tmp"
-                temporary.write_text(json.dumps(row, indent=2))
-                temporary.replace(folder / f"seed_{row['seed']}.json")  # atomic: never a half-written result
+                atomic_write_json(folder / f"seed_{row['seed']}.json", row)
             rows += [done[seed] for seed in seeds]
     write_report(rows, registry, upstreams, output, labels, context)
     return rows

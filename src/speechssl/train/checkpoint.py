@@ -12,18 +12,18 @@ A run directory holds one directory per checkpoint plus a ``latest`` pointer::
         encoder.yaml              # its EncoderConfig
 
 Every checkpoint is written into a temporary sibling directory, flushed to disk with
-``fsync`` and renamed into place with :func:`os.replace`; only then is ``latest`` replaced
-(again through a temporary file). A crash at any point leaves ``latest`` naming a
-complete checkpoint, and a directory named ``step_*`` is always complete.
+``fsync`` and renamed into place (:func:`speechssl.storage.publish_folder`); only then is
+``latest`` replaced (:func:`speechssl.storage.atomic_write_text`). A crash at any point
+leaves ``latest`` naming a complete checkpoint, and a directory named ``step_*`` is always
+complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,13 +34,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from speechssl.config import from_dict, load_yaml, to_dict
+from speechssl.storage import atomic_write_text, is_partial, publish_folder, staging_folder
 
 if TYPE_CHECKING:
     from speechssl.models.encoder import SpeechEncoder
 
 LATEST = "latest"
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
-_TMP_PREFIX = ".tmp-"
 
 
 @dataclass
@@ -94,31 +94,23 @@ def save_checkpoint(
         The checkpoint directory.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / checkpoint_name(state.step)
-    tmp = run_dir / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     encoder = method.encoder
     model_tensors = _safetensors_ready(method.state_dict())
     encoder_tensors = _safetensors_ready(encoder.state_dict())
-    _write_durably(tmp / "model.safetensors", lambda p: save_file(model_tensors, p))
-    _write_durably(tmp / "encoder.safetensors", lambda p: save_file(encoder_tensors, p))
-    _write_durably(tmp / "encoder.yaml", lambda p: _dump_yaml(to_dict(encoder.config), p))
-    _write_durably(tmp / "config.yaml", lambda p: _dump_yaml(dict(config), p))
     trainer_state = {
         **dataclasses.asdict(state),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
     }
-    _write_durably(tmp / "trainer_state.pt", lambda p: torch.save(trainer_state, p))
-    _fsync_path(tmp)
-    _replace_dir(tmp, final)
-    pointer = run_dir / f"{_TMP_PREFIX}{LATEST}-{os.getpid()}"
-    _write_durably(pointer, lambda p: p.write_text(final.name + "\n"))
-    os.replace(pointer, run_dir / LATEST)
-    _fsync_path(run_dir)
+    with staging_folder(final) as staging:
+        save_file(model_tensors, staging / "model.safetensors")
+        save_file(encoder_tensors, staging / "encoder.safetensors")
+        _dump_yaml(to_dict(encoder.config), staging / "encoder.yaml")
+        _dump_yaml(dict(config), staging / "config.yaml")
+        torch.save(trainer_state, staging / "trainer_state.pt")
+        publish_folder(staging, final)
+    atomic_write_text(run_dir / LATEST, final.name + "\n")
     if keep_last is not None:
         prune_checkpoints(run_dir, keep_last)
     return final
@@ -156,7 +148,7 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
     run_dir = Path(run_dir)
     latest = find_latest(run_dir)
     doomed = [p for p in list_checkpoints(run_dir)[:-keep_last] if p != latest]
-    doomed += [p for p in run_dir.iterdir() if p.name.startswith(_TMP_PREFIX)]
+    doomed += [p for p in run_dir.iterdir() if is_partial(p)]
     for path in doomed:
         if path.is_dir():
             shutil.rmtree(path)
@@ -224,33 +216,3 @@ def _safetensors_ready(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
 
 def _dump_yaml(data: Mapping[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(dict(data), sort_keys=False))
-
-
-def _write_durably(path: Path, write: Callable[[Path], Any]) -> None:
-    """Run ``write(path)`` and flush the file to disk."""
-    write(path)
-    _fsync_path(path)
-
-
-def _fsync_path(path: Path) -> None:
-    """``fsync`` a file or directory (directories so that renames in them are durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename directory ``src`` to ``dst``; an existing ``dst`` is first moved aside, then deleted.
-
-    ``dst`` only pre-exists when a crashed run had written it without updating ``latest``,
-    so ``latest`` never names it while it is briefly absent.
-    """
-    if dst.exists():
-        aside = dst.with_name(f"{_TMP_PREFIX}{dst.name}-old-{os.getpid()}")
-        os.replace(dst, aside)
-        os.replace(src, dst)
-        shutil.rmtree(aside)
-    else:
-        os.replace(src, dst)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +17,8 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
+
+from speechssl.storage import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -52,9 +53,7 @@ class MetricsLogger:
             return
         lines = self.path.read_text().splitlines()
         kept = [line for line in lines if line and json.loads(line)["step"] <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def advance(self, steps: int = 1) -> None:
         """Move the progress bar by ``steps`` updates."""

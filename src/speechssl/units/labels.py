@@ -15,22 +15,16 @@ and stores the result in an entry folder ``<root>/<key[:2]>/<key>/``:
 
 The key is the SHA-256 of the cache format version, :func:`tokenizer_fingerprint` (content
 of the tokenizer's config and every tensor: feature source, layer, pooling, k, centroids,
-encoder weights) and :func:`~speechssl.downstream.cache.manifest_digest` (ids, paths,
+encoder weights) and :meth:`~speechssl.data.manifest.Manifest.digest` (ids, paths,
 durations, file sizes and mtimes), so a new tokenizer or an edited corpus is relabelled
-and an identical request is read back. The entry is written into a temporary folder and
-renamed into place when complete; an error leaves nothing behind.
+and an identical request is read back. The entry follows the content-addressed protocol
+of :func:`speechssl.storage.cached_entry`: written into a temporary folder and renamed
+into place when complete; an error leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +32,8 @@ import numpy as np
 import torch
 
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
-from speechssl.downstream.cache import IDS_FILE, META_FILE, manifest_digest, read_json, write_json
 from speechssl.models.units import UnitTokenizer
+from speechssl.storage import IDS_FILE, META_FILE, cached_entry, read_json
 from speechssl.upstream.base import state_fingerprint
 
 LABELS_FORMAT_VERSION = 1
@@ -202,29 +196,12 @@ def label_corpus(
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "units"
     fingerprint = tokenizer_fingerprint(tokenizer)
-    digest = manifest_digest(manifest)
+    digest = manifest.digest()
     parts = {"format": LABELS_FORMAT_VERSION, "tokenizer": fingerprint, "manifest": digest}
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-    entry = root / key[:2] / key
-    if entry.is_dir():
-        try:
-            labels = UnitLabels(entry, hit=True)
-            if labels.meta.get("key") != key or labels.ids != manifest.ids:
-                raise ValueError(f"{entry}: stored key or ids differ from the request's")
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(entry, ignore_errors=True)  # damaged entry: recompute it
-        else:
-            return labels
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=entry.parent))
-    start = time.perf_counter()
-    try:
-        total = _write_entry(partial, tokenizer, manifest, max_batch_seconds, num_workers, device)
-        write_json(partial / IDS_FILE, manifest.ids)
-        meta = {
-            "key": key,
-            "parts": parts,
+    def write(folder: Path) -> dict[str, Any]:
+        total = _write_entry(folder, tokenizer, manifest, max_batch_seconds, num_workers, device)
+        return {
             "tokenizer": fingerprint,
             "manifest": digest,
             "num_units": tokenizer.num_units,
@@ -234,18 +211,9 @@ def label_corpus(
             "total_frames": total,
             "utterances": len(manifest),
             "features": tokenizer.config.features.source,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "compute_seconds": round(time.perf_counter() - start, 3),
         }
-        write_json(partial / META_FILE, meta)
-        try:
-            os.replace(partial, entry)
-        except OSError:
-            if not (entry / META_FILE).is_file():  # else another process stored the same entry
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return UnitLabels(entry, hit=False)
+
+    return cached_entry(root, parts, manifest.ids, write, UnitLabels)
 
 
 __all__ = [

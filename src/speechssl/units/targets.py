@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from speechssl.models.units import (
     UnitTokenizer,
     save_unit_tokenizer,
 )
+from speechssl.storage import publish_folder, staging_folder
 from speechssl.train.checkpoint import load_encoder
 from speechssl.train.config import PretrainConfig
 from speechssl.units.kmeans import KMeansConfig, fit_units
@@ -104,12 +103,10 @@ def prepare_units(config: PretrainConfig, run_dir: str | Path) -> PretrainConfig
     directory = Path(run_dir) / UNITS_DIR
     if distributed.is_main_process() and not (directory / TOKENIZER_CONFIG).is_file():
         tokenizer, report = make_tokenizer(config, targets)
-        staging = directory.with_name(f".{UNITS_DIR}-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        save_unit_tokenizer(tokenizer, staging)
-        (staging / FIT_REPORT).write_text(json.dumps(report, indent=2, default=str))
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(staging, directory)
+        with staging_folder(directory) as staging:
+            save_unit_tokenizer(tokenizer, staging)
+            (staging / FIT_REPORT).write_text(json.dumps(report, indent=2, default=str))
+            publish_folder(staging, directory)
     distributed.barrier()
     return dataclasses.replace(config, objective={**config.objective, "units": str(directory)})
 
