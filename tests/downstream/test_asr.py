@@ -87,3 +87,39 @@ def test_stacking_concatenates_consecutive_frames_and_rounds_lengths_up():
 @pytest.mark.parametrize(("downsample_rate", "expected"), [(160, 4), (320, 2), (640, 1), (400, 2)])
 def test_frame_rate_sets_the_stacking(downsample_rate, expected):
     assert CTCTrainingConfig(max_frame_rate=25).stacking(downsample_rate) == expected
+
+
+def test_ctc_training_streams_cached_frames_and_decays_only_matrices(monkeypatch):
+    """Frames are read from the cache batch by batch in every epoch, and the global RNG is untouched."""
+    rng = np.random.default_rng(1)
+    words = ["".join(rng.choice(list("ab"), size=2)) for _ in range(24)]
+    frames, texts = _toy(words, rng)
+    read = []
+    utterance = FrameFeatures.utterance
+    monkeypatch.setattr(FrameFeatures, "utterance", lambda self, i: read.append(i) or utterance(self, i))
+    batches = []
+    original_adamw = torch.optim.AdamW
+
+    def adamw(groups, **kwargs):
+        batches.append(groups)
+        return original_adamw(groups, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    config = CTCTrainingConfig(hidden=8, num_layers=1, batch_size=4, max_epochs=2, weight_decay=0.3)
+    train_ctc(
+        frames,
+        {"train": list(range(16)), "valid": [16, 17, 18, 19], "test": [20, 21, 22, 23]},
+        texts,
+        config,
+        0,
+    )
+    assert torch.equal(torch.get_rng_state(), before)
+    assert sorted(set(read)) == list(range(24))
+    # every train utterance is read again for each epoch (and once for the statistics), not kept in memory
+    assert all(read.count(row) == 3 for row in range(16))
+    groups = batches[0]
+    assert {group["weight_decay"] for group in groups} == {0.3, 0.0}
+    assert all(p.ndim >= 2 for group in groups if group["weight_decay"] == 0.3 for p in group["params"])
+    assert all(p.ndim < 2 for group in groups if group["weight_decay"] == 0.0 for p in group["params"])

@@ -16,6 +16,7 @@ from speechssl.downstream.training import (
     frame_statistics,
     train_frame_classifier,
     train_utterance_classifier,
+    train_with_early_stopping,
 )
 
 SPLITS = {"train": 240, "valid": 90, "test": 90}
@@ -236,3 +237,49 @@ def test_pooling_errors_say_expected_and_found():
     split_labels = {split: [frame_labels[i] for i in indices] for split, indices in rows.items()}
     with pytest.raises(ValueError, match=r"labels\['valid'\]: expected one label per utterance"):
         train_frame_classifier(frames, rows, {**split_labels, "valid": []}, HeadTrainingConfig(), 0)
+
+
+def _regression_run(max_grad_norm: float | None, seed: int = 0):
+    """A linear regression trained by the shared early-stopping loop; validation reads the last
+    update's gradient norm (clipping works on the gradients in place) and the loss."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1)) * 100.0
+    y = x.sum(dim=1, keepdim=True)
+    settings = HeadTrainingConfig(batch_size=16, max_epochs=3, patience=3, max_grad_norm=max_grad_norm)
+
+    def validate(model: torch.nn.Module) -> tuple[float, float]:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        return float(norm), float(torch.nn.functional.mse_loss(model(x), y))
+
+    return train_with_early_stopping(
+        lambda: torch.nn.Linear(4, 1),
+        lambda model, positions: torch.nn.functional.mse_loss(model(x[positions]), y[positions]),
+        len(x),
+        validate,
+        lambda score: -score[1],
+        settings,
+        lr=1e-2,
+        seed=seed,
+    )
+
+
+def test_gradient_clipping_is_configurable():
+    clipped = _regression_run(max_grad_norm=0.5)
+    free = _regression_run(max_grad_norm=None)
+    assert all(norm <= 0.5 + 1e-5 for norm, _ in clipped.scores)
+    assert all(norm > 0.5 for norm, _ in free.scores)
+
+
+def test_the_loop_is_seeded_locally_and_leaves_the_global_generator_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = _regression_run(max_grad_norm=None, seed=4)
+    assert torch.equal(torch.get_rng_state(), before)
+    again = _regression_run(max_grad_norm=None, seed=4)
+    other = _regression_run(max_grad_norm=None, seed=5)
+    assert first.scores == again.scores != other.scores
+    assert torch.equal(first.model.weight, again.model.weight)
+
+
+def test_max_grad_norm_must_be_positive_or_null():
+    with pytest.raises(ValueError, match="max_grad_norm: expected a number > 0 or null, found 0"):
+        HeadTrainingConfig(max_grad_norm=0)

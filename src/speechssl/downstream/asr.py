@@ -7,7 +7,8 @@ BiLSTM affordable on a CPU and still leaves more frames than characters), then f
 small BiLSTM with a linear output over characters and a blank
 (:class:`~speechssl.downstream.heads.CTCHead`),
 trained with CTC (Graves et al. 2006, "Connectionist Temporal Classification") and AdamW,
-with early stopping on the validation character error rate. Decoding is greedy: the best
+with early stopping on the validation character error rate (the early-stopping loop of
+the utterance heads, :func:`~speechssl.downstream.training.train_with_early_stopping`). Decoding is greedy: the best
 symbol per frame, repeats merged, blanks removed. WER and CER are corpus-level (jiwer).
 """
 
@@ -17,7 +18,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +26,12 @@ from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import WeightedLayerSum
 from speechssl.downstream.heads import CTCHead
 from speechssl.downstream.metrics import character_error_rate, word_error_rate
+from speechssl.downstream.training import (
+    FrameInputs,
+    check_stopping_settings,
+    frame_statistics,
+    train_with_early_stopping,
+)
 
 BLANK = "<blank>"
 
@@ -39,9 +45,13 @@ class CTCTrainingConfig:
         num_layers: BiLSTM layers.
         dropout: dropout between BiLSTM layers.
         lr: AdamW learning rate.
+        weight_decay: AdamW decoupled weight decay of the weight matrices (biases and
+            the layer logits are not decayed).
         batch_size: utterances per update.
         max_epochs: passes over ``train`` at most.
         patience: epochs without a lower validation CER before stopping.
+        max_grad_norm: gradients are clipped to this global L2 norm (BiLSTMs' exploding
+            gradients); ``None`` does not clip.
         max_frame_rate: frames per second the BiLSTM reads at most; faster features are
             stacked ``ceil(rate / max_frame_rate)`` frames at a time.
     """
@@ -50,15 +60,18 @@ class CTCTrainingConfig:
     num_layers: int = 2
     dropout: float = 0.1
     lr: float = 2e-3
+    weight_decay: float = 1e-2
     batch_size: int = 16
     max_epochs: int = 40
     patience: int = 5
+    max_grad_norm: float | None = 5.0
     max_frame_rate: float = 25.0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "num_layers", "batch_size", "max_epochs", "patience"):
+        for name in ("hidden", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, found {getattr(self, name)}")
+        check_stopping_settings(self)
         if not self.lr > 0:
             raise ValueError(f"lr: expected > 0, found {self.lr}")
         if not self.max_frame_rate > 0:
@@ -131,11 +144,6 @@ class _CTCModel(nn.Module):
         return self.head(*stack_frames(mixed, lengths, self.stack))
 
 
-def _pad(utterances: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(u) for u in utterances])
-    return nn.utils.rnn.pad_sequence(utterances, batch_first=True), lengths  # (batch, frames, layers, dim)
-
-
 def train_ctc(
     frames: FrameFeatures,
     rows: Mapping[str, Sequence[int]],
@@ -144,6 +152,12 @@ def train_ctc(
     seed: int,
 ) -> ASRResult:
     """Train a CTC head on ``frames`` rows of ``rows["train"]``, stop on ``valid`` CER, score ``test``.
+
+    Frames are standardised with the mean and standard deviation of ``train``
+    (:func:`~speechssl.downstream.training.frame_statistics`) and read batch by batch from
+    the memory-mapped cache (:class:`~speechssl.downstream.training.FrameInputs`); the head
+    is trained by :func:`~speechssl.downstream.training.train_with_early_stopping` with the
+    criterion the lowest validation CER.
 
     Args:
         frames: cached ``(frames, layers, dim)`` features of every utterance.
@@ -157,66 +171,51 @@ def train_ctc(
     unknown = sorted({c for split in ("valid", "test") for i in rows[split] for c in texts[i]} - index.keys())
     if unknown:
         raise ValueError(f"transcripts: characters {unknown} occur in valid/test but never in train")
-    data = {
-        split: [torch.from_numpy(np.asarray(frames.utterance(i), dtype=np.float32)) for i in indices]
-        for split, indices in rows.items()
-    }  # each (frames, layers, dim)
-    stacked = torch.cat(data["train"])  # (train frames, layers, dim)
-    mean, std = stacked.mean(dim=0), stacked.std(dim=0).clamp_min(1e-5)  # (layers, dim)
-    data = {split: [(u - mean) / std for u in utterances] for split, utterances in data.items()}
+    mean, std = frame_statistics(frames, rows["train"])  # each (layers, dim)
+    inputs = {split: FrameInputs(frames, rows[split], mean, std) for split in ("train", "valid", "test")}
     targets = [torch.tensor([index[c] for c in texts[i]]) for i in rows["train"]]
+    loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
 
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        stack = config.stacking(frames.downsample_rate)
-        model = _CTCModel(frames.frames.shape[1], frames.frames.shape[2], len(vocabulary), stack, config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-        loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
-        best = (float("inf"), 0, None)
-        epoch = 0
-        for epoch in range(1, config.max_epochs + 1):
-            model.train()
-            for batch in torch.randperm(len(targets)).split(config.batch_size):
-                x, lengths = _pad([data["train"][i] for i in batch])
-                log_probs, out_lengths = model(x, lengths)
-                labels = [targets[i] for i in batch]
-                loss = loss_fn(
-                    log_probs, torch.cat(labels), out_lengths, torch.tensor([len(t) for t in labels])
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-            valid_cer = character_error_rate(
-                [texts[i] for i in rows["valid"]], _decode(model, data["valid"], vocabulary)
-            )
-            if valid_cer < best[0]:
-                best = (valid_cer, epoch, {k: v.clone() for k, v in model.state_dict().items()})
-            elif epoch - best[1] >= config.patience:
-                break
-        valid_cer, best_epoch, state = best
-        model.load_state_dict(state)
-        hypotheses = _decode(model, data["test"], vocabulary)
+    def batch_loss(model: _CTCModel, positions: torch.Tensor) -> torch.Tensor:
+        log_probs, out_lengths = model(*inputs["train"].batch(positions))
+        labels = [targets[i] for i in positions.tolist()]
+        return loss_fn(log_probs, torch.cat(labels), out_lengths, torch.tensor([len(t) for t in labels]))
+
+    def validate(model: _CTCModel) -> float:
+        return character_error_rate(
+            [texts[i] for i in rows["valid"]], _decode(model, inputs["valid"], vocabulary)
+        )
+
+    stack = config.stacking(frames.downsample_rate)
+    run = train_with_early_stopping(
+        lambda: _CTCModel(frames.frames.shape[1], frames.frames.shape[2], len(vocabulary), stack, config),
+        batch_loss,
+        len(targets),
+        validate,
+        lambda cer: -cer,
+        config,
+        config.lr,
+        seed,
+    )
+    hypotheses = _decode(run.model, inputs["test"], vocabulary)
     references = [texts[i] for i in rows["test"]]
     return ASRResult(
         wer=word_error_rate(references, hypotheses),
         cer=character_error_rate(references, hypotheses),
-        valid_cer=valid_cer,
-        best_epoch=best_epoch,
-        epochs_run=epoch,
-        layer_weights=model.featurizer.layer_weights(),
+        valid_cer=run.scores[run.best_epoch - 1],
+        best_epoch=run.best_epoch,
+        epochs_run=run.epochs_run,
+        layer_weights=run.model.featurizer.layer_weights(),
         examples=list(zip(references[:3], hypotheses[:3], strict=True)),
     )
 
 
 @torch.no_grad()
-def _decode(
-    model: _CTCModel, utterances: list[torch.Tensor], vocabulary: Sequence[str], batch: int = 32
-) -> list[str]:
+def _decode(model: _CTCModel, inputs: FrameInputs, vocabulary: Sequence[str], batch: int = 32) -> list[str]:
+    """Greedy transcripts of every utterance of ``inputs``, in order."""
     model.eval()
     texts = []
-    for start in range(0, len(utterances), batch):
-        x, lengths = _pad(utterances[start : start + batch])
-        log_probs, out_lengths = model(x, lengths)
+    for positions in torch.arange(len(inputs)).split(batch):
+        log_probs, out_lengths = model(*inputs.batch(positions))
         texts += greedy_decode(log_probs, out_lengths, vocabulary)
     return texts

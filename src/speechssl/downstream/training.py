@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -35,8 +35,126 @@ from torch import nn
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
 from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
+from speechssl.train.optimizer import parameter_groups
 
 SPLITS = ("train", "valid", "test")
+
+Model = TypeVar("Model", bound=nn.Module)
+Score = TypeVar("Score")
+
+
+class StoppingSettings(Protocol):
+    """The options of a head config that :func:`train_with_early_stopping` reads.
+
+    Attributes:
+        batch_size: utterances per update.
+        max_epochs: passes over ``train`` at most.
+        patience: epochs without a better validation score before training stops.
+        weight_decay: AdamW decoupled weight decay of the matrices
+            (:func:`~speechssl.train.optimizer.parameter_groups`).
+        max_grad_norm: gradients are clipped to this global L2 norm; ``None`` does not clip.
+    """
+
+    batch_size: int
+    max_epochs: int
+    patience: int
+    weight_decay: float
+    max_grad_norm: float | None
+
+
+def check_stopping_settings(settings: StoppingSettings) -> None:
+    """Raise a ``ValueError`` naming the first option of ``settings`` out of its range."""
+    for name in ("batch_size", "max_epochs", "patience"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name}: expected an integer >= 1, found {getattr(settings, name)}")
+    if not settings.weight_decay >= 0:
+        raise ValueError(f"weight_decay: expected a number >= 0, found {settings.weight_decay}")
+    if settings.max_grad_norm is not None and not settings.max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm: expected a number > 0 or null, found {settings.max_grad_norm}")
+
+
+@dataclass
+class EarlyStoppingRun(Generic[Model, Score]):
+    """A model trained by :func:`train_with_early_stopping`, restored to its best epoch.
+
+    Attributes:
+        model: in eval mode, holding the weights of ``best_epoch``.
+        best_epoch: 1-based epoch with the best validation score (the first, on ties).
+        scores: the validation score after every epoch run.
+    """
+
+    model: Model
+    best_epoch: int
+    scores: list[Score]
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs trained before early stopping (or ``max_epochs``)."""
+        return len(self.scores)
+
+
+def train_with_early_stopping(
+    build: Callable[[], Model],
+    batch_loss: Callable[[Model, torch.Tensor], torch.Tensor],
+    num_train: int,
+    validate: Callable[[Model], Score],
+    criterion: Callable[[Score], Any],
+    settings: StoppingSettings,
+    lr: float,
+    seed: int,
+) -> EarlyStoppingRun[Model, Score]:
+    """Train a head with AdamW on ``train``, keeping the epoch that scores best on ``valid``.
+
+    Early stopping (Prechelt 1998): after every epoch the model is scored on ``valid``; the
+    epoch with the largest ``criterion(score)`` is kept (the first, on ties), and training
+    stops after ``settings.patience`` epochs without a larger one. The optimizer is AdamW
+    (Loshchilov & Hutter 2019) with the weight decay of
+    :func:`~speechssl.train.optimizer.parameter_groups`; gradients are clipped to
+    ``settings.max_grad_norm`` when set.
+
+    ``seed`` fixes the initialisation (``build`` runs with the global generator seeded),
+    dropout and the order of the training utterances (a local :class:`torch.Generator`);
+    the global random state is restored afterwards.
+
+    Args:
+        build: makes the untrained model.
+        batch_loss: the training loss of the model on the training utterances at
+            ``positions`` ``(batch,)`` int64 (indices in ``[0, num_train)``).
+        num_train: number of training utterances.
+        validate: the validation score of the model (run in eval mode, without gradients).
+        criterion: orders scores; larger is better.
+        settings: batch size, epochs, patience, weight decay and gradient clipping.
+        lr: the learning rate.
+        seed: seed of initialisation, dropout and data order.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        order = torch.Generator().manual_seed(seed)
+        model = build()
+        optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=lr)
+        scores: list[Score] = []
+        best_epoch = 0
+        best_state: dict[str, torch.Tensor] = {}
+        for epoch in range(1, settings.max_epochs + 1):
+            model.train()
+            for positions in torch.randperm(num_train, generator=order).split(settings.batch_size):
+                loss = batch_loss(model, positions)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                scores.append(validate(model))
+            if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
+                best_epoch = epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= settings.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return EarlyStoppingRun(model=model, best_epoch=best_epoch, scores=scores)
 
 
 @dataclass
@@ -57,6 +175,7 @@ class HeadTrainingConfig:
         max_epochs: passes over ``train`` at most.
         patience: epochs without a better validation criterion (higher accuracy, or equal
             accuracy and lower cross-entropy) before training stops.
+        max_grad_norm: gradients are clipped to this global L2 norm; ``None`` does not clip.
         layer: ``weighted`` (SUPERB's learnable weighted sum of all layers) or the index
             of one layer (negative counts from the last).
         pooling: ``mean`` (the head reads pooled means) or ``attentive`` (the head reads
@@ -73,6 +192,7 @@ class HeadTrainingConfig:
     batch_size: int = 64
     max_epochs: int = 100
     patience: int = 10
+    max_grad_norm: float | None = None
     layer: Literal["weighted"] | int = "weighted"
     pooling: Literal["mean", "attentive"] = "mean"
     attention_dim: int = 128
@@ -96,11 +216,9 @@ class HeadTrainingConfig:
                 raise ValueError(f"{name}: expected finite learning rates > 0, found {value}")
         if self.lr_sweep is not None and len(self.lr_sweep) == 0:
             raise ValueError("lr_sweep: expected a non-empty list of learning rates or null, found []")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay: expected a number >= 0, found {self.weight_decay}")
-        for name in ("batch_size", "max_epochs", "patience", "attention_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, found {getattr(self, name)}")
+        check_stopping_settings(self)
+        if self.attention_dim < 1:
+            raise ValueError(f"attention_dim: expected an integer >= 1, found {self.attention_dim}")
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
             raise ValueError(f"layer: expected 'weighted' or a layer index, found {self.layer!r}")
 
@@ -282,9 +400,8 @@ def fit_head(
 ) -> HeadFit:
     """Train one classifier with AdamW and early stopping on validation accuracy.
 
-    After every epoch the model is scored on ``valid``; the epoch with the best criterion
-    (accuracy, ties broken by lower cross-entropy) is kept, and training stops after
-    ``config.patience`` epochs without a better one.
+    :func:`train_with_early_stopping` with cross-entropy on ``train`` and the criterion
+    accuracy, ties broken by lower cross-entropy, on ``valid``.
 
     ``seed`` fixes the head's initialisation, dropout and the order of the training
     utterances; the global random generators are left as they were.
@@ -300,46 +417,31 @@ def fit_head(
     """
     train_x, train_y = train
     valid_x, valid_y = valid
-    num_utterances = len(train_y)
     num_layers, feat_dim = (train_x if isinstance(train_x, torch.Tensor) else train_x.mean).shape[-2:]
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        order = torch.Generator().manual_seed(seed)
-        model = build_classifier(num_layers, feat_dim, num_classes, config)
-        decayed = [p for p in model.parameters() if p.dim() >= 2]
-        undecayed = [p for p in model.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decayed, "weight_decay": config.weight_decay},
-                {"params": undecayed, "weight_decay": 0.0},
-            ],
-            lr=lr,
-        )
-        accuracies: list[float] = []
-        losses: list[float] = []
-        best_epoch = 0
-        best_state: dict[str, torch.Tensor] = {}
-        for epoch in range(1, config.max_epochs + 1):
-            model.train()
-            permutation = torch.randperm(num_utterances, generator=order)
-            for batch in permutation.split(config.batch_size):
-                loss = F.cross_entropy(model(*_batch(train_x, batch)), train_y[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            accuracy, valid_loss, _ = _evaluate(model, valid_x, valid_y)
-            accuracies.append(accuracy)
-            losses.append(valid_loss)
-            if best_epoch == 0 or _criterion(accuracy, valid_loss) > _criterion(
-                accuracies[best_epoch - 1], losses[best_epoch - 1]
-            ):
-                best_epoch = epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    return HeadFit(model=model, best_epoch=best_epoch, valid_accuracies=accuracies, valid_losses=losses)
+
+    def batch_loss(model: UtteranceClassifier, positions: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(*_batch(train_x, positions)), train_y[positions])
+
+    def validate(model: UtteranceClassifier) -> tuple[float, float]:
+        accuracy, loss, _ = _evaluate(model, valid_x, valid_y)
+        return accuracy, loss
+
+    run = train_with_early_stopping(
+        lambda: build_classifier(num_layers, feat_dim, num_classes, config),
+        batch_loss,
+        len(train_y),
+        validate,
+        lambda score: _criterion(*score),
+        config,
+        lr,
+        seed,
+    )
+    return HeadFit(
+        model=run.model,
+        best_epoch=run.best_epoch,
+        valid_accuracies=[accuracy for accuracy, _ in run.scores],
+        valid_losses=[loss for _, loss in run.scores],
+    )
 
 
 def _check_layer(config: HeadTrainingConfig, num_layers: int) -> None:

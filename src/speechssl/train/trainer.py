@@ -42,6 +42,7 @@ from speechssl.train.checkpoint import (
 )
 from speechssl.train.config import OptimConfig, TrainConfig
 from speechssl.train.logging import MetricsLogger
+from speechssl.train.optimizer import parameter_groups
 from speechssl.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from speechssl.train.schedule import build_scheduler
 
@@ -263,23 +264,13 @@ def resolve_autocast_dtype(precision: str, device: torch.device) -> torch.dtype 
 def build_optimizer(method: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter 2019) over the trainable parameters of ``method``.
 
-    Matrices and convolution kernels are decayed; biases, norm gains and other 0-/1-d
-    parameters are not (as in BERT, wav2vec 2.0 and Barlow Twins' LARS exclusions).
+    Weight decay follows :func:`~speechssl.train.optimizer.parameter_groups`: matrices and
+    kernels are decayed, biases, norm gains and other 0-/1-d parameters are not.
 
     Raises:
         ValueError: ``method`` has no trainable parameter.
     """
-    decay, no_decay = [], []
-    for parameter in method.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    groups = [
-        {"params": params, "weight_decay": weight_decay}
-        for params, weight_decay in ((decay, config.weight_decay), (no_decay, 0.0))
-        if params
-    ]
-    if not groups:
-        raise ValueError(f"{type(method).__name__}: expected trainable parameters, found none")
+    groups = parameter_groups(method, config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
 
 
