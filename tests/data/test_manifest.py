@@ -211,3 +211,25 @@ def test_suffix_and_missing_file_errors(tmp_path):
         Manifest().save(tmp_path / "m.txt")
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         Manifest.load(tmp_path / "absent.csv")
+
+
+def test_split_rows_are_the_indices_of_each_split_in_manifest_order(tmp_path):
+    manifest = Manifest(make_rows(tmp_path, count=7))
+    assert manifest.split_rows() == {"train": [0, 3, 6], "valid": [1, 4], "test": [2, 5]}
+    assert manifest.split_rows(("test", "other")) == {"test": [2, 5], "other": []}
+
+
+def test_digest_follows_rows_and_audio_files(tmp_path):
+    rows = make_rows(tmp_path, count=3)
+    for row in rows:
+        row.path.parent.mkdir(parents=True, exist_ok=True)
+        row.path.write_bytes(b"RIFF")
+    manifest = Manifest(rows)
+    digest = manifest.digest()
+    assert digest == Manifest(rows).digest() and len(digest) == 64
+    assert Manifest(rows[:2]).digest() != digest
+    rows[1].path.write_bytes(b"RIFF and more")  # the audio changed size
+    assert manifest.digest() != digest
+    rows[2].path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"utt2\.wav: audio file of utterance 'utt2' not found"):
+        manifest.digest()

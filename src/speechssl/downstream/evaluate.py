@@ -60,9 +60,8 @@ def safe_name(text: str) -> str:
 
 def fold_rows(fold: Manifest, label: str) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
     """Per-split row indices (manifest order) and labels of one fold."""
-    splits = np.asarray(fold.column("split"))
     labels = np.asarray(fold.column(label), dtype=object)
-    rows = {split: np.flatnonzero(splits == split).tolist() for split in ("train", "valid", "test")}
+    rows = fold.split_rows()
     return rows, {split: [str(v) for v in labels[indices]] for split, indices in rows.items()}
 
 
@@ -138,8 +137,7 @@ def evaluate_asr_task(
     config: CTCTrainingConfig | None = None,
 ) -> list[dict]:
     """One row per seed: test WER (lower is better) of a CTC head, with CER and example decodings."""
-    split = np.asarray(manifest.column("split"))
-    rows = {name: np.flatnonzero(split == name).tolist() for name in ("train", "valid", "test")}
+    rows = manifest.split_rows()
     texts = [str(text) for text in manifest.column(task.label)]
     results = []
     for seed in seeds:

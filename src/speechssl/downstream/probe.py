@@ -84,13 +84,13 @@ def extract_pooled_features(
 
 
 def _split_rows(manifest: Manifest, task: str) -> dict[str, np.ndarray]:
-    splits = np.asarray(manifest.column("split"))
-    rows = {split: np.flatnonzero(splits == split) for split in SPLITS}
-    empty = [split for split in SPLITS if len(rows[split]) == 0]
-    if empty:
+    rows = {
+        split: np.asarray(indices, dtype=np.int64) for split, indices in manifest.split_rows(SPLITS).items()
+    }
+    if any(len(indices) == 0 for indices in rows.values()):
         raise ValueError(
             f"task {task!r}: the manifest's split column needs train, valid and test rows (valid chooses "
-            f"the epoch and learning rate), found {sorted(set(splits.tolist()))}"
+            f"the epoch and learning rate), found {sorted(set(manifest.column('split')))}"
         )
     return rows
 
