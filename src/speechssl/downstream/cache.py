@@ -33,8 +33,6 @@ extraction never leaves a half entry that reads as valid.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -47,7 +45,7 @@ import torch
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.pooling import masked_mean_std
-from speechssl.storage import cached_entry, entry_path
+from speechssl.storage import cached_entry, entry_path, staging_folder
 from speechssl.upstream.base import Upstream
 
 CACHE_FORMAT_VERSION = 1
@@ -371,13 +369,9 @@ class FeatureCache:
 
         if not self.enabled:
             start = time.perf_counter()
-            self.root.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix=".scratch.", dir=self.root))
-            try:
+            with staging_folder(self.root / "scratch") as scratch:
                 write(scratch)
                 features = read(scratch, hit=False)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
             self._count_miss(time.perf_counter() - start)
             return replace(features, entry=None)
         return self._cached(FRAMES, upstream, manifest, chosen, write, read)
