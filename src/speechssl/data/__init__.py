@@ -14,12 +14,13 @@ from speechssl.data.dataset import (
 )
 from speechssl.data.manifest import REQUIRED_COLUMNS, Manifest, ManifestError, Utterance
 from speechssl.data.sampler import DurationBatchSampler
-from speechssl.data.splits import group_disjoint_split, group_folds, within_group_split
+from speechssl.data.splits import SPLITS, group_disjoint_split, group_folds, split_rows, within_group_split
 from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
 from speechssl.data.validate import ValidationReport, validate_manifest
 
 __all__ = [
     "REQUIRED_COLUMNS",
+    "SPLITS",
     "AudioBatch",
     "AudioDataset",
     "AudioError",
@@ -49,6 +50,7 @@ __all__ = [
     "load_corpus",
     "load_manifest",
     "scan_bad_files",
+    "split_rows",
     "validate_manifest",
     "within_group_split",
 ]

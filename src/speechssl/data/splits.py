@@ -17,6 +17,18 @@ from collections.abc import Hashable, Sequence
 
 from speechssl.data.manifest import Manifest, Utterance
 
+SPLITS = ("train", "valid", "test")
+
+
+def split_rows(manifest: Manifest, splits: Sequence[str] = SPLITS) -> dict[str, list[int]]:
+    """Row indices (manifest order) of each of ``splits``, read from the ``split`` column;
+    a split no row holds maps to an empty list."""
+    rows: dict[str, list[int]] = {split: [] for split in splits}
+    for index, split in enumerate(manifest.column("split")):
+        if split in rows:
+            rows[split].append(index)
+    return rows
+
 
 def hash_order(keys: Sequence[str], seed: int) -> list[str]:
     """``keys`` in a pseudo-random order fixed by ``seed`` (CRC-32 of ``"seed|key"``, ties by key)."""
