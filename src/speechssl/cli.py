@@ -414,6 +414,10 @@ def _task_names(args: argparse.Namespace) -> list[str]:
     """The registered tasks named by ``--tasks`` (``all``: those whose corpus is present) or ``--suite``."""
     from speechssl.downstream.tasks import available_tasks, suite_tasks
 
+    if args.tasks and args.tasks != "all":
+        return args.tasks.split(",")
+    if args.suite:
+        return suite_tasks(args.suite, args.data_root)
     if args.tasks == "all":
         registry = available_tasks().values()
         tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
@@ -421,7 +425,7 @@ def _task_names(args: argparse.Namespace) -> list[str]:
         if skipped:
             print(f"skipping tasks whose corpus is not under --data-root: {', '.join(skipped)}")
         return tasks
-    return args.tasks.split(",") if args.tasks else suite_tasks(args.suite, args.data_root)
+    raise ValueError("tasks: expected task names, 'all' or a suite, found none")
 
 
 def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = None):

@@ -290,8 +290,23 @@ VERIFICATION_RULE = (
 )
 
 
+REGISTERED_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` (of any registered kind) available by name beside the built-in tasks."""
+    if task.name in available_tasks():
+        raise ValueError(f"task name {task.name!r}: already registered")
+    if type(task) not in TASK_KINDS.values():
+        raise ValueError(
+            f"task {task.name!r}: expected a kind registered with task_kind, found {type(task).__name__}"
+        )
+    REGISTERED_TASKS[task.name] = task
+    return task
+
+
 def available_tasks() -> dict[str, Task]:
-    """Every downstream task, by name."""
+    """Every downstream task, by name: the built-in ones, then those of :func:`register_task`."""
     tasks: list[Task] = [
         UtteranceTask(
             "keyword_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword",
@@ -344,7 +359,7 @@ def available_tasks() -> dict[str, Task]:
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
     ]  # fmt: skip
-    return {task.name: task for task in tasks}
+    return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 
 
 SUITES = {
