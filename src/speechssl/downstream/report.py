@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechssl.analysis.results import plot_boxplots, plot_layer_weights
+from speechssl.downstream.figures import plot_boxplots, plot_layer_weights
 from speechssl.downstream.row import Row
 from speechssl.downstream.statistics import Summary, group_by_seed, paired_test, summarize
 from speechssl.downstream.tasks import Task
