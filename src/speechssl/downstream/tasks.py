@@ -7,6 +7,13 @@ measures: speaker identification tests on unseen utterances of training speakers
 keyword, gender and emotion tasks never share a speaker between splits, so they cannot
 be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds, as
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
+
+Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
+``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+the features it reads (pooled statistics or frames of every layer), its head and
+training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
+``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
+:func:`task_kind`, and its tasks with :func:`register_task`; the evaluator is unchanged.
 """
 
 from __future__ import annotations
