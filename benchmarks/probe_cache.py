@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from speechssl.downstream.cache import FeatureCache, compute_pooled
-from speechssl.downstream.evaluate import fold_rows
 from speechssl.downstream.tasks import get_task
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream import build_upstream
@@ -47,7 +46,8 @@ def main() -> None:
         started = time.perf_counter()
         pooled = cache.pooled(upstream, manifest)
         extraction = time.perf_counter() - started
-        rows, labels = fold_rows(fold, task.label)
+        rows, column = fold.split_rows(), fold.column(task.label)
+        labels = {split: [str(column[i]) for i in indices] for split, indices in rows.items()}
         features = {split: pooled.mean[:, indices, :].astype("float32") for split, indices in rows.items()}
 
         heads, epochs = [], []

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from speechssl.cli import main
+from speechssl.cli import main, with_flags
 
 
 def test_data_list_names_every_native_corpus(capsys):
@@ -107,6 +107,17 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
 def test_errors_name_the_option_and_exit_2(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_library_option_names_are_shown_as_flags():
+    message = "suite mini: corpus folder(s) not found: /x/ravdess (check data_root)"
+    assert with_flags(message) == "--suite mini: corpus folder(s) not found: /x/ravdess (check --data-root)"
+    assert (
+        with_flags("layer: expected an index in [-3, 3), found 3")
+        == "--layer: expected an index in [-3, 3), found 3"
+    )
+    for unchanged in ("head.head: expected one of ['linear', 'mlp']", "unknown task 'x'", "layers: 3 tasks"):
+        assert with_flags(unchanged) == unchanged
 
 
 def test_quickstart_writes_its_report(tmp_path, capsys, tiny_pretrain_overrides):

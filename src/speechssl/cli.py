@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,18 +82,10 @@ def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
         help="'weighted' (SUPERB's learnt layer mix), 'last', 'all', 'best' (chosen on valid) or an index",
     )
     probe.add_argument("--max-batch-seconds", type=float, default=60.0)
-    probe.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1) per probe")
-    probe.add_argument(
-        "--cache-dir",
-        help="feature cache folder (default: $SPEECHSSL_CACHE/features or ~/.cache/speechssl/features)",
-    )
-    probe.add_argument("--no-cache", action="store_true", help="recompute features; store nothing")
     probe.add_argument(
         "--output", help="folder for one JSON per (upstream, task, layer, seed) and summary.json"
     )
-    probe.add_argument(
-        "overrides", nargs="*", help="head-training key=value overrides, e.g. head=mlp lr=3e-3"
-    )
+    _add_evaluation_options(probe, seeds=1, tasks=False, head_positional=True)
 
 
 def _add_augment_parser(sub: argparse._SubParsersAction) -> None:
@@ -111,15 +104,35 @@ def _add_augment_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluation_options(
-    parser: argparse.ArgumentParser, suite: str = "utterance", seeds: int = 5, baselines: bool = True
+    parser: argparse.ArgumentParser,
+    seeds: int = 5,
+    tasks: bool = True,
+    suite: str | None = "utterance",
+    baselines: bool = False,
+    head_positional: bool = False,
 ) -> None:
-    """Options shared by the commands that evaluate with the downstream harness."""
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--suite", default=suite, help=f"named task set (default: {suite})")
-    which.add_argument("--tasks", help="comma-separated task names instead of a suite")
-    parser.add_argument("--seeds", type=int, default=seeds, help="evaluation seeds (0..N-1)")
-    parser.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
-    parser.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
+    """The options of every command that evaluates with the downstream harness (``probe``,
+    ``benchmark``, ``ablate`` and the studies), read back by :func:`_evaluation_plan`."""
+    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds (0..N-1)")
+    if tasks:
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument(
+            "--suite",
+            default=suite,
+            help="a named task set: 'mini' (every task on the shared mini corpora) or 'utterance' "
+            f"(speaker, gender, emotion, keyword); default: {suite or '--tasks'}",
+        )
+        which.add_argument(
+            "--tasks",
+            default=None if suite else "all",
+            help="comma-separated task names, or 'all' whose corpus is present (see speechssl.downstream.tasks)",
+        )
+        parser.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
+    parser.add_argument(
+        "--cache-dir",
+        help="feature cache folder (default: $SPEECHSSL_CACHE/features or ~/.cache/speechssl/features)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="recompute features; store nothing")
     if baselines:
         parser.add_argument(
             "--baselines", default="fbank", help="comma-separated upstream specs evaluated beside the models"
@@ -128,8 +141,16 @@ def _add_evaluation_options(
         "--head",
         action="append",
         default=[],
-        help="head-training key=value (repeatable), e.g. --head lr=3e-3",
+        help="head-training key=value (repeatable), e.g. --head lr=3e-3; asr.<key>=value for the CTC "
+        "head, e.g. --head asr.hidden=256",
     )
+    if head_positional:
+        parser.add_argument(
+            "head_overrides",
+            nargs="*",
+            metavar="overrides",
+            help="head-training key=value overrides (as --head), e.g. head=mlp lr=3e-3 asr.hidden=256",
+        )
 
 
 def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
@@ -147,7 +168,7 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
         "--projectors", default="512x512", help="comma-separated projector shapes, e.g. 512x512"
     )
     ablate.add_argument("--output", default="outputs/ablate", help="study folder")
-    _add_evaluation_options(ablate)
+    _add_evaluation_options(ablate, baselines=True)
     ablate.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every variant")
 
     study = sub.add_parser("study", help="the Barlow Twins study's analyses, each writing a report")
@@ -162,7 +183,7 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
         help="comma-separated corpora (and 'union' of them)",
     )
     data.add_argument("--output", default="outputs/pretraining_data", help="study folder")
-    _add_evaluation_options(data)
+    _add_evaluation_options(data, baselines=True)
     data.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every corpus")
 
     xcorr = kinds.add_parser(
@@ -192,7 +213,7 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     )
     versus.add_argument("--baseline", default="fbank", help="hand-crafted features to beat")
     versus.add_argument("--output", default="outputs/compare", help="report folder (results.md, report.md)")
-    _add_evaluation_options(versus, seeds=10, baselines=False)
+    _add_evaluation_options(versus, seeds=10)
 
 
 def _add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
@@ -214,27 +235,8 @@ def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--upstreams", required=True, help="comma-separated upstream specs (as for probe --upstream)"
     )
-    which = bench.add_mutually_exclusive_group()
-    which.add_argument(
-        "--tasks",
-        default="all",
-        help="comma-separated task names, or 'all' whose corpus is present (see speechssl.downstream.tasks)",
-    )
-    which.add_argument(
-        "--suite",
-        help="a named task set: 'mini' (every task on the shared mini corpora) or 'utterance' "
-        "(speaker, gender, emotion, keyword)",
-    )
-    bench.add_argument("--data-root", default="../shared/data", help="folder holding the corpora")
-    bench.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     bench.add_argument("--output", default="outputs/benchmark", help="report folder")
-    bench.add_argument("--cache-dir", help="feature cache folder (default: $SPEECHSSL_CACHE/features)")
-    bench.add_argument(
-        "overrides",
-        nargs="*",
-        help="head-training key=value overrides, e.g. head=mlp lr=3e-3; asr.<key>=value for the CTC "
-        "head, e.g. asr.hidden=256",
-    )
+    _add_evaluation_options(bench, suite=None, head_positional=True)
 
 
 def _add_units_corpus_options(parser: argparse.ArgumentParser) -> None:
@@ -303,6 +305,29 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--truth", required=True, help="'phone' (phone_times alignments) or a label column")
     score.add_argument("--output", help="JSON file for the scores")
     _add_units_corpus_options(score)
+
+
+# library option names -> the flags that set them (library errors name options, the CLI shows flags)
+OPTION_FLAGS = {
+    "corpora": "--corpora",
+    "data_root": "--data-root",
+    "layer": "--layer",
+    "seeds": "--seeds",
+    "suite": "--suite",
+    "tasks": "--tasks",
+}
+
+
+def with_flags(message: str) -> str:
+    """A library error message with the option it starts with (``suite: ...``, ``suite mini: ...``)
+    and any ``snake_case`` option it names shown as the CLI flag."""
+    leading = re.match(r"\w+(?=[: ])", message)
+    if leading and leading[0] in OPTION_FLAGS:
+        message = OPTION_FLAGS[leading[0]] + message[leading.end() :]
+    for option, flag in OPTION_FLAGS.items():
+        if "_" in option:
+            message = re.sub(rf"(?<![\w-]){option}\b", flag, message)
+    return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,79 +410,75 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _head_config(overrides: Sequence[str]):
-    from speechssl.config import apply_overrides, from_dict
-    from speechssl.downstream.training import HeadTrainingConfig
-
-    return from_dict(HeadTrainingConfig, apply_overrides({}, overrides), where="head")
-
-
-def _run_probe(args: argparse.Namespace) -> int:
-    from speechssl.downstream.cache import FeatureCache
-    from speechssl.downstream.report import format_probe_table
-    from speechssl.downstream.runner import probe_upstreams, write_probe_results
-
-    if args.seeds < 1:
-        raise ValueError(f"--seeds: expected an integer >= 1, found {args.seeds}")
-    config = _head_config(args.overrides)
-    manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
-    cache = FeatureCache(args.cache_dir, enabled=not args.no_cache)
-    rows = probe_upstreams(
-        args.upstream,
-        manifest,
-        tasks=args.task,
-        layer=args.layer,
-        seeds=range(args.seeds),
-        config=config,
-        max_batch_seconds=args.max_batch_seconds,
-        cache=cache,
-    )
-    print(format_probe_table(rows))
-    stats = cache.stats
-    print(
-        f"feature cache: {stats.hits} hit(s), {stats.misses} miss(es), {stats.compute_seconds:.1f} s extracting"
-    )
-    if args.output:
-        print(f"results in {write_probe_results(rows, config, Path(args.output))}")
-    return 0
-
-
-def _run_benchmark(args: argparse.Namespace) -> int:
-    from speechssl.config import apply_overrides, from_dict
-    from speechssl.downstream.asr import CTCTrainingConfig
-    from speechssl.downstream.cache import FeatureCache
-    from speechssl.downstream.evaluate import run_evaluation
+def _task_names(args: argparse.Namespace) -> list[str]:
+    """The registered tasks named by ``--tasks`` (``all``: those whose corpus is present) or ``--suite``."""
     from speechssl.downstream.tasks import available_tasks, suite_tasks
 
-    config = _head_config([o for o in args.overrides if not o.startswith("asr.")])
-    asr_overrides = [o.removeprefix("asr.") for o in args.overrides if o.startswith("asr.")]
-    asr_config = from_dict(CTCTrainingConfig, apply_overrides({}, asr_overrides), where="asr")
+    if args.tasks and args.tasks != "all":
+        return args.tasks.split(",")
     if args.suite:
-        tasks = suite_tasks(args.suite, args.data_root)
-    elif args.tasks == "all":
+        return suite_tasks(args.suite, args.data_root)
+    if args.tasks == "all":
         registry = available_tasks().values()
         tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
         skipped = [f"{t.name} ({Path(args.data_root) / t.folder})" for t in registry if t.name not in tasks]
         if skipped:
             print(f"skipping tasks whose corpus is not under --data-root: {', '.join(skipped)}")
-    else:
-        tasks = args.tasks.split(",")
-    cache = FeatureCache(args.cache_dir)
-    run_evaluation(
-        args.upstreams.split(","),
-        tasks,
-        args.data_root,
-        range(args.seeds),
-        args.output,
-        cache,
-        config,
-        asr_config,
+        return tasks
+    raise ValueError("tasks: expected task names, 'all' or a suite, found none")
+
+
+def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = None):
+    """The :class:`~speechssl.downstream.plan.EvaluationPlan` of the options that
+    :func:`_add_evaluation_options` declared (``tasks``: instead of ``--tasks``/``--suite``)."""
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.downstream.asr import CTCTrainingConfig
+    from speechssl.downstream.cache import FeatureCache
+    from speechssl.downstream.plan import EvaluationPlan
+    from speechssl.downstream.training import HeadTrainingConfig
+
+    overrides = [*args.head, *getattr(args, "head_overrides", [])]
+    head = [o for o in overrides if not o.startswith("asr.")]
+    asr = [o.removeprefix("asr.") for o in overrides if o.startswith("asr.")]
+    return EvaluationPlan(
+        tasks=_task_names(args) if tasks is None else tasks,
+        seeds=range(args.seeds),
+        cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
+        data_root=getattr(args, "data_root", "../shared/data"),
+        head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
+        asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
-    print(Path(args.output, "report.md").read_text())
-    stats = cache.stats
+
+
+def _print_cache_stats(plan) -> None:
+    stats = plan.cache.stats
     print(
         f"feature cache: {stats.hits} hit(s), {stats.misses} miss(es), {stats.compute_seconds:.1f} s extracting"
     )
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from speechssl.downstream.report import format_probe_table
+    from speechssl.downstream.runner import probe_upstreams, write_probe_results
+
+    plan = _evaluation_plan(args, tasks=args.task)
+    manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
+    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds)
+    print(format_probe_table(rows))
+    _print_cache_stats(plan)
+    if args.output:
+        print(f"results in {write_probe_results(rows, plan.head, Path(args.output))}")
+    return 0
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from speechssl.downstream.evaluate import run_evaluation
+
+    plan = _evaluation_plan(args)
+    run_evaluation(args.upstreams.split(","), plan, args.output)
+    print(Path(args.output, "report.md").read_text())
+    _print_cache_stats(plan)
     return 0
 
 
@@ -476,27 +497,23 @@ def _run_augment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluation_settings(args: argparse.Namespace):
-    from speechssl.downstream.cache import FeatureCache
-    from speechssl.downstream.tasks import suite_tasks
-
-    tasks = args.tasks.split(",") if args.tasks else suite_tasks(args.suite, args.data_root)
-    baselines = [b for b in getattr(args, "baselines", "").split(",") if b]
-    return tasks, range(args.seeds), FeatureCache(args.cache_dir), _head_config(args.head), baselines
-
-
 def _run_ablate(args: argparse.Namespace) -> int:
     from speechssl.studies.ablation import run_ablation
 
-    tasks, seeds, cache, head, baselines = _evaluation_settings(args)
+    plan = _evaluation_plan(args)
     try:
         lambdas = [float(value) for value in args.lambdas.split(",")]
     except ValueError:
         raise ValueError(f"--lambdas: expected comma-separated numbers, found {args.lambdas!r}") from None
     result = run_ablation(
-        args.config, args.losses.split(","), lambdas, args.projectors.split(","), args.output, tasks, seeds,
-        args.data_root, cache, head, baselines, args.overrides,
-    )  # fmt: skip
+        args.config,
+        args.losses.split(","),
+        lambdas,
+        args.projectors.split(","),
+        args.output,
+        plan,
+        args.overrides,
+    )
     print(result.report.read_text())
     return 0
 
@@ -517,28 +534,17 @@ def _run_study(args: argparse.Namespace) -> int:
     elif args.study == "compare":
         from speechssl.studies.comparison import run_comparison
 
-        tasks, seeds, cache, head, _ = _evaluation_settings(args)
         page = run_comparison(
-            args.model,
-            args.random_init,
-            args.baseline,
-            tasks,
-            seeds,
-            args.data_root,
-            args.output,
-            cache,
-            head,
+            args.model, args.random_init, args.baseline, args.output, _evaluation_plan(args)
         )
         print(page.read_text())
         return 0
     else:
         from speechssl.studies.pretraining_data import run_pretraining_data_study
 
-        tasks, seeds, cache, head, baselines = _evaluation_settings(args)
         run_pretraining_data_study(
-            args.config, args.corpora.split(","), args.output, tasks, seeds, args.data_root, cache, head,
-            baselines, args.overrides,
-        )  # fmt: skip
+            args.config, args.corpora.split(","), args.output, _evaluation_plan(args), args.overrides
+        )
     print(Path(args.output, "report.md").read_text())
     return 0
 
@@ -629,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, AudioError, NonFiniteLossError, TrainingInterruptedError) as err:
-        print(f"speechssl: error: {err}", file=sys.stderr)
+        print(f"speechssl: error: {with_flags(str(err))}", file=sys.stderr)
         return 2
 
 

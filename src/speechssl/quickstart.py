@@ -28,6 +28,7 @@ from speechssl.analysis import (
 from speechssl.config import to_dict
 from speechssl.data import generate_synthetic_corpus
 from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import format_accuracy_matrix
 from speechssl.downstream.runner import probe_upstreams
 from speechssl.train import load_pretrain_config, train
@@ -70,10 +71,8 @@ def run_quickstart(output: Path, steps: int | None = None, overrides: Sequence[s
         "random_init": f"random:{result.checkpoint / 'encoder.yaml'}",
         "log_mel": "fbank",
     }
-    cache = FeatureCache(output / "features")
-    rows = probe_upstreams(
-        list(upstreams.values()), corpus, list(TASKS), seeds=range(PROBE_SEEDS), cache=cache
-    )
+    plan = EvaluationPlan(TASKS, range(PROBE_SEEDS), FeatureCache(output / "features"))
+    rows = probe_upstreams(list(upstreams.values()), corpus, plan)
     names = {spec: name for name, spec in upstreams.items()}
     for row in rows:
         row["upstream"] = names[row["upstream"]]

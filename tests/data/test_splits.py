@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from speechssl.data import Manifest, Utterance
-from speechssl.data.splits import group_disjoint_split, group_folds, hash_order, within_group_split
+from speechssl.data.splits import (
+    group_disjoint_split,
+    group_folds,
+    hash_order,
+    within_group_split,
+)
 
 
 def _corpus(speakers: int = 12, per_speaker: int = 10) -> Manifest:
@@ -74,3 +79,14 @@ def test_split_errors_name_the_option():
         group_folds(_corpus(), folds=20)
     with pytest.raises(ValueError, match="summing below 1"):
         within_group_split(_corpus(), 0.6, 0.6)
+
+
+def test_split_rows_lists_each_splits_rows_in_manifest_order():
+    split = within_group_split(_corpus(speakers=3, per_speaker=10), valid_fraction=0.2, test_fraction=0.2)
+    rows = split.split_rows()
+    assert sorted(rows) == ["test", "train", "valid"]
+    assert sorted(i for indices in rows.values() for i in indices) == list(range(len(split)))
+    for name, indices in rows.items():
+        assert indices == sorted(indices)
+        assert [split.ids[i] for i in indices] == split.filter(split=name).ids
+    assert split.split_rows(("dev", "test")) == {"dev": [], "test": rows["test"]}

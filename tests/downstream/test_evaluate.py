@@ -7,6 +7,7 @@ import shutil
 
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.training import HeadTrainingConfig
 
 
@@ -15,19 +16,20 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
     cache = FeatureCache(tmp_path / "cache")
     config = HeadTrainingConfig(max_epochs=20)
     upstreams = ["fbank", "random:tiny"]
-    rows = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "out", cache, config)
+    plan = EvaluationPlan(["keyword_fsdd"], [0, 1], cache, data_root, config)
+    rows = run_evaluation(upstreams, plan, tmp_path / "out")
 
-    assert [(r["upstream"], r["seed"]) for r in rows] == [
+    assert [(r.upstream, r.seed) for r in rows] == [
         ("fbank", 0),
         ("fbank", 1),
         ("random:tiny", 0),
         ("random:tiny", 1),
     ]
-    assert all(0.1 < r["value"] <= 1.0 for r in rows), "above the 10-digit chance level"
+    assert all(0.1 < r.value <= 1.0 for r in rows), "above the 10-digit chance level"
     saved = json.loads(
         (tmp_path / "out" / "runs" / "random_tiny" / "keyword_fsdd" / "seed_1.json").read_text()
     )
-    assert saved["value"] == rows[3]["value"]
+    assert saved["value"] == rows[3].value
     assert len(saved["layer_weights"]) == 3 and abs(sum(saved["layer_weights"]) - 1) < 1e-5
     report = (tmp_path / "out" / "report.md").read_text()
     assert "keyword_fsdd" in report and "random:tiny" in report and "p-value" in report
@@ -38,30 +40,33 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
     assert (tmp_path / "out" / "layer_weights_keyword_fsdd.png").stat().st_size > 0
     assert (cache.stats.hits, cache.stats.misses) == (0, 2)
 
-    again = run_evaluation(upstreams, ["keyword_fsdd"], data_root, [0, 1], tmp_path / "again", cache, config)
+    again = run_evaluation(upstreams, plan, tmp_path / "again")
     assert (cache.stats.hits, cache.stats.misses) == (2, 2)
-    assert [r["value"] for r in again] == [r["value"] for r in rows], "same seeds, same cached features"
+    assert [r.value for r in again] == [r.value for r in rows], "same seeds, same cached features"
 
     # the same output folder resumes: finished seeds are read back, only new ones computed
     (tmp_path / "out" / "runs" / "fbank" / "keyword_fsdd" / "seed_1.json").unlink()
     resumed = run_evaluation(
-        upstreams, ["keyword_fsdd"], data_root, [0, 1, 2], tmp_path / "out", cache, config
+        upstreams, EvaluationPlan(["keyword_fsdd"], [0, 1, 2], cache, data_root, config), tmp_path / "out"
     )
     assert (cache.stats.hits, cache.stats.misses) == (4, 2), "each upstream read once, for its missing seeds"
-    assert [r["value"] for r in resumed if r["seed"] < 2] == [r["value"] for r in rows]
-    assert all(r["upstream_fingerprint"] and r["data_digest"] for r in resumed)
+    assert [r.value for r in resumed if r.seed < 2] == [r.value for r in rows]
+    assert all(r.upstream_fingerprint and r.data_digest for r in resumed)
+    assert resumed[0].extras == rows[0].extras, "a row read back keeps its task-specific values"
     changed = run_evaluation(
-        ["fbank"], ["keyword_fsdd"], data_root, [0], tmp_path / "out", cache, HeadTrainingConfig(max_epochs=3)
-    )
-    assert changed[0]["head"]["max_epochs"] == 3 and cache.stats.hits == 5, "new head settings recompute"
+        ["fbank"], EvaluationPlan(["keyword_fsdd"], [0], cache, data_root, HeadTrainingConfig(max_epochs=3)),
+        tmp_path / "out",
+    )  # fmt: skip
+    assert changed[0].head["max_epochs"] == 3 and cache.stats.hits == 5, "new head settings recompute"
 
 
 def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
     data_root = shared_data("mini_librispeech").parent
     cache = FeatureCache(tmp_path / "cache")
-    rows = run_evaluation(["mfcc"], ["verification_librispeech"], data_root, [0, 1], tmp_path / "out", cache)
-    assert [(r["metric"], r["seed"]) for r in rows] == [("eer", 0), ("eer", 1)]
-    assert all(0.0 < r["value"] < 0.35 and 0.0 < r["min_dcf"] <= 1.0 for r in rows)
+    plan = EvaluationPlan(["verification_librispeech"], [0, 1], cache, data_root)
+    rows = run_evaluation(["mfcc"], plan, tmp_path / "out")
+    assert [(r.metric, r.seed, r.higher_is_better) for r in rows] == [("eer", 0, False), ("eer", 1, False)]
+    assert all(0.0 < r.value < 0.35 and 0.0 < r.extras["min_dcf"] <= 1.0 for r in rows)
     assert (tmp_path / "out" / "trials" / "verification_librispeech" / "test_seed1.txt").stat().st_size > 0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "test EER (lower is better)" in report and "| verification_librispeech | minDCF |" in report
@@ -70,11 +75,10 @@ def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
 def test_query_by_example_rows_report_map_and_mtwv(shared_data, tmp_path):
     data_root = shared_data("fsdd").parent
     cache = FeatureCache(tmp_path / "cache")
-    rows = run_evaluation(["fbank"], ["qbe_fsdd"], data_root, [0], tmp_path / "out", cache)
-    (row,) = rows
-    assert row["metric"] == "map" and row["num_queries"] == 10 and row["num_documents"] == 100
-    assert 0.1 < row["value"] <= 1.0, "above the ~0.1 MAP of a random ranking of 10 balanced digits"
-    assert 0.0 <= row["mtwv"] <= 1.0
+    (row,) = run_evaluation(["fbank"], EvaluationPlan(["qbe_fsdd"], [0], cache, data_root), tmp_path / "out")
+    assert row.metric == "map" and row.extras["num_queries"] == 10 and row.extras["num_documents"] == 100
+    assert 0.1 < row.value <= 1.0, "above the ~0.1 MAP of a random ranking of 10 balanced digits"
+    assert 0.0 <= row.extras["mtwv"] <= 1.0
     assert "test MAP (query-by-example)" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -106,8 +110,9 @@ def test_keyword_task_on_a_google_speech_commands_layout(tmp_path):
     (root / "testing_list.txt").write_text("\n".join(lists["test"]) + "\n")
 
     cache = FeatureCache(tmp_path / "cache")
-    (row,) = run_evaluation(["fbank"], ["keyword_gsc"], tmp_path / "data", [0], tmp_path / "out", cache)
-    assert row["task"] == "keyword_gsc" and row["value"] > 0.5, "10 words: chance is about 0.1"
+    plan = EvaluationPlan(["keyword_gsc"], [0], cache, tmp_path / "data")
+    (row,) = run_evaluation(["fbank"], plan, tmp_path / "out")
+    assert row.task == "keyword_gsc" and row.value > 0.5, "10 words: chance is about 0.1"
 
 
 def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
@@ -132,59 +137,39 @@ def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
         (root / "data" / name).write_text("".join(lines[split]))
 
     cache = FeatureCache(tmp_path / "cache")
-    (row,) = run_evaluation(["fbank"], ["intent_fsc"], tmp_path / "data", [0], tmp_path / "out", cache)
-    assert row["task"] == "intent_fsc" and row["metric"] == "accuracy"
-    assert row["value"] > 0.5, "10 words: chance is about 0.1"
+    (row,) = run_evaluation(
+        ["fbank"], EvaluationPlan(["intent_fsc"], [0], cache, tmp_path / "data"), tmp_path / "out"
+    )
+    assert row.task == "intent_fsc" and row.metric == "accuracy"
+    assert row.value > 0.5, "10 words: chance is about 0.1"
 
 
 def test_asr_rows_report_wer_cer_and_examples(tmp_path):
     from speechssl.data import SyntheticConfig, generate_synthetic_corpus
     from speechssl.downstream.asr import CTCTrainingConfig
-    from speechssl.downstream.evaluate import evaluate_asr_task
     from speechssl.downstream.tasks import ASRTask
     from speechssl.upstream import build_upstream
 
     manifest = generate_synthetic_corpus(
         SyntheticConfig(num_utterances=60, num_speakers=3), tmp_path / "corpus"
     )
-    frames = FeatureCache(tmp_path / "cache").frames(build_upstream("fbank"), manifest)
     task = ASRTask("asr_synthetic", "synthetic", "corpus", "word", "synthetic words")
     config = CTCTrainingConfig(hidden=16, num_layers=1, max_epochs=2, patience=2)
-    (row,) = evaluate_asr_task(frames, manifest, task, [0], config)
-    assert row["metric"] == "wer" and row["value"] >= 0.0 and row["cer"] >= 0.0
-    assert row["epochs_run"] == 2 and len(row["examples"]) == 3
-    assert all(reference in set(manifest.column("word")) for reference, _ in row["examples"])
+    plan = EvaluationPlan([task.name], [0], FeatureCache(tmp_path / "cache"), asr=config)
+    row = task.prepare(build_upstream("fbank"), manifest, plan, tmp_path / "out")(0)
+    assert row.metric == "wer" and not row.higher_is_better and row.value >= 0.0 and row.extras["cer"] >= 0.0
+    assert row.extras["epochs_run"] == 2 and len(row.extras["examples"]) == 3
+    assert all(reference in set(manifest.column("word")) for reference, _ in row.extras["examples"])
 
 
 def test_attentive_pooling_reads_cached_frames(shared_data, tmp_path):
     data_root = shared_data("fsdd").parent
     cache = FeatureCache(tmp_path / "cache")
     config = HeadTrainingConfig(head="mlp", pooling="attentive", max_epochs=8, patience=3)
-    (row,) = run_evaluation(["fbank"], ["keyword_fsdd"], data_root, [0], tmp_path / "out", cache, config)
-    assert row["value"] > 0.5, "10 digits: chance is 0.1"
-    assert row["head"]["pooling"] == "attentive"
+    (row,) = run_evaluation(
+        ["fbank"], EvaluationPlan(["keyword_fsdd"], [0], cache, data_root, config), tmp_path / "out"
+    )
+    assert row.value > 0.5, "10 digits: chance is 0.1"
+    assert row.head["pooling"] == "attentive"
     assert (cache.stats.hits, cache.stats.misses) == (0, 1)
     assert any(path.name == "offsets.npy" for path in (tmp_path / "cache").rglob("*")), "a frame entry"
-
-
-def test_report_lists_secondary_metrics_paired_tests_and_decodings(tmp_path):
-    from speechssl.downstream.evaluate import write_report
-    from speechssl.downstream.tasks import ASRTask
-
-    task = ASRTask("asr_toy", "toy", "toy", "transcript", "toy split")
-    rows = [
-        {
-            "upstream": upstream, "task": "asr_toy", "metric": "wer", "seed": seed,
-            "value": base + 0.01 * seed, "cer": base / 2, "layer_weights": [0.5, 0.5],
-            "examples": [["THE CAT", f"THE CAT {upstream}"]],
-        }
-        for upstream, base in (("a", 0.9), ("b", 0.7))
-        for seed in range(3)
-    ]  # fmt: skip
-    markdown = write_report(rows, [task], ["a", "b"], tmp_path).read_text()
-    assert "| asr_toy | test WER (lower is better) | toy split | 0.910 ± 0.010" in markdown
-    assert "| asr_toy | CER | 0.450 ± 0.000 [0.450, 0.450] | 0.350 ± 0.000 [0.350, 0.350] |" in markdown
-    assert "| asr_toy | b | -0.200 |" in markdown
-    assert "| asr_toy | b | THE CAT | THE CAT b |" in markdown
-    html = (tmp_path / "report.html").read_text()
-    assert "<td>THE CAT b</td>" in html and 'src="layer_weights_asr_toy.png"' in html

@@ -8,6 +8,7 @@ import pytest
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.tasks import SUITES, get_task
 from speechssl.downstream.training import HeadTrainingConfig
 
@@ -18,13 +19,14 @@ def test_task_runs_end_to_end_on_a_tiny_subset(shared_data, tmp_path, tiny_tasks
     data_root = shared_data(task.folder.split("/")[0]).parent
 
     cache = FeatureCache(tmp_path / "cache")
-    rows = run_evaluation(
-        ["fbank"], [name], data_root, [0, 1], tmp_path / "out", cache,
+    plan = EvaluationPlan(
+        [name], [0, 1], cache, data_root,
         HeadTrainingConfig(max_epochs=3), CTCTrainingConfig(hidden=8, num_layers=1, max_epochs=1),
     )  # fmt: skip
-    assert [(r["task"], r["seed"]) for r in rows] == [(name, 0), (name, 1)]
-    metric = rows[0]["metric"]
-    assert all(r["metric"] == metric for r in rows)
+    rows = run_evaluation(["fbank"], plan, tmp_path / "out")
+    assert [(r.task, r.seed) for r in rows] == [(name, 0), (name, 1)]
+    metric = rows[0].metric
+    assert all(r.metric == metric == task.metric.name for r in rows)
     low, high = (0.0, float("inf")) if metric == "wer" else (0.0, 1.0)
-    assert all(low <= r["value"] <= high for r in rows), rows
+    assert all(low <= r.value <= high for r in rows), rows
     assert f"| {name} |" in (tmp_path / "out" / "report.md").read_text()

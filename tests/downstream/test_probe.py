@@ -11,6 +11,7 @@ import torch
 from speechssl.data import Manifest, Utterance, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
 from speechssl.downstream.cache import FeatureCache, PooledFeatures
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
 from speechssl.downstream.runner import layer_choices, probe_upstreams, select_best_layer, write_probe_results
 from speechssl.downstream.training import HeadTrainingConfig
@@ -89,9 +90,9 @@ def test_layer_choices_and_their_errors():
     assert layer_choices("weighted", 4) == ["weighted"]
     assert layer_choices("all", 3) == layer_choices("best", 3) == [0, 1, 2]
     assert layer_choices("last", 3) == [2] and layer_choices("-1", 3) == [2]
-    with pytest.raises(ValueError, match=r"--layer: expected 'weighted', 'last'.* found 'top'"):
+    with pytest.raises(ValueError, match=r"^layer: expected 'weighted', 'last'.* found 'top'"):
         layer_choices("top", 3)
-    with pytest.raises(ValueError, match=r"--layer: expected an index in \[-3, 3\), found 3"):
+    with pytest.raises(ValueError, match=r"^layer: expected an index in \[-3, 3\), found 3"):
         layer_choices("3", 3)
 
 
@@ -136,7 +137,8 @@ def test_pooled_features_ignore_padding_and_batching(tmp_path):
 
 def test_probe_upstreams_rows(tmp_path):
     manifest = generate_synthetic_corpus(SyntheticConfig(num_utterances=60, num_speakers=2), tmp_path)
-    rows = probe_upstreams(["fbank"], manifest, ["gender"], layer="last", seeds=[0, 1])
+    plan = EvaluationPlan(["gender"], [0, 1], FeatureCache(enabled=False))
+    rows = probe_upstreams(["fbank"], manifest, plan, layer="last")
     assert [(r["upstream"], r["task"], r["layer"], r["seed"]) for r in rows] == [
         ("fbank", "gender", 0, 0),
         ("fbank", "gender", 0, 1),
@@ -155,14 +157,14 @@ def test_probe_upstreams_reads_features_from_the_cache(tmp_path, monkeypatch):
     """A second probe run (another seed) reuses the stored features: the upstream never runs."""
     manifest = generate_synthetic_corpus(SyntheticConfig(num_utterances=60, num_speakers=2), tmp_path / "c")
     cache = FeatureCache(tmp_path / "cache")
-    first = probe_upstreams(["fbank"], manifest, ["gender"], layer="all", cache=cache)
+    first = probe_upstreams(["fbank"], manifest, EvaluationPlan(["gender"], [0], cache), layer="all")
     assert (cache.stats.hits, cache.stats.misses) == (0, 1)
 
     def no_upstream(self, waveforms, lengths):
         raise AssertionError("the upstream ran although its features are cached")
 
     monkeypatch.setattr(type(build_upstream("fbank")), "forward", no_upstream)
-    again = probe_upstreams(["fbank"], manifest, ["gender"], layer="all", seeds=[0, 1], cache=cache)
+    again = probe_upstreams(["fbank"], manifest, EvaluationPlan(["gender"], [0, 1], cache), layer="all")
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)
     assert [row["layer"] for row in again] == [0, 0] and [row["layer"] for row in first] == [0]
     assert again[0]["value"] == first[0]["value"], "same seed, same cached features, same result"

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pytest
 
+from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+from speechssl.downstream import tasks as tasks_module
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.row import Metric
 from speechssl.downstream.tasks import SUITES, available_tasks, get_task, suite_tasks
 
 SPEAKER_DISJOINT = {"keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess"}
@@ -67,13 +76,69 @@ def test_suites_name_registered_tasks_and_check_their_corpora(tmp_path):
         "every task on the shared corpora"
     )
     assert all(name in tasks for suite in SUITES.values() for name in suite)
-    with pytest.raises(ValueError, match=r"--suite: expected one of \['mini', 'utterance'\], found 'tiny'"):
+    with pytest.raises(ValueError, match=r"^suite: expected one of \['mini', 'utterance'\], found 'tiny'"):
         suite_tasks("tiny", tmp_path)
     (tmp_path / "fsdd").mkdir()
-    with pytest.raises(ValueError, match=r"--suite mini: corpus folder\(s\) not found: .*ravdess"):
+    with pytest.raises(
+        ValueError, match=r"^suite mini: corpus folder\(s\) not found: .*ravdess.*\(check data_root\)"
+    ):
         suite_tasks("mini", tmp_path)
 
 
 def test_mini_suite_resolves_on_the_shared_data(shared_data):
     root = shared_data("fsdd").parent
     assert suite_tasks("mini", root) == list(SUITES["mini"])
+
+
+def test_a_new_task_kind_runs_through_the_evaluator_untouched(tmp_path, monkeypatch):
+    """A kind defined outside the package: its features, metric, direction and rows reach the
+    per-seed JSONs and the report without the evaluator knowing the kind."""
+    monkeypatch.setattr(tasks_module, "TASK_KINDS", dict(tasks_module.TASK_KINDS))
+    monkeypatch.setattr(tasks_module, "REGISTERED_TASKS", {})
+
+    @tasks_module.task_kind("majority")
+    class MajorityTask(tasks_module.CorpusTask):
+        metric = Metric("majority_accuracy", "majority-class test accuracy")
+        seed_meaning = "Majority: the seed changes nothing."
+
+        def prepare(self, upstream, manifest, plan, output):
+            pooled = plan.cache.pooled(upstream, manifest)
+            rows = manifest.split_rows()
+            labels = manifest.column(self.label)
+            train = [labels[i] for i in rows["train"]]
+            majority = max(sorted(set(train)), key=train.count)
+            accuracy = sum(labels[i] == majority for i in rows["test"]) / len(rows["test"])
+            return lambda seed: self.row(seed, accuracy, utterances=pooled.mean.shape[1])
+
+    corpus = generate_synthetic_corpus(
+        SyntheticConfig(num_utterances=60, num_speakers=4), tmp_path / "data" / "toy"
+    )
+    task = tasks_module.register_task(
+        MajorityTask("gender_toy", "manifest", "toy/manifest.csv", "gender", "the corpus's own split")
+    )
+    assert get_task("gender_toy") is task and tasks_module.TASK_KINDS["majority"] is MajorityTask
+    with pytest.raises(ValueError, match="task name 'gender_toy': already registered"):
+        tasks_module.register_task(task)
+
+    cache = FeatureCache(tmp_path / "cache")
+    rows = run_evaluation(
+        ["fbank"], EvaluationPlan(["gender_toy"], [0, 1], cache, tmp_path / "data"), tmp_path / "out"
+    )
+
+    test = corpus.filter(split="test").column("gender")
+    train = Counter(corpus.filter(split="train").column("gender")).most_common()
+    expected = sum(g == min(g for g, n in train if n == train[0][1]) for g in test) / len(test)
+    assert [(r.task, r.seed, r.metric) for r in rows] == [
+        ("gender_toy", s, "majority_accuracy") for s in (0, 1)
+    ]
+    assert all(r.value == pytest.approx(expected) and r.extras["utterances"] == len(corpus) for r in rows)
+    assert (cache.stats.hits, cache.stats.misses) == (0, 1)
+    saved = json.loads((tmp_path / "out" / "runs" / "fbank" / "gender_toy" / "seed_1.json").read_text())
+    assert (
+        saved["metric"] == "majority_accuracy"
+        and saved["head"] is None
+        and saved["utterances"] == len(corpus)
+    )
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| gender_toy | majority-class test accuracy | the corpus's own split |" in report
+    assert "Majority: the seed changes nothing." in report

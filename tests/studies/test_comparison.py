@@ -7,12 +7,13 @@ import math
 import pytest
 
 from speechssl.cli import main
+from speechssl.downstream.row import Row
 from speechssl.studies.comparison import aim_verdict, compare
 
 
-def rows(task: str, metric: str, values: dict[str, list[float]]) -> list[dict]:
+def rows(task: str, metric: str, values: dict[str, list[float]], higher_is_better: bool = True) -> list[Row]:
     return [
-        {"upstream": upstream, "task": task, "metric": metric, "seed": seed, "value": value}
+        Row(task, seed, metric, value, higher_is_better, upstream=upstream)
         for upstream, per_seed in values.items()
         for seed, value in enumerate(per_seed)
     ]
@@ -20,7 +21,12 @@ def rows(task: str, metric: str, values: dict[str, list[float]]) -> list[dict]:
 
 def test_wins_follow_the_metric_direction():
     results = rows("keyword", "accuracy", {"bt": [0.8, 0.7, 0.9, 0.8, 0.75, 0.85], "random": [0.5] * 6})
-    results += rows("verification", "eer", {"bt": [0.2] * 6, "random": [0.1, 0.12, 0.11, 0.1, 0.13, 0.1]})
+    results += rows(
+        "verification",
+        "eer",
+        {"bt": [0.2] * 6, "random": [0.1, 0.12, 0.11, 0.1, 0.13, 0.1]},
+        higher_is_better=False,
+    )
     outcome = {c.task: c for c in compare(results, "bt", "random")}
     assert outcome["keyword"].wins and outcome["keyword"].advantage == pytest.approx(0.3)
     # a higher EER is worse: the model loses although its number is larger

@@ -10,6 +10,7 @@ import pytest
 from speechssl.cli import main
 from speechssl.data import SyntheticConfig
 from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.studies.ablation import ablation_variants, parse_projector, run_ablation
 from speechssl.studies.cross_correlation import run_cross_correlation_study
@@ -37,10 +38,11 @@ def test_ablation_pretrains_each_variant_and_reports_them(
 ):
     data_root = shared_data("fsdd").parent
     overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
-    result = run_ablation(
-        None, ["bt", "vicreg"], [0.005], ["32x32"], tmp_path / "ablate", ["keyword_fsdd"], [0, 1], data_root,
-        FeatureCache(tmp_path / "cache"), HeadTrainingConfig(max_epochs=2), ["fbank"], overrides,
+    plan = EvaluationPlan(
+        ["keyword_fsdd"], [0, 1], FeatureCache(tmp_path / "cache"), data_root, HeadTrainingConfig(max_epochs=2),
+        baselines=["fbank"],
     )  # fmt: skip
+    result = run_ablation(None, ["bt", "vicreg"], [0.005], ["32x32"], tmp_path / "ablate", plan, overrides)
     assert set(result.checkpoints) == {"bt_l0.005_p32x32", "vicreg_p32x32"}
     report = result.report.read_text()
     assert "| keyword_fsdd |" in report and "vicreg_p32x32" in report and "bt_l0.005_p32x32" in report
@@ -62,10 +64,12 @@ def test_pretraining_data_study_trains_on_each_corpus_and_their_union(
 ):
     data_root = shared_data("fsdd").parent
     overrides = [o for o in tiny_pretrain_overrides if not o.startswith("data.synthetic")]
+    plan = EvaluationPlan(
+        ["keyword_fsdd"], [0], FeatureCache(tmp_path / "cache"), data_root, HeadTrainingConfig(max_epochs=2)
+    )
     result = run_pretraining_data_study(
-        "barlow_twins_tiny", ["fsdd", "synthetic", "union"], tmp_path / "study", ["keyword_fsdd"], [0],
-        data_root, FeatureCache(tmp_path / "cache"), HeadTrainingConfig(max_epochs=2), [], overrides,
-    )  # fmt: skip
+        "barlow_twins_tiny", ["fsdd", "synthetic", "union"], tmp_path / "study", plan, overrides
+    )
     assert set(result.checkpoints) == {"fsdd", "synthetic", "union"}
     union = (tmp_path / "study" / "manifests" / "union.csv").read_text().splitlines()
     fsdd = (tmp_path / "study" / "manifests" / "fsdd.csv").read_text().splitlines()

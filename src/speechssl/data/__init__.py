@@ -12,7 +12,7 @@ from speechssl.data.dataset import (
     crop_offset,
     scan_bad_files,
 )
-from speechssl.data.manifest import REQUIRED_COLUMNS, Manifest, ManifestError, Utterance
+from speechssl.data.manifest import REQUIRED_COLUMNS, SPLITS, Manifest, ManifestError, Utterance
 from speechssl.data.sampler import DurationBatchSampler
 from speechssl.data.splits import group_disjoint_split, group_folds, within_group_split
 from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
@@ -20,6 +20,7 @@ from speechssl.data.validate import ValidationReport, validate_manifest
 
 __all__ = [
     "REQUIRED_COLUMNS",
+    "SPLITS",
     "AudioBatch",
     "AudioDataset",
     "AudioError",

@@ -28,6 +28,7 @@ from speechssl.storage import atomic_write_text
 
 REQUIRED_COLUMNS = ("id", "path", "duration", "sample_rate", "speaker", "split")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
+SPLITS = ("train", "valid", "test")  # the values of the split column
 
 
 class ManifestError(ValueError):
@@ -133,7 +134,7 @@ class Manifest:
     def ids(self) -> list[str]:
         return [row.id for row in self._rows]
 
-    def split_rows(self, splits: Sequence[str] = ("train", "valid", "test")) -> dict[str, list[int]]:
+    def split_rows(self, splits: Sequence[str] = SPLITS) -> dict[str, list[int]]:
         """Each split of ``splits`` -> the indices of its rows, in manifest order."""
         rows: dict[str, list[int]] = {split: [] for split in splits}
         for index, row in enumerate(self._rows):

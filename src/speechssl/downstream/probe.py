@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from speechssl.data import Manifest
+from speechssl.data import SPLITS, Manifest
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream.base import Upstream
-
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -83,14 +81,13 @@ def extract_pooled_features(
     )
 
 
-def _split_rows(manifest: Manifest, task: str) -> dict[str, np.ndarray]:
-    rows = {
-        split: np.asarray(indices, dtype=np.int64) for split, indices in manifest.split_rows(SPLITS).items()
-    }
-    if any(len(indices) == 0 for indices in rows.values()):
+def _split_rows(manifest: Manifest, task: str) -> dict[str, list[int]]:
+    rows = manifest.split_rows()
+    empty = [split for split in SPLITS if len(rows[split]) == 0]
+    if empty:
         raise ValueError(
             f"task {task!r}: the manifest's split column needs train, valid and test rows (valid chooses "
-            f"the epoch and learning rate), found {sorted(set(manifest.column('split')))}"
+            f"the epoch and learning rate), found {sorted(manifest.counts('split'))}"
         )
     return rows
 

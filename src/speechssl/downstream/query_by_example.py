@@ -73,9 +73,9 @@ def evaluate_query_by_example(
 ) -> QueryByExampleResult:
     """MAP and MTWV of DTW query-by-example on ``frames`` (rows in ``manifest`` order)."""
     parts = group_disjoint_split(manifest, valid_fraction=0.5, test_fraction=0.0, seed=seed)
-    split = np.asarray(parts.column("split"))
+    by_split = parts.split_rows(("valid", "train"))
     halves = {}
-    for name, rows in (("dev", np.flatnonzero(split == "valid")), ("test", np.flatnonzero(split == "train"))):
+    for name, rows in (("dev", by_split["valid"]), ("test", by_split["train"])):
         queries, searches = draw_queries(manifest.select(rows), label, documents, seed)
         queries, searches = [int(rows[q]) for q in queries], [[int(rows[d]) for d in s] for s in searches]
         halves[name] = (queries, searches, _relevance(manifest, label, queries, searches))

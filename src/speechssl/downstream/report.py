@@ -1,11 +1,27 @@
-"""Plain-text tables of probe results summarised over seeds."""
+"""Rendering results: the evaluation report (Markdown and HTML, figures) and plain-text probe tables.
+
+:func:`write_report` turns the :class:`~speechssl.downstream.row.Row` objects of
+:func:`~speechssl.downstream.evaluate.run_evaluation` into ``report.md`` and
+``report.html``: the table of each task's metric over seeds (mean ± std and 95%
+confidence interval), secondary metrics, paired significance tests against the first
+upstream, ASR example decodings, box plots and the learned layer weights.
+:func:`format_probe_table` and :func:`format_accuracy_matrix` print ``probe`` results.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from html import escape
+from pathlib import Path
 
-from speechssl.downstream.statistics import Summary, summarize
+import numpy as np
+
+from speechssl.downstream.figures import plot_boxplots, plot_layer_weights
+from speechssl.downstream.row import Row
+from speechssl.downstream.statistics import Summary, group_by_seed, paired_test, summarize
+from speechssl.downstream.tasks import Task
 
 
 def _groups(rows: Sequence[dict]) -> dict[tuple[str, str, str | int], list[dict]]:
@@ -58,3 +74,153 @@ def format_accuracy_matrix(rows: Sequence[dict], upstreams: Sequence[str], tasks
     chance = [groups[(upstreams[0], t)][0]["chance"] for t in tasks]
     lines.append(f"{'chance':16s}" + "".join(f"{c:>{width}.3f}" for c in chance))
     return "\n".join(lines)
+
+
+@dataclass
+class ReportTable:
+    """A titled table of strings, rendered as Markdown and HTML alike."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> list[str]:
+        lines = [
+            f"## {self.title}",
+            "",
+            "| " + " | ".join(self.header) + " |",
+            "|---" * len(self.header) + "|",
+        ]
+        return [*lines, *("| " + " | ".join(row) + " |" for row in self.rows), ""]
+
+    def html(self) -> list[str]:
+        head = "".join(f"<th>{escape(cell)}</th>" for cell in self.header)
+        body = ["<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in self.rows]
+        return [f"<h2>{escape(self.title)}</h2>", "<table>", f"<tr>{head}</tr>", *body, "</table>"]
+
+
+def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequence[str]) -> list[ReportTable]:
+    """The report's tables: main metric per task, secondary metrics, paired tests, example decodings."""
+    by_seed = group_by_seed(rows)
+    tables = [
+        ReportTable(
+            "Results (mean ± std [95% confidence interval] over seeds)",
+            ["task", "metric", "split", *upstreams],
+            [
+                [task.name, task.metric.title, task.split_rule]
+                + [format_summary(summarize(list(by_seed[task.name][u].values()))) for u in upstreams]
+                for task in tasks
+            ],
+        )
+    ]
+    secondary = []
+    for task in tasks:
+        if task.metric.secondary is not None:
+            key, name = task.metric.secondary
+            cells = [
+                format_summary(
+                    summarize([r.extras[key] for r in rows if r.task == task.name and r.upstream == u])
+                )
+                for u in upstreams
+            ]
+            secondary.append([task.name, name, *cells])
+    if secondary:
+        tables.append(ReportTable("Secondary metrics", ["task", "metric", *upstreams], secondary))
+    if len(upstreams) > 1:
+        paired = []
+        for task in tasks:
+            reference = by_seed[task.name][upstreams[0]]
+            for upstream in upstreams[1:]:
+                other = by_seed[task.name][upstream]
+                common = sorted(set(reference) & set(other))
+                if len(common) < 2:
+                    difference = other[common[0]] - reference[common[0]] if common else float("nan")
+                    paired.append([task.name, upstream, f"{difference:+.3f}", "n/a (one seed)"])
+                    continue
+                test = paired_test([other[s] for s in common], [reference[s] for s in common])
+                paired.append([task.name, upstream, f"{test.mean_difference:+.3f}", f"{test.p_value:.3g}"])
+        tables.append(
+            ReportTable(
+                f"Paired tests against {upstreams[0]} (Wilcoxon signed-rank over seeds)",
+                ["task", "upstream", "mean difference", "p-value"],
+                paired,
+            )
+        )
+    examples = [
+        [r.task, r.upstream, reference, hypothesis]
+        for r in rows
+        if r.seed == min(by_seed[r.task][r.upstream])
+        for reference, hypothesis in r.extras.get("examples", [])[:2]
+    ]
+    if examples:
+        tables.append(
+            ReportTable(
+                "ASR example decodings (first seed)",
+                ["task", "upstream", "reference", "greedy CTC"],
+                examples,
+            )
+        )
+    return tables
+
+
+def write_report(
+    rows: Sequence[Row],
+    tasks: Sequence[Task],
+    upstreams: Sequence[str],
+    output: Path,
+    labels: Mapping[str, str] | None = None,
+    context: Sequence[ReportTable] = (),
+) -> Path:
+    """``report.md`` and ``report.html`` (the same tables and figures), ``boxplots.png`` and
+    ``layer_weights_<task>.png`` in ``output``; upstreams appear under their ``labels`` where given, and
+    the ``context`` tables come before the results. Returns the Markdown report's path."""
+    labels = labels or {}
+    rows = [replace(row, upstream=labels.get(row.upstream, row.upstream)) for row in rows]
+    upstreams = [labels.get(upstream, upstream) for upstream in upstreams]
+    by_seed = group_by_seed(rows)
+    plot_boxplots(
+        {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
+        output / "boxplots.png",
+        {t.name: t.metric.title for t in tasks},
+    )
+    figures = [("box plots: every seed of every upstream", "boxplots.png")]
+    for task in tasks:
+        weights = {}
+        for upstream in upstreams:
+            learned = [r.layer_weights for r in rows if r.upstream == upstream and r.task == task.name]
+            if learned and all(w is not None and len(w) > 1 for w in learned):
+                weights[upstream] = np.mean(learned, axis=0).tolist()
+        if weights:
+            plot_layer_weights(weights, output / f"layer_weights_{task.name}.png")
+            figures.append((f"learnt layer weights, {task.name}", f"layer_weights_{task.name}.png"))
+
+    seeds = len(next(iter(by_seed.values()))[upstreams[0]])
+    seed_note = " ".join(dict.fromkeys(type(task).seed_meaning for task in tasks))
+    intro = f"{len(upstreams)} upstreams, {len(tasks)} tasks, {seeds} seeds. {seed_note}"
+    tables = [*context, *report_tables(rows, tasks, upstreams)]
+    markdown = ["# Downstream evaluation", "", intro, ""]
+    html = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>speechssl downstream evaluation</title>',
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "table{border-collapse:collapse;margin-bottom:1em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style>",
+        "</head><body>",
+        "<h1>Downstream evaluation</h1>",
+        f"<p>{escape(intro)}</p>",
+    ]
+    for table in tables:
+        markdown += table.markdown()
+        html += table.html()
+    markdown += ["## Figures", ""]
+    html.append("<h2>Figures</h2>")
+    for caption, file in figures:
+        markdown += [f"![{caption}]({file})", ""]
+        html.append(
+            f'<figure><img src="{escape(file)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+        )
+    html.append("</body></html>")
+    (output / "report.html").write_text("\n".join(html) + "\n")
+    report = output / "report.md"
+    report.write_text("\n".join(markdown))
+    return report

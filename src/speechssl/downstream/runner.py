@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from speechssl.data import Manifest
-from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import safe_name
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
 from speechssl.downstream.statistics import summarize
 from speechssl.downstream.training import HeadTrainingConfig
@@ -21,7 +21,7 @@ LAYER_CHOICES = "'weighted', 'last', 'all', 'best' (chosen on the validation spl
 
 
 def layer_choices(layer: str, num_layers: int) -> list[str | int]:
-    """The layers to probe for the ``--layer`` choice ``layer`` of an upstream with ``num_layers``."""
+    """The layers to probe for the ``layer`` choice ``layer`` of an upstream with ``num_layers``."""
     if layer == "weighted":
         return ["weighted"]
     if layer in ("all", "best"):
@@ -31,9 +31,9 @@ def layer_choices(layer: str, num_layers: int) -> list[str | int]:
     try:
         index = int(layer)
     except ValueError:
-        raise ValueError(f"--layer: expected {LAYER_CHOICES}, found {layer!r}") from None
+        raise ValueError(f"layer: expected {LAYER_CHOICES}, found {layer!r}") from None
     if not -num_layers <= index < num_layers:
-        raise ValueError(f"--layer: expected an index in [{-num_layers}, {num_layers}), found {index}")
+        raise ValueError(f"layer: expected an index in [{-num_layers}, {num_layers}), found {index}")
     return [index % num_layers]
 
 
@@ -56,29 +56,28 @@ def select_best_layer(rows: list[dict]) -> list[dict]:
 def probe_upstreams(
     specs: Sequence[str],
     manifest: Manifest,
-    tasks: Sequence[str],
+    plan: EvaluationPlan,
     layer: str = "weighted",
-    seeds: Sequence[int] = (0,),
-    config: HeadTrainingConfig | None = None,
     max_batch_seconds: float = 60.0,
-    cache: FeatureCache | None = None,
 ) -> list[dict]:
-    """Probe each upstream spec on each label column; one JSON-able row per (upstream, task, layer, seed).
+    """Probe each upstream spec on each label column ``plan.tasks`` of ``manifest`` over
+    ``plan.seeds`` with ``plan.head``; one JSON-able row per (upstream, task, layer, seed).
 
     Every layer's pooled features are extracted once per upstream, read from (or stored
-    in) ``cache`` when given; ``None`` computes them without storing. Random-weight
-    upstreams (``random:...``) are always initialised with seed 0, so that the seeds vary
-    the probe, not the representation.
+    in) ``plan.cache``. Random-weight upstreams (``random:...``) are always initialised
+    with seed 0, so that the seeds vary the probe, not the representation.
     """
     rows = []
     for spec in specs:
         upstream = build_upstream(spec)
-        pooled = extract_pooled_features(upstream, manifest, max_batch_seconds=max_batch_seconds, cache=cache)
+        pooled = extract_pooled_features(
+            upstream, manifest, max_batch_seconds=max_batch_seconds, cache=plan.cache
+        )
         layers = layer_choices(layer, upstream.num_layers)
         spec_rows = [
             {"upstream": spec, **asdict(run)}
-            for task in tasks
-            for run in probe_label(pooled, manifest, task, layers, seeds, config)
+            for task in plan.tasks
+            for run in probe_label(pooled, manifest, task, layers, plan.seeds, plan.head)
         ]
         rows += select_best_layer(spec_rows) if layer == "best" else spec_rows
     return rows

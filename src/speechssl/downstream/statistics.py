@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from speechssl.downstream.row import Row
+
 ROW_KEYS = ("upstream", "task", "metric", "seed", "value")
 
 
@@ -162,13 +164,13 @@ def paired_test(a: ArrayLike, b: ArrayLike, method: Literal["wilcoxon", "ttest"]
 
 
 def group_by_seed(
-    rows: Iterable[Mapping[str, Any]], metric: str | None = None
+    rows: Iterable[Row | Mapping[str, Any]], metric: str | None = None
 ) -> dict[str, dict[str, dict[Hashable, float]]]:
     """Per-seed values nested as ``{task: {upstream: {seed: value}}}``.
 
     Args:
-        rows: result records, each with the keys ``upstream``, ``task``, ``metric``,
-            ``seed`` and ``value``.
+        rows: :class:`~speechssl.downstream.row.Row` objects, or records with the keys
+            ``upstream``, ``task``, ``metric``, ``seed`` and ``value``.
         metric: keep only rows of this metric; ``None`` requires every task to report a
             single metric.
 
@@ -178,7 +180,8 @@ def group_by_seed(
     """
     grouped: dict[str, dict[str, dict[Hashable, float]]] = {}
     task_metrics: dict[str, str] = {}
-    for index, row in enumerate(rows):
+    for index, record in enumerate(rows):
+        row = record.to_dict() if isinstance(record, Row) else record
         missing = [key for key in ROW_KEYS if key not in row]
         if missing:
             raise ValueError(f"row {index}: expected keys {list(ROW_KEYS)}, found {sorted(row)}")
@@ -203,7 +206,7 @@ def group_by_seed(
 
 
 def results_table(
-    rows: Iterable[Mapping[str, Any]], metric: str | None = None, ci_level: float = 0.95
+    rows: Iterable[Row | Mapping[str, Any]], metric: str | None = None, ci_level: float = 0.95
 ) -> dict[str, dict[str, Summary]]:
     """Seed summaries nested as ``{task: {upstream: Summary}}`` (see :func:`summarize`).
 

@@ -7,17 +7,49 @@ measures: speaker identification tests on unseen utterances of training speakers
 keyword, gender and emotion tasks never share a speaker between splits, so they cannot
 be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds, as
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
+
+Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
+``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+the features it reads (pooled statistics or frames of every layer), its head and
+training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
+``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
+:func:`task_kind`, and its tasks with :func:`register_task`; the evaluator is unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, ClassVar
 
-from speechssl.data import Manifest, group_disjoint_split, group_folds, load_corpus, within_group_split
+import numpy as np
+
+from speechssl.data import (
+    Manifest,
+    group_disjoint_split,
+    group_folds,
+    load_corpus,
+    within_group_split,
+)
+from speechssl.downstream.asr import train_ctc
+from speechssl.downstream.cache import FrameFeatures, PooledFeatures
+from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.query_by_example import evaluate_query_by_example
+from speechssl.downstream.row import Metric, Row
+from speechssl.downstream.training import (
+    ClassifierResult,
+    HeadTrainingConfig,
+    train_frame_classifier,
+    train_utterance_classifier,
+)
+from speechssl.downstream.verification import evaluate_verification
+from speechssl.upstream.base import Upstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
+SeedRun = Callable[[int], Row]
 
 
 def _as_is(manifest: Manifest) -> list[Manifest]:
@@ -36,9 +68,31 @@ def _actor_folds(manifest: Manifest) -> list[Manifest]:
     return group_folds(manifest, folds=4, stratify="gender")
 
 
+TASK_KINDS: dict[str, type[CorpusTask]] = {}
+
+
+def task_kind(name: str) -> Callable[[type[CorpusTask]], type[CorpusTask]]:
+    """Class decorator: register a task kind under ``name`` (see :data:`TASK_KINDS`)."""
+
+    def register(cls: type[CorpusTask]) -> type[CorpusTask]:
+        if name in TASK_KINDS:
+            raise ValueError(f"task kind {name!r}: already registered by {TASK_KINDS[name].__name__}")
+        cls.kind = name
+        TASK_KINDS[name] = cls
+        return cls
+
+    return register
+
+
 @dataclass(frozen=True)
 class CorpusTask:
     """What every task names: a corpus in its native layout and the column it is about.
+
+    A task *kind* (a subclass registered with :func:`task_kind`) owns everything that
+    differs between tasks, so that the evaluator never looks at which kind it runs:
+    :attr:`metric` (name and direction), :attr:`seed_meaning`, :meth:`head_settings`
+    and :meth:`prepare`, which reads the features the kind needs from the cache and
+    returns ``run(seed) -> Row``.
 
     Attributes:
         name: registry name, ``<task>_<corpus>``.
@@ -47,6 +101,10 @@ class CorpusTask:
         label: manifest column the task is about (``speaker``, ``keyword``, ``transcript``, ...).
         split_rule: one line saying how splits, trials or queries were made, for reports.
     """
+
+    kind: ClassVar[str]
+    metric: ClassVar[Metric]
+    seed_meaning: ClassVar[str]
 
     name: str
     corpus: str
@@ -58,30 +116,178 @@ class CorpusTask:
         """The corpus manifest under ``data_root``, with every row (tasks re-split it)."""
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any] | None:
+        """The trained head's settings recorded with the task's rows (``None``: nothing is trained)."""
+        return None
 
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        """Read the features this task needs from ``plan.cache``; return ``run(seed) -> Row``.
+
+        Args:
+            upstream: the frozen upstream.
+            manifest: the task's corpus manifest (:meth:`load`).
+            plan: the run's settings (cache, head training, ...).
+            output: the evaluation's report folder (for files a task keeps, e.g. trials).
+        """
+        raise NotImplementedError(f"{type(self).__name__}.prepare")
+
+    def row(self, seed: int, value: float, layer_weights: list[float] | None = None, **extras: Any) -> Row:
+        """A :class:`Row` of this task's metric."""
+        return Row(
+            task=self.name,
+            seed=seed,
+            metric=self.metric.name,
+            value=float(value),
+            higher_is_better=self.metric.higher_is_better,
+            layer_weights=layer_weights,
+            extras=extras,
+        )
+
+
+@task_kind("utterance")
 @dataclass(frozen=True)
 class UtteranceTask(CorpusTask):
-    """An utterance classification task; ``folds`` turns the corpus manifest into the
-    re-split copies the task is averaged over."""
+    """An utterance classification task, averaged over the re-split copies (folds) of its
+    corpus that ``folds`` makes; pooled features for ``head.pooling == "mean"``, frames
+    for ``"attentive"``."""
+
+    metric: ClassVar[Metric] = Metric("accuracy", "test accuracy")
+    seed_meaning: ClassVar[str] = (
+        "Classification: the seed sets head initialisation and data order (features are fixed)."
+    )
 
     folds: FoldMaker
 
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.head)
 
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        attentive = plan.head.pooling == "attentive"
+        features = (
+            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+        )
+        splits = []
+        for fold in self.folds(manifest):
+            rows = fold.split_rows()
+            labels = np.asarray(fold.column(self.label), dtype=object)
+            splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
+        return partial(self._run, features, splits, plan.head)
+
+    def _run(
+        self,
+        features: PooledFeatures | FrameFeatures,
+        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
+        config: HeadTrainingConfig,
+        seed: int,
+    ) -> Row:
+        """Test accuracy averaged over folds, with validation accuracy and layer weights."""
+        started = time.perf_counter()
+        results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
+        weights = [r.layer_weights for r in results if r.layer_weights is not None]
+        return self.row(
+            seed,
+            np.mean([r.test_accuracy for r in results]),
+            np.mean(weights, axis=0).tolist() if weights else None,
+            valid_accuracy=float(np.mean([r.valid_accuracy for r in results])),
+            fold_values=[r.test_accuracy for r in results],
+            learning_rate=results[0].lr,
+            train_seconds=time.perf_counter() - started,
+        )
+
+
+def _train_classifier(
+    features: PooledFeatures | FrameFeatures,
+    rows: dict[str, list[int]],
+    labels: dict[str, list[str]],
+    config: HeadTrainingConfig,
+    seed: int,
+) -> ClassifierResult:
+    if isinstance(features, FrameFeatures):
+        return train_frame_classifier(features, rows, labels, config, seed)
+    # (layers, utterances, dim) of each split
+    pooled = {split: np.asarray(features.mean[:, r, :], dtype=np.float32) for split, r in rows.items()}
+    return train_utterance_classifier(pooled, labels, config, seed)
+
+
+@task_kind("verification")
 class VerificationTask(CorpusTask):
-    """Speaker verification by cosine scoring on speakers not used for any training
-    (:mod:`speechssl.downstream.verification`)."""
+    """Speaker verification by cosine scoring of pooled features on speakers not used for
+    any training (:mod:`speechssl.downstream.verification`); trial lists are kept under
+    ``<output>/trials/<task>``."""
+
+    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    seed_meaning: ClassVar[str] = (
+        "Verification: the seed sets the dev/test speaker partition and the non-target trials."
+    )
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        return partial(
+            self._run, plan.cache.pooled(upstream, manifest), manifest, output / "trials" / self.name
+        )
+
+    def _run(self, pooled: PooledFeatures, manifest: Manifest, trials_dir: Path, seed: int) -> Row:
+        """Test-speaker EER, with minDCF and the layer chosen on dev."""
+        result = evaluate_verification(pooled, manifest, seed, trials_dir)
+        return self.row(
+            seed, result.eer, min_dcf=result.min_dcf, layer=result.layer, dev_eer=result.dev_eer,
+            num_trials=result.num_trials,
+        )  # fmt: skip
 
 
+@task_kind("query_by_example")
 class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
     (:mod:`speechssl.downstream.query_by_example`)."""
 
+    metric: ClassVar[Metric] = Metric("map", "test MAP (query-by-example)", True, ("mtwv", "MTWV"))
+    seed_meaning: ClassVar[str] = (
+        "Query-by-example: the seed sets the speaker halves, the queries and the search sets."
+    )
 
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest)
+
+    def _run(self, frames: FrameFeatures, manifest: Manifest, seed: int) -> Row:
+        """Test-speaker MAP, with MTWV and the layer chosen on dev."""
+        result = evaluate_query_by_example(frames, manifest, self.label, seed)
+        return self.row(
+            seed, result.map, mtwv=result.mtwv, layer=result.layer, dev_map=result.dev_map,
+            num_queries=result.num_queries, num_documents=result.num_documents,
+        )  # fmt: skip
+
+
+@task_kind("asr")
 class ASRTask(CorpusTask):
-    """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`)."""
+    """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`),
+    trained on the manifest's ``train`` rows, stopped on ``valid``, scored on ``test``."""
+
+    metric: ClassVar[Metric] = Metric("wer", "test WER (lower is better)", False, ("cer", "CER"))
+    seed_meaning: ClassVar[str] = "ASR: the seed sets head initialisation and batch order."
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.asr)
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        texts = [str(text) for text in manifest.column(self.label)]
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest.split_rows(), texts, plan)
+
+    def _run(
+        self,
+        frames: FrameFeatures,
+        rows: dict[str, list[int]],
+        texts: list[str],
+        plan: EvaluationPlan,
+        seed: int,
+    ) -> Row:
+        """Test WER of a CTC head, with CER and example decodings."""
+        result = train_ctc(frames, rows, texts, plan.asr, seed)
+        return self.row(
+            seed, result.wer, result.layer_weights, cer=result.cer, valid_cer=result.valid_cer,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, examples=result.examples,
+        )  # fmt: skip
 
 
-Task = UtteranceTask | VerificationTask | QueryByExampleTask | ASRTask
+Task = CorpusTask
 QBE_RULE = (
     "per seed, speaker halves (dev picks the layer); 1 query per keyword vs 100 utterances of other speakers"
 )
@@ -90,8 +296,23 @@ VERIFICATION_RULE = (
 )
 
 
+REGISTERED_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` (of any registered kind) available by name beside the built-in tasks."""
+    if task.name in available_tasks():
+        raise ValueError(f"task name {task.name!r}: already registered")
+    if type(task) not in TASK_KINDS.values():
+        raise ValueError(
+            f"task {task.name!r}: expected a kind registered with task_kind, found {type(task).__name__}"
+        )
+    REGISTERED_TASKS[task.name] = task
+    return task
+
+
 def available_tasks() -> dict[str, Task]:
-    """Every downstream task, by name."""
+    """Every downstream task, by name: the built-in ones, then those of :func:`register_task`."""
     tasks: list[Task] = [
         UtteranceTask(
             "keyword_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword",
@@ -144,7 +365,7 @@ def available_tasks() -> dict[str, Task]:
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
     ]  # fmt: skip
-    return {task.name: task for task in tasks}
+    return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 
 
 SUITES = {
@@ -162,18 +383,17 @@ SUITES = {
 def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
     """The task names of ``suite``, after checking that each one's corpus is under ``data_root``."""
     if suite not in SUITES:
-        raise ValueError(f"--suite: expected one of {sorted(SUITES)}, found {suite!r}")
+        raise ValueError(f"suite: expected one of {sorted(SUITES)}, found {suite!r}")
     tasks = available_tasks()
     folders = [Path(data_root) / tasks[name].folder for name in SUITES[suite]]
     missing = sorted({str(folder) for folder in folders if not folder.is_dir()})
     if missing:
-        raise ValueError(
-            f"--suite {suite}: corpus folder(s) not found: {', '.join(missing)} (check --data-root)"
-        )
+        raise ValueError(f"suite {suite}: corpus folder(s) not found: {', '.join(missing)} (check data_root)")
     return list(SUITES[suite])
 
 
 def get_task(name: str) -> Task:
+    """The registered task called ``name``."""
     tasks = available_tasks()
     if name not in tasks:
         raise ValueError(f"unknown task {name!r} (expected one of: {', '.join(tasks)})")

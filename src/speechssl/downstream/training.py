@@ -32,12 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechssl.data import SPLITS
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
 from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
 from speechssl.train.optimizer import parameter_groups
-
-SPLITS = ("train", "valid", "test")
 
 Model = TypeVar("Model", bound=nn.Module)
 Score = TypeVar("Score")

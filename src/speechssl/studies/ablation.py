@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechssl.downstream.cache import FeatureCache
-from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.plan import EvaluationPlan
 from speechssl.studies.grid import GridResult, run_pretraining_grid
 
 LOSS_VARIANTS: dict[str, tuple[str, ...]] = {
@@ -74,22 +73,15 @@ def run_ablation(
     lambdas: Sequence[float],
     projectors: Sequence[str],
     output: str | Path,
-    tasks: Sequence[str],
-    seeds: Sequence[int],
-    data_root: str | Path,
-    cache: FeatureCache,
-    head: HeadTrainingConfig | None = None,
-    baselines: Sequence[str] = (),
+    plan: EvaluationPlan,
     overrides: Sequence[str] = (),
 ) -> GridResult:
-    """Pretrain and evaluate every ablation variant (``overrides`` apply to all of them)."""
+    """Pretrain every ablation variant (``overrides`` apply to all of them) and evaluate it with ``plan``."""
     variants = {
         name: [*overrides, *variant]
         for name, variant in ablation_variants(losses, lambdas, projectors).items()
     }
-    return run_pretraining_grid(
-        base_config, variants, output, tasks, seeds, data_root, cache, head, baselines, method="barlow_twins"
-    )
+    return run_pretraining_grid(base_config, variants, output, plan, method="barlow_twins")
 
 
 __all__ = ["LOSS_VARIANTS", "ablation_variants", "parse_projector", "run_ablation"]

@@ -12,19 +12,16 @@ whether the model beats each reference on how many tasks, against a stated aim.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.row import Row
 from speechssl.downstream.statistics import group_by_seed, paired_test, summarize
-from speechssl.downstream.training import HeadTrainingConfig
 
-# metrics where a smaller value is better; every other metric is better when larger
-LOWER_IS_BETTER = {"eer", "wer"}
 SIGNIFICANCE = 0.05
 
 
@@ -52,15 +49,16 @@ class Comparison:
         return self.advantage > 0
 
 
-def compare(rows: list[dict], model: str, reference: str) -> list[Comparison]:
-    """Paired comparison of ``model`` against ``reference`` on every task of ``rows`` (same seeds)."""
+def compare(rows: list[Row], model: str, reference: str) -> list[Comparison]:
+    """Paired comparison of ``model`` against ``reference`` on every task of ``rows`` (same seeds);
+    each row's ``higher_is_better`` says which way is better."""
     by_seed = group_by_seed(rows)
-    metric = {row["task"]: row["metric"] for row in rows}
+    higher_is_better = {row.task: row.higher_is_better for row in rows}
     comparisons = []
     for task, upstreams in by_seed.items():
         ours, theirs = upstreams[model], upstreams[reference]
         seeds = sorted(set(ours) & set(theirs))
-        sign = -1.0 if metric[task] in LOWER_IS_BETTER else 1.0
+        sign = 1.0 if higher_is_better[task] else -1.0
         if len(seeds) > 1:
             test = paired_test([ours[s] for s in seeds], [theirs[s] for s in seeds])
             difference, p_value = test.mean_difference, test.p_value
@@ -99,12 +97,8 @@ def run_comparison(
     model: str,
     random_init: str,
     baseline: str,
-    tasks: Sequence[str],
-    seeds: Sequence[int],
-    data_root: str | Path,
     output: str | Path,
-    cache: FeatureCache,
-    head: HeadTrainingConfig | None = None,
+    plan: EvaluationPlan,
     aim: Aim | None = None,
 ) -> Path:
     """Evaluate ``model``, ``random_init`` and ``baseline`` and write the results page.
@@ -113,12 +107,9 @@ def run_comparison(
         model: the pretrained upstream (a run folder or checkpoint).
         random_init: the same architecture with random weights (``random:<preset|encoder.yaml>``).
         baseline: the hand-crafted features to beat (``fbank``).
-        tasks: registered task names (the study's four: speaker, gender, emotion, keyword).
-        seeds: evaluation seeds; at least 6 for a Wilcoxon test to reach p < 0.05.
-        data_root: folder of the downstream corpora.
         output: folder of ``results.md`` and the harness's full report.
-        cache: the feature cache.
-        head: head training of the utterance tasks.
+        plan: tasks (the study's four: speaker, gender, emotion, keyword), seeds (at least 6
+            for a Wilcoxon test to reach p < 0.05), data, cache and head settings.
         aim: what counts as success (default: beat random on every task, the baseline on 2).
 
     Returns:
@@ -127,9 +118,9 @@ def run_comparison(
     aim = aim or Aim()
     output = Path(output)
     upstreams = [model, random_init, baseline]
-    rows = run_evaluation(upstreams, tasks, data_root, seeds, output, cache, head)
+    rows = run_evaluation(upstreams, plan, output)
     by_seed = group_by_seed(rows)
-    metric = {row["task"]: row["metric"] for row in rows}
+    metric = {row.task: row.metric for row in rows}
     versus = {reference: compare(rows, model, reference) for reference in (random_init, baseline)}
 
     lines = [
@@ -139,7 +130,7 @@ def run_comparison(
         *_pretraining_summary(model),
         f"- random-init, same architecture: `{random_init}`",
         f"- baseline: `{baseline}`",
-        f"- {len(seeds)} seeds per task (head initialisation and data order; features fixed); "
+        f"- {len(plan.seeds)} seeds per task (head initialisation and data order; features fixed); "
         "mean ± std [95% confidence interval]",
         "",
         "| task | metric | model | random-init | baseline | model vs random-init (p) | model vs baseline (p) |",

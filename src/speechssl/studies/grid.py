@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechssl.config import to_dict
-from speechssl.downstream.cache import FeatureCache
-from speechssl.downstream.evaluate import ReportTable, run_evaluation
-from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.evaluate import run_evaluation
+from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.report import ReportTable
+from speechssl.downstream.row import Row
 from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.logging import read_metrics
 
@@ -37,7 +38,7 @@ class GridResult:
     """
 
     checkpoints: dict[str, Path]
-    rows: list[dict]
+    rows: list[Row]
     report: Path
 
 
@@ -45,28 +46,19 @@ def run_pretraining_grid(
     base_config: str | Path | None,
     variants: Mapping[str, Sequence[str]],
     output: str | Path,
-    tasks: Sequence[str],
-    seeds: Sequence[int],
-    data_root: str | Path,
-    cache: FeatureCache,
-    head: HeadTrainingConfig | None = None,
-    baselines: Sequence[str] = (),
+    plan: EvaluationPlan,
     method: str | None = None,
     context: Sequence[ReportTable] = (),
 ) -> GridResult:
-    """Pretrain every variant, then evaluate baselines and variants on ``tasks`` over ``seeds``.
+    """Pretrain every variant, then evaluate ``plan.baselines`` and the variants with ``plan``.
 
     Args:
         base_config: pretraining YAML (name or path) every variant starts from.
         variants: variant name -> its ``key=value`` overrides of the base config.
         output: study folder: ``runs/<variant>/`` pretraining runs, ``variants.json``, and
             the evaluation report (``report.md``, ``report.html``, per-seed JSONs).
-        tasks: registered downstream task names.
-        seeds: evaluation seeds.
-        data_root: folder of the downstream corpora.
-        cache: the feature cache.
-        head: head training of the utterance tasks.
-        baselines: upstream specs evaluated beside the variants (e.g. ``fbank``).
+        plan: the evaluation (tasks, seeds, data, cache, head settings, and the baselines
+            evaluated beside the variants, e.g. ``fbank``).
         method: pretext method (default: the base config's).
         context: extra tables for the report (the grid adds the runs' final training metrics).
 
@@ -96,13 +88,10 @@ def run_pretraining_grid(
     for name, config in configs.items():
         print(f"pretraining variant {name} ({', '.join(variants[name]) or 'base config'})")
         checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
-    specs = [*baselines, *(str(checkpoints[name]) for name in variants)]
+    specs = [*plan.baselines, *(str(checkpoints[name]) for name in variants)]
     labels = {str(checkpoints[name]): name for name in variants}
     runs = {name: output / "runs" / name for name in variants}
-    rows = run_evaluation(
-        specs, tasks, data_root, seeds, output, cache, head, labels=labels,
-        context=[*context, final_metrics_table(runs)],
-    )  # fmt: skip
+    rows = run_evaluation(specs, plan, output, labels, [*context, final_metrics_table(runs)])
     return GridResult(checkpoints, rows, output / "report.md")
 
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from speechssl.data import Manifest, load_corpus
 from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
-from speechssl.downstream.cache import FeatureCache
-from speechssl.downstream.evaluate import ReportTable
-from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.report import ReportTable
 from speechssl.studies.grid import GridResult, run_pretraining_grid
 
 # name -> (loader, folder under the data root)
@@ -45,7 +44,7 @@ def corpus_manifests(corpora: Sequence[str], data_root: str | Path, output: Path
             loader, folder = CORPORA[name]
             manifests[name] = _train_rows(load_corpus(loader, Path(data_root) / folder))
         else:
-            raise ValueError(f"--corpora: expected names from {[*CORPORA, SYNTHETIC, UNION]}, found {name!r}")
+            raise ValueError(f"corpora: expected names from {[*CORPORA, SYNTHETIC, UNION]}, found {name!r}")
     return manifests
 
 
@@ -63,22 +62,18 @@ def run_pretraining_data_study(
     base_config: str | Path | None,
     corpora: Sequence[str],
     output: str | Path,
-    tasks: Sequence[str],
-    seeds: Sequence[int],
-    data_root: str | Path,
-    cache: FeatureCache,
-    head: HeadTrainingConfig | None = None,
-    baselines: Sequence[str] = (),
+    plan: EvaluationPlan,
     overrides: Sequence[str] = (),
 ) -> GridResult:
-    """Pretrain on each corpus of ``corpora`` (``union`` = all the others together) and compare."""
+    """Pretrain on each corpus of ``corpora`` (``union`` = all the others together, read from
+    ``plan.data_root``) and evaluate each model with ``plan``."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     singles = [name for name in corpora if name != UNION]
-    manifests = corpus_manifests(singles, data_root, output)
+    manifests = corpus_manifests(singles, plan.data_root, output)
     if UNION in corpora:
         if len(manifests) < 2:
-            raise ValueError(f"--corpora: 'union' needs at least two other corpora, found {singles}")
+            raise ValueError(f"corpora: 'union' needs at least two other corpora, found {singles}")
         manifests[UNION] = union_manifest(manifests)
     variants = {}
     for name, manifest in manifests.items():
@@ -93,9 +88,7 @@ def run_pretraining_data_study(
         ]
     table = corpora_table(manifests)
     print("\n".join(table.markdown()))
-    return run_pretraining_grid(
-        base_config, variants, output, tasks, seeds, data_root, cache, head, baselines, context=[table]
-    )
+    return run_pretraining_grid(base_config, variants, output, plan, context=[table])
 
 
 def corpora_table(manifests: dict[str, Manifest]) -> ReportTable:

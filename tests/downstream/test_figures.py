@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from speechssl.analysis.results import plot_boxplots, plot_layer_weights
+from speechssl.downstream.figures import plot_boxplots, plot_layer_weights
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VALUES = {

@@ -1,0 +1,50 @@
+"""What an evaluation runs: which tasks, seeds and data, which cache and head settings.
+
+One :class:`EvaluationPlan` is built once (by the CLI for ``probe``, ``benchmark`` and the
+studies, or by library callers) and handed to
+:func:`~speechssl.downstream.evaluate.run_evaluation` and the studies built on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechssl.downstream.asr import CTCTrainingConfig
+from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.training import HeadTrainingConfig
+
+
+@dataclass
+class EvaluationPlan:
+    """The settings every (upstream, task) evaluation of one run shares.
+
+    Attributes:
+        tasks: registered task names (``probe``: label columns of its manifest).
+        seeds: the seeds every task runs with.
+        cache: the feature cache.
+        data_root: folder holding the corpora (``../shared/data`` layout).
+        head: head training of utterance classification tasks.
+        asr: CTC head training of ASR tasks.
+        baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
+    """
+
+    tasks: Sequence[str]
+    seeds: Sequence[int]
+    cache: FeatureCache
+    data_root: Path = Path("../shared/data")
+    head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
+    asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    baselines: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        self.tasks, self.seeds, self.baselines = list(self.tasks), list(self.seeds), list(self.baselines)
+        self.data_root = Path(self.data_root)
+        if not self.tasks:
+            raise ValueError("tasks: expected at least one task, found none")
+        if not self.seeds:
+            raise ValueError("seeds: expected at least one seed, found none")
+
+
+__all__ = ["EvaluationPlan"]
