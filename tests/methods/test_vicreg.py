@@ -66,7 +66,9 @@ def test_errors_say_expected_and_found():
 
 
 def test_variance_term_averages_the_two_views():
-    spread = torch.linalg.qr(torch.randn(32, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))[0]
+    spread = torch.linalg.qr(
+        torch.randn(32, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    )[0]
     spread = (spread - spread.mean(dim=0)) / spread.std(dim=0) * 2.0  # std 2: no hinge
     collapsed = torch.zeros_like(spread)  # std sqrt(eps): hinge 1 - 1e-2 on every dimension
     out = VICRegLoss()(spread, collapsed)
