@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_ranks
 from torch import nn
 
 from speechssl import distributed
@@ -146,12 +145,6 @@ class TestBarlowTwinsLoss:
         assert float(out.loss) == pytest.approx(float(BarlowTwinsLoss()(z_a, z_b).loss), rel=0.05)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SPLIT = [5, 3]  # unequal local batches: the reductions are sums, so any split works
 
 
@@ -169,11 +162,8 @@ LOSSES = {
 }
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: Path, loss_name: str) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+def _ddp_worker(rank: int, world: int, out: Path, loss_name: str) -> None:
+    distributed.setup_from_env()
     try:
         projector, x_a, x_b = projector_and_inputs()
         model = nn.parallel.DistributedDataParallel(projector)
@@ -207,7 +197,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: Path, loss_name: str) -> 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 def test_ddp_loss_and_gradients_equal_single_process_full_batch(tmp_path: Path, loss_name: str) -> None:
     world = len(SPLIT)
-    mp.spawn(_ddp_worker, args=(world, free_port(), tmp_path, loss_name), nprocs=world, join=True)
+    spawn_ranks(_ddp_worker, tmp_path, loss_name, world_size=world)
     results = [torch.load(tmp_path / f"{r}.pt") for r in range(world)]
 
     projector, x_a, x_b = projector_and_inputs()
