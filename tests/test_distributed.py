@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def test_setup_from_env_initialises_gloo_and_cleans_up(monkeypatch: pytest.Monke
             monkeypatch.setenv(name, value)
         _setup_twice_and_reduce()
     assert not distributed.is_distributed()
+
+
+def test_rendezvous_port_stays_taken_until_the_run_ends() -> None:
+    """The spawn helper's store holds its port, so no other process can take it before the ranks connect."""
+    with rendezvous() as env, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as intruder:
+        with pytest.raises(OSError):
+            intruder.bind((env["MASTER_ADDR"], int(env["MASTER_PORT"])))
+        assert env["TORCHELASTIC_USE_AGENT_STORE"] == "True"
 
 
 def _setup_twice_and_reduce() -> None:
