@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from distributed_helpers import rendezvous, spawn_ranks
 
 from speechssl import distributed
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -47,8 +41,22 @@ def test_setup_from_env_initialises_gloo_and_cleans_up(monkeypatch: pytest.Monke
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    with rendezvous() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        _setup_twice_and_reduce()
+    assert not distributed.is_distributed()
+
+
+def test_rendezvous_port_stays_taken_until_the_run_ends() -> None:
+    """The spawn helper's store holds its port, so no other process can take it before the ranks connect."""
+    with rendezvous() as env, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as intruder:
+        with pytest.raises(OSError):
+            intruder.bind((env["MASTER_ADDR"], int(env["MASTER_PORT"])))
+        assert env["TORCHELASTIC_USE_AGENT_STORE"] == "True"
+
+
+def _setup_twice_and_reduce() -> None:
     try:
         assert distributed.setup_from_env() == (0, 1, 0)
         assert distributed.is_distributed()
@@ -62,7 +70,6 @@ def test_setup_from_env_initialises_gloo_and_cleans_up(monkeypatch: pytest.Monke
         torch.testing.assert_close(x.grad, torch.ones(3))
     finally:
         distributed.cleanup()
-    assert not distributed.is_distributed()
 
 
 @pytest.mark.parametrize(
@@ -83,11 +90,8 @@ def test_setup_from_env_rejects_bad_environment(
     assert not distributed.is_distributed()
 
 
-def _collectives_worker(rank: int, world: int, port: int, out: Path) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+def _collectives_worker(rank: int, world: int, out: Path) -> None:
+    distributed.setup_from_env()
     try:
         weights = torch.arange(1.0, 6.0)[:, None] * torch.tensor([1.0, -2.0])  # (5, 2), same on every rank
         rows = [2, 3][rank]  # unequal batches: ranks hold rows 0..1 and 2..4
@@ -120,7 +124,7 @@ def _collectives_worker(rank: int, world: int, port: int, out: Path) -> None:
 @pytest.mark.timeout(120)
 def test_collectives_across_two_gloo_ranks(tmp_path: Path) -> None:
     world = 2
-    mp.spawn(_collectives_worker, args=(world, free_port(), tmp_path), nprocs=world, join=True)
+    spawn_ranks(_collectives_worker, tmp_path, world_size=world)
     results = [torch.load(tmp_path / f"{r}.pt") for r in range(world)]
     weights = torch.arange(1.0, 6.0)[:, None] * torch.tensor([1.0, -2.0])
     expected_gather = torch.cat([torch.full((2, 2), 1.0), torch.full((3, 2), 2.0)])

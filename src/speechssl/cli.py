@@ -201,6 +201,16 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     disentangle.add_argument("--output", default="outputs/disentanglement", help="report folder")
     disentangle.add_argument("--seeds", type=int, default=3, help="probe seeds of the per-layer curves")
     disentangle.add_argument("--cache-dir", help="feature cache folder")
+    disentangle.add_argument(
+        "--dci-estimator",
+        default="gradient_boosting",
+        help="DCI's predictor: gradient_boosting (the reference's) or random_forest (faster on wide codes)",
+    )
+    disentangle.add_argument(
+        "--sap-estimator",
+        default="linear_svm",
+        help="SAP's one-dimension scorer: linear_svm (the reference's) or nearest_mean",
+    )
 
     versus = kinds.add_parser(
         "compare", help="a pretrained model vs its random-init architecture vs log-mel: the results page"
@@ -529,7 +539,12 @@ def _run_study(args: argparse.Namespace) -> int:
         from speechssl.studies.disentanglement import run_disentanglement_study
 
         run_disentanglement_study(
-            args.upstreams.split(","), args.output, FeatureCache(args.cache_dir), range(args.seeds)
+            args.upstreams.split(","),
+            args.output,
+            FeatureCache(args.cache_dir),
+            range(args.seeds),
+            dci_estimator=args.dci_estimator,
+            sap_estimator=args.sap_estimator,
         )
     elif args.study == "compare":
         from speechssl.studies.comparison import run_comparison

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_ranks
 from torch import nn
 
 from speechssl import distributed
@@ -146,12 +145,6 @@ class TestBarlowTwinsLoss:
         assert float(out.loss) == pytest.approx(float(BarlowTwinsLoss()(z_a, z_b).loss), rel=0.05)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SPLIT = [5, 3]  # unequal local batches: the reductions are sums, so any split works
 
 
@@ -169,46 +162,54 @@ LOSSES = {
 }
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: Path, loss_name: str) -> None:
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+def _ddp_worker(rank: int, world: int, out: Path) -> None:
+    """Every loss of :data:`LOSSES` in one process group (one spawn for all of them)."""
+    distributed.setup_from_env()
     try:
-        projector, x_a, x_b = projector_and_inputs()
-        model = nn.parallel.DistributedDataParallel(projector)
-        start = sum(SPLIT[:rank])
-        rows = slice(start, start + SPLIT[rank])
-        z_a = x_a[rows].clone().requires_grad_(True)
-        z_b = x_b[rows].clone().requires_grad_(True)
-        loss_fn = LOSSES[loss_name]()
-        loss = loss_fn(z_a, z_b).loss
-        loss.backward()
-        projected = loss_fn(model(x_a[rows]), model(x_b[rows])).loss
-        projected.backward()
-        torch.save(
-            {
-                "loss": loss.detach(),
-                "grad_a": z_a.grad,
-                "grad_b": z_b.grad,
-                "projected": projected.detach(),
-                "weight_grad": model.module.weight.grad,
-                "bias_grad": model.module.bias.grad,
-                "local_only": LOSSES[loss_name](gather_distributed=False)(z_a, z_b).loss.detach(),
-            },
-            out / f"{rank}.pt",
-        )
+        for loss_name in sorted(LOSSES):
+            projector, x_a, x_b = projector_and_inputs()
+            model = nn.parallel.DistributedDataParallel(projector)
+            start = sum(SPLIT[:rank])
+            rows = slice(start, start + SPLIT[rank])
+            z_a = x_a[rows].clone().requires_grad_(True)
+            z_b = x_b[rows].clone().requires_grad_(True)
+            loss_fn = LOSSES[loss_name]()
+            loss = loss_fn(z_a, z_b).loss
+            loss.backward()
+            projected = loss_fn(model(x_a[rows]), model(x_b[rows])).loss
+            projected.backward()
+            torch.save(
+                {
+                    "loss": loss.detach(),
+                    "grad_a": z_a.grad,
+                    "grad_b": z_b.grad,
+                    "projected": projected.detach(),
+                    "weight_grad": model.module.weight.grad,
+                    "bias_grad": model.module.bias.grad,
+                    "local_only": LOSSES[loss_name](gather_distributed=False)(z_a, z_b).loss.detach(),
+                },
+                out / f"{loss_name}_{rank}.pt",
+            )
         distributed.barrier()  # no rank tears the group down while another still communicates
     finally:
         distributed.cleanup()
 
 
+@pytest.fixture(scope="module")
+def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, torch.Tensor]]]:
+    """``{loss name: [rank 0's results, rank 1's]}`` of one two-rank gloo run."""
+    out = tmp_path_factory.mktemp("ddp")
+    spawn_ranks(_ddp_worker, out, world_size=len(SPLIT))
+    return {name: [torch.load(out / f"{name}_{r}.pt") for r in range(len(SPLIT))] for name in LOSSES}
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_ddp_loss_and_gradients_equal_single_process_full_batch(tmp_path: Path, loss_name: str) -> None:
+def test_ddp_loss_and_gradients_equal_single_process_full_batch(
+    ddp_results: dict[str, list[dict[str, torch.Tensor]]], loss_name: str
+) -> None:
     world = len(SPLIT)
-    mp.spawn(_ddp_worker, args=(world, free_port(), tmp_path, loss_name), nprocs=world, join=True)
-    results = [torch.load(tmp_path / f"{r}.pt") for r in range(world)]
+    results = ddp_results[loss_name]
 
     projector, x_a, x_b = projector_and_inputs()
     z_a, z_b = x_a.clone().requires_grad_(True), x_b.clone().requires_grad_(True)

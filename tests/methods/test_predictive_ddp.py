@@ -8,13 +8,11 @@ tokenizer and EMA teacher included.
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_ranks
 
 from speechssl import distributed
 from speechssl.config import to_dict
@@ -36,19 +34,8 @@ METHOD_OVERRIDES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _worker(rank: int, world_size: int, port: int, method: str, root: str) -> None:
+def _worker(rank: int, world_size: int, method: str, root: str) -> None:
     """One rank of ``torchrun speechssl pretrain --method <method>``; saves its final weights."""
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-    )  # fmt: skip
-    torch.set_num_threads(1)
     run_dir = Path(root) / "run"
     overrides = [*TINY, *METHOD_OVERRIDES[method], f"data.root={Path(root) / 'corpus'}"]
     distributed.setup_from_env()
@@ -67,7 +54,7 @@ def _worker(rank: int, world_size: int, port: int, method: str, root: str) -> No
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 @pytest.mark.parametrize("method", ["hubert", "data2vec"])
 def test_two_ranks_end_with_identical_weights(tmp_path: Path, method: str) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), method, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_worker, method, str(tmp_path), world_size=2)
     weights = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     assert weights[0].keys() == weights[1].keys()
     for name, tensor in weights[0].items():

@@ -99,10 +99,11 @@ def test_cross_correlation_study_of_a_run(tiny_run, tmp_path):
 
 
 def test_disentanglement_study_scores_every_layer(tmp_path):
+    # the faster estimators; the reference's (the defaults) are tested in tests/analysis
     results = run_disentanglement_study(
         ["fbank", "random:tiny"], tmp_path / "dis", FeatureCache(tmp_path / "cache"), seeds=[0],
         synthetic=SyntheticConfig(num_utterances=160, num_speakers=4),
-        head=HeadTrainingConfig(max_epochs=5),
+        head=HeadTrainingConfig(max_epochs=5), dci_estimator="random_forest", sap_estimator="nearest_mean",
     )  # fmt: skip
     assert set(results) == {"fbank", "random:tiny"}
     assert len(results["random:tiny"]["layers"]) == 3 and len(results["fbank"]["layers"]) == 1
@@ -111,6 +112,7 @@ def test_disentanglement_study_scores_every_layer(tmp_path):
     assert set(results["fbank"]["probes"]) == set(FACTORS)
     for name in ("report.md", "layer_curves.png", "map_fbank.png", "map_random_tiny.png"):
         assert (tmp_path / "dis" / name).stat().st_size > 0
+    assert "from `random_forest`, SAP from `nearest_mean`" in (tmp_path / "dis" / "report.md").read_text()
 
 
 def test_study_commands_check_their_options(tmp_path, capsys):

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from distributed_helpers import spawn_ranks
 from train_standins import ddp_worker
 
 from speechssl.train.checkpoint import list_checkpoints
 from speechssl.train.logging import read_metrics
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.timeout(180)
@@ -25,7 +18,7 @@ def _free_port() -> int:
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     out_dir.mkdir()
-    mp.spawn(ddp_worker, args=(2, _free_port(), str(run_dir), str(out_dir)), nprocs=2, join=True)
+    spawn_ranks(ddp_worker, str(run_dir), str(out_dir), world_size=2)
 
     weights = [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert weights[0].keys() == weights[1].keys()

@@ -7,15 +7,14 @@ methods, so the trainer is tested on its own.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from speechssl import distributed
 from speechssl.data.batch import AudioBatch
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.train.config import OptimConfig, TrainConfig
@@ -177,13 +176,12 @@ def fast_optim_config(**changes) -> OptimConfig:
     return OptimConfig(**{**options, **changes})
 
 
-def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str) -> None:
-    """One rank of the 2-process gloo run: shard the corpus, train, save final weights."""
+def ddp_worker(rank: int, world_size: int, run_dir: str, out_dir: str) -> None:
+    """One rank of the 2-process gloo run (started by ``distributed_helpers.spawn_ranks``):
+    shard the corpus, train, save final weights."""
     from speechssl.train.trainer import train
 
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    distributed.setup_from_env()
     try:
         torch.manual_seed(100 + rank)  # different initial weights: DDP must broadcast rank 0's
         method = StandInMethod(stochastic=True)
@@ -201,4 +199,4 @@ def ddp_worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str
         torch.save({k: v.clone() for k, v in method.state_dict().items()}, Path(out_dir) / f"rank{rank}.pt")
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"step": result.step, "loss": result.loss}))
     finally:
-        dist.destroy_process_group()
+        distributed.cleanup()

@@ -16,6 +16,12 @@ factor is captured by few code dimensions and each dimension by few factors:
 * :func:`modularity_explicitness` — modularity and explicitness (Ridgeway & Mozer 2018,
   "Learning Deep Disentangled Embeddings with the F-Statistic Loss", §4).
 
+Where the papers leave a choice open, the defaults are those of the reference
+implementation of Locatello et al. (2019, "Challenging Common Assumptions in the
+Unsupervised Learning of Disentangled Representations", ``disentanglement_lib``), so that
+values are comparable with published ones: 20 equal-width bins and the plug-in mutual
+information, gradient-boosted trees for DCI, one-dimensional linear SVMs for SAP.
+
 Factors are discrete (class labels); codes are ``(samples, dims)`` real arrays. Estimators
 are fitted on a train part and scored on a held-out part where the metric needs one,
 both given by ``train_fraction`` and ``seed``. Scores are near 1 for a code whose
@@ -26,15 +32,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.svm import LinearSVC
 
 BINS = 20
+DCIEstimator = Literal["gradient_boosting", "random_forest"]
+SAPEstimator = Literal["linear_svm", "nearest_mean"]
+DCI_ESTIMATORS: tuple[str, ...] = get_args(DCIEstimator)
+SAP_ESTIMATORS: tuple[str, ...] = get_args(SAPEstimator)
 
 
 def _check(codes: np.ndarray, factors: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -111,32 +123,74 @@ def _split(samples: int, train_fraction: float, seed: int) -> tuple[np.ndarray, 
     return train_test_split(np.arange(samples), train_size=train_fraction, random_state=seed)
 
 
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{option}: expected one of {', '.join(map(repr, choices))}, found {value!r}")
+
+
 def separated_attribute_predictability(
-    codes: np.ndarray, factors: Mapping[str, np.ndarray], train_fraction: float = 0.7, seed: int = 0
+    codes: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    train_fraction: float = 0.7,
+    seed: int = 0,
+    estimator: SAPEstimator = "linear_svm",
 ) -> float:
-    """SAP (Kumar et al. 2018): ``mean_k (S_(1)k - S_(2)k)`` where ``S_dk`` is how well
-    dimension ``d`` alone predicts factor ``k`` on held-out samples.
+    """SAP (Kumar et al. 2018, §3): ``mean_k (S_(1)k - S_(2)k)`` where ``S_dk`` is how well
+    dimension ``d`` alone predicts factor ``k`` on held-out samples, ``S_(1)k >= S_(2)k``
+    the two best dimensions.
 
     For discrete factors the paper scores each dimension with a classifier on that one
-    dimension; here it is the nearest class mean (fitted on the train part; in one
-    dimension its decision boundaries are thresholds, as a linear classifier's), for all
-    dimensions at once. Accuracy is rescaled so that the majority-class rate scores 0 and a
-    perfect prediction 1, so that factors with many values and with two are comparable.
+    dimension. ``estimator`` chooses it:
+
+    * ``"linear_svm"`` (default, the reference's): ``LinearSVC(C=0.01,
+      class_weight="balanced")`` fitted on the train part, ``S_dk`` its held-out accuracy.
+      Values are comparable with published SAP numbers; note that a binary factor's
+      second-best dimension scores about chance (0.5), so SAP stays well below 1 even for
+      a perfectly disentangled code.
+    * ``"nearest_mean"``: the nearest class mean in one dimension (fitted on the train
+      part), its accuracy rescaled so that the majority-class rate scores 0 and a perfect
+      prediction 1, so that factors with many values and with two are comparable; not
+      comparable with published numbers.
+
+    Raises:
+        ValueError: ``estimator`` is not one of :data:`SAP_ESTIMATORS`.
     """
+    _check_choice("sap_estimator", estimator, SAP_ESTIMATORS)
     codes, encoded = _check(codes, factors)
     train, test = _split(len(codes), train_fraction, seed)
-    scores = np.zeros((codes.shape[1], len(encoded)))
-    for k, labels in enumerate(encoded.values()):
-        classes = np.unique(labels[train])
-        means = np.stack([codes[train][labels[train] == c].mean(axis=0) for c in classes])  # (classes, dims)
-        distances = np.abs(codes[test][:, None, :] - means[None, :, :])  # (test, classes, dims)
-        predicted = classes[distances.argmin(axis=1)]  # (test, dims)
-        accuracy = (predicted == labels[test][:, None]).mean(axis=0)  # (dims,)
-        majority = np.mean(labels[test] == np.bincount(labels[train]).argmax())
-        scores[:, k] = np.clip((accuracy - majority) / (1 - majority), 0.0, None) if majority < 1 else 0.0
+    score = _svm_accuracy if estimator == "linear_svm" else _nearest_mean_skill
+    scores = np.stack(
+        [score(codes[train], labels[train], codes[test], labels[test]) for labels in encoded.values()], axis=1
+    )  # (dims, factors)
     ranked = np.sort(scores, axis=0)[::-1]  # (dims, factors)
     second = ranked[1] if codes.shape[1] > 1 else np.zeros(ranked.shape[1])
     return float(np.mean(ranked[0] - second))
+
+
+def _svm_accuracy(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> np.ndarray:
+    """``(dims,)`` held-out accuracy of a linear SVM on each single dimension (SAP's reference scorer)."""
+    accuracies = []
+    for d in range(x_train.shape[1]):
+        classifier = LinearSVC(C=0.01, class_weight="balanced").fit(x_train[:, d : d + 1], y_train)
+        accuracies.append(np.mean(classifier.predict(x_test[:, d : d + 1]) == y_test))
+    return np.array(accuracies)
+
+
+def _nearest_mean_skill(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> np.ndarray:
+    """``(dims,)`` nearest-class-mean accuracy of each single dimension, rescaled from the majority rate to 1."""
+    classes = np.unique(y_train)
+    means = np.stack([x_train[y_train == c].mean(axis=0) for c in classes])  # (classes, dims)
+    distances = np.abs(x_test[:, None, :] - means[None, :, :])  # (test, classes, dims)
+    predicted = classes[distances.argmin(axis=1)]  # (test, dims)
+    accuracy = (predicted == y_test[:, None]).mean(axis=0)  # (dims,)
+    majority = np.mean(y_test == np.bincount(y_train).argmax())
+    if majority == 1:
+        return np.zeros(x_train.shape[1])
+    return np.clip((accuracy - majority) / (1 - majority), 0.0, None)
 
 
 @dataclass(frozen=True)
@@ -145,7 +199,7 @@ class DCIScores:
 
     Attributes:
         disentanglement: importance-weighted mean over dimensions of ``1 - H_K(P_d.)``.
-        completeness: mean over factors of ``1 - H_D(P~_.k)``.
+        completeness: importance-weighted mean over factors of ``1 - H_D(P~_.k)``.
         informativeness: mean over factors of the predictors' held-out accuracy.
         importance: ``(dims, factors)`` the relative importances ``R``.
     """
@@ -164,35 +218,60 @@ def _normalised_entropy(p: np.ndarray, axis: int) -> np.ndarray:
 
 
 def dci(
-    codes: np.ndarray, factors: Mapping[str, np.ndarray], train_fraction: float = 0.7, seed: int = 0
+    codes: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    train_fraction: float = 0.7,
+    seed: int = 0,
+    estimator: DCIEstimator = "gradient_boosting",
 ) -> DCIScores:
-    """DCI from random-forest importances (Eastwood & Williams 2018, §2 and their random-forest variant).
+    """DCI from the feature importances of one tree ensemble per factor (Eastwood & Williams 2018, §2).
 
-    For each factor ``k`` a random forest (50 trees, every dimension considered at each split,
-    so that a dimension that does not help is never used) predicts it from the code; its
-    impurity importances form column ``k`` of ``R``. With ``P_dk = R_dk / Σ_k R_dk``
-    (entropy base K) and ``P~_dk = R_dk / Σ_d R_dk`` (base D):
+    For each factor ``k`` a classifier predicts it from the whole code; its impurity
+    importances form column ``k`` of ``R``. ``estimator`` chooses it:
+
+    * ``"gradient_boosting"`` (default, the reference's): scikit-learn's
+      ``GradientBoostingClassifier`` with its defaults (100 stages of depth-3 trees);
+      ``seed`` fixes its tie-breaking. Its cost grows with the number of classes times the
+      number of dimensions.
+    * ``"random_forest"``: 50 trees, every dimension considered at each split (so that a
+      dimension that does not help is never used); the paper's random-forest variant,
+      faster on wide codes with many classes.
+
+    With ``P_dk = R_dk / Σ_k R_dk`` (entropy base K) and ``P~_dk = R_dk / Σ_d R_dk`` (base D):
     ``D = Σ_d ρ_d (1 - H_K(P_d.))`` with ``ρ_d = Σ_k R_dk / Σ R``;
-    ``C = mean_k (1 - H_D(P~_.k))``; ``I`` = mean held-out accuracy. With one dimension
-    (or one factor) the entropy base is 1 and the score is defined as 1.
+    ``C = Σ_k ρ~_k (1 - H_D(P~_.k))`` with ``ρ~_k = Σ_d R_dk / Σ R`` (as the reference
+    weights it; the importances of each predictor sum to 1, so this is the plain mean
+    unless a predictor uses no dimension at all); ``I`` = mean held-out accuracy. With one
+    dimension (or one factor) the entropy base is 1 and the score is defined as 1.
+
+    Raises:
+        ValueError: ``estimator`` is not one of :data:`DCI_ESTIMATORS`.
     """
+    _check_choice("dci_estimator", estimator, DCI_ESTIMATORS)
     codes, encoded = _check(codes, factors)
     train, test = _split(len(codes), train_fraction, seed)
     importance = np.zeros((codes.shape[1], len(encoded)))
     accuracies = []
     for k, labels in enumerate(encoded.values()):
-        forest = RandomForestClassifier(n_estimators=50, max_features=None, random_state=seed, n_jobs=1)
-        forest.fit(codes[train], labels[train])
-        importance[:, k] = forest.feature_importances_
-        accuracies.append(forest.score(codes[test], labels[test]))
+        if estimator == "gradient_boosting":
+            model = GradientBoostingClassifier(random_state=seed)
+        else:
+            model = RandomForestClassifier(n_estimators=50, max_features=None, random_state=seed, n_jobs=1)
+        model.fit(codes[train], labels[train])
+        importance[:, k] = model.feature_importances_
+        accuracies.append(model.score(codes[test], labels[test]))
     dims, num_factors = importance.shape
+    total = max(importance.sum(), 1e-12)
     if num_factors > 1:
         per_code = 1.0 - _normalised_entropy(importance, axis=1)  # (dims,)
-        weights = importance.sum(axis=1) / max(importance.sum(), 1e-12)
-        disentanglement = float((weights * per_code).sum())
+        disentanglement = float((importance.sum(axis=1) / total * per_code).sum())
     else:
         disentanglement = 1.0
-    completeness = float(np.mean(1.0 - _normalised_entropy(importance, axis=0))) if dims > 1 else 1.0
+    if dims > 1:
+        per_factor = 1.0 - _normalised_entropy(importance, axis=0)  # (factors,)
+        completeness = float((importance.sum(axis=0) / total * per_factor).sum())
+    else:
+        completeness = 1.0
     return DCIScores(disentanglement, completeness, float(np.mean(accuracies)), importance)
 
 
@@ -202,7 +281,7 @@ class ModularityExplicitness:
 
     Attributes:
         modularity: mean over dimensions of ``1 - δ_d``, how much of each dimension's
-            information is about a single factor.
+            information is about a single factor (0 for a dimension with no information).
         explicitness: mean over factors (and their values, one-vs-rest) of the held-out
             ROC AUC of a logistic regression on the whole code.
     """
@@ -221,19 +300,23 @@ def modularity_explicitness(
     """Modularity (Ridgeway & Mozer 2018, eq. 4) and explicitness (§4).
 
     Modularity: with ``m_dk`` the mutual information, ``θ_d = max_k m_dk`` and the template
-    ``t_dk = θ_d`` at the argmax and 0 elsewhere, ``δ_d = Σ_k (m_dk - t_dk)² / (θ_d² (K - 1))``
-    and modularity is ``mean_d (1 - δ_d)`` (dimensions carrying no information are left out).
+    ``t_dk = θ_d`` at one argmax factor and 0 at every other, ``δ_d = Σ_k (m_dk - t_dk)² /
+    (θ_d² (K - 1)) = (Σ_k m_dk² - θ_d²) / (θ_d² (K - 1))`` and modularity is
+    ``mean_d (1 - δ_d)``. As in the reference implementation, the template keeps a single
+    factor even when several tie (a dimension shared equally by two of two factors scores
+    0), and a dimension with no information (``θ_d`` below 1e-12 nats) scores 0 and stays
+    in the mean. With one factor ``δ_d`` is 0 for every informative dimension.
     """
     codes, encoded = _check(codes, factors)
     information = mutual_information(codes, factors, bins)  # (dims, factors)
-    theta = information.max(axis=1)  # (dims,)
-    informative = theta > 1e-12
-    if len(encoded) > 1 and informative.any():
-        template = np.where(information == theta[:, None], theta[:, None], 0.0)  # (dims, factors)
-        deviation = ((information - template) ** 2).sum(axis=1) / (theta**2 * (len(encoded) - 1)).clip(1e-24)
-        modularity = float(np.mean(1.0 - deviation[informative]))
+    squared = information**2  # (dims, factors)
+    theta_squared = squared.max(axis=1)  # (dims,)
+    informative = information.max(axis=1) > 1e-12
+    if len(encoded) > 1:
+        deviation = (squared.sum(axis=1) - theta_squared) / (theta_squared * (len(encoded) - 1)).clip(1e-300)
     else:
-        modularity = 1.0 if informative.any() else 0.0
+        deviation = np.zeros(len(theta_squared))
+    modularity = float(np.mean(np.where(informative, 1.0 - deviation, 0.0)))
 
     train, test = _split(len(codes), train_fraction, seed)
     scaler = StandardScaler().fit(codes[train])
@@ -252,25 +335,40 @@ def modularity_explicitness(
 
 
 def disentanglement_scores(
-    codes: np.ndarray, factors: Mapping[str, np.ndarray], train_fraction: float = 0.7, seed: int = 0
+    codes: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    train_fraction: float = 0.7,
+    seed: int = 0,
+    dci_estimator: DCIEstimator = "gradient_boosting",
+    sap_estimator: SAPEstimator = "linear_svm",
 ) -> dict[str, float]:
-    """Every metric of this module as one flat dictionary (for tables and JSON)."""
-    scores = dci(codes, factors, train_fraction, seed)
+    """Every metric of this module as one flat dictionary (for tables and JSON).
+
+    ``dci_estimator`` and ``sap_estimator`` are the ``estimator`` of :func:`dci` and of
+    :func:`separated_attribute_predictability`.
+    """
+    _check_choice("dci_estimator", dci_estimator, DCI_ESTIMATORS)
+    _check_choice("sap_estimator", sap_estimator, SAP_ESTIMATORS)
+    scores = dci(codes, factors, train_fraction, seed, dci_estimator)
     modular = modularity_explicitness(codes, factors, train_fraction, seed)
     return {
         "dci_disentanglement": scores.disentanglement,
         "dci_completeness": scores.completeness,
         "dci_informativeness": scores.informativeness,
         "mig": mutual_information_gap(codes, factors),
-        "sap": separated_attribute_predictability(codes, factors, train_fraction, seed),
+        "sap": separated_attribute_predictability(codes, factors, train_fraction, seed, sap_estimator),
         "modularity": modular.modularity,
         "explicitness": modular.explicitness,
     }
 
 
 __all__ = [
+    "DCI_ESTIMATORS",
+    "SAP_ESTIMATORS",
+    "DCIEstimator",
     "DCIScores",
     "ModularityExplicitness",
+    "SAPEstimator",
     "dci",
     "discretize",
     "disentanglement_scores",

@@ -24,9 +24,10 @@ class VICRegLossOutput:
     """Terms of the VICReg objective.
 
     Attributes:
-        loss: scalar ``λ s + μ (v(Z) + v(Z')) + ν (c(Z) + c(Z'))``.
+        loss: scalar ``λ s + μ (v(Z) + v(Z')) / 2 + ν (c(Z) + c(Z'))``.
         invariance: ``s(Z, Z')``, the mean squared difference of the two views.
-        variance: ``v(Z) + v(Z')``, the hinge on each dimension's standard deviation.
+        variance: ``(v(Z) + v(Z')) / 2``, the hinge on each dimension's standard deviation,
+            averaged over the two views.
         covariance: ``c(Z) + c(Z')``, the squared off-diagonal covariances over ``dim``.
     """
 
@@ -37,13 +38,17 @@ class VICRegLossOutput:
 
 
 class VICRegLoss(nn.Module):
-    """``ℓ = λ s(Z, Z') + μ [v(Z) + v(Z')] + ν [c(Z) + c(Z')]`` (Bardes et al. 2022, eq. 6).
+    """``ℓ = λ s(Z, Z') + μ [v(Z) + v(Z')] / 2 + ν [c(Z) + c(Z')]`` (Bardes et al. 2022, eq. 6, as in their code).
 
     With ``n`` embeddings of ``d`` dimensions: ``v(Z) = (1/d) Σ_j max(0, γ - sqrt(Var(z^j) + ε))``
     (eq. 1, unbiased variance), ``c(Z) = (1/d) Σ_{i≠j} C(Z)_ij²`` with ``C`` the unbiased
     covariance (eqs. 3–4), and ``s`` the mean squared difference of the paired embeddings
     averaged over the batch and the dimensions (the reference code's ``F.mse_loss``, for
     which the paper's weights λ = μ = 25, ν = 1 were tuned; eq. 5 sums over dimensions).
+    The two variance terms are averaged, not summed as eq. 6 writes them: the official code
+    (``main_vicreg.py``, and lightly's ``VICRegLoss``) averages them, and μ = 25 was tuned
+    with that average (the covariance terms are summed in both). Eq. 6 as printed is
+    ``variance_weight = 2 μ``.
     Under data parallelism the means, variances, covariances and ``s`` are all-reduced
     over ranks (autograd-aware), so the loss equals the single-process loss of the global batch.
 
@@ -111,7 +116,7 @@ class VICRegLoss(nn.Module):
             centred = z - reduce(z.sum(dim=1, keepdim=True)) / count  # (2, batch, dim)
             covariance = reduce(centred.transpose(1, 2) @ centred) / (count - 1)  # (2, dim, dim)
             std = torch.sqrt(torch.diagonal(covariance, dim1=1, dim2=2) + self.eps)  # (2, dim)
-            variance = torch.relu(self.gamma - std).mean(dim=1).sum()
+            variance = torch.relu(self.gamma - std).mean(dim=1).mean()  # (v(Z) + v(Z')) / 2
             diagonal = torch.diagonal(covariance, dim1=1, dim2=2)  # (2, dim)
             decorrelation = (covariance.pow(2).sum() - diagonal.pow(2).sum()) / dim  # off-diagonal squares
         loss = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechssl.analysis.disentanglement import disentanglement_scores
+from speechssl.analysis.disentanglement import DCIEstimator, SAPEstimator, disentanglement_scores
 from speechssl.analysis.projection import plot_projection, project_2d
 from speechssl.analysis.results import plot_layer_curves
 from speechssl.data import SyntheticConfig, generate_synthetic_corpus
@@ -41,6 +41,8 @@ def run_disentanglement_study(
     synthetic: SyntheticConfig | None = None,
     labels: Mapping[str, str] | None = None,
     head: HeadTrainingConfig | None = None,
+    dci_estimator: DCIEstimator = "gradient_boosting",
+    sap_estimator: SAPEstimator = "linear_svm",
 ) -> dict:
     """Score every layer of every upstream on the synthetic corpus; write figures and ``report.md``.
 
@@ -52,6 +54,12 @@ def run_disentanglement_study(
         synthetic: the corpus (default: :class:`~speechssl.data.SyntheticConfig`'s 1000 utterances).
         labels: display names of upstream specs.
         head: probe settings of the curves (default: linear head).
+        dci_estimator: DCI's predictor, ``gradient_boosting`` (the reference's; slow on wide
+            codes of many-valued factors) or ``random_forest`` (see
+            :func:`~speechssl.analysis.disentanglement.dci`).
+        sap_estimator: SAP's one-dimension scorer, ``linear_svm`` (the reference's) or
+            ``nearest_mean`` (see
+            :func:`~speechssl.analysis.disentanglement.separated_attribute_predictability`).
 
     Returns:
         ``{upstream name: {"layers": {layer: {metric: value}}, "probes": {...}}}``, also
@@ -70,7 +78,9 @@ def run_disentanglement_study(
         layers = {}
         for index, layer in enumerate(pooled.layers):
             codes = np.asarray(pooled.mean[index], dtype=np.float64)  # (utterances, dim)
-            layers[layer] = disentanglement_scores(codes, factors)
+            layers[layer] = disentanglement_scores(
+                codes, factors, dci_estimator=dci_estimator, sap_estimator=sap_estimator
+            )
             print(f"{name} layer {layer}: " + ", ".join(f"{k} {v:.3f}" for k, v in layers[layer].items()))
         probes = {}
         for factor in FACTORS:
@@ -89,7 +99,8 @@ def run_disentanglement_study(
         f"{len(manifest)} utterances, factors {', '.join(FACTORS)}; mean-pooled features of each layer. "
         "DCI: Eastwood & Williams 2018; MIG: Chen et al. 2018; SAP: Kumar et al. 2018; modularity and "
         "explicitness: Ridgeway & Mozer 2018. Higher is more disentangled (informativeness and "
-        "explicitness: more informative).",
+        "explicitness: more informative). "
+        f"DCI importances from `{dci_estimator}`, SAP from `{sap_estimator}` on each dimension.",
         "",
         "| upstream | layer | " + " | ".join(METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
