@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from train_standins import ddp_worker
 
-from speechssl.train.checkpoint import list_checkpoints
+from speechssl.models.checkpoint import list_checkpoints
 from speechssl.train.logging import read_metrics
 
 

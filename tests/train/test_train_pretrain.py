@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechssl.train import load_encoder, load_pretrain_config, pretrain
-from speechssl.train.checkpoint import find_latest, list_checkpoints
+from speechssl.models.checkpoint import find_latest, list_checkpoints, load_encoder
+from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import LoaderData, build_pretrain_data
 

@@ -6,9 +6,9 @@ import pytest
 
 from speechssl.cli import main
 from speechssl.config import load_yaml
+from speechssl.models.checkpoint import find_latest
 from speechssl.models.units import UnitTargets, load_unit_tokenizer
 from speechssl.train import load_pretrain_config
-from speechssl.train.checkpoint import find_latest
 from speechssl.units.targets import pooling_factor, unit_targets
 
 TINY = [

@@ -27,6 +27,7 @@ from typing import Any
 from speechssl import distributed
 from speechssl.data.config import load_manifest
 from speechssl.methods import method_config
+from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
 from speechssl.models.encoder import build_frontend
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
@@ -36,10 +37,9 @@ from speechssl.models.units import (
     UnitTokenizer,
     save_unit_tokenizer,
 )
-from speechssl.train.checkpoint import load_encoder
 from speechssl.train.config import PretrainConfig
 from speechssl.units.kmeans import KMeansConfig, fit_units
-from speechssl.units.quantizer import resolve_checkpoint, tokenizer_from_run
+from speechssl.units.quantizer import tokenizer_from_run
 
 UNITS_DIR = "units"
 FIT_REPORT = "fit_report.json"
