@@ -365,9 +365,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
-    from speechssl import distributed
     from speechssl.train import load_pretrain_config, pretrain
-    from speechssl.units.targets import prepare_units
 
     overrides = list(args.overrides)
     if args.iteration is not None:
@@ -375,12 +373,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     if args.teacher is not None:
         overrides.append(f"objective.targets.teacher={args.teacher}")
     config = load_pretrain_config(args.config, overrides, method=args.method)
-    distributed.setup_from_env()
-    try:
-        config = prepare_units(config, Path(args.run_dir))  # tokenizers of HuBERT / Discrete BERT
-        result = pretrain(config, Path(args.run_dir), resume=args.resume)
-    finally:
-        distributed.cleanup()
+    result = pretrain(config, Path(args.run_dir), resume=args.resume)
     print(f"finished at step {result.step}, loss {result.loss:.4f}; checkpoint: {result.checkpoint}")
     return 0
 
@@ -464,11 +457,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_augment(args: argparse.Namespace) -> int:
     from speechssl.analysis.views import render_views
     from speechssl.augment import ViewConfig, build_view
-    from speechssl.config import apply_overrides, from_dict
+    from speechssl.config import apply_overrides, from_dict, to_dict
     from speechssl.data import load_audio
     from speechssl.train import load_pretrain_config
 
-    base = load_pretrain_config(args.config, []).objective.get("view", {}) if args.config else {}
+    view = getattr(load_pretrain_config(args.config, []).objective, "view", None) if args.config else None
+    base = to_dict(view) if view is not None else {}
     config = from_dict(ViewConfig, apply_overrides(base, args.overrides), where="view")
     files = render_views(load_audio(args.audio), build_view(config), args.output, seed=args.seed)
     for name, path in files.items():
@@ -559,10 +553,9 @@ def _units_manifest(args: argparse.Namespace):
 
 
 def _run_units(args: argparse.Namespace) -> int:
+    from speechssl.models.kmeans import KMeansConfig, fit_units
     from speechssl.models.units import save_unit_tokenizer
     from speechssl.units import (
-        KMeansConfig,
-        fit_units,
         label_corpus,
         load_tokenizer,
         score_units,

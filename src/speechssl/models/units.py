@@ -150,7 +150,7 @@ class UnitTargets:
     ``teacher`` into 500. Discrete BERT's tokens come from a trained quantizer
     (``kind="quantizer"``: the VQ-APC codebook or the wav2vec 2.0 Gumbel quantizer of the
     run ``teacher``), or from k-means like HuBERT's. The pipeline is
-    :func:`speechssl.units.pipeline.prepare_units`.
+    :func:`speechssl.methods.targets.prepare_units`.
 
     Attributes:
         kind: ``"kmeans"`` (MFCC without a teacher, else the teacher's ``layer``) or
