@@ -134,13 +134,16 @@ def _add_evaluation_options(
 
 def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     ablate = sub.add_parser(
-        "ablate", help="pretrain a grid of Barlow Twins loss variants x lambda x projector and compare them"
+        "ablate", help="pretrain a grid of loss variants x lambda x projector and compare them"
     )
-    ablate.add_argument("--config", default="barlow_twins_study", help="base pretraining config")
+    ablate.add_argument(
+        "--config", default="barlow_twins_study", help="base pretraining config of the losses' method"
+    )
     ablate.add_argument(
         "--losses",
         default="bt,modified_bt,vicreg,invariance_only,redundancy_only",
-        help="comma-separated loss variants: bt, modified_bt, vicreg, invariance_only, redundancy_only, frame_bt",
+        help="comma-separated loss variants of one method: bt, modified_bt, vicreg, invariance_only, "
+        "redundancy_only, frame_bt (Barlow Twins); hubert, hubert_all_frames (HuBERT, e.g. --config hubert_tiny)",
     )
     ablate.add_argument("--lambdas", default="0.005", help="comma-separated redundancy weights")
     ablate.add_argument(

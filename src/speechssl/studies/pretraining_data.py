@@ -19,6 +19,7 @@ from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import ReportTable
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.studies.grid import GridResult, run_pretraining_grid
+from speechssl.train import load_pretrain_config
 
 # name -> (loader, folder under the data root)
 CORPORA = {
@@ -80,21 +81,18 @@ def run_pretraining_data_study(
         if len(manifests) < 2:
             raise ValueError(f"--corpora: 'union' needs at least two other corpora, found {singles}")
         manifests[UNION] = union_manifest(manifests)
+    base = load_pretrain_config(base_config, overrides)
     variants = {}
     for name, manifest in manifests.items():
         path = output / "manifests" / f"{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         manifest.save(path)
-        variants[name] = [
-            *overrides,
-            "data.corpus=manifest",
-            f"data.root={path.resolve()}",
-            "data.split=train",
-        ]
+        data = dataclasses.replace(base.data, corpus="manifest", root=str(path.resolve()), split="train")
+        variants[name] = dataclasses.replace(base, data=data)
     table = corpora_table(manifests)
     print("\n".join(table.markdown()))
     return run_pretraining_grid(
-        base_config, variants, output, tasks, seeds, data_root, cache, head, baselines, context=[table]
+        variants, output, tasks, seeds, data_root, cache, head, baselines, context=[table]
     )
 
 
