@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechssl.config import ConfigError, to_dict
+from speechssl.config import ConfigError
 from speechssl.methods import build_method, method_config
 from speechssl.methods.discrete_bert import DiscreteBERT, DiscreteBERTConfig
 from speechssl.models import SpeechEncoder, load_encoder_preset
@@ -53,7 +53,7 @@ def test_build_encoder_sets_the_units_frontend(units_dir):
     encoder = DiscreteBERT.build_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig(units=units_dir))
     config = encoder.config
     assert config.frontend == "units" and config.dim == load_encoder_preset("tiny").dim
-    assert config.units == to_dict(load_unit_tokenizer(units_dir).config)
+    assert config.units == load_unit_tokenizer(units_dir).config
     with pytest.raises(ConfigError, match=r"units: expected the directory.*--method discrete_bert"):
         DiscreteBERT.build_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig())
 

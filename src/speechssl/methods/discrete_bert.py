@@ -39,14 +39,13 @@ from speechssl.data.config import DataConfig
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.methods.hubert import mean_cross_entropy, unit_tokenizer_dir
 from speechssl.methods.targets import prepare_units
-from speechssl.models.encoder import EncoderConfig, SpeechEncoder, build_context
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitTokenizerConfig, build_context
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
     UnitFrontend,
     UnitTargets,
-    UnitTokenizerConfig,
     load_unit_tokenizer,
     unit_tokenizer_config,
 )
@@ -140,7 +139,7 @@ class DiscreteBERT(PretextMethod):
         context network is built from ``encoder_config``.
         """
         tokenizer = load_unit_tokenizer(unit_tokenizer_dir(method_config.units, "discrete_bert"))
-        config = dataclasses.replace(encoder_config, frontend="units", units=to_dict(tokenizer.config))
+        config = dataclasses.replace(encoder_config, frontend="units", units=tokenizer.config)
         frontend = UnitFrontend(tokenizer, config.dim, config.dropout)
         return SpeechEncoder(frontend, build_context(config), config)
 

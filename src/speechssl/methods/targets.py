@@ -29,11 +29,10 @@ from speechssl import distributed
 from speechssl.data.config import DataConfig, load_manifest
 from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
-from speechssl.models.encoder import EncoderConfig, build_frontend
+from speechssl.models.encoder import EncoderConfig, UnitFeatureConfig, build_frontend
 from speechssl.models.kmeans import KMeansConfig, fit_units
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
-    UnitFeatureConfig,
     UnitFeatures,
     UnitTargets,
     UnitTokenizer,

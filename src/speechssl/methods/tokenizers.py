@@ -24,7 +24,8 @@ from speechssl.methods import build_method, method_config
 from speechssl.methods.apc import VQAPC
 from speechssl.methods.wav2vec2 import Wav2Vec2
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, UnitTokenizerConfig
+from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
+from speechssl.models.units import UnitFeatures, UnitTokenizer
 
 QUANTIZER_METHODS = ("vq_apc", "wav2vec2")
 

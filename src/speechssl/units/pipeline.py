@@ -20,14 +20,8 @@ from speechssl.config import apply_overrides, from_dict, load_yaml
 from speechssl.data import BadFileSummary, DataConfig, Manifest, load_manifest
 from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
-from speechssl.models.encoder import EncoderConfig, SpeechEncoder, load_encoder_preset
-from speechssl.models.units import (
-    TOKENIZER_CONFIG,
-    UnitFeatureConfig,
-    UnitFeatures,
-    UnitTokenizer,
-    load_unit_tokenizer,
-)
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitFeatureConfig, load_encoder_preset
+from speechssl.models.units import TOKENIZER_CONFIG, UnitFeatures, UnitTokenizer, load_unit_tokenizer
 from speechssl.units.labels import UnitLabels
 from speechssl.units.quality import JointCounter, UnitQuality
 from speechssl.units.truth import check_truth, frame_truth
