@@ -155,13 +155,16 @@ def _add_evaluation_options(
 
 def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
     ablate = sub.add_parser(
-        "ablate", help="pretrain a grid of Barlow Twins loss variants x lambda x projector and compare them"
+        "ablate", help="pretrain a grid of loss variants x lambda x projector and compare them"
     )
-    ablate.add_argument("--config", default="barlow_twins_study", help="base pretraining config")
+    ablate.add_argument(
+        "--config", default="barlow_twins_study", help="base pretraining config of the losses' method"
+    )
     ablate.add_argument(
         "--losses",
         default="bt,modified_bt,vicreg,invariance_only,redundancy_only",
-        help="comma-separated loss variants: bt, modified_bt, vicreg, invariance_only, redundancy_only, frame_bt",
+        help="comma-separated loss variants of one method: bt, modified_bt, vicreg, invariance_only, "
+        "redundancy_only, frame_bt (Barlow Twins); hubert, hubert_all_frames (HuBERT, e.g. --config hubert_tiny)",
     )
     ablate.add_argument("--lambdas", default="0.005", help="comma-separated redundancy weights")
     ablate.add_argument(
@@ -400,9 +403,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
-    from speechssl import distributed
     from speechssl.train import load_pretrain_config, pretrain
-    from speechssl.units.targets import prepare_units
 
     overrides = list(args.overrides)
     if args.iteration is not None:
@@ -410,12 +411,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     if args.teacher is not None:
         overrides.append(f"objective.targets.teacher={args.teacher}")
     config = load_pretrain_config(args.config, overrides, method=args.method)
-    distributed.setup_from_env()
-    try:
-        config = prepare_units(config, Path(args.run_dir))  # tokenizers of HuBERT / Discrete BERT
-        result = pretrain(config, Path(args.run_dir), resume=args.resume)
-    finally:
-        distributed.cleanup()
+    result = pretrain(config, Path(args.run_dir), resume=args.resume)
     print(f"finished at step {result.step}, loss {result.loss:.4f}; checkpoint: {result.checkpoint}")
     return 0
 
@@ -495,11 +491,12 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 def _run_augment(args: argparse.Namespace) -> int:
     from speechssl.analysis.views import render_views
     from speechssl.augment import ViewConfig, build_view
-    from speechssl.config import apply_overrides, from_dict
+    from speechssl.config import apply_overrides, from_dict, to_dict
     from speechssl.data import load_audio
     from speechssl.train import load_pretrain_config
 
-    base = load_pretrain_config(args.config, []).objective.get("view", {}) if args.config else {}
+    view = getattr(load_pretrain_config(args.config, []).objective, "view", None) if args.config else None
+    base = to_dict(view) if view is not None else {}
     config = from_dict(ViewConfig, apply_overrides(base, args.overrides), where="view")
     files = render_views(load_audio(args.audio), build_view(config), args.output, seed=args.seed)
     for name, path in files.items():
@@ -580,10 +577,9 @@ def _units_manifest(args: argparse.Namespace):
 
 
 def _run_units(args: argparse.Namespace) -> int:
+    from speechssl.models.kmeans import KMeansConfig, fit_units
     from speechssl.models.units import save_unit_tokenizer
     from speechssl.units import (
-        KMeansConfig,
-        fit_units,
         label_corpus,
         load_tokenizer,
         score_units,

@@ -11,7 +11,8 @@ import torch
 
 from speechssl.data.batch import AudioBatch
 from speechssl.models import SpeechEncoder, load_encoder_preset
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, UnitTokenizerConfig
+from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
+from speechssl.models.units import UnitFeatures, UnitTokenizer
 
 
 def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:

@@ -9,7 +9,7 @@ from speechssl.cli import main
 from speechssl.methods import build_method, method_config
 from speechssl.methods.apc import APC, VQAPC, APCConfig, VQAPCConfig, shifted_l1
 from speechssl.models import EncoderConfig, SpeechEncoder
-from speechssl.train.checkpoint import find_latest
+from speechssl.models.checkpoint import find_latest
 from speechssl.upstream import build_upstream
 
 

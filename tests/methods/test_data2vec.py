@@ -20,7 +20,8 @@ from speechssl.methods.data2vec import (
     masked_regression_loss,
 )
 from speechssl.models import SpeechEncoder
-from speechssl.train import find_latest, load_pretrain_config, pretrain
+from speechssl.models.checkpoint import find_latest
+from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.config import OptimConfig
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import LoaderData

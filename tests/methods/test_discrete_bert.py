@@ -1,4 +1,4 @@
-"""Discrete BERT: configure_encoder, token masking, the loss, training, upstream from waveforms."""
+"""Discrete BERT: build_encoder, token masking, the loss, training, upstream from waveforms."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from speechssl.config import ConfigError, to_dict
+from speechssl.config import ConfigError
 from speechssl.methods import build_method, method_config
 from speechssl.methods.discrete_bert import DiscreteBERT, DiscreteBERTConfig
 from speechssl.models import SpeechEncoder, load_encoder_preset
@@ -45,16 +45,17 @@ def make_method(units: str, **objective) -> DiscreteBERT:
         load_encoder_preset("tiny"), dim=32, heads=2, ffn_dim=64, layers=1, pos_conv_kernel=8,
         pos_conv_groups=4, dropout=0.0, attention_dropout=0.0,
     )  # fmt: skip
-    encoder = SpeechEncoder.from_config(DiscreteBERT.configure_encoder(tiny, config))
+    encoder = DiscreteBERT.build_encoder(tiny, config)
     return DiscreteBERT(encoder, config, generator=torch.Generator().manual_seed(0))
 
 
-def test_configure_encoder_sets_the_units_frontend(units_dir):
-    config = DiscreteBERT.configure_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig(units=units_dir))
+def test_build_encoder_sets_the_units_frontend(units_dir):
+    encoder = DiscreteBERT.build_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig(units=units_dir))
+    config = encoder.config
     assert config.frontend == "units" and config.dim == load_encoder_preset("tiny").dim
-    assert config.units == to_dict(load_unit_tokenizer(units_dir).config)
+    assert config.units == load_unit_tokenizer(units_dir).config
     with pytest.raises(ConfigError, match=r"units: expected the directory.*--method discrete_bert"):
-        DiscreteBERT.configure_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig())
+        DiscreteBERT.build_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig())
 
 
 def test_the_method_loads_the_tokenizer_into_the_encoder(units_dir, tone_batch):

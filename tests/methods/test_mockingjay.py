@@ -17,8 +17,8 @@ from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig, masked_l1
 from speechssl.methods.tera import TERA, TERAConfig
 from speechssl.models import SpeechEncoder, utterance_mean_variance_norm
 from speechssl.models.alteration import ChannelAlteration, MagnitudeAlteration
+from speechssl.models.checkpoint import find_latest
 from speechssl.train import load_pretrain_config, pretrain
-from speechssl.train.checkpoint import find_latest
 from speechssl.upstream import build_upstream
 
 

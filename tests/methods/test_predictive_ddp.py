@@ -1,8 +1,8 @@
 """HuBERT (with its label pipeline) and data2vec (with its EMA teacher) on two gloo ranks.
 
 Each rank runs what ``torchrun speechssl pretrain`` runs: the process group from the
-environment, :func:`~speechssl.units.targets.prepare_units` (rank 0 fits the tokenizer, the
-other waits), then the shared trainer. Both ranks must end with identical weights, frozen
+environment, the method's ``prepare`` hook (:func:`~speechssl.train.pretrain.prepare_method`:
+rank 0 fits the tokenizer, the other waits), then the shared trainer. Both ranks must end with identical weights, frozen
 tokenizer and EMA teacher included.
 """
 
@@ -17,9 +17,8 @@ from distributed_helpers import spawn_ranks
 from speechssl import distributed
 from speechssl.config import to_dict
 from speechssl.train import load_pretrain_config
-from speechssl.train.pretrain import build_pretrain_data, build_pretrain_method
+from speechssl.train.pretrain import build_pretrain_data, build_pretrain_method, prepare_method
 from speechssl.train.trainer import train
-from speechssl.units.targets import prepare_units
 
 TINY = [
     "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=2", "encoder.n_mels=16",
@@ -40,7 +39,7 @@ def _worker(rank: int, world_size: int, method: str, root: str) -> None:
     overrides = [*TINY, *METHOD_OVERRIDES[method], f"data.root={Path(root) / 'corpus'}"]
     distributed.setup_from_env()
     try:
-        config = prepare_units(load_pretrain_config(None, overrides, method=method), run_dir)
+        config = prepare_method(load_pretrain_config(None, overrides, method=method), run_dir)
         data = build_pretrain_data(config)
         trained = build_pretrain_method(config)
         train(trained, data, config.optim, config.train, run_dir, to_dict(config))

@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from speechssl.config import ConfigError, to_dict
+from speechssl.config import ConfigError, from_dict, to_dict
 from speechssl.models import SpeechEncoder, load_encoder_preset
-from speechssl.models.encoder import EncoderConfig
+from speechssl.models.encoder import EncoderConfig, UnitFeatureConfig, UnitTokenizerConfig
 from speechssl.models.gumbel_quantizer import GumbelVectorQuantizer
 from speechssl.models.units import (
-    UnitFeatureConfig,
     UnitFeatures,
     UnitFrontend,
     UnitTokenizer,
-    UnitTokenizerConfig,
     load_unit_tokenizer,
     mfcc_deltas,
     pool_frames,
@@ -151,7 +149,7 @@ def test_feature_config_and_centroid_errors() -> None:
 
 def test_units_frontend_embeds_tokens_and_keeps_the_tokenizer_frozen() -> None:
     tokenizer_config = _mfcc_tokenizer(num_units=10).config
-    config = _tiny_config(frontend="units", units=to_dict(tokenizer_config))
+    config = _tiny_config(frontend="units", units=tokenizer_config)
     encoder = SpeechEncoder.from_config(config)
     frontend = encoder.frontend
     assert isinstance(frontend, UnitFrontend) and frontend.mask_index == 10
@@ -171,4 +169,9 @@ def test_units_frontend_needs_its_tokenizer_config() -> None:
     ):
         _tiny_config(frontend="units")
     with pytest.raises(ConfigError, match=r"encoder\.units"):
-        SpeechEncoder.from_config(_tiny_config(frontend="units", units={"num_units": "many"}))
+        from_dict(EncoderConfig, {"frontend": "units", "units": {"num_units": "many"}}, where="encoder")
+    with pytest.raises(ValueError, match="units: expected a UnitTokenizerConfig, found dict"):
+        _tiny_config(frontend="units", units={"num_units": 4})
+    saved = to_dict(_tiny_config(frontend="units", units=_mfcc_tokenizer(num_units=10).config))
+    assert isinstance(saved["units"], dict)  # a mapping only when written to encoder.yaml
+    assert from_dict(EncoderConfig, saved, where="encoder").units == _mfcc_tokenizer(num_units=10).config

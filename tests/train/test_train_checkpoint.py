@@ -10,18 +10,11 @@ import yaml
 from torch import nn
 from train_standins import StandInMethod
 
+from speechssl.models.checkpoint import LATEST, find_latest, list_checkpoints, load_encoder
 from speechssl.models.encoder import SpeechEncoder, load_encoder_preset
 from speechssl.storage import is_partial
 from speechssl.train import checkpoint as checkpoint_module
-from speechssl.train.checkpoint import (
-    LATEST,
-    TrainerState,
-    find_latest,
-    list_checkpoints,
-    load_checkpoint,
-    load_encoder,
-    save_checkpoint,
-)
+from speechssl.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from speechssl.train.rng import capture_rng_state
 from speechssl.train.schedule import build_scheduler
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from speechssl.config import ConfigError, from_dict, to_dict
+from speechssl.methods.barlow_twins import BarlowTwinsConfig
 from speechssl.models.encoder import load_encoder_preset
 from speechssl.train.config import (
     OptimConfig,
@@ -63,8 +64,20 @@ def test_yaml_and_overrides_resolve_into_typed_sections(tmp_path):
     assert config.optim.betas == (0.9, 0.98)
     assert config.train.max_steps == 12
     assert config.encoder == dataclasses.replace(load_encoder_preset("tiny"), dim=64)
-    assert config.objective["lambda_"] == 0.01
-    assert config.objective["projector"] == [256, 256]  # the method's default, filled in
+    assert config.objective.lambda_ == 0.01
+    assert config.objective.projector == [256, 256]  # the method's default, filled in
+
+
+def test_the_objective_is_the_methods_typed_config_and_a_mapping_only_in_yaml(tmp_path):
+    config = load_pretrain_config(_write(tmp_path, {**MINIMAL, "objective": {"lambda_": 0.01}}))
+    assert isinstance(config.objective, BarlowTwinsConfig) and config.objective.lambda_ == 0.01
+    written = to_dict(config)["objective"]
+    assert isinstance(written, dict) and written["lambda_"] == 0.01
+    assert load_pretrain_config(_write(tmp_path, to_dict(config), name="config.yaml")) == config
+    with pytest.raises(
+        ValueError, match="objective: expected a BarlowTwinsConfig for method 'barlow_twins', found dict"
+    ):
+        dataclasses.replace(config, objective=written)
 
 
 def test_encoder_may_be_a_preset_a_preset_with_changes_or_a_full_mapping(tmp_path):
@@ -113,4 +126,4 @@ def test_shipped_configs_load(tmp_path):
     with pytest.raises(ConfigError, match=r"barlow_twins_base\.yaml: data: root: .*needs root"):
         load_pretrain_config("barlow_twins_base")
     base = load_pretrain_config("barlow_twins_base", [f"data.root={tmp_path}"])
-    assert base.encoder == load_encoder_preset("base") and base.objective["projector"] == [8192] * 3
+    assert base.encoder == load_encoder_preset("base") and base.objective.projector == [8192] * 3

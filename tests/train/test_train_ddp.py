@@ -9,7 +9,7 @@ import torch
 from distributed_helpers import spawn_ranks
 from train_standins import ddp_worker
 
-from speechssl.train.checkpoint import list_checkpoints
+from speechssl.models.checkpoint import list_checkpoints
 from speechssl.train.logging import read_metrics
 
 

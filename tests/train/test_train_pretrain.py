@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speechssl.train import load_encoder, load_pretrain_config, pretrain
-from speechssl.train.checkpoint import find_latest, list_checkpoints
+from speechssl.models.checkpoint import find_latest, list_checkpoints, load_encoder
+from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import LoaderData, build_pretrain_data
 
@@ -112,3 +112,27 @@ def test_barlow_twins_batches_never_hold_a_single_utterance(tmp_path, tiny_pretr
     for epoch in range(5):
         data.sampler.set_epoch(epoch)
         assert min(len(batch) for batch in data.sampler) >= 2
+
+
+HUBERT_TINY = [
+    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=16",
+    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
+    "data.synthetic.num_utterances=24", "data.synthetic.num_speakers=2", "data.crop_seconds=0.75",
+    "data.max_batch_seconds=6.0", "data.num_workers=0", "optim.warmup_steps=1", "train.max_steps=2",
+    "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu",
+    "objective.targets.num_units=8", "objective.targets.max_frames=400", "objective.final_dim=16",
+]  # fmt: skip
+
+
+def test_pretrain_from_python_runs_the_hubert_label_pipeline(tmp_path):
+    config = load_pretrain_config(None, [*HUBERT_TINY, f"data.root={tmp_path / 'corpus'}"], method="hubert")
+    assert config.objective.units == ""  # nothing made yet: pretrain() fits the tokenizer itself
+    result = pretrain(config, tmp_path / "run")
+
+    assert result.step == 2 and math.isfinite(result.loss)
+    assert config.objective.units == ""  # the caller's config is left as it was
+    units = tmp_path / "run" / "units"
+    assert (units / "tokenizer.yaml").is_file() and (units / "fit_report.json").is_file()
+    saved = load_pretrain_config(result.checkpoint / "config.yaml")
+    assert saved.objective.units == str(units) and saved.objective.targets == config.objective.targets
+    assert load_file(result.checkpoint / "model.safetensors")["unit_embeddings"].shape == (8, 16)

@@ -21,7 +21,7 @@ from train_standins import (
 
 from speechssl.data.batch import AudioBatch
 from speechssl.methods.base import MethodOutput
-from speechssl.train.checkpoint import find_latest, list_checkpoints
+from speechssl.models.checkpoint import find_latest, list_checkpoints
 from speechssl.train.logging import read_metrics
 from speechssl.train.schedule import warmup_cosine
 from speechssl.train.trainer import NonFiniteLossError, TrainingInterruptedError, build_optimizer, train

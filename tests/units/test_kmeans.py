@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from speechssl.data import load_audio
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures
-from speechssl.units import kmeans as kmeans_module
-from speechssl.units.kmeans import KMeansConfig, fit_centroids, fit_units, resolve_backend, sample_frames
+from speechssl.models import kmeans as kmeans_module
+from speechssl.models.encoder import UnitFeatureConfig
+from speechssl.models.kmeans import KMeansConfig, fit_centroids, fit_units, resolve_backend, sample_frames
+from speechssl.models.units import UnitFeatures
 from speechssl.units.quality import joint_counts, unit_quality
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from speechssl.data import AudioError, Manifest, load_audio
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, UnitTokenizerConfig
+from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
+from speechssl.models.units import UnitFeatures, UnitTokenizer
 from speechssl.units.labels import UnitLabels, label_corpus, tokenizer_fingerprint, units_dtype
 
 

@@ -9,13 +9,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from speechssl.models.kmeans import KMeansConfig, fit_units
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
     TOKENIZER_WEIGHTS,
     load_unit_tokenizer,
     save_unit_tokenizer,
 )
-from speechssl.units.kmeans import KMeansConfig, fit_units
 from speechssl.units.pipeline import load_tokenizer, unit_features
 from speechssl.units.quality import joint_counts, unit_quality
 

@@ -2,9 +2,11 @@
 
 To add a method: write ``methods/<name>.py`` with a config dataclass and a
 :class:`~speechssl.methods.base.PretextMethod` subclass whose ``__init__`` takes
-``(encoder, config)``, then add one line to :func:`available_methods`. A method that needs a
-particular encoder (Discrete BERT's unit front-end) overrides
-:meth:`~speechssl.methods.base.PretextMethod.configure_encoder`.
+``(encoder, config)``, then add one line to :func:`available_methods`. A method that needs
+something made from the pretraining corpus first (HuBERT's unit tokenizer) overrides
+:meth:`~speechssl.methods.base.PretextMethod.prepare`; one that needs a particular encoder
+(Discrete BERT's unit front-end) overrides
+:meth:`~speechssl.methods.base.PretextMethod.build_encoder`.
 """
 
 from __future__ import annotations

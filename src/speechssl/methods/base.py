@@ -9,12 +9,14 @@ it in :mod:`speechssl.methods`, never editing :mod:`speechssl.train`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from speechssl.data.batch import AudioBatch
+from speechssl.data.config import DataConfig
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 
 
@@ -42,23 +44,42 @@ class PretextMethod(nn.Module):
     ``min_batch_size`` is the fewest utterances per batch (per rank) the loss is defined
     for; the data pipeline never makes smaller batches.
 
-    A method whose encoder architecture depends on its own config (Discrete BERT reads the
-    tokens of a unit tokenizer) overrides :meth:`configure_encoder`, which whoever builds
-    the encoder from a run config calls first.
+    Two class-level hooks run before the method is built, so the trainer stays
+    method-agnostic (:func:`speechssl.train.pretrain.pretrain` calls both):
+
+    * :meth:`prepare` makes what the method needs from the pretraining corpus (HuBERT's and
+      Discrete BERT's unit tokenizer) and returns the method config to train with;
+    * :meth:`build_encoder` builds the encoder this method trains (Discrete BERT's unit
+      front-end reads its tokenizer there, once).
     """
 
     encoder: SpeechEncoder
     min_batch_size: int = 1
 
     @classmethod
-    def configure_encoder(cls, encoder_config: EncoderConfig, method_config: Any) -> EncoderConfig:
-        """The encoder config this method trains, given the run's ``encoder_config``; unchanged by default.
+    def prepare(cls, config: Any, encoder_config: EncoderConfig, data: DataConfig, run_dir: Path) -> Any:
+        """The method config to train with, after making what it needs in ``run_dir``; ``config`` by default.
 
-        Called before :meth:`SpeechEncoder.from_config` (see
-        :func:`speechssl.train.pretrain.build_pretrain_method`), so the trainer stays
-        method-agnostic; the returned config is the one saved with checkpoints.
+        Runs on every rank of a distributed run (the process group is set up); whatever
+        it writes, the main process writes and the others wait for. A resumed run calls it
+        again and must get the same config back.
+
+        Args:
+            config: the method's config dataclass, as resolved from the run config.
+            encoder_config: the encoder being pretrained.
+            data: the unlabelled pretraining corpus.
+            run_dir: the run directory.
         """
-        return encoder_config
+        return config
+
+    @classmethod
+    def build_encoder(cls, encoder_config: EncoderConfig, method_config: Any) -> SpeechEncoder:
+        """The freshly initialised encoder this method trains; ``SpeechEncoder.from_config`` by default.
+
+        Called by :func:`speechssl.train.pretrain.build_pretrain_method`, so the trainer stays
+        method-agnostic; the built encoder's ``config`` is the one saved with checkpoints.
+        """
+        return SpeechEncoder.from_config(encoder_config)
 
     def forward(self, batch: AudioBatch) -> MethodOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -17,9 +17,9 @@ BERT's 80/10/10 rule (Devlin et al. 2019: of the selected tokens 80% become ``[M
 setting them to 0.1 each gives BERT's rule. Either way the loss covers every selected token.
 
 The tokenizer lives inside the encoder (``frontend="units"``,
-:class:`~speechssl.models.units.UnitFrontend`): :meth:`DiscreteBERT.configure_encoder`
-writes the tokenizer's config into the encoder config, and the method loads the
-tokenizer's tensors, so a checkpoint's encoder turns waveforms into hidden states by itself.
+:class:`~speechssl.models.units.UnitFrontend`): :meth:`DiscreteBERT.build_encoder` loads the
+tokenizer once, writes its config into the encoder config and puts it into the front-end, so a
+checkpoint's encoder turns waveforms into hidden states by itself.
 The masking runs inside the front-end through its ``feature_transform`` hook, which sees the
 ``(batch, frames)`` units before they are embedded.
 """
@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from speechssl.config import load_yaml, to_dict
 from speechssl.data.batch import AudioBatch
+from speechssl.data.config import DataConfig
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.methods.hubert import mean_cross_entropy, unit_tokenizer_dir
-from speechssl.models.encoder import EncoderConfig, SpeechEncoder
+from speechssl.methods.targets import prepare_units
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitTokenizerConfig, build_context
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.units import (
@@ -55,7 +58,7 @@ class DiscreteBERTConfig:
     Attributes:
         units: directory of the frozen tokenizer whose units are the input tokens
             (:func:`~speechssl.models.units.save_unit_tokenizer`; vq-wav2vec's Gumbel
-            quantizer in the paper). When empty, ``speechssl pretrain`` makes it from
+            quantizer in the paper). When empty, :meth:`DiscreteBERT.prepare` makes it from
             ``targets`` first.
         targets: the label pipeline's settings (``kind="quantizer"`` with ``teacher=`` a
             VQ-APC or wav2vec 2.0 run, as the paper's vq-wav2vec tokens; or k-means).
@@ -93,7 +96,7 @@ class DiscreteBERT(PretextMethod):
 
     Args:
         encoder: the encoder being pretrained; its front-end must be ``units`` with the
-            tokenizer of ``config.units`` (build its config with :meth:`configure_encoder`).
+            tokenizer of ``config.units`` (build it with :meth:`build_encoder`).
         config: the objective's settings.
         generator: source of the masking randomness (global RNG when None).
     """
@@ -105,16 +108,14 @@ class DiscreteBERT(PretextMethod):
         frontend = encoder.frontend
         if not isinstance(frontend, UnitFrontend):
             raise ValueError(
-                "encoder.frontend: expected 'units' (build the encoder config with "
-                f"DiscreteBERT.configure_encoder), found {encoder.config.frontend!r}"
+                "encoder.frontend: expected 'units' (build the encoder with "
+                f"DiscreteBERT.build_encoder), found {encoder.config.frontend!r}"
             )
-        tokenizer = load_unit_tokenizer(unit_tokenizer_dir(config.units, "discrete_bert"))
-        expected, found = to_dict(tokenizer.config), to_dict(frontend.tokenizer.config)
+        expected, found = to_dict(saved_tokenizer_config(config.units)), to_dict(frontend.tokenizer.config)
         if expected != found:
             raise ValueError(
                 f"encoder.units: expected the config of the tokenizer in {config.units} ({expected}), found {found}"
             )
-        frontend.tokenizer.load_state_dict(tokenizer.state_dict(), strict=True)
         self.encoder = encoder
         self.config = config
         self.generator = generator
@@ -124,14 +125,23 @@ class DiscreteBERT(PretextMethod):
         init_linear_(self.head)
 
     @classmethod
-    def configure_encoder(
-        cls, encoder_config: EncoderConfig, method_config: DiscreteBERTConfig
-    ) -> EncoderConfig:
-        """``encoder_config`` with ``frontend="units"`` and ``units`` = the tokenizer's ``tokenizer.yaml``."""
-        directory = unit_tokenizer_dir(method_config.units, "discrete_bert")
-        where = str(directory / TOKENIZER_CONFIG)
-        units = to_dict(unit_tokenizer_config(load_yaml(directory / TOKENIZER_CONFIG), where=where))
-        return dataclasses.replace(encoder_config, frontend="units", units=units)
+    def prepare(
+        cls, config: DiscreteBERTConfig, encoder_config: EncoderConfig, data: DataConfig, run_dir: Path
+    ) -> DiscreteBERTConfig:
+        """``config`` with ``units`` set: the tokenizer ``targets`` describes is made first when it is empty."""
+        return prepare_units(config, encoder_config, data, run_dir)
+
+    @classmethod
+    def build_encoder(cls, encoder_config: EncoderConfig, method_config: DiscreteBERTConfig) -> SpeechEncoder:
+        """A unit-front-end encoder on the tokenizer of ``method_config.units``, loaded once.
+
+        The encoder config gets ``frontend="units"`` and ``units`` = the tokenizer's config; its
+        context network is built from ``encoder_config``.
+        """
+        tokenizer = load_unit_tokenizer(unit_tokenizer_dir(method_config.units, "discrete_bert"))
+        config = dataclasses.replace(encoder_config, frontend="units", units=tokenizer.config)
+        frontend = UnitFrontend(tokenizer, config.dim, config.dropout)
+        return SpeechEncoder(frontend, build_context(config), config)
 
     def compute_mask(self, unit_lengths: torch.Tensor, frames: int) -> torch.Tensor:
         """``(batch, frames)`` bool span mask over the valid tokens, on ``unit_lengths``' device.
@@ -184,6 +194,13 @@ class DiscreteBERT(PretextMethod):
             "masked_fraction": mask.sum() / output.lengths.sum(),
         }
         return MethodOutput(loss, metrics)
+
+
+def saved_tokenizer_config(units: str) -> UnitTokenizerConfig:
+    """The config of the tokenizer saved in directory ``units`` (its ``tokenizer.yaml`` only)."""
+    directory = unit_tokenizer_dir(units, "discrete_bert")
+    where = str(directory / TOKENIZER_CONFIG)
+    return unit_tokenizer_config(load_yaml(directory / TOKENIZER_CONFIG), where=where)
 
 
 __all__ = ["DiscreteBERT", "DiscreteBERTConfig"]

@@ -38,8 +38,10 @@ from torch import nn
 
 from speechssl.config import ConfigError
 from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
+from speechssl.data.config import DataConfig
 from speechssl.methods.base import MethodOutput, PretextMethod
-from speechssl.models.encoder import SpeechEncoder
+from speechssl.methods.targets import prepare_units
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.units import UnitTargets, UnitTokenizer, load_unit_tokenizer
@@ -65,7 +67,7 @@ class HuBERTConfig:
         units: directory of the frozen target tokenizer
             (:func:`~speechssl.models.units.save_unit_tokenizer`): k-means on MFCC for
             iteration 1, on a layer of the previous model for iteration 2. When empty,
-            ``speechssl pretrain`` makes it from ``targets`` first.
+            :meth:`HuBERT.prepare` makes it from ``targets`` first.
         targets: the label pipeline's settings (iteration 1: k-means with k = 100 on MFCC;
             iteration 2: ``teacher=`` the iteration-1 run, ``layer``, k = 500).
         mask_prob: ``p``, probability of each frame starting a masked span (0.08).
@@ -214,6 +216,13 @@ class HuBERT(PretextMethod):
         init_linear_(self.final_projection)
         self.unit_embeddings = nn.Parameter(torch.empty(tokenizer.num_units, config.final_dim))
         nn.init.uniform_(self.unit_embeddings)
+
+    @classmethod
+    def prepare(
+        cls, config: HuBERTConfig, encoder_config: EncoderConfig, data: DataConfig, run_dir: Path
+    ) -> HuBERTConfig:
+        """``config`` with ``units`` set: the k-means tokenizer of ``targets`` is fitted first when it is empty."""
+        return prepare_units(config, encoder_config, data, run_dir)
 
     def compute_mask(self, frame_lengths: torch.Tensor, frames: int) -> torch.Tensor:
         """``(batch, frames)`` bool span mask over the valid frames, on ``frame_lengths``' device.

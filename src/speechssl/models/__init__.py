@@ -32,6 +32,7 @@ from speechssl.models.transformer import (
     TransformerEncoder,
     TransformerLayer,
 )
+from speechssl.models.units import UnitFrontend  # registers the "units" front-end
 from speechssl.models.vector_quantizer import VectorQuantizer, VectorQuantizerOutput
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "SpeechEncoder",
     "TransformerEncoder",
     "TransformerLayer",
+    "UnitFrontend",
     "VectorQuantizer",
     "VectorQuantizerOutput",
     "WaveformFrontend",

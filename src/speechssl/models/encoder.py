@@ -7,13 +7,19 @@ recurrent layers (:mod:`speechssl.models.recurrent`), chosen by ``EncoderConfig.
 :meth:`SpeechEncoder.from_config` builds them from an :class:`EncoderConfig`, and
 :func:`load_encoder_preset` reads the named YAML presets shipped in
 ``speechssl/configs/encoder/``.
+
+The config of a unit front-end (:class:`UnitTokenizerConfig`, Discrete BERT's input) is part
+of the encoder config, and a tokenizer may read a (teacher) encoder, so the three configs
+live here together. The unit front-end itself is built by :mod:`speechssl.models.units`,
+which registers it with :func:`register_frontend`; this module never imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import yaml
@@ -75,9 +81,8 @@ class EncoderConfig:
         conv_strides: stride of each CNN layer.
         conv_norm: ``"group"`` (first CNN layer only, wav2vec 2.0 BASE) or ``"layer"`` (every layer, LARGE).
         conv_bias: whether the CNN convolutions have a bias.
-        units: for ``frontend="units"``, the tokenizer's
-            :class:`~speechssl.models.units.UnitTokenizerConfig` as a mapping (its tensors
-            are saved with the encoder's weights).
+        units: for ``frontend="units"``, the tokenizer's :class:`UnitTokenizerConfig` (its
+            tensors are saved with the encoder's weights).
     """
 
     frontend: Literal["fbank", "waveform", "units"] = "fbank"
@@ -101,7 +106,7 @@ class EncoderConfig:
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
-    units: dict[str, Any] | None = None
+    units: UnitTokenizerConfig | None = None
 
     def __post_init__(self) -> None:
         if self.frontend not in ("fbank", "waveform", "units"):
@@ -111,6 +116,8 @@ class EncoderConfig:
                 "units: expected a unit tokenizer config exactly when frontend='units', found "
                 f"frontend={self.frontend!r} and units={'set' if self.units is not None else 'null'}"
             )
+        if self.units is not None and not isinstance(self.units, UnitTokenizerConfig):
+            raise ValueError(f"units: expected a UnitTokenizerConfig, found {type(self.units).__name__}")
         if self.context not in ("transformer", "lstm", "gru"):
             raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
@@ -160,24 +167,128 @@ class EncoderConfig:
             )
 
 
-def build_frontend(config: EncoderConfig) -> Frontend:
-    """The front-end described by ``config``."""
-    if config.frontend == "fbank":
-        filterbank = LogMelFilterbank(FilterbankConfig(n_mels=config.n_mels))
-        subsampling = ConvSubsampling(
-            config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
-        )
-        return FilterbankFrontend(filterbank, subsampling, feature_norm=config.feature_norm)
-    if config.frontend == "units":
-        # imported here: a unit tokenizer may itself contain a (teacher) SpeechEncoder
-        from speechssl.models.units import UnitFrontend, build_unit_tokenizer, unit_tokenizer_config
+@dataclass
+class UnitFeatureConfig:
+    """The frames a tokenizer discretises.
 
-        tokenizer = build_unit_tokenizer(unit_tokenizer_config(config.units or {}, where="encoder.units"))
-        return UnitFrontend(tokenizer, config.dim, config.dropout)
+    Attributes:
+        source: ``"mfcc"`` (13 cepstra at 10 ms, plus Δ and ΔΔ when ``deltas``),
+            ``"encoder"`` (hidden state ``layer`` of the encoder ``encoder``), ``"cnn"``
+            (the layer-normalised CNN features of ``encoder``'s waveform front-end), or
+            ``"upstream"`` (hidden state ``layer`` of any harness upstream, e.g. a Hugging
+            Face model: ``hf:<dir>``; its weights stay in their own files, see ``upstream``).
+        layer: hidden-state index for ``source="encoder"`` or ``"upstream"`` (0 = first, -1 = last).
+        pool: average non-overlapping groups of this many frames (e.g. 4 turns 10 ms MFCC
+            frames into the 40 ms frames of the fbank encoder).
+        deltas: append Δ and ΔΔ (regression over ±2 frames) to the MFCC.
+        encoder: architecture of the encoder for ``"encoder"`` and ``"cnn"`` (its weights
+            are the tokenizer's tensors).
+        upstream: for ``"upstream"``, the upstream spec (``hf:<dir>``, ``fbank``,
+            ``random:<preset>``, ...); the tokenizer is rebuilt from it
+            (:func:`speechssl.units.pipeline.load_tokenizer`), not from its own files.
+        upstream_fingerprint: the upstream's content fingerprint when the tokenizer was made;
+            loading it from a changed upstream is an error.
+    """
+
+    source: Literal["mfcc", "encoder", "cnn", "upstream"] = "mfcc"
+    layer: int = -1
+    pool: int = 1
+    deltas: bool = True
+    encoder: EncoderConfig | None = None
+    upstream: str = ""
+    upstream_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source not in ("mfcc", "encoder", "cnn", "upstream"):
+            raise ValueError(
+                f"source: expected 'mfcc', 'encoder', 'cnn' or 'upstream', found {self.source!r}"
+            )
+        if (self.source == "upstream") != bool(self.upstream):
+            raise ValueError(
+                f"upstream: expected an upstream spec exactly when source='upstream', found "
+                f"source={self.source!r}, upstream={self.upstream!r}"
+            )
+        if self.pool < 1:
+            raise ValueError(f"pool: expected a positive integer, found {self.pool}")
+        if self.source in ("encoder", "cnn") and self.encoder is None:
+            raise ValueError(f"encoder: expected an encoder config for source={self.source!r}, found none")
+        if self.source == "cnn" and self.encoder is not None and self.encoder.frontend != "waveform":
+            raise ValueError(
+                f"encoder.frontend: expected 'waveform' for source='cnn', found {self.encoder.frontend!r}"
+            )
+
+
+@dataclass
+class UnitTokenizerConfig:
+    """A tokenizer: its features and how a frame becomes one of ``num_units`` indices.
+
+    Attributes:
+        features: the frames being discretised.
+        num_units: size of the unit inventory (``k``, or ``V^G`` for a Gumbel quantizer).
+        assignment: ``"nearest"`` (nearest of ``num_units`` centroids, Euclidean) or
+            ``"gumbel"`` (argmax of a Gumbel product quantizer's logits).
+        groups: ``G`` of a Gumbel quantizer (``num_units = entries^G``); 1 for ``"nearest"``.
+        feature_dim: dimension of the feature frames (centroid or quantizer input size).
+    """
+
+    features: UnitFeatureConfig = field(default_factory=UnitFeatureConfig)
+    num_units: int = 100
+    assignment: Literal["nearest", "gumbel"] = "nearest"
+    groups: int = 1
+    feature_dim: int = 39
+
+    def __post_init__(self) -> None:
+        if self.assignment not in ("nearest", "gumbel"):
+            raise ValueError(f"assignment: expected 'nearest' or 'gumbel', found {self.assignment!r}")
+        for name in ("num_units", "groups", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
+        if self.assignment == "nearest" and self.groups != 1:
+            raise ValueError(f"groups: expected 1 for assignment='nearest', found {self.groups}")
+        if (
+            self.assignment == "gumbel"
+            and round(self.num_units ** (1 / self.groups)) ** self.groups != self.num_units
+        ):
+            raise ValueError(
+                f"num_units: expected entries^groups for a Gumbel quantizer with groups={self.groups}, "
+                f"found {self.num_units}"
+            )
+
+    @property
+    def entries(self) -> int:
+        """``V``, entries per group (``num_units`` for ``"nearest"``)."""
+        return round(self.num_units ** (1 / self.groups))
+
+
+def fbank_frontend(config: EncoderConfig) -> FilterbankFrontend:
+    """Log-mel filterbank and 4x conv subsampling (``frontend="fbank"``)."""
+    filterbank = LogMelFilterbank(FilterbankConfig(n_mels=config.n_mels))
+    subsampling = ConvSubsampling(
+        config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
+    )
+    return FilterbankFrontend(filterbank, subsampling, feature_norm=config.feature_norm)
+
+
+def waveform_frontend(config: EncoderConfig) -> WaveformFrontend:
+    """wav2vec 2.0's CNN on raw audio (``frontend="waveform"``)."""
     feature_encoder = ConvFeatureEncoder.wav2vec2(
         config.conv_channels, config.conv_kernels, config.conv_strides, config.conv_norm, config.conv_bias
     )
     return WaveformFrontend(feature_encoder, config.dim, config.dropout)
+
+
+FrontendBuilder = Callable[[EncoderConfig], nn.Module]
+_FRONTENDS: dict[str, FrontendBuilder] = {"fbank": fbank_frontend, "waveform": waveform_frontend}
+
+
+def register_frontend(name: str, builder: FrontendBuilder) -> None:
+    """Let ``EncoderConfig.frontend == name`` be built by ``builder`` (``units``: :mod:`speechssl.models.units`)."""
+    _FRONTENDS[name] = builder
+
+
+def build_frontend(config: EncoderConfig) -> Frontend:
+    """The front-end described by ``config``."""
+    return _FRONTENDS[config.frontend](config)
 
 
 def build_context(config: EncoderConfig) -> ContextNetwork:

@@ -18,16 +18,18 @@ A :class:`UnitTokenizer` is two parts:
   (wav2vec 2.0: only its logits layer is kept; the ``G`` group choices combine into one
   index ``Σ_g i_g V^g``).
 
-Everything a tokenizer computes is described by a :class:`UnitTokenizerConfig`, so a
-tokenizer is saved as that config (YAML) plus its tensors (safetensors) and rebuilt by
-:func:`load_unit_tokenizer`; the k-means fitting that produces centroids lives in
-:mod:`speechssl.units`.
+Everything a tokenizer computes is described by a
+:class:`~speechssl.models.encoder.UnitTokenizerConfig` (defined beside the encoder config it
+is part of), so a tokenizer is saved as that config (YAML) plus its tensors (safetensors) and
+rebuilt by :func:`load_unit_tokenizer`; the k-means fitting that produces centroids lives in
+:mod:`speechssl.models.kmeans`. This module registers the ``units`` front-end of
+:class:`~speechssl.models.encoder.SpeechEncoder` (:func:`build_unit_frontend`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,105 +41,18 @@ from torch import nn
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.features.filterbank import MFCC
-from speechssl.models.encoder import EncoderConfig, SpeechEncoder
+from speechssl.models.encoder import (
+    EncoderConfig,
+    SpeechEncoder,
+    UnitFeatureConfig,
+    UnitTokenizerConfig,
+    register_frontend,
+)
 from speechssl.models.frontends import WaveformFrontend
 from speechssl.models.padding import zero_padding_frames
 
 TOKENIZER_CONFIG = "tokenizer.yaml"
 TOKENIZER_WEIGHTS = "tokenizer.safetensors"
-
-
-@dataclass
-class UnitFeatureConfig:
-    """The frames a tokenizer discretises.
-
-    Attributes:
-        source: ``"mfcc"`` (13 cepstra at 10 ms, plus Δ and ΔΔ when ``deltas``),
-            ``"encoder"`` (hidden state ``layer`` of the encoder ``encoder``), ``"cnn"``
-            (the layer-normalised CNN features of ``encoder``'s waveform front-end), or
-            ``"upstream"`` (hidden state ``layer`` of any harness upstream, e.g. a Hugging
-            Face model: ``hf:<dir>``; its weights stay in their own files, see ``upstream``).
-        layer: hidden-state index for ``source="encoder"`` or ``"upstream"`` (0 = first, -1 = last).
-        pool: average non-overlapping groups of this many frames (e.g. 4 turns 10 ms MFCC
-            frames into the 40 ms frames of the fbank encoder).
-        deltas: append Δ and ΔΔ (regression over ±2 frames) to the MFCC.
-        encoder: architecture of the encoder for ``"encoder"`` and ``"cnn"`` (its weights
-            are the tokenizer's tensors).
-        upstream: for ``"upstream"``, the upstream spec (``hf:<dir>``, ``fbank``,
-            ``random:<preset>``, ...); the tokenizer is rebuilt from it
-            (:func:`speechssl.units.pipeline.load_tokenizer`), not from its own files.
-        upstream_fingerprint: the upstream's content fingerprint when the tokenizer was made;
-            loading it from a changed upstream is an error.
-    """
-
-    source: Literal["mfcc", "encoder", "cnn", "upstream"] = "mfcc"
-    layer: int = -1
-    pool: int = 1
-    deltas: bool = True
-    encoder: EncoderConfig | None = None
-    upstream: str = ""
-    upstream_fingerprint: str = ""
-
-    def __post_init__(self) -> None:
-        if self.source not in ("mfcc", "encoder", "cnn", "upstream"):
-            raise ValueError(
-                f"source: expected 'mfcc', 'encoder', 'cnn' or 'upstream', found {self.source!r}"
-            )
-        if (self.source == "upstream") != bool(self.upstream):
-            raise ValueError(
-                f"upstream: expected an upstream spec exactly when source='upstream', found "
-                f"source={self.source!r}, upstream={self.upstream!r}"
-            )
-        if self.pool < 1:
-            raise ValueError(f"pool: expected a positive integer, found {self.pool}")
-        if self.source in ("encoder", "cnn") and self.encoder is None:
-            raise ValueError(f"encoder: expected an encoder config for source={self.source!r}, found none")
-        if self.source == "cnn" and self.encoder is not None and self.encoder.frontend != "waveform":
-            raise ValueError(
-                f"encoder.frontend: expected 'waveform' for source='cnn', found {self.encoder.frontend!r}"
-            )
-
-
-@dataclass
-class UnitTokenizerConfig:
-    """A tokenizer: its features and how a frame becomes one of ``num_units`` indices.
-
-    Attributes:
-        features: the frames being discretised.
-        num_units: size of the unit inventory (``k``, or ``V^G`` for a Gumbel quantizer).
-        assignment: ``"nearest"`` (nearest of ``num_units`` centroids, Euclidean) or
-            ``"gumbel"`` (argmax of a Gumbel product quantizer's logits).
-        groups: ``G`` of a Gumbel quantizer (``num_units = entries^G``); 1 for ``"nearest"``.
-        feature_dim: dimension of the feature frames (centroid or quantizer input size).
-    """
-
-    features: UnitFeatureConfig = field(default_factory=UnitFeatureConfig)
-    num_units: int = 100
-    assignment: Literal["nearest", "gumbel"] = "nearest"
-    groups: int = 1
-    feature_dim: int = 39
-
-    def __post_init__(self) -> None:
-        if self.assignment not in ("nearest", "gumbel"):
-            raise ValueError(f"assignment: expected 'nearest' or 'gumbel', found {self.assignment!r}")
-        for name in ("num_units", "groups", "feature_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
-        if self.assignment == "nearest" and self.groups != 1:
-            raise ValueError(f"groups: expected 1 for assignment='nearest', found {self.groups}")
-        if (
-            self.assignment == "gumbel"
-            and round(self.num_units ** (1 / self.groups)) ** self.groups != self.num_units
-        ):
-            raise ValueError(
-                f"num_units: expected entries^groups for a Gumbel quantizer with groups={self.groups}, "
-                f"found {self.num_units}"
-            )
-
-    @property
-    def entries(self) -> int:
-        """``V``, entries per group (``num_units`` for ``"nearest"``)."""
-        return round(self.num_units ** (1 / self.groups))
 
 
 @dataclass
@@ -150,7 +65,7 @@ class UnitTargets:
     ``teacher`` into 500. Discrete BERT's tokens come from a trained quantizer
     (``kind="quantizer"``: the VQ-APC codebook or the wav2vec 2.0 Gumbel quantizer of the
     run ``teacher``), or from k-means like HuBERT's. The pipeline is
-    :func:`speechssl.units.pipeline.prepare_units`.
+    :func:`speechssl.methods.targets.prepare_units`.
 
     Attributes:
         kind: ``"kmeans"`` (MFCC without a teacher, else the teacher's ``layer``) or
@@ -506,6 +421,16 @@ def build_unit_tokenizer(config: UnitTokenizerConfig, upstream: nn.Module | None
     return UnitTokenizer(config, features, logits=logits)
 
 
+def build_unit_frontend(config: EncoderConfig) -> UnitFrontend:
+    """The ``units`` front-end of ``config``: its tokenizer (placeholder tensors) and an embedding table."""
+    if config.units is None:
+        raise ValueError("units: expected a unit tokenizer config for frontend='units', found null")
+    return UnitFrontend(build_unit_tokenizer(config.units), config.dim, config.dropout)
+
+
+register_frontend("units", build_unit_frontend)
+
+
 def save_unit_tokenizer(tokenizer: UnitTokenizer, directory: str | Path) -> Path:
     """Write ``tokenizer.yaml`` and ``tokenizer.safetensors`` into ``directory``; returns it.
 
@@ -555,13 +480,12 @@ def unit_tokenizer_config(data: dict[str, Any], where: str = "units") -> UnitTok
 
 
 __all__ = [
-    "UnitFeatureConfig",
     "UnitFeatures",
     "UnitFrontend",
     "UnitSequence",
     "UnitTargets",
     "UnitTokenizer",
-    "UnitTokenizerConfig",
+    "build_unit_frontend",
     "build_unit_tokenizer",
     "load_unit_tokenizer",
     "mfcc_deltas",

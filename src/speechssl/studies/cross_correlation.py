@@ -23,7 +23,8 @@ from speechssl.analysis import (
 )
 from speechssl.data import load_manifest
 from speechssl.methods.barlow_twins import BarlowTwins
-from speechssl.train import find_latest, load_checkpoint, load_pretrain_config
+from speechssl.models.checkpoint import find_latest
+from speechssl.train import load_checkpoint, load_pretrain_config
 from speechssl.train.logging import read_metrics
 from speechssl.train.pretrain import build_pretrain_method
 

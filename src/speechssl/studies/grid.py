@@ -1,9 +1,9 @@
 """Pretrain one model per named variant of a base config, then evaluate them side by side.
 
-The shared engine of the Barlow Twins study's comparisons (loss-variant ablations, the
-pretraining-data study): each variant is a list of ``key=value`` overrides of one base
-pretraining config; it is pretrained into ``runs/<variant>`` (resuming, so a re-run only
-finishes what is missing) and its checkpoint is evaluated with
+The shared engine of the studies' comparisons (loss-variant ablations, the pretraining-data
+study): each variant is a resolved, typed pretraining config; it is pretrained into
+``runs/<variant>`` (resuming, so a re-run only finishes what is missing) and its checkpoint
+is evaluated with
 :func:`~speechssl.downstream.evaluate.run_evaluation` on the same tasks and seeds as the
 baselines, into one report.
 """
@@ -20,7 +20,7 @@ from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import ReportTable
 from speechssl.downstream.row import Row
-from speechssl.train import load_pretrain_config, pretrain
+from speechssl.train import PretrainConfig, pretrain
 from speechssl.train.logging import read_metrics
 
 # logged values that describe the run's pace or schedule, not what it learnt
@@ -43,23 +43,19 @@ class GridResult:
 
 
 def run_pretraining_grid(
-    base_config: str | Path | None,
-    variants: Mapping[str, Sequence[str]],
+    variants: Mapping[str, PretrainConfig],
     output: str | Path,
     plan: EvaluationPlan,
-    method: str | None = None,
     context: Sequence[ReportTable] = (),
 ) -> GridResult:
     """Pretrain every variant, then evaluate ``plan.baselines`` and the variants with ``plan``.
 
     Args:
-        base_config: pretraining YAML (name or path) every variant starts from.
-        variants: variant name -> its ``key=value`` overrides of the base config.
+        variants: variant name -> its pretraining config.
         output: study folder: ``runs/<variant>/`` pretraining runs, ``variants.json``, and
             the evaluation report (``report.md``, ``report.html``, per-seed JSONs).
         plan: the evaluation (tasks, seeds, data, cache, head settings, and the baselines
             evaluated beside the variants, e.g. ``fbank``).
-        method: pretext method (default: the base config's).
         context: extra tables for the report (the grid adds the runs' final training metrics).
 
     Raises:
@@ -74,19 +70,12 @@ def run_pretraining_grid(
             )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    configs = {
-        name: load_pretrain_config(base_config, list(overrides), method=method)
-        for name, overrides in variants.items()
-    }
     (output / "variants.json").write_text(
-        json.dumps(
-            {name: {"overrides": list(variants[name]), "config": to_dict(c)} for name, c in configs.items()},
-            indent=2,
-        )
+        json.dumps({name: {"config": to_dict(config)} for name, config in variants.items()}, indent=2)
     )
     checkpoints = {}
-    for name, config in configs.items():
-        print(f"pretraining variant {name} ({', '.join(variants[name]) or 'base config'})")
+    for name, config in variants.items():
+        print(f"pretraining variant {name} ({config.method})")
         checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
     specs = [*plan.baselines, *(str(checkpoints[name]) for name in variants)]
     labels = {str(checkpoints[name]): name for name in variants}

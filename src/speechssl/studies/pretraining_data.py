@@ -18,6 +18,7 @@ from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import ReportTable
 from speechssl.studies.grid import GridResult, run_pretraining_grid
+from speechssl.train import load_pretrain_config
 
 # name -> (loader, folder under the data root)
 CORPORA = {
@@ -75,20 +76,17 @@ def run_pretraining_data_study(
         if len(manifests) < 2:
             raise ValueError(f"corpora: 'union' needs at least two other corpora, found {singles}")
         manifests[UNION] = union_manifest(manifests)
+    base = load_pretrain_config(base_config, overrides)
     variants = {}
     for name, manifest in manifests.items():
         path = output / "manifests" / f"{name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         manifest.save(path)
-        variants[name] = [
-            *overrides,
-            "data.corpus=manifest",
-            f"data.root={path.resolve()}",
-            "data.split=train",
-        ]
+        data = dataclasses.replace(base.data, corpus="manifest", root=str(path.resolve()), split="train")
+        variants[name] = dataclasses.replace(base, data=data)
     table = corpora_table(manifests)
     print("\n".join(table.markdown()))
-    return run_pretraining_grid(base_config, variants, output, plan, context=[table])
+    return run_pretraining_grid(variants, output, plan, context=[table])
 
 
 def corpora_table(manifests: dict[str, Manifest]) -> ReportTable:

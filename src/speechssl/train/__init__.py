@@ -1,11 +1,11 @@
 """Pretraining: configs, the shared training loop, checkpoints and metrics logging.
 
 ``pretrain(load_pretrain_config(path, overrides))`` is what ``speechssl pretrain`` runs;
-:func:`train` is the method-agnostic loop underneath; :func:`load_encoder` reads the
-pretrained encoder back out of a checkpoint.
+:func:`train` is the method-agnostic loop underneath; ``load_encoder`` reads the
+pretrained encoder back out of a checkpoint (it lives in :mod:`speechssl.models.checkpoint`).
 """
 
-from speechssl.train.checkpoint import find_latest, load_checkpoint, load_encoder, save_checkpoint
+from speechssl.train.checkpoint import load_checkpoint, save_checkpoint
 from speechssl.train.config import OptimConfig, PretrainConfig, TrainConfig, load_pretrain_config
 from speechssl.train.pretrain import pretrain
 from speechssl.train.trainer import (
@@ -24,9 +24,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingInterruptedError",
-    "find_latest",
     "load_checkpoint",
-    "load_encoder",
     "load_pretrain_config",
     "pretrain",
     "save_checkpoint",

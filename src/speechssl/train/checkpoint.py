@@ -1,5 +1,7 @@
-"""Atomic, exactly resumable checkpoints of a pretraining run.
+"""Atomic, exactly resumable checkpoints of a pretraining run: writing them and resume state.
 
+Reading (the layout, :func:`~speechssl.models.checkpoint.find_latest`,
+:func:`~speechssl.models.checkpoint.load_encoder`) lives in :mod:`speechssl.models.checkpoint`.
 A run directory holds one directory per checkpoint plus a ``latest`` pointer::
 
     run_dir/
@@ -21,26 +23,20 @@ complete.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from speechssl.config import from_dict, load_yaml, to_dict
+from speechssl.config import to_dict
+from speechssl.models.checkpoint import LATEST, checkpoint_name, find_latest, list_checkpoints
 from speechssl.storage import atomic_write_text, is_partial, publish_folder, staging_folder
-
-if TYPE_CHECKING:
-    from speechssl.models.encoder import SpeechEncoder
-
-LATEST = "latest"
-_STEP_DIR = re.compile(r"^step_(\d{8,})$")
 
 
 @dataclass
@@ -63,11 +59,6 @@ class TrainerState:
     elapsed_s: float
     last_loss: float
     rng_states: list[dict[str, Any]]
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint after ``step`` updates: ``step_00001000``."""
-    return f"step_{step:08d}"
 
 
 def save_checkpoint(
@@ -116,27 +107,6 @@ def save_checkpoint(
     return final
 
 
-def find_latest(run_dir: str | Path) -> Path | None:
-    """The checkpoint ``run_dir/latest`` names, else the highest ``step_*`` directory, else ``None``."""
-    run_dir = Path(run_dir)
-    pointer = run_dir / LATEST
-    if pointer.is_file():
-        named = run_dir / pointer.read_text().strip()
-        if named.is_dir():
-            return named
-    steps = list_checkpoints(run_dir)
-    return steps[-1] if steps else None
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Every complete checkpoint directory of ``run_dir``, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [p for p in run_dir.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
-    return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
-
-
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
     """Delete all but the ``keep_last`` newest checkpoints (never the one ``latest`` names).
 
@@ -179,20 +149,6 @@ def load_checkpoint(
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])
     return TrainerState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainerState)})
-
-
-def load_encoder(checkpoint_dir: str | Path) -> SpeechEncoder:
-    """The pretrained encoder of a checkpoint, built from ``encoder.yaml`` with its weights loaded.
-
-    This is what upstreams and probes use; it needs neither the method nor its config.
-    """
-    from speechssl.models.encoder import EncoderConfig, SpeechEncoder
-
-    checkpoint_dir = Path(checkpoint_dir)
-    config = from_dict(EncoderConfig, load_yaml(checkpoint_dir / "encoder.yaml"), where="encoder")
-    encoder = SpeechEncoder.from_config(config)
-    encoder.load_state_dict(load_file(checkpoint_dir / "encoder.safetensors", device="cpu"), strict=True)
-    return encoder
 
 
 def _safetensors_ready(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from speechssl.config import ConfigError, apply_overrides, from_dict, load_yaml, merge, to_dict
 from speechssl.data.config import DataConfig
-from speechssl.methods import method_config
+from speechssl.methods import method_config, method_spec
 from speechssl.models.encoder import EncoderConfig, load_encoder_preset
 
 
@@ -105,7 +105,8 @@ class PretrainConfig:
 
     Attributes:
         method: registered pretext method name (see :func:`speechssl.methods.available_methods`).
-        objective: the method's resolved config (every field, defaults filled in) as a mapping.
+        objective: the method's config dataclass (``method_spec(method).config_class``); a
+            mapping only in ``config.yaml``.
         encoder: the architecture being pretrained.
         data: the unlabelled corpus and how it is batched.
         optim: optimizer and learning-rate schedule.
@@ -113,7 +114,7 @@ class PretrainConfig:
     """
 
     method: str
-    objective: dict[str, Any]
+    objective: Any
     encoder: EncoderConfig
     data: DataConfig
     optim: OptimConfig
@@ -122,6 +123,12 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.method:
             raise ValueError("method: expected a registered method name, found an empty string")
+        config_class = method_spec(self.method).config_class
+        if not isinstance(self.objective, config_class):
+            raise ValueError(
+                f"objective: expected a {config_class.__name__} for method {self.method!r}, "
+                f"found {type(self.objective).__name__}"
+            )
 
 
 _SECTIONS = ("method", "objective", "encoder", "data", "optim", "train")
@@ -193,7 +200,7 @@ def pretrain_config_from_dict(raw: Mapping[str, Any]) -> PretrainConfig:
 
     ``encoder`` may be a preset name (``tiny``), a mapping of every field, or a preset
     with changes (``{preset: tiny, dim: 128}``). ``objective`` is checked against the
-    config dataclass of ``method`` and stored with its defaults filled in.
+    config dataclass of ``method`` and stored as that dataclass.
     """
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
@@ -206,7 +213,7 @@ def pretrain_config_from_dict(raw: Mapping[str, Any]) -> PretrainConfig:
         raise ConfigError(f"objective: expected a mapping, found {objective!r}")
     return PretrainConfig(
         method=method,
-        objective=to_dict(method_config(method, objective)),
+        objective=method_config(method, objective),
         encoder=resolve_encoder_config(raw.get("encoder") or {}),
         data=from_dict(DataConfig, raw.get("data") or {}, where="data"),
         optim=from_dict(OptimConfig, raw.get("optim") or {}, where="optim"),

@@ -6,6 +6,7 @@ Nothing here is method-specific: the method is looked up by name in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Iterator
@@ -20,8 +21,7 @@ from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
-from speechssl.methods import PretextMethod, build_method, method_config, method_spec
-from speechssl.models.encoder import SpeechEncoder
+from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
@@ -104,25 +104,36 @@ def report_bad_files(bad_files: BadFileSummary, run_dir: Path) -> None:
     warnings.warn(f"{bad_files.format()}\n(listed in {run_dir / BAD_FILES})", stacklevel=2)
 
 
+def prepare_method(config: PretrainConfig, run_dir: str | Path) -> PretrainConfig:
+    """``config`` with the objective its method's :meth:`~speechssl.methods.base.PretextMethod.prepare` returns.
+
+    E.g. HuBERT's and Discrete BERT's unit tokenizer, fitted on the pretraining corpus into
+    ``run_dir/units`` when ``objective.units`` is empty. Call it with the process group set up.
+    """
+    method_class = method_spec(config.method).method_class
+    objective = method_class.prepare(config.objective, config.encoder, config.data, Path(run_dir))
+    return dataclasses.replace(config, objective=objective)
+
+
 def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
     """The config's encoder wrapped in its method, initialised from ``train.seed``.
 
-    The encoder config passes through the method's
-    :meth:`~speechssl.methods.base.PretextMethod.configure_encoder` first (e.g. Discrete
-    BERT's unit front-end).
+    The encoder is built by the method's
+    :meth:`~speechssl.methods.base.PretextMethod.build_encoder` (e.g. Discrete BERT's unit
+    front-end).
     """
     seed_everything(config.train.seed)
-    objective = method_config(config.method, config.objective)
-    encoder_config = method_spec(config.method).method_class.configure_encoder(config.encoder, objective)
-    encoder = SpeechEncoder.from_config(encoder_config)
-    return build_method(config.method, objective, encoder)
+    encoder = method_spec(config.method).method_class.build_encoder(config.encoder, config.objective)
+    return build_method(config.method, config.objective, encoder)
 
 
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Pretrain the encoder of ``config`` with its method; what ``speechssl pretrain`` runs.
 
-    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the process group is set up here and
-    every rank trains on its shard of the batches; otherwise it runs in one process.
+    Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the process group is set up here, once,
+    and every rank trains on its shard of the batches; otherwise it runs in one process. The
+    method's :meth:`~speechssl.methods.base.PretextMethod.prepare` hook runs first
+    (:func:`prepare_method`), so the config written with every checkpoint names what it made.
 
     Args:
         config: the resolved run config (see :func:`~speechssl.train.config.load_pretrain_config`).
@@ -135,6 +146,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     started_group = not distributed.is_distributed()
     distributed.setup_from_env()
     try:
+        config = prepare_method(config, run_dir)
         data = build_pretrain_data(config)
         report_bad_files(data.bad_files, Path(run_dir))
         method = build_pretrain_method(config)

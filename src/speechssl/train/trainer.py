@@ -33,13 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from speechssl import distributed
 from speechssl.data.batch import AudioBatch
-from speechssl.train.checkpoint import (
-    TrainerState,
-    checkpoint_name,
-    find_latest,
-    load_checkpoint,
-    save_checkpoint,
-)
+from speechssl.models.checkpoint import checkpoint_name, find_latest
+from speechssl.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from speechssl.train.config import OptimConfig, TrainConfig
 from speechssl.train.logging import MetricsLogger
 from speechssl.train.optimizer import parameter_groups

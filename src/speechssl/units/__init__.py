@@ -1,40 +1,33 @@
 """Discrete speech units as a product: fit, label a corpus, score, or take a trained quantizer.
 
-* :mod:`.kmeans`: k-means on a bounded sample of a corpus's frames → a
+* :mod:`speechssl.models.kmeans`: k-means on a bounded sample of a corpus's frames → a
   :class:`~speechssl.models.units.UnitTokenizer` (HuBERT's targets, Hsu et al. 2021, §II-B);
 * :mod:`.labels`: the units of every utterance, cached on disk and memory-mapped;
 * :mod:`.quality`: phone/label purity, cluster purity and PNMI (Hsu et al. 2021, §IV-G),
   codebook usage;
 * :mod:`.truth`: frame-level ground truth from phone alignments or utterance labels;
-* :mod:`.quantizer`: the tokenizer of a trained VQ-APC or wav2vec 2.0 quantizer;
+* :mod:`speechssl.methods.tokenizers`: the tokenizer of a trained VQ-APC or wav2vec 2.0 quantizer;
 * :mod:`.pipeline`: the entry points behind ``speechssl units fit|label|score``.
 """
 
-from speechssl.units.kmeans import KMeansConfig, fit_centroids, fit_units, sample_frames
 from speechssl.units.labels import UnitLabels, iter_units, label_corpus, tokenizer_fingerprint
 from speechssl.units.pipeline import corpus_manifest, load_tokenizer, score_units, unit_features
 from speechssl.units.quality import JointCounter, UnitQuality, codebook_usage, joint_counts, unit_quality
-from speechssl.units.quantizer import tokenizer_from_run
 from speechssl.units.truth import frame_truth
 
 __all__ = [
     "JointCounter",
-    "KMeansConfig",
     "UnitLabels",
     "UnitQuality",
     "codebook_usage",
     "corpus_manifest",
-    "fit_centroids",
-    "fit_units",
     "frame_truth",
     "iter_units",
     "joint_counts",
     "label_corpus",
     "load_tokenizer",
-    "sample_frames",
     "score_units",
     "tokenizer_fingerprint",
-    "tokenizer_from_run",
     "unit_features",
     "unit_quality",
 ]

@@ -18,18 +18,12 @@ import numpy as np
 
 from speechssl.config import apply_overrides, from_dict, load_yaml
 from speechssl.data import BadFileSummary, DataConfig, Manifest, load_manifest
-from speechssl.models.encoder import EncoderConfig, SpeechEncoder, load_encoder_preset
-from speechssl.models.units import (
-    TOKENIZER_CONFIG,
-    UnitFeatureConfig,
-    UnitFeatures,
-    UnitTokenizer,
-    load_unit_tokenizer,
-)
-from speechssl.train.checkpoint import load_encoder
+from speechssl.methods.tokenizers import tokenizer_from_run
+from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitFeatureConfig, load_encoder_preset
+from speechssl.models.units import TOKENIZER_CONFIG, UnitFeatures, UnitTokenizer, load_unit_tokenizer
 from speechssl.units.labels import UnitLabels
 from speechssl.units.quality import JointCounter, UnitQuality
-from speechssl.units.quantizer import resolve_checkpoint, tokenizer_from_run
 from speechssl.units.truth import check_truth, frame_truth
 from speechssl.upstream import Upstream, build_upstream
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from speechssl.models.checkpoint import find_latest, load_encoder
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.output import EncoderOutput
 from speechssl.upstream.base import Upstream, state_fingerprint
@@ -41,8 +42,6 @@ class EncoderUpstream(Upstream):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> EncoderUpstream:
         """The encoder saved in checkpoint directory ``path`` (or a run directory's latest)."""
-        from speechssl.train.checkpoint import find_latest, load_encoder
-
         path = Path(path)
         if not (path / "encoder.yaml").is_file():
             latest = find_latest(path)

@@ -23,28 +23,11 @@ from speechssl.config import load_yaml
 from speechssl.methods import build_method, method_config
 from speechssl.methods.apc import VQAPC
 from speechssl.methods.wav2vec2 import Wav2Vec2
-from speechssl.models.units import UnitFeatureConfig, UnitFeatures, UnitTokenizer, UnitTokenizerConfig
-from speechssl.train.checkpoint import find_latest, load_encoder
+from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
+from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
+from speechssl.models.units import UnitFeatures, UnitTokenizer
 
 QUANTIZER_METHODS = ("vq_apc", "wav2vec2")
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """``path`` if it is a checkpoint directory (``config.yaml`` + ``model.safetensors``), else its latest.
-
-    Raises:
-        FileNotFoundError: naming ``path``, when it is neither.
-    """
-    path = Path(path)
-    if (path / "config.yaml").is_file() and (path / "model.safetensors").is_file():
-        return path
-    latest = find_latest(path)
-    if latest is None:
-        raise FileNotFoundError(
-            f"{path}: expected a checkpoint directory (config.yaml, model.safetensors) or a run directory "
-            "with checkpoints, found neither"
-        )
-    return latest
 
 
 def tokenizer_from_run(path: str | Path) -> UnitTokenizer:
@@ -91,4 +74,4 @@ def tokenizer_from_run(path: str | Path) -> UnitTokenizer:
     return UnitTokenizer(tokenizer_config, features, logits=quantizer.logits)
 
 
-__all__ = ["QUANTIZER_METHODS", "resolve_checkpoint", "tokenizer_from_run"]
+__all__ = ["QUANTIZER_METHODS", "tokenizer_from_run"]

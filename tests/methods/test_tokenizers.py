@@ -9,10 +9,10 @@ import torch
 
 from speechssl.config import to_dict
 from speechssl.methods import build_method, method_config
+from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models import EncoderConfig, SpeechEncoder
 from speechssl.models.units import load_unit_tokenizer, save_unit_tokenizer
 from speechssl.train.checkpoint import TrainerState, save_checkpoint
-from speechssl.units.quantizer import tokenizer_from_run
 
 VQ_APC_ENCODER = dict(
     context="lstm", dim=32, layers=2, heads=2, ffn_dim=64, dropout=0.0, attention_dropout=0.0,

@@ -1,13 +1,14 @@
-"""The label pipeline of ``speechssl pretrain``: a method's frozen tokenizer, made before training.
+"""The label pipeline of pretraining: a method's frozen tokenizer, made before training.
 
 HuBERT iterates (Hsu et al. 2021, §II-B): iteration 1 learns to predict k-means units of
 MFCC frames; iteration ``n + 1`` predicts k-means units of a hidden layer of the iteration-``n``
 model. Discrete BERT reads units of a trained quantizer (Baevski et al. 2019: vq-wav2vec).
 A method takes part by having a ``units`` option (the tokenizer directory) and a
 ``targets`` option (:class:`~speechssl.models.units.UnitTargets`); when ``units`` is empty,
-:func:`prepare_units` makes the tokenizer from ``targets`` on the pretraining corpus, saves it
-in ``RUN_DIR/units`` and points ``objective.units`` at it. A resumed run finds it there and
-reuses it, so its targets never change.
+:func:`prepare_units` (the method's :meth:`~speechssl.methods.base.PretextMethod.prepare` hook,
+run by :func:`speechssl.train.pretrain.pretrain`) makes the tokenizer from ``targets`` on the
+pretraining corpus, saves it in ``RUN_DIR/units`` and points ``objective.units`` at it. A
+resumed run finds it there and reuses it, so its targets never change.
 
 Frame rates: k-means units are pooled to the encoder's frame rate (MFCC's 10 ms frames 4x to
 the fbank encoder's 40 ms, 2x to the CNN's 20 ms); a teacher whose frames cannot be pooled
@@ -20,39 +21,35 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from speechssl import distributed
-from speechssl.data.config import load_manifest
-from speechssl.methods import method_config
-from speechssl.models.encoder import build_frontend
+from speechssl.data.config import DataConfig, load_manifest
+from speechssl.methods.tokenizers import tokenizer_from_run
+from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
+from speechssl.models.encoder import EncoderConfig, UnitFeatureConfig, build_frontend
+from speechssl.models.kmeans import KMeansConfig, fit_units
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
-    UnitFeatureConfig,
     UnitFeatures,
     UnitTargets,
     UnitTokenizer,
     save_unit_tokenizer,
 )
 from speechssl.storage import publish_folder, staging_folder
-from speechssl.train.checkpoint import load_encoder
-from speechssl.train.config import PretrainConfig
-from speechssl.units.kmeans import KMeansConfig, fit_units
-from speechssl.units.quantizer import resolve_checkpoint, tokenizer_from_run
 
 UNITS_DIR = "units"
 FIT_REPORT = "fit_report.json"
 MFCC_HOP = 160  # samples per 10 ms MFCC frame at 16 kHz
 
+C = TypeVar("C")
 
-def unit_targets(config: PretrainConfig) -> UnitTargets | None:
-    """The ``targets`` of a method whose ``units`` option is empty; None when nothing is to be made."""
-    objective = method_config(config.method, config.objective)
-    if getattr(objective, "units", None) != "" or not isinstance(
-        getattr(objective, "targets", None), UnitTargets
-    ):
+
+def unit_targets(config: Any) -> UnitTargets | None:
+    """The ``targets`` of a method config whose ``units`` option is empty; None when nothing is to be made."""
+    if getattr(config, "units", None) != "" or not isinstance(getattr(config, "targets", None), UnitTargets):
         return None
-    return objective.targets
+    return config.targets
 
 
 def pooling_factor(student_rate: int, native_rate: int, source: str) -> int:
@@ -77,38 +74,46 @@ def target_features(targets: UnitTargets, student_rate: int) -> UnitFeatures:
     return UnitFeatures(features, teacher)
 
 
-def make_tokenizer(config: PretrainConfig, targets: UnitTargets) -> tuple[UnitTokenizer, dict[str, Any]]:
-    """The tokenizer ``targets`` describes, fitted on the pretraining corpus, and a report."""
+def make_tokenizer(
+    targets: UnitTargets, encoder: EncoderConfig, data: DataConfig
+) -> tuple[UnitTokenizer, dict[str, Any]]:
+    """The tokenizer ``targets`` describes, fitted on the pretraining corpus ``data`` at ``encoder``'s frame rate, and a report."""
     if targets.kind == "quantizer":
         tokenizer = tokenizer_from_run(targets.teacher)
         return tokenizer, {"kind": "quantizer", "teacher": targets.teacher, "num_units": tokenizer.num_units}
-    student_rate = build_frontend(config.encoder).downsample_rate
+    student_rate = build_frontend(encoder).downsample_rate
     features = target_features(targets, student_rate)
     kmeans = KMeansConfig(k=targets.num_units, max_frames=targets.max_frames, seed=targets.seed)
-    manifest = load_manifest(config.data)
-    tokenizer, report = fit_units(features, manifest, kmeans, max_batch_seconds=config.data.max_batch_seconds)
+    manifest = load_manifest(data)
+    tokenizer, report = fit_units(features, manifest, kmeans, max_batch_seconds=data.max_batch_seconds)
     return tokenizer, {"kind": "kmeans", "targets": dataclasses.asdict(targets), **report}
 
 
-def prepare_units(config: PretrainConfig, run_dir: str | Path) -> PretrainConfig:
-    """``config`` with ``objective.units`` pointing at a tokenizer, made first if the run has none.
+def prepare_units(config: C, encoder: EncoderConfig, data: DataConfig, run_dir: str | Path) -> C:
+    """The method config ``config`` with ``units`` pointing at a tokenizer, made first if the run has none.
 
     The main process fits and writes ``run_dir/units`` atomically (with ``fit_report.json``);
-    other ranks wait at a barrier. Configs whose method needs no units, or that name a
-    tokenizer already, come back unchanged.
+    other ranks wait at a barrier. Configs that need no units, or that name a tokenizer
+    already, come back unchanged.
+
+    Args:
+        config: a method config with ``units`` and ``targets`` options (HuBERT, Discrete BERT).
+        encoder: the run's encoder config (units are pooled to its frame rate).
+        data: the pretraining corpus the k-means is fitted on.
+        run_dir: the run directory; the tokenizer goes to ``run_dir/units``.
     """
     targets = unit_targets(config)
     if targets is None:
         return config
     directory = Path(run_dir) / UNITS_DIR
     if distributed.is_main_process() and not (directory / TOKENIZER_CONFIG).is_file():
-        tokenizer, report = make_tokenizer(config, targets)
+        tokenizer, report = make_tokenizer(targets, encoder, data)
         with staging_folder(directory) as staging:
             save_unit_tokenizer(tokenizer, staging)
             (staging / FIT_REPORT).write_text(json.dumps(report, indent=2, default=str))
             publish_folder(staging, directory)
     distributed.barrier()
-    return dataclasses.replace(config, objective={**config.objective, "units": str(directory)})
+    return dataclasses.replace(config, units=str(directory))
 
 
 __all__ = ["prepare_units", "target_features", "unit_targets"]

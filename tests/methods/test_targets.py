@@ -6,10 +6,10 @@ import pytest
 
 from speechssl.cli import main
 from speechssl.config import load_yaml
+from speechssl.methods.targets import pooling_factor, unit_targets
+from speechssl.models.checkpoint import find_latest
 from speechssl.models.units import UnitTargets, load_unit_tokenizer
 from speechssl.train import load_pretrain_config
-from speechssl.train.checkpoint import find_latest
-from speechssl.units.targets import pooling_factor, unit_targets
 
 TINY = [
     "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=2", "encoder.n_mels=16",
@@ -22,9 +22,11 @@ TINY = [
 
 
 def test_only_methods_with_an_empty_units_option_need_the_pipeline(tmp_path) -> None:
-    assert unit_targets(load_pretrain_config("apc_tiny", [])) is None
-    assert unit_targets(load_pretrain_config("hubert_tiny", [f"objective.units={tmp_path}"])) is None
-    targets = unit_targets(load_pretrain_config("hubert_tiny", []))
+    assert unit_targets(load_pretrain_config("apc_tiny", []).objective) is None
+    assert (
+        unit_targets(load_pretrain_config("hubert_tiny", [f"objective.units={tmp_path}"]).objective) is None
+    )
+    targets = unit_targets(load_pretrain_config("hubert_tiny", []).objective)
     assert targets == UnitTargets(layer=1, num_units=100, max_frames=100_000)
 
 

@@ -31,7 +31,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from speechssl.config import to_dict
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader
-from speechssl.models.units import UnitFeatures, UnitTokenizer, UnitTokenizerConfig
+from speechssl.models.encoder import UnitTokenizerConfig
+from speechssl.models.units import UnitFeatures, UnitTokenizer
 
 SAMPLE_RATE = 16000
 BACKENDS = ("auto", "sklearn", "faiss")
