@@ -272,7 +272,8 @@ class Data2Vec(PretextMethod):
     def compute_mask(self, frame_lengths: torch.Tensor, frames: int) -> torch.Tensor:
         """``(batch, frames)`` bool span mask over the valid frames (wav2vec 2.0 §3.1, data2vec §3.2).
 
-        Each utterance gets ``max(min_masks, round(p·length))`` span starts of ``M`` frames.
+        Each utterance gets ``max(min_masks, int(p·length + U))`` span starts of ``M`` frames,
+        ``U ~ Uniform[0, 1)``.
         """
         config = self.config
         return span_start_mask(

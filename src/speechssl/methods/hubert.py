@@ -219,7 +219,7 @@ class HuBERT(PretextMethod):
         """``(batch, frames)`` bool span mask over the valid frames, on ``frame_lengths``' device.
 
         Each valid frame starts a span of ``l`` frames with probability ``p`` (drawn as
-        ``round(p·length)`` starts without replacement, at least ``min_masks``).
+        ``int(p·length + U)`` starts, ``U ~ Uniform[0, 1)``, without replacement, at least ``min_masks``).
         """
         config = self.config
         return span_start_mask(
