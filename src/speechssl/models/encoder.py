@@ -3,6 +3,11 @@
 The context network is a Transformer (:mod:`speechssl.models.transformer`) or a stack of
 recurrent layers (:mod:`speechssl.models.recurrent`), chosen by ``EncoderConfig.context``.
 
+Masked prediction (wav2vec 2.0, HuBERT, data2vec) goes through the encoder's public
+forward: with ``EncoderConfig.mask_embedding`` the encoder owns the learned embedding that
+replaces the frames of ``mask_time_indices`` before the context network, and it returns
+the pre-mask features the methods' targets are made of (``output_features``).
+
 ``SpeechEncoder(frontend, context, config)`` takes its parts ready-made;
 :meth:`SpeechEncoder.from_config` builds them from an :class:`EncoderConfig`, and
 :func:`load_encoder_preset` reads the named YAML presets shipped in
@@ -11,6 +16,7 @@ recurrent layers (:mod:`speechssl.models.recurrent`), chosen by ``EncoderConfig.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +32,7 @@ from speechssl.models.frontends import (
     ConvSubsampling,
     FeatureTransform,
     FilterbankFrontend,
+    FrontendOutput,
     WaveformFrontend,
 )
 from speechssl.models.output import EncoderOutput
@@ -78,6 +85,9 @@ class EncoderConfig:
         units: for ``frontend="units"``, the tokenizer's
             :class:`~speechssl.models.units.UnitTokenizerConfig` as a mapping (its tensors
             are saved with the encoder's weights).
+        mask_embedding: give the encoder the learned ``(dim,)`` embedding (U(0, 1) init, as in
+            wav2vec 2.0, Baevski et al. 2020 §3.1) that replaces masked frames; the
+            masked-prediction methods set it (:meth:`SpeechEncoder.add_mask_embedding`).
     """
 
     frontend: Literal["fbank", "waveform", "units"] = "fbank"
@@ -102,6 +112,7 @@ class EncoderConfig:
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
     units: dict[str, Any] | None = None
+    mask_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.frontend not in ("fbank", "waveform", "units"):
@@ -224,6 +235,9 @@ class SpeechEncoder(nn.Module):
         self.frontend = frontend
         self.context = context
         self._config = config
+        self.mask_embedding: nn.Parameter | None = None
+        if config.mask_embedding:
+            self.add_mask_embedding()
 
     @classmethod
     def from_config(cls, config: EncoderConfig) -> SpeechEncoder:
@@ -233,6 +247,13 @@ class SpeechEncoder(nn.Module):
     @property
     def config(self) -> EncoderConfig:
         return self._config
+
+    def add_mask_embedding(self) -> None:
+        """Create :attr:`mask_embedding` (U(0, 1), the wav2vec 2.0 reference init) unless there is one,
+        and set ``config.mask_embedding``."""
+        if self.mask_embedding is None:
+            self.mask_embedding = nn.Parameter(torch.rand(self.dim))
+            self._config = dataclasses.replace(self._config, mask_embedding=True)
 
     @property
     def num_layers(self) -> int:
@@ -257,21 +278,55 @@ class SpeechEncoder(nn.Module):
         waveforms: torch.Tensor,
         lengths: torch.Tensor,
         feature_transform: FeatureTransform | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_features: bool = False,
+        feature_grad_scale: float = 1.0,
     ) -> EncoderOutput:
         """Encode a padded batch.
 
         Args:
-            waveforms: ``(batch, samples)`` float 16 kHz audio, zero-padded.
+            waveforms: ``(batch, samples)`` float audio, zero-padded.
             lengths: ``(batch,)`` int64 valid samples per utterance.
             feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
                 -> features`` applied inside the front-end (e.g. time/frequency masking).
+            mask_time_indices: optional ``(batch, frames)`` bool, frames whose front-end output
+                is replaced by :attr:`mask_embedding` before the context network (``frames``
+                as given by :meth:`output_lengths` of the padded length).
+            output_features: also return the front-end's intermediate features (see
+                :class:`EncoderOutput`).
+            feature_grad_scale: factor on the gradient reaching the waveform CNN (values unchanged).
 
         Returns:
             :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``.
         """
-        x, frame_lengths = self.frontend(waveforms, lengths, feature_transform)  # (batch, frames, dim)
-        hidden_states = self.context(x, frame_lengths)
-        return EncoderOutput(hidden_states, frame_lengths, self.downsample_rate)
+        frontend: FrontendOutput = self.frontend.encode(
+            waveforms, lengths, feature_transform, feature_grad_scale
+        )
+        x = frontend.x  # (batch, frames, dim)
+        if mask_time_indices is not None:
+            x = self.apply_mask(x, mask_time_indices)
+        hidden_states = self.context(x, frontend.lengths)
+        output = EncoderOutput(hidden_states, frontend.lengths, self.downsample_rate)
+        if output_features:
+            output.features = frontend.clean
+            output.extract_features = frontend.features
+            output.cnn_features = frontend.cnn_features
+        return output
+
+    def apply_mask(self, x: torch.Tensor, mask_time_indices: torch.Tensor) -> torch.Tensor:
+        """``x (batch, frames, dim)`` with the frames of ``mask_time_indices (batch, frames)``
+        replaced by :attr:`mask_embedding`."""
+        if self.mask_embedding is None:
+            raise ValueError(
+                "mask_time_indices: expected an encoder with a mask embedding "
+                "(encoder.mask_embedding=true), found none"
+            )
+        if mask_time_indices.shape != x.shape[:2]:
+            raise ValueError(
+                f"mask_time_indices: expected (batch, frames) = {tuple(x.shape[:2])}, "
+                f"found {tuple(mask_time_indices.shape)}"
+            )
+        return torch.where(mask_time_indices[:, :, None], self.mask_embedding.to(x.dtype), x)
 
 
 def _preset_dir() -> Traversable:
