@@ -26,6 +26,7 @@ import yaml
 from torch import nn
 
 from speechssl.config import ConfigError, from_dict
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.features.filterbank import FilterbankConfig, LogMelFilterbank
 from speechssl.models.frontends import (
     ConvFeatureEncoder,
@@ -51,6 +52,10 @@ class EncoderConfig:
     """Architecture of a :class:`SpeechEncoder`.
 
     Attributes:
+        sample_rate: rate of the audio the encoder reads, in Hz: the one owner of the rate.
+            The fbank front-end's mel filters and 25 ms / 10 ms windows and the methods'
+            views and crops are computed at it; a run's ``data.sample_rate`` must equal it.
+            (The waveform CNN's strides are in samples: 320 samples are 20 ms at 16 kHz.)
         frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames),
             ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames) or ``"units"``
             (a frozen unit tokenizer and an embedding table, Discrete BERT's input; frames
@@ -90,6 +95,7 @@ class EncoderConfig:
             masked-prediction methods set it (:meth:`SpeechEncoder.add_mask_embedding`).
     """
 
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     frontend: Literal["fbank", "waveform", "units"] = "fbank"
     context: Literal["transformer", "lstm", "gru"] = "transformer"
     dim: int = 768
@@ -127,6 +133,7 @@ class EncoderConfig:
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
         for name in (
+            "sample_rate",
             "dim",
             "layers",
             "heads",
@@ -174,7 +181,7 @@ class EncoderConfig:
 def build_frontend(config: EncoderConfig) -> Frontend:
     """The front-end described by ``config``."""
     if config.frontend == "fbank":
-        filterbank = LogMelFilterbank(FilterbankConfig(n_mels=config.n_mels))
+        filterbank = LogMelFilterbank(FilterbankConfig(sample_rate=config.sample_rate, n_mels=config.n_mels))
         subsampling = ConvSubsampling(
             config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
         )
@@ -269,6 +276,11 @@ class SpeechEncoder(nn.Module):
         """Input samples per output frame."""
         return self.frontend.downsample_rate
 
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the encoder reads (``config.sample_rate``)."""
+        return self._config.sample_rate
+
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.frontend.output_lengths(num_samples)
@@ -285,7 +297,7 @@ class SpeechEncoder(nn.Module):
         """Encode a padded batch.
 
         Args:
-            waveforms: ``(batch, samples)`` float audio, zero-padded.
+            waveforms: ``(batch, samples)`` float audio at :attr:`sample_rate`, zero-padded.
             lengths: ``(batch,)`` int64 valid samples per utterance.
             feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
                 -> features`` applied inside the front-end (e.g. time/frequency masking).
