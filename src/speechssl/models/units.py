@@ -37,8 +37,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
-from speechssl.features.filterbank import MFCC
+from speechssl.features.filterbank import MFCC, FilterbankConfig, LogMelFilterbank
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.frontends import FrontendOutput, WaveformFrontend, check_no_grad_scale
 from speechssl.models.padding import zero_padding_frames
@@ -68,6 +69,8 @@ class UnitFeatureConfig:
             (:func:`speechssl.units.pipeline.load_tokenizer`), not from its own files.
         upstream_fingerprint: the upstream's content fingerprint when the tokenizer was made;
             loading it from a changed upstream is an error.
+        sample_rate: Hz of the audio the MFCC are computed on (``source="mfcc"``; the other
+            sources read at their encoder's or upstream's rate).
     """
 
     source: Literal["mfcc", "encoder", "cnn", "upstream"] = "mfcc"
@@ -77,6 +80,7 @@ class UnitFeatureConfig:
     encoder: EncoderConfig | None = None
     upstream: str = ""
     upstream_fingerprint: str = ""
+    sample_rate: int = DEFAULT_SAMPLE_RATE
 
     def __post_init__(self) -> None:
         if self.source not in ("mfcc", "encoder", "cnn", "upstream"):
@@ -261,7 +265,8 @@ class UnitFeatures(nn.Module):
         super().__init__()
         self.config = config
         if config.source == "mfcc":
-            self.mfcc = MFCC()
+            self.mfcc = MFCC(LogMelFilterbank(FilterbankConfig(sample_rate=config.sample_rate)))
+            self.sample_rate = config.sample_rate
             native_rate, self.dim = self.mfcc.hop_length, self.mfcc.n_mfcc * (3 if config.deltas else 1)
         else:
             if encoder is None:
@@ -287,6 +292,7 @@ class UnitFeatures(nn.Module):
                     )
                 self.dim = encoder.dim
             native_rate = encoder.downsample_rate
+            self.sample_rate = encoder.sample_rate
         self.downsample_rate = native_rate * config.pool
         self.requires_grad_(False)
         self.eval()
@@ -395,6 +401,11 @@ class UnitTokenizer(nn.Module):
     def downsample_rate(self) -> int:
         """Input samples per unit frame."""
         return self.features.downsample_rate
+
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the tokenizer reads."""
+        return self.features.sample_rate
 
     def train(self, mode: bool = True) -> UnitTokenizer:
         """Tokenizers stay frozen and in eval mode (the Gumbel quantizer then takes the argmax)."""
