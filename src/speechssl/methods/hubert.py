@@ -104,7 +104,13 @@ class HuBERTConfig:
 
 
 def check_frame_rates(tokenizer: UnitTokenizer, encoder: SpeechEncoder) -> None:
-    """Raise unless the tokenizer's units come at the encoder's frame rate (samples per frame)."""
+    """Raise unless the tokenizer reads audio at the encoder's sample rate and its units come at
+    the encoder's frame rate (samples per frame)."""
+    if tokenizer.sample_rate != encoder.sample_rate:
+        raise ValueError(
+            f"units: expected a tokenizer of audio at encoder.sample_rate = {encoder.sample_rate} Hz, "
+            f"found {tokenizer.sample_rate} Hz"
+        )
     unit_rate, frame_rate = tokenizer.downsample_rate, encoder.downsample_rate
     if unit_rate == frame_rate:
         return
