@@ -14,9 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from speechssl.config import ConfigError, from_dict
-from speechssl.data.audio import load_audio
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE, load_audio
 from speechssl.data.synthetic import (
-    SAMPLE_RATE,
     WORDS,
     SpeakerVoice,
     SyntheticConfig,
@@ -80,14 +79,14 @@ def test_manifest_columns_splits_and_durations(small_corpus):
     assert manifest.label_columns == (
         "gender", "word", "phones", "phone_times", "contour", "rate", "loudness", "snr"
     )  # fmt: skip
-    assert set(manifest.column("sample_rate")) == {SAMPLE_RATE}
+    assert set(manifest.column("sample_rate")) == {DEFAULT_SAMPLE_RATE}
     assert all(row.labels["phones"].split() == list(WORDS[row.labels["word"]]) for row in manifest)
     assert all(2 <= len(phones) <= 4 for phones in WORDS.values()) and len(WORDS) == 10
     for split in ("train", "valid", "test"):  # every speaker in every split, so speaker ID works
         assert len(manifest.filter(split=split).counts("speaker")) == 6
     assert 0.5 < manifest.durations.mean() < 1.2
     row = manifest[0]
-    assert soundfile.info(str(row.path)).frames == round(row.duration * SAMPLE_RATE)
+    assert soundfile.info(str(row.path)).frames == round(row.duration * DEFAULT_SAMPLE_RATE)
 
 
 def test_factors_are_independent():
@@ -118,7 +117,7 @@ def test_resonator_has_unity_dc_gain_and_peaks_at_its_formant():
     from scipy.signal import sosfreqz
 
     frequencies, response = sosfreqz(
-        resonator_sos(1000.0, 100.0, SAMPLE_RATE)[None, :], worN=4096, fs=SAMPLE_RATE
+        resonator_sos(1000.0, 100.0, DEFAULT_SAMPLE_RATE)[None, :], worN=4096, fs=DEFAULT_SAMPLE_RATE
     )
     assert abs(response[0]) == pytest.approx(1.0)
     assert frequencies[np.argmax(np.abs(response))] == pytest.approx(1000.0, abs=10)
@@ -133,8 +132,8 @@ def estimate_f0(waveform: np.ndarray) -> np.ndarray:
     for segment in frames[energy > 0.3 * energy.max()]:
         segment = segment - segment.mean()
         correlation = np.correlate(segment, segment, mode="full")[frame - 1 :]
-        lags = np.arange(SAMPLE_RATE // 400, SAMPLE_RATE // 60)
-        f0.append(SAMPLE_RATE / lags[np.argmax(correlation[lags])])
+        lags = np.arange(DEFAULT_SAMPLE_RATE // 400, DEFAULT_SAMPLE_RATE // 60)
+        f0.append(DEFAULT_SAMPLE_RATE / lags[np.argmax(correlation[lags])])
     return np.array(f0)
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from speechssl.data.alignment import SILENCE, Segment, format_alignment, frame_labels, parse_alignment
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.synthetic import (
-    SAMPLE_RATE,
     SILENCE_SECONDS,
     WORDS,
     SyntheticConfig,
@@ -59,11 +59,11 @@ def test_synthesized_alignment_matches_the_waveform():
     np.testing.assert_array_equal(waveform, same)
     assert [s.label for s in alignment] == list(WORDS[factors.word])
     assert SILENCE_SECONDS[0] <= alignment[0].start <= SILENCE_SECONDS[1] + 1e-9
-    trailing = len(waveform) / SAMPLE_RATE - alignment[-1].end
+    trailing = len(waveform) / DEFAULT_SAMPLE_RATE - alignment[-1].end
     assert SILENCE_SECONDS[0] - 1e-3 <= trailing <= SILENCE_SECONDS[1] + 1e-3
     assert all(a.end == b.start for a, b in itertools.pairwise(alignment))
     # the spoken part is louder than the leading silence
-    start = round(alignment[0].start * SAMPLE_RATE)
+    start = round(alignment[0].start * DEFAULT_SAMPLE_RATE)
     assert np.abs(waveform[start:]).mean() > 2 * np.abs(waveform[: start - 160]).mean()
 
 
@@ -73,7 +73,7 @@ def test_synthetic_manifest_alignments_fit_the_durations(tmp_path):
         segments = parse_alignment(row.labels["phone_times"], where=row.id)
         assert [s.label for s in segments] == row.labels["phones"].split()
         assert segments[0].start > 0.0 and segments[-1].end < row.duration
-        num_frames = int(row.duration * SAMPLE_RATE) // 160
+        num_frames = int(row.duration * DEFAULT_SAMPLE_RATE) // 160
         labels = frame_labels(segments, num_frames, 160)
         assert labels[0] == SILENCE and labels[-1] == SILENCE
         assert set(labels) == {SILENCE, *row.labels["phones"].split()}

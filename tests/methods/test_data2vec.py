@@ -85,13 +85,13 @@ def test_teacher_has_no_grads_is_not_optimized_and_stays_in_eval(tiny_encoder, m
     teacher = list(method.teacher.parameters())
     assert teacher and not any(id(p) in optimized for p in teacher)
     assert {id(p) for p in method.encoder.parameters()} <= optimized and id(
-        method.mask_embedding
+        method.encoder.mask_embedding
     ) in optimized
     method.train()
     assert method.encoder.training and not method.teacher.training
     method(make_batch([4000, 3000])).loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in teacher)
-    assert method.mask_embedding.grad is not None and method.regression_head.weight.grad is not None
+    assert method.encoder.mask_embedding.grad is not None and method.regression_head.weight.grad is not None
 
 
 def test_targets_normalise_over_valid_frames_only():
@@ -120,8 +120,10 @@ def test_teacher_targets_ignore_padding(tiny_encoder, make_batch, transformer_on
     padded.waveforms[1] = torch.cat([alone.waveforms[0], torch.zeros(4000)])
 
     def targets(batch):
-        _, clean, frame_lengths = method.encode_frontend(batch.waveforms, batch.lengths)
-        return method.teacher_targets(batch.waveforms, batch.lengths, clean, frame_lengths), frame_lengths
+        output = method.encoder(batch.waveforms, batch.lengths, output_features=True)
+        return method.teacher_targets(
+            batch.waveforms, batch.lengths, output.features, output.lengths
+        ), output.lengths
 
     single, single_lengths = targets(alone)
     batched, batched_lengths = targets(padded)
@@ -136,7 +138,7 @@ def test_ffn_targets_are_thefeed_forward_outputs_before_the_residual(tiny_encode
     method = make_method(tiny_encoder).eval()
     context = method.teacher
     x, lengths = torch.randn(2, 9, 32), torch.tensor([9, 6])
-    outputs = feed_forward_outputs(context, x, lengths)
+    outputs = feed_forward_outputs(context, lambda: context(x, lengths))
     hidden = context(x, lengths)
     attn_mask = context.attention_mask(lengths, 9)
     for i, layer in enumerate(context.layers):
@@ -176,7 +178,11 @@ def test_teacher_reads_the_front_end_output_before_its_dropout(tiny_encoder, mak
     method = make_method(tiny_encoder)
     method.encoder.frontend.subsampling.dropout.p = 0.5
     batch = make_batch([4000, 3000])
-    latents, clean, _ = method.train().encode_frontend(batch.waveforms, batch.lengths)
+    teacher_inputs = []
+    method.teacher.register_forward_pre_hook(lambda module, args: teacher_inputs.append(args[0]))
+    method.train()(batch)
+    clean = teacher_inputs[0]  # what the (transformer-only) teacher reads
+    latents, _ = method.encoder.frontend(batch.waveforms, batch.lengths)  # train mode: with dropout
     reference, _ = method.encoder.frontend.eval()(batch.waveforms, batch.lengths)
     assert torch.allclose(clean, reference, atol=1e-6) and not torch.allclose(latents, clean)
 
@@ -282,3 +288,16 @@ def test_pretrain_loads_as_upstream_and_resumes_exactly(tmp_path, monkeypatch):
         assert torch.equal(found[name], tensor), name
     student = expected["encoder.context.layers.0.ffn.fc1.weight"]
     assert not torch.equal(expected["teacher.layers.0.ffn.fc1.weight"], student)  # an average, not a copy
+
+
+def test_state_dicts_from_before_the_encoder_owned_the_mask_embedding_still_load(tiny_encoder):
+    torch.manual_seed(0)
+    saved = make_method(tiny_encoder, ema_transformer_only=False).state_dict()
+    assert {"encoder.mask_embedding", "teacher.mask_embedding"} <= saved.keys()
+    legacy = {name: value for name, value in saved.items() if not name.endswith("mask_embedding")}
+    legacy["mask_embedding"] = saved["encoder.mask_embedding"]  # where the method kept it
+    method = make_method(tiny_encoder, ema_transformer_only=False)
+    method.load_state_dict(legacy, strict=True)
+    assert torch.equal(method.encoder.mask_embedding, saved["encoder.mask_embedding"])
+    assert torch.equal(method.teacher.mask_embedding, saved["encoder.mask_embedding"])
+    assert method.encoder.config.mask_embedding

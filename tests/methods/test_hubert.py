@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from speechssl.config import ConfigError
 from speechssl.methods import build_method, method_config
 from speechssl.methods.hubert import HuBERT, HuBERTConfig, align_units, cosine_logits, mean_cross_entropy
+from speechssl.models import SpeechEncoder
 from speechssl.models.units import save_unit_tokenizer
 from speechssl.train import load_pretrain_config
 from speechssl.train.logging import read_metrics
@@ -182,3 +184,13 @@ def test_pretrain_then_load_as_upstream(tmp_path, units_dir):
     assert upstream.downsample_rate == 640 and len(upstream.hidden_sizes) == 2  # input + 1 layer
     output = upstream(torch.randn(2, 8000), torch.tensor([8000, 6400]))
     assert output.lengths.tolist() == [13, 11] and output.hidden_states[-1].shape == (2, 13, 32)
+
+
+def test_a_tokenizer_at_another_sample_rate_is_an_error(tiny_encoder, mfcc_tokenizer, tmp_path):
+    units = str(save_unit_tokenizer(mfcc_tokenizer(pool=4), tmp_path / "units"))  # MFCC at 16 kHz
+    encoder = SpeechEncoder.from_config(dataclasses.replace(tiny_encoder().config, sample_rate=8000))
+    with pytest.raises(
+        ValueError,
+        match=r"units: expected a tokenizer of audio at encoder\.sample_rate = 8000 Hz, found 16000 Hz",
+    ):
+        make_method(encoder, units)

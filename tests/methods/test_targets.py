@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from speechssl.cli import main
 from speechssl.config import load_yaml
-from speechssl.methods.targets import pooling_factor, unit_targets
+from speechssl.methods.targets import pooling_factor, target_features, unit_targets
 from speechssl.models.checkpoint import find_latest
 from speechssl.models.units import UnitTargets, load_unit_tokenizer
 from speechssl.train import load_pretrain_config
@@ -79,3 +80,13 @@ def test_iteration_two_without_a_teacher_fails_before_training(tmp_path, capsys)
     assert main(["pretrain", "--method", "hubert", "--iteration", "2", "--run-dir", str(run), *TINY]) == 2
     assert "expected the previous iteration's run" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_mfcc_targets_of_an_8_khz_encoder_are_computed_at_8_khz(tmp_path) -> None:
+    features = target_features(UnitTargets(), student_rate=320, sample_rate=8000)  # fbank at 8 kHz: 40 ms
+    assert features.config.sample_rate == features.sample_rate == 8000
+    assert features.mfcc.hop_length == 80 and features.config.pool == 4  # 10 ms MFCC frames at 8 kHz
+    assert features.mfcc.filterbank.config.sample_rate == 8000
+    assert int(features.output_lengths(torch.tensor(8000))) == 8000 // 80 // 4 + 1  # 1 s, centred frames
+    at_16k = target_features(UnitTargets(), student_rate=640, sample_rate=16000)
+    assert (at_16k.mfcc.hop_length, at_16k.config.pool, at_16k.sample_rate) == (160, 4, 16000)

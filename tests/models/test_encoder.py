@@ -180,3 +180,79 @@ def test_presets_exist_and_load():
 def test_preset_parameter_counts(preset, low, high):
     """wav2vec 2.0 BASE has ~95M parameters (Baevski et al. 2020, §4.2)."""
     assert low <= count_parameters(load_encoder_preset(preset)) <= high
+
+
+@pytest.mark.parametrize("frontend", ["fbank", "waveform"])
+def test_mask_time_indices_replace_frames_by_the_encoders_mask_embedding(frontend, make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config(frontend)).eval()
+    encoder.add_mask_embedding()
+    embedding = encoder.mask_embedding
+    encoder.add_mask_embedding()  # idempotent
+    assert encoder.mask_embedding is embedding and encoder.config.mask_embedding
+    waveforms, lengths = speech_batch([8000, 5000])
+    with torch.no_grad():
+        x, frame_lengths = encoder.frontend(waveforms, lengths)  # (batch, frames, dim)
+        mask = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(0)) < 0.4  # (batch, frames)
+        by_hand = encoder.context(torch.where(mask[:, :, None], embedding, x), frame_lengths)
+        output = encoder(waveforms, lengths, mask_time_indices=mask, output_features=True)
+    for expected, found in zip(by_hand, output.hidden_states, strict=True):
+        torch.testing.assert_close(found, expected)
+    torch.testing.assert_close(output.features, x)  # pre-mask front-end output (dropout off)
+    assert (output.cnn_features is not None) == (frontend == "waveform")
+    assert output.extract_features.shape[::2] == (2, encoder.frontend.feature_dim)  # (batch, _, feature_dim)
+
+
+def test_output_features_of_the_waveform_frontend_are_its_cnn_and_normalised_features(
+    make_config, speech_batch
+):
+    encoder = SpeechEncoder.from_config(make_config("waveform", dropout=0.5)).train()
+    waveforms, lengths = speech_batch([8000, 5000])
+    output = encoder(waveforms, lengths, output_features=True)
+    frontend = encoder.frontend
+    cnn, frame_lengths = frontend.feature_encoder(waveforms[:, None], lengths)  # (batch, channels, frames)
+    normalised = frontend.layer_norm(cnn.transpose(1, 2))  # (batch, frames, channels)
+    valid = torch.arange(cnn.shape[2])[None, :] < frame_lengths[:, None]  # (batch, frames)
+    torch.testing.assert_close(output.cnn_features, cnn)
+    torch.testing.assert_close(output.extract_features[valid], normalised[valid])
+    clean = frontend.projection(normalised)  # before the output dropout
+    torch.testing.assert_close(output.features[valid], clean[valid])
+    assert not output.features[~valid].any() and not output.extract_features[~valid].any()
+    assert output.hidden_states[0].shape == output.features.shape
+    assert encoder(waveforms, lengths).features is None  # only when asked
+
+
+def test_feature_grad_scale_scales_only_the_cnn_gradient(make_config, speech_batch):
+    waveforms, lengths = speech_batch([6000, 4000])
+    grads = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(0)
+        encoder = SpeechEncoder.from_config(make_config("waveform")).eval()
+        encoder(waveforms, lengths, feature_grad_scale=scale).last_hidden_state.sum().backward()
+        grads[scale] = (
+            encoder.frontend.feature_encoder.blocks[0].conv.weight.grad,
+            encoder.frontend.projection.weight.grad,
+        )
+    torch.testing.assert_close(grads[0.25][0], 0.25 * grads[1.0][0], rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grads[0.25][1], grads[1.0][1])
+    fbank = SpeechEncoder.from_config(make_config("fbank"))
+    with pytest.raises(ValueError, match=r"feature_grad_scale: expected 1\.0 with the fbank front-end"):
+        fbank(waveforms, lengths, feature_grad_scale=0.1)
+
+
+def test_masking_without_a_mask_embedding_or_of_the_wrong_shape_is_an_error(make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config("fbank"))
+    assert encoder.mask_embedding is None and "mask_embedding" not in encoder.state_dict()
+    waveforms, lengths = speech_batch([8000])
+    frames = int(encoder.output_lengths(lengths)[0])
+    with pytest.raises(ValueError, match=r"mask_time_indices: expected an encoder with a mask embedding"):
+        encoder(waveforms, lengths, mask_time_indices=torch.ones(1, frames, dtype=torch.bool))
+    encoder.add_mask_embedding()
+    with pytest.raises(
+        ValueError, match=rf"mask_time_indices: expected \(batch, frames\) = \(1, {frames}\), found \(1, 3\)"
+    ):
+        encoder(waveforms, lengths, mask_time_indices=torch.ones(1, 3, dtype=torch.bool))
+    rebuilt = SpeechEncoder.from_config(
+        from_dict(EncoderConfig, to_dict(encoder.config))
+    )  # a checkpoint's config
+    rebuilt.load_state_dict(encoder.state_dict(), strict=True)
+    torch.testing.assert_close(rebuilt.mask_embedding, encoder.mask_embedding)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -61,5 +63,48 @@ def test_span_start_mask_is_span_mask_with_wav2vec2s_probability():
 
     lengths = torch.tensor([200, 120])
     first = span_start_mask(lengths, 200, 0.065, 10, 2, torch.Generator().manual_seed(0))
-    second = span_mask(lengths, 200, 0.65, 10, 2, torch.Generator().manual_seed(0))
+    second = span_mask(lengths, 200, 0.65, 10, 2, torch.Generator().manual_seed(0), span_count="sampled")
     assert torch.equal(first, second)
+
+
+def reference_masked_fraction(length: int, p: float, m: int, min_masks: int) -> float:
+    """E[masked fraction] of fairseq's ``compute_mask_indices`` rule, computed exactly.
+
+    ``N = max(min_masks, int(p·L + U))`` starts, uniform without replacement over the
+    ``A = L − M + 1`` positions; frame ``t`` stays unmasked iff none of the ``c_t`` starts
+    covering it is drawn: ``P = C(A − c_t, N) / C(A, N)``.
+    """
+    starts = length - m + 1
+    low = math.floor(p * length)
+    fraction = 0.0
+    for drawn, weight in ((low, 1 - (p * length - low)), (low + 1, p * length - low)):
+        count = max(min_masks, drawn)
+        covered = 0.0
+        for t in range(length):
+            c = min(t, starts - 1) - max(0, t - m + 1) + 1
+            covered += 1 - math.comb(starts - c, count) / math.comb(starts, count)
+        fraction += weight * covered / length
+    return fraction
+
+
+def test_span_starts_are_drawn_as_int_of_p_l_plus_uniform_like_the_reference():
+    generator = torch.Generator().manual_seed(0)
+    # M = 1: each start masks one frame, so the mask counts the starts: int(6.5 + U) is 6 or 7, evenly
+    counts = span_start_mask(torch.full((4000,), 100), 100, 0.065, 1, 2, generator).sum(dim=1)
+    assert set(counts.tolist()) == {6, 7}
+    assert (counts == 7).float().mean().item() == pytest.approx(0.5, abs=0.03)
+    # M = 10 at L = 100: 0.499 masked on average (rounding p·L would give 0.472)
+    reference = reference_masked_fraction(100, 0.065, 10, 2)
+    assert reference == pytest.approx(0.499, abs=1e-3)
+    mask = span_start_mask(torch.full((4000,), 100), 100, 0.065, 10, 2, generator)
+    assert mask.float().mean().item() == pytest.approx(reference, abs=0.005)
+    # min_masks still applies: p·L + U < 1 at L = 10
+    assert (span_start_mask(torch.full((50,), 10), 10, 0.065, 1, 2, generator).sum(dim=1) == 2).all()
+
+
+def test_round_count_is_the_named_alternative():
+    lengths = torch.full((200,), 100)
+    mask = span_mask(lengths, 100, 0.65, 1, 2, torch.Generator().manual_seed(0), span_count="round")
+    assert (mask.sum(dim=1) == round(65.0)).all()
+    with pytest.raises(ValueError, match="span_count: expected 'round' or 'sampled', found 'floor'"):
+        span_mask(lengths, 100, 0.65, 1, span_count="floor")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import librosa
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from speechssl.augment.waveform import RandomCrop
+from speechssl.config import ConfigError
 from speechssl.models.checkpoint import find_latest, list_checkpoints, load_encoder
 from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.logging import read_metrics
-from speechssl.train.pretrain import LoaderData, build_pretrain_data
+from speechssl.train.pretrain import LoaderData, build_pretrain_data, build_pretrain_method
 
 
 def test_pretrain_end_to_end_then_resume_further(tmp_path, tiny_pretrain_overrides):
@@ -136,3 +139,36 @@ def test_pretrain_from_python_runs_the_hubert_label_pipeline(tmp_path):
     saved = load_pretrain_config(result.checkpoint / "config.yaml")
     assert saved.objective.units == str(units) and saved.objective.targets == config.objective.targets
     assert load_file(result.checkpoint / "model.safetensors")["unit_embeddings"].shape == (8, 16)
+
+
+def test_pretraining_at_8_khz_builds_mel_filters_and_crops_at_8_khz(tmp_path, tiny_pretrain_overrides):
+    overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}", "train.max_steps=1"]
+    config = load_pretrain_config(
+        None, [*overrides, "data.sample_rate=8000", "encoder.sample_rate=8000"], method="barlow_twins"
+    )
+    method = build_pretrain_method(config)
+    filterbank = method.encoder.frontend.filterbank
+    assert (filterbank.config.sample_rate, filterbank.config.win_length, filterbank.hop_length) == (
+        8000,
+        200,
+        80,
+    )
+    reference = librosa.filters.mel(sr=8000, n_fft=200, n_mels=40)  # (n_mels, n_freqs), Slaney, 0-4 kHz
+    torch.testing.assert_close(
+        filterbank.mel_filters.double(), torch.from_numpy(reference).double().T, atol=1e-6, rtol=1e-4
+    )
+    crops = [t for t in method.view.waveform.transforms if isinstance(t, RandomCrop)]
+    assert [crop.num_samples for crop in crops] == [4000]  # objective.view.crop_seconds=0.5 at 8 kHz
+    data = build_pretrain_data(config)
+    batch = next(data.loader_for_epoch(0, 0))
+    assert data.sample_rate == 8000 and int(batch.lengths.max()) <= 6000  # data.crop_seconds=0.75
+    result = pretrain(config, tmp_path / "run")
+    assert result.step == 1 and math.isfinite(result.loss)
+    assert load_encoder(result.checkpoint).sample_rate == 8000
+
+    mismatched = load_pretrain_config(None, [*overrides, "data.sample_rate=8000"], method="barlow_twins")
+    message = r"data\.sample_rate: expected encoder\.sample_rate = 16000 Hz .* found 8000 Hz"
+    with pytest.raises(ConfigError, match=message):
+        build_pretrain_method(mismatched)
+    with pytest.raises(ConfigError, match=message):
+        pretrain(mismatched, tmp_path / "mismatched")

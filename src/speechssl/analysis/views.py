@@ -16,11 +16,16 @@ import torch
 from matplotlib.figure import Figure
 
 from speechssl.augment.views import View
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.features import LogMelFilterbank
 
 
 def render_views(
-    waveform: np.ndarray, view: View, output: str | Path, seed: int = 0, sample_rate: int = 16000
+    waveform: np.ndarray,
+    view: View,
+    output: str | Path,
+    seed: int = 0,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
 ) -> dict[str, Path]:
     """Write the original and two augmented views of ``waveform (samples,)`` into ``output``.
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from speechssl.augment.base import bernoulli, check_batch, check_probability, check_range, uniform
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
 
 GUARD = 2048
@@ -56,7 +57,7 @@ class BandPass:
     low_hz: tuple[float, float] = (50.0, 300.0)
     high_hz: tuple[float, float] = (3400.0, 7500.0)
     slope_octaves: float = 0.1
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     p: float = 1.0
 
     def __post_init__(self) -> None:
@@ -118,7 +119,7 @@ class Equalizer:
     gain_db: tuple[float, float] = (-6.0, 6.0)
     min_hz: float = 100.0
     max_hz: float = 7000.0
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     p: float = 1.0
 
     def __post_init__(self) -> None:

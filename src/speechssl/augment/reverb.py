@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from speechssl.augment.base import bernoulli, check_batch, check_probability, check_range, randn, uniform
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
 
 
@@ -66,7 +67,7 @@ class Reverberation:
     rt60: tuple[float, float] = (0.2, 0.8)
     drr_db: tuple[float, float] = (0.0, 10.0)
     predelay: float = 0.005
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     p: float = 1.0
 
     def __post_init__(self) -> None:

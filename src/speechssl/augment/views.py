@@ -10,6 +10,7 @@ whose fields are the transforms themselves (each a small dataclass with its prob
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,7 @@ from speechssl.augment.resample import PitchShift, SpeedPerturb, TempoPerturb
 from speechssl.augment.reverb import Reverberation
 from speechssl.augment.spectral import FrequencyMask, TimeMask
 from speechssl.augment.waveform import AddBackgroundNoise, AddNoise, Gain, MixUtterances, RandomCrop
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.models.frontends import FeatureTransform
 
 
@@ -117,12 +119,13 @@ class View:
         return transform
 
 
-def build_view(config: ViewConfig, sample_rate: int = 16000, crop: bool = True) -> View:
+def build_view(config: ViewConfig, sample_rate: int = DEFAULT_SAMPLE_RATE, crop: bool = True) -> View:
     """The :class:`View` described by ``config`` for audio at ``sample_rate`` Hz.
 
     Args:
         config: the transforms.
-        sample_rate: rate of the waveforms.
+        sample_rate: rate of the waveforms; the transforms that have one (``band_pass``,
+            ``equalizer``, ``reverb``) are set to it.
         crop: include the random crop (a caller that crops both views identically, e.g.
             frame-level objectives, passes ``False``).
     """
@@ -141,7 +144,9 @@ def build_view(config: ViewConfig, sample_rate: int = 16000, crop: bool = True) 
         config.noise,
     ):
         if transform.p > 0:
-            waveform.append(transform)
+            # transforms with a rate (band_pass, equalizer, reverb) run at the view's
+            rated = hasattr(transform, "sample_rate") and transform.sample_rate != sample_rate
+            waveform.append(dataclasses.replace(transform, sample_rate=sample_rate) if rated else transform)
     background = config.background_noise
     if background.folder is not None and background.p > 0:
         waveform.append(AddBackgroundNoise(background.folder, background.snr_db, background.p, sample_rate))

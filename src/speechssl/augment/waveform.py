@@ -22,7 +22,7 @@ from speechssl.augment.base import (
     randn,
     uniform,
 )
-from speechssl.data.audio import load_audio
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE, load_audio
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.data.corpora.common import AUDIO_SUFFIXES, list_audio
 
@@ -41,7 +41,7 @@ class RandomCrop:
     """
 
     seconds: float
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -221,7 +221,7 @@ class AddBackgroundNoise:
         folder: str | Path,
         snr_db: tuple[float, float] = (5.0, 20.0),
         p: float = 1.0,
-        sample_rate: int = 16000,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
     ) -> None:
         check_range(snr_db, "snr_db")
         check_probability(p)

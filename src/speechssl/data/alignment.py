@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
+
 SILENCE = "sil"
 
 
@@ -68,7 +70,7 @@ def frame_labels(
     segments: Sequence[Segment],
     num_frames: int,
     downsample_rate: int,
-    sample_rate: int = 16000,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
     silence: str = SILENCE,
 ) -> np.ndarray:
     """The label of each of ``num_frames`` frames by the frame-centre convention (module docstring).

@@ -17,6 +17,10 @@ import numpy as np
 import soundfile
 import soxr
 
+DEFAULT_SAMPLE_RATE = 16000
+"""Hz: speechssl's default audio rate; what a run actually uses is ``EncoderConfig.sample_rate``
+(checked against ``data.sample_rate``), passed to every consumer."""
+
 
 class AudioError(Exception):
     """An audio file is missing, unreadable, empty or holds non-finite samples.
@@ -84,7 +88,7 @@ def audio_info(path: str | Path) -> AudioInfo:
 
 def load_audio(
     path: str | Path,
-    target_sr: int | None = 16000,
+    target_sr: int | None = DEFAULT_SAMPLE_RATE,
     offset_seconds: float = 0.0,
     num_seconds: float | None = None,
 ) -> np.ndarray:

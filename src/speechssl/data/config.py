@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechssl.data.audio import BadFileSummary
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE, BadFileSummary
 from speechssl.data.corpora import available_corpora, load_corpus
 from speechssl.data.manifest import Manifest
 from speechssl.data.synthetic import SyntheticConfig, config_hash, generate_synthetic_corpus
@@ -51,7 +51,7 @@ class DataConfig:
     max_batch_seconds: float = 32.0
     num_workers: int = 2
     skip_bad: bool = True
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:

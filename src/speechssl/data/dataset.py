@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from speechssl.data.audio import AudioError, BadFile, BadFileSummary, audio_info, load_audio
+from speechssl.data.audio import (
+    DEFAULT_SAMPLE_RATE,
+    AudioError,
+    BadFile,
+    BadFileSummary,
+    audio_info,
+    load_audio,
+)
 from speechssl.data.batch import AudioBatch
 from speechssl.data.manifest import Manifest, Utterance
 
@@ -70,7 +77,7 @@ class AudioDataset(Dataset):
     def __init__(
         self,
         manifest: Manifest,
-        sample_rate: int = 16000,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
         crop_seconds: float | None = None,
         skip_bad: bool = False,
         seed: int = 0,

@@ -39,10 +39,10 @@ from scipy import signal
 
 from speechssl.config import to_dict
 from speechssl.data.alignment import Segment, format_alignment
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.manifest import Manifest, Utterance
 from speechssl.storage import atomic_write_json
 
-SAMPLE_RATE = 16000
 SYNTHESIS_VERSION = 2  # bump whenever the synthesis changes, so cached corpora regenerate
 
 # (F1, F2, F3, F4) in Hz, adult male (Peterson & Barney 1952; F4 a typical 3300 Hz).
@@ -281,14 +281,14 @@ def _rms(x: np.ndarray) -> float:
 
 
 def synthesize_utterance(
-    factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+    factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = DEFAULT_SAMPLE_RATE
 ) -> np.ndarray:
     """One utterance ``(samples,)`` float32 with the given factors; noise and jitter from ``rng``."""
     return synthesize_aligned(factors, rng, sample_rate)[0]
 
 
 def synthesize_aligned(
-    factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+    factors: UtteranceFactors, rng: np.random.Generator, sample_rate: int = DEFAULT_SAMPLE_RATE
 ) -> tuple[np.ndarray, list[Segment]]:
     """:func:`synthesize_utterance` and its phone alignment.
 
@@ -398,14 +398,14 @@ def generate_synthetic_corpus(config: SyntheticConfig, out_dir: str | Path) -> M
         )
         path = audio_dir / f"utt{index:06d}.wav"
         encoded = io.BytesIO()  # via memory: soundfile's file flush fsyncs, slow for many small files
-        soundfile.write(encoded, waveform, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        soundfile.write(encoded, waveform, DEFAULT_SAMPLE_RATE, subtype="PCM_16", format="WAV")
         path.write_bytes(encoded.getvalue())
         rows.append(
             Utterance(
                 id=path.stem,
                 path=path,
-                duration=len(waveform) / SAMPLE_RATE,
-                sample_rate=SAMPLE_RATE,
+                duration=len(waveform) / DEFAULT_SAMPLE_RATE,
+                sample_rate=DEFAULT_SAMPLE_RATE,
                 speaker=utterance.speaker.id,
                 split=split,
                 labels={

@@ -16,7 +16,18 @@ from typing import Literal
 import torch
 from torch import nn
 
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
+
+WINDOW_SECONDS = 0.025
+"""Default analysis window: 25 ms (400 samples at 16 kHz)."""
+HOP_SECONDS = 0.010
+"""Default frame shift: 10 ms (160 samples at 16 kHz), the MFCC / log-mel frame rate."""
+
+
+def hop_samples(sample_rate: int) -> int:
+    """Samples in the default 10 ms frame shift at ``sample_rate`` Hz (160 at 16 kHz)."""
+    return round(HOP_SECONDS * sample_rate)
 
 
 @dataclass
@@ -25,9 +36,11 @@ class FilterbankConfig:
 
     Attributes:
         sample_rate: input sampling rate in Hz.
-        n_fft: FFT size; the spectrum has ``n_fft // 2 + 1`` bins.
-        win_length: Hann window length in samples (25 ms at 16 kHz), zero-padded to ``n_fft``.
-        hop_length: samples between frame starts (10 ms at 16 kHz).
+        n_fft: FFT size; the spectrum has ``n_fft // 2 + 1`` bins. None: 25 ms at ``sample_rate``.
+        win_length: Hann window length in samples, zero-padded to ``n_fft``. None: 25 ms at
+            ``sample_rate`` (400 samples at 16 kHz).
+        hop_length: samples between frame starts. None: 10 ms at ``sample_rate``
+            (:func:`hop_samples`; 160 at 16 kHz).
         n_mels: number of mel bands.
         f_min: lowest filter edge in Hz.
         f_max: highest filter edge in Hz; ``None`` means ``sample_rate / 2``.
@@ -39,10 +52,10 @@ class FilterbankConfig:
         power: exponent of the magnitude spectrum (2.0 = power, 1.0 = magnitude).
     """
 
-    sample_rate: int = 16000
-    n_fft: int = 400
-    win_length: int = 400
-    hop_length: int = 160
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    n_fft: int | None = None
+    win_length: int | None = None
+    hop_length: int | None = None
     n_mels: int = 80
     f_min: float = 0.0
     f_max: float | None = None
@@ -52,7 +65,16 @@ class FilterbankConfig:
     power: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate: expected a positive integer, found {self.sample_rate}")
+        window = round(WINDOW_SECONDS * self.sample_rate)
+        if self.win_length is None:
+            self.win_length = window
+        if self.n_fft is None:
+            self.n_fft = window
+        if self.hop_length is None:
+            self.hop_length = hop_samples(self.sample_rate)
+        for name in ("n_fft", "win_length", "hop_length", "n_mels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: expected a positive integer, found {getattr(self, name)}")
         if self.win_length > self.n_fft:

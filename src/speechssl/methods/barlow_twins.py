@@ -280,7 +280,8 @@ class BarlowTwins(PretextMethod):
         config: projector, loss and augmentation settings.
         generator: source of the augmentation randomness (global torch RNG when None);
             checkpoint its ``get_state()`` to resume reproducibly.
-        sample_rate: sample rate of the batches' waveforms.
+
+    The views and crops are built at the encoder's ``sample_rate``.
     """
 
     # the cross-correlation standardises over the batch, and the projector has batch norm
@@ -291,10 +292,10 @@ class BarlowTwins(PretextMethod):
         encoder: SpeechEncoder,
         config: BarlowTwinsConfig,
         generator: torch.Generator | None = None,
-        sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        sample_rate = encoder.sample_rate
         self.config = config
         self.projector = ProjectorMLP(
             encoder.dim, list(config.projector[:-1]), config.projector[-1], batch_norm=True, last_bias=False

@@ -86,3 +86,32 @@ class PretextMethod(nn.Module):
 
     def on_step_end(self, step: int, max_steps: int) -> None:
         """Hook after optimizer step ``step`` (1-based) of ``max_steps``; no-op by default."""
+
+
+class MaskedPredictionMethod(PretextMethod):
+    """A method that replaces masked frames by the encoder's mask embedding (wav2vec 2.0 §3.1).
+
+    It gives its encoder a mask embedding (:meth:`SpeechEncoder.add_mask_embedding`, which
+    also sets ``encoder.config.mask_embedding``, saved with checkpoints), draws the mask
+    and hands it to the encoder's forward as ``mask_time_indices``. State dicts saved when
+    the method held the mask embedding itself (``mask_embedding``) still load: the tensor
+    moves to ``encoder.mask_embedding``.
+    """
+
+    def __init__(self, encoder: SpeechEncoder) -> None:
+        super().__init__()
+        encoder.add_mask_embedding()
+        self.register_load_state_dict_pre_hook(_move_legacy_mask_embedding)
+
+
+def _move_legacy_mask_embedding(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Load-state-dict pre-hook: a method-level ``mask_embedding`` fills every missing ``*mask_embedding``
+    of ``module`` (the encoder's, and a data2vec teacher's copy of the encoder)."""
+    legacy = state_dict.pop(prefix + "mask_embedding", None)
+    if legacy is None:
+        return
+    for name in module.state_dict():
+        if name.endswith("mask_embedding") and prefix + name not in state_dict:
+            state_dict[prefix + name] = legacy

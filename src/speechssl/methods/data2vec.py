@@ -32,17 +32,18 @@ the positional convolution is averaged like every other teacher weight (the refe
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechssl.data.batch import AudioBatch
-from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.methods.base import MaskedPredictionMethod, MethodOutput
 from speechssl.models.encoder import SpeechEncoder
-from speechssl.models.frontends import FilterbankFrontend, utterance_mean_variance_norm
+from speechssl.models.frontends import utterance_mean_variance_norm
 from speechssl.models.init import init_linear_
 from speechssl.models.masking import check_span_start_options, span_start_mask
 from speechssl.models.padding import zero_padding_frames
@@ -180,22 +181,13 @@ def masked_regression_loss(
     return elementwise.sum() / max(elementwise.numel(), 1)
 
 
-def _output_dropout(frontend: nn.Module) -> nn.Module:
-    """The dropout applied last by ``frontend`` (its input is the clean front-end output)."""
-    if isinstance(frontend, FilterbankFrontend):
-        return frontend.subsampling.dropout
-    return frontend.dropout  # WaveformFrontend and UnitFrontend
-
-
-def feed_forward_outputs(
-    context: TransformerEncoder, x: torch.Tensor, lengths: torch.Tensor
-) -> list[torch.Tensor]:
+def feed_forward_outputs(context: TransformerEncoder, run: Callable[[], Any]) -> list[torch.Tensor]:
     """The feed-forward output ``FFN(LN(h))`` of every layer of ``context``, before its residual add.
 
     Args:
         context: the Transformer, in eval mode (no LayerDrop: every layer runs).
-        x: ``(batch, frames, dim)`` context input.
-        lengths: ``(batch,)`` valid frames per utterance.
+        run: runs ``context`` once, e.g. ``lambda: context(x, lengths)`` or the forward of
+            the encoder around it.
 
     Returns:
         one ``(batch, frames, dim)`` tensor per layer, bottom to top.
@@ -206,7 +198,7 @@ def feed_forward_outputs(
         for layer in context.layers
     ]
     try:
-        context(x, lengths)
+        run()
     finally:
         for handle in handles:
             handle.remove()
@@ -217,11 +209,11 @@ def feed_forward_outputs(
     return outputs
 
 
-class Data2Vec(PretextMethod):
+class Data2Vec(MaskedPredictionMethod):
     """data2vec pretraining of a speech encoder (Baevski et al. 2022), any front-end.
 
-    Student: front-end → masked frames replaced by a learned mask embedding (U(0, 1) init) →
-    context network → linear regression head on the last hidden state. Teacher: a frozen
+    Student: the encoder with the drawn mask (front-end → masked frames replaced by its
+    mask embedding → context network) → linear regression head on the last hidden state. Teacher: a frozen
     copy (``self.teacher``: a registered submodule with ``requires_grad=False``, always in
     eval mode, so it is saved in checkpoints and resumes exactly), updated by EMA in
     :meth:`on_step_end`. The optimizer never sees it (the trainer collects trainable
@@ -232,7 +224,8 @@ class Data2Vec(PretextMethod):
     deterministic EMA to identical teacher weights, so the teachers stay identical.
 
     Args:
-        encoder: the encoder being pretrained (fbank, waveform or units front-end).
+        encoder: the encoder being pretrained (fbank, waveform or units front-end), with a
+            mask embedding (added by :class:`~speechssl.methods.base.MaskedPredictionMethod`).
         config: the objective's settings.
         generator: source of the masking randomness (global RNG when None).
     """
@@ -240,7 +233,7 @@ class Data2Vec(PretextMethod):
     def __init__(
         self, encoder: SpeechEncoder, config: Data2VecConfig, generator: torch.Generator | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(encoder)
         num_layers = len(encoder.context.layers)
         if config.top_k_layers > num_layers:
             raise ValueError(
@@ -255,7 +248,6 @@ class Data2Vec(PretextMethod):
         self.encoder = encoder
         self.config = config
         self.generator = generator
-        self.mask_embedding = nn.Parameter(torch.rand(encoder.dim))
         self.regression_head = nn.Linear(encoder.dim, encoder.dim)
         init_linear_(self.regression_head)
         teacher = copy.deepcopy(encoder.context if config.ema_transformer_only else encoder)
@@ -272,36 +264,13 @@ class Data2Vec(PretextMethod):
     def compute_mask(self, frame_lengths: torch.Tensor, frames: int) -> torch.Tensor:
         """``(batch, frames)`` bool span mask over the valid frames (wav2vec 2.0 §3.1, data2vec §3.2).
 
-        Each utterance gets ``max(min_masks, round(p·length))`` span starts of ``M`` frames.
+        Each utterance gets ``max(min_masks, int(p·length + U))`` span starts of ``M`` frames,
+        ``U ~ Uniform[0, 1)``.
         """
         config = self.config
         return span_start_mask(
             frame_lengths, frames, config.mask_prob, config.mask_length, config.min_masks, self.generator
         )
-
-    def encode_frontend(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the student's front-end.
-
-        Args:
-            waveforms: ``(batch, samples)`` zero-padded audio.
-            lengths: ``(batch,)`` valid samples per utterance.
-
-        Returns:
-            ``latents (batch, frames, dim)`` after the front-end's output dropout, the same
-            ``clean (batch, frames, dim)`` before that dropout (both zero on padded frames),
-            and ``frame_lengths (batch,)``.
-        """
-        captured: list[torch.Tensor] = []
-        handle = _output_dropout(self.encoder.frontend).register_forward_hook(
-            lambda module, inputs, output: captured.append(inputs[0])
-        )
-        try:
-            latents, frame_lengths = self.encoder.frontend(waveforms, lengths)  # (batch, frames, dim)
-        finally:
-            handle.remove()
-        return latents, zero_padding_frames(captured[-1], frame_lengths), frame_lengths
 
     @torch.no_grad()
     def teacher_targets(
@@ -320,14 +289,19 @@ class Data2Vec(PretextMethod):
             ``(batch, frames, dim)`` float32 targets, zero on padded frames.
         """
         if self.config.ema_transformer_only:
-            context, x = self.teacher, clean.detach()
+            context = self.teacher
+
+            def run() -> list[torch.Tensor]:
+                return self.teacher(clean.detach(), frame_lengths)
         else:
             context = self.teacher.context
-            x, frame_lengths = self.teacher.frontend(waveforms, lengths)  # (batch, frames, dim)
-        if self.config.target_layer_output == "ffn":
-            layer_outputs = feed_forward_outputs(context, x, frame_lengths)
-        else:
-            layer_outputs = context(x, frame_lengths)[1:]
+
+            def run() -> list[torch.Tensor]:
+                return self.teacher(waveforms, lengths).hidden_states
+
+        layer_outputs = (
+            feed_forward_outputs(context, run) if self.config.target_layer_output == "ffn" else run()[1:]
+        )
         return average_top_layers(
             layer_outputs, frame_lengths, self.config.top_k_layers, self.config.instance_norm_targets
         )
@@ -342,12 +316,14 @@ class Data2Vec(PretextMethod):
             of valid frames.
         """
         waveforms, lengths = batch.waveforms, batch.lengths
-        latents, clean, frame_lengths = self.encode_frontend(waveforms, lengths)
-        mask = self.compute_mask(frame_lengths, latents.shape[1])  # (batch, frames)
-        masked = torch.where(mask[:, :, None], self.mask_embedding.to(latents.dtype), latents)
-        last = self.encoder.context(masked, frame_lengths)[-1]  # (batch, frames, dim)
-        predictions = self.regression_head(last)  # (batch, frames, dim)
-        targets = self.teacher_targets(waveforms, lengths, clean, frame_lengths)  # (batch, frames, dim)
+        frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
+        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
+        output = self.encoder(waveforms, lengths, mask_time_indices=mask, output_features=True)
+        predictions = self.regression_head(output.last_hidden_state)  # (batch, frames, dim)
+        targets = self.teacher_targets(
+            waveforms, lengths, output.features, frame_lengths
+        )  # (batch, frames, dim)
         loss = masked_regression_loss(predictions, targets, mask, self.config.loss_beta)
         metrics = {
             "ema_decay": self.ema_decay.detach().clone(),

@@ -147,7 +147,7 @@ class DiscreteBERT(PretextMethod):
         """``(batch, frames)`` bool span mask over the valid tokens, on ``unit_lengths``' device.
 
         Each valid token starts a span of ``M`` tokens with probability ``p`` (drawn as
-        ``round(p·length)`` starts without replacement, at least ``min_masks``).
+        ``int(p·length + U)`` starts, ``U ~ Uniform[0, 1)``, without replacement, at least ``min_masks``).
         """
         config = self.config
         return span_start_mask(

@@ -39,7 +39,7 @@ from torch import nn
 from speechssl.config import ConfigError
 from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
 from speechssl.data.config import DataConfig
-from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.methods.base import MaskedPredictionMethod, MethodOutput
 from speechssl.methods.targets import prepare_units
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.init import init_linear_
@@ -106,7 +106,13 @@ class HuBERTConfig:
 
 
 def check_frame_rates(tokenizer: UnitTokenizer, encoder: SpeechEncoder) -> None:
-    """Raise unless the tokenizer's units come at the encoder's frame rate (samples per frame)."""
+    """Raise unless the tokenizer reads audio at the encoder's sample rate and its units come at
+    the encoder's frame rate (samples per frame)."""
+    if tokenizer.sample_rate != encoder.sample_rate:
+        raise ValueError(
+            f"units: expected a tokenizer of audio at encoder.sample_rate = {encoder.sample_rate} Hz, "
+            f"found {tokenizer.sample_rate} Hz"
+        )
     unit_rate, frame_rate = tokenizer.downsample_rate, encoder.downsample_rate
     if unit_rate == frame_rate:
         return
@@ -187,16 +193,16 @@ def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[tor
     return loss, accuracy
 
 
-class HuBERT(PretextMethod):
+class HuBERT(MaskedPredictionMethod):
     """HuBERT pretraining of an fbank or waveform-front-end encoder (Hsu et al. 2021).
 
-    Runs the encoder's front-end, replaces the masked frames with a learned embedding,
-    runs the context network, and scores every unit at every frame by :func:`cosine_logits`
+    Draws the span mask and runs the encoder with it (its mask embedding replaces the
+    masked frames before the context network), and scores every unit at every frame by :func:`cosine_logits`
     of ``final_projection(o_t)`` and ``unit_embeddings``; the targets are the frozen
     tokenizer's units of the same audio (:func:`align_units`).
 
     Args:
-        encoder: the encoder being pretrained.
+        encoder: the encoder being pretrained, with a mask embedding (added by :class:`~speechssl.methods.base.MaskedPredictionMethod`).
         config: the objective's settings; ``config.units`` names the tokenizer.
         generator: source of the masking randomness (global RNG when None).
     """
@@ -204,14 +210,13 @@ class HuBERT(PretextMethod):
     def __init__(
         self, encoder: SpeechEncoder, config: HuBERTConfig, generator: torch.Generator | None = None
     ) -> None:
-        super().__init__()
         tokenizer = load_unit_tokenizer(unit_tokenizer_dir(config.units, "hubert"))
         check_frame_rates(tokenizer, encoder)
+        super().__init__(encoder)
         self.encoder = encoder
         self.config = config
         self.generator = generator
         self.tokenizer = tokenizer
-        self.mask_embedding = nn.Parameter(torch.rand(encoder.dim))  # U(0, 1), as wav2vec 2.0's
         self.final_projection = nn.Linear(encoder.dim, config.final_dim)
         init_linear_(self.final_projection)
         self.unit_embeddings = nn.Parameter(torch.empty(tokenizer.num_units, config.final_dim))
@@ -228,7 +233,7 @@ class HuBERT(PretextMethod):
         """``(batch, frames)`` bool span mask over the valid frames, on ``frame_lengths``' device.
 
         Each valid frame starts a span of ``l`` frames with probability ``p`` (drawn as
-        ``round(p·length)`` starts without replacement, at least ``min_masks``).
+        ``int(p·length + U)`` starts, ``U ~ Uniform[0, 1)``, without replacement, at least ``min_masks``).
         """
         config = self.config
         return span_start_mask(
@@ -245,15 +250,17 @@ class HuBERT(PretextMethod):
         """
         config = self.config
         waveforms, lengths = batch.waveforms, batch.lengths
-        x, frame_lengths = self.encoder.frontend(waveforms, lengths)  # (batch, frames, dim)
+        frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
+        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
         sequence = self.tokenizer(waveforms, lengths)
         targets = align_units(
-            sequence.units, sequence.lengths, frame_lengths, x.shape[1], config.length_tolerance
+            sequence.units, sequence.lengths, frame_lengths, frames, config.length_tolerance
         )  # (batch, frames)
 
-        mask = self.compute_mask(frame_lengths, x.shape[1])  # (batch, frames)
-        x = torch.where(mask[:, :, None], self.mask_embedding.to(x.dtype), x)
-        hidden = self.encoder.context(x, frame_lengths)[-1]  # (batch, frames, dim)
+        mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
+        hidden = self.encoder(
+            waveforms, lengths, mask_time_indices=mask
+        ).last_hidden_state  # (batch, frames, dim)
 
         labelled = targets >= 0  # (batch, frames)
         losses, accuracies = [], []

@@ -269,7 +269,8 @@ class PASE(PretextMethod):
         encoder: the encoder being pretrained (either front-end).
         config: workers, targets and distortion.
         generator: a CPU generator, source of the distortion randomness (global RNG when None).
-        sample_rate: sample rate of the batches' waveforms.
+
+    Targets and distortion are computed at the encoder's ``sample_rate``.
     """
 
     def __init__(
@@ -277,10 +278,10 @@ class PASE(PretextMethod):
         encoder: SpeechEncoder,
         config: PASEConfig,
         generator: torch.Generator | None = None,
-        sample_rate: int = 16000,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        sample_rate = encoder.sample_rate
         self.config = config
         self.generator = generator
         self.targets = WorkerTargets(config, encoder.downsample_rate, frame_centre(encoder), sample_rate)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from speechssl import distributed
 from speechssl.data.config import DataConfig, load_manifest
+from speechssl.features.filterbank import hop_samples
 from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, UnitFeatureConfig, build_frontend
@@ -40,7 +41,6 @@ from speechssl.storage import publish_folder, staging_folder
 
 UNITS_DIR = "units"
 FIT_REPORT = "fit_report.json"
-MFCC_HOP = 160  # samples per 10 ms MFCC frame at 16 kHz
 
 C = TypeVar("C")
 
@@ -63,12 +63,24 @@ def pooling_factor(student_rate: int, native_rate: int, source: str) -> int:
     return student_rate // native_rate
 
 
-def target_features(targets: UnitTargets, student_rate: int) -> UnitFeatures:
-    """The frames k-means clusters: MFCC (+Δ, ΔΔ) without a teacher, else the teacher's ``layer``."""
+def target_features(targets: UnitTargets, student_rate: int, sample_rate: int) -> UnitFeatures:
+    """The frames k-means clusters: MFCC (+Δ, ΔΔ) without a teacher, else the teacher's ``layer``.
+
+    Args:
+        targets: what the units are made of.
+        student_rate: samples per frame of the encoder being pretrained.
+        sample_rate: the encoder's ``sample_rate``; the MFCC are computed at it and a teacher
+            must read audio at it.
+    """
     if not targets.teacher:
-        pool = pooling_factor(student_rate, MFCC_HOP, "MFCC")
-        return UnitFeatures(UnitFeatureConfig(source="mfcc", pool=pool))
+        pool = pooling_factor(student_rate, hop_samples(sample_rate), "MFCC")
+        return UnitFeatures(UnitFeatureConfig(source="mfcc", pool=pool, sample_rate=sample_rate))
     teacher = load_encoder(resolve_checkpoint(targets.teacher))
+    if teacher.sample_rate != sample_rate:
+        raise ValueError(
+            f"targets.teacher: expected an encoder at encoder.sample_rate = {sample_rate} Hz, found "
+            f"{teacher.sample_rate} Hz in {targets.teacher}"
+        )
     pool = pooling_factor(student_rate, teacher.downsample_rate, f"teacher {targets.teacher}")
     features = UnitFeatureConfig(source="encoder", layer=targets.layer, pool=pool, encoder=teacher.config)
     return UnitFeatures(features, teacher)
@@ -82,7 +94,7 @@ def make_tokenizer(
         tokenizer = tokenizer_from_run(targets.teacher)
         return tokenizer, {"kind": "quantizer", "teacher": targets.teacher, "num_units": tokenizer.num_units}
     student_rate = build_frontend(encoder).downsample_rate
-    features = target_features(targets, student_rate)
+    features = target_features(targets, student_rate, encoder.sample_rate)
     kmeans = KMeansConfig(k=targets.num_units, max_frames=targets.max_frames, seed=targets.seed)
     manifest = load_manifest(data)
     tokenizer, report = fit_units(features, manifest, kmeans, max_batch_seconds=data.max_batch_seconds)

@@ -23,15 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechssl.data.batch import AudioBatch
-from speechssl.features.filterbank import check_audio
-from speechssl.methods.base import MethodOutput, PretextMethod
+from speechssl.methods.base import MaskedPredictionMethod, MethodOutput
 from speechssl.methods.contrastive import info_nce, sample_negatives
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.frontends import WaveformFrontend
-from speechssl.models.gradient import grad_multiply
 from speechssl.models.gumbel_quantizer import GumbelTemperatureSchedule, GumbelVectorQuantizer
 from speechssl.models.masking import check_span_start_options, span_start_mask
-from speechssl.models.padding import zero_padding_frames
 
 
 @dataclass
@@ -118,18 +115,20 @@ def contrastive_logits(
     return torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same_as_target, float("-inf"))], dim=1)
 
 
-class Wav2Vec2(PretextMethod):
+class Wav2Vec2(MaskedPredictionMethod):
     """wav2vec 2.0 pretraining of a waveform-front-end encoder (Baevski et al. 2020).
 
-    Runs the front-end's parts itself: CNN → (gradient scaling, feature penalty) →
-    LayerNorm → projection → span masking with the learned mask embedding → the encoder's
-    context network; the layer-normalised CNN features (unmasked) go through dropout and
-    the :class:`GumbelVectorQuantizer`. The last hidden state and the quantized vectors
-    are projected to ``final_dim`` and compared by :func:`contrastive_logits` at the masked
-    frames, each against ``K`` distractors from the other masked frames of its utterance.
+    Draws the span mask and runs the encoder with it: CNN (gradient scaled) → LayerNorm →
+    projection → the encoder's mask embedding on the masked frames → context network.
+    The encoder also returns the CNN features (feature penalty) and the layer-normalised
+    CNN features, unmasked, which go through dropout and the :class:`GumbelVectorQuantizer`.
+    The last hidden state and the quantized vectors are projected to ``final_dim`` and
+    compared by :func:`contrastive_logits` at the masked frames, each against ``K``
+    distractors from the other masked frames of its utterance.
 
     Args:
-        encoder: the encoder being pretrained; its front-end must be the waveform CNN.
+        encoder: the encoder being pretrained; its front-end must be the waveform CNN, with a
+            mask embedding (added by :class:`~speechssl.methods.base.MaskedPredictionMethod`).
         config: the objective's settings.
         generator: source of the masking and negative-sampling randomness (global RNG when None).
     """
@@ -137,20 +136,18 @@ class Wav2Vec2(PretextMethod):
     def __init__(
         self, encoder: SpeechEncoder, config: Wav2Vec2Config, generator: torch.Generator | None = None
     ) -> None:
-        super().__init__()
         if not isinstance(encoder.frontend, WaveformFrontend):
             raise ValueError(
                 "encoder.frontend: expected 'waveform' (wav2vec 2.0 quantizes the CNN features), "
                 f"found {encoder.config.frontend!r}"
             )
+        super().__init__(encoder)
         self.encoder = encoder
         self.config = config
         self.generator = generator
-        frontend = encoder.frontend
-        self.mask_embedding = nn.Parameter(torch.rand(encoder.dim))  # U(0, 1), the reference init
         self.quantizer_dropout = nn.Dropout(config.quantizer_dropout)
         self.quantizer = GumbelVectorQuantizer(
-            frontend.feature_dim,
+            encoder.frontend.feature_dim,
             config.codebook_groups,
             config.codebook_entries,
             config.codebook_dim,
@@ -163,7 +160,7 @@ class Wav2Vec2(PretextMethod):
         """``(batch, frames)`` bool span mask over the valid frames (§3.1), on ``frame_lengths``' device.
 
         Each valid frame starts a span of ``M`` frames with probability ``p`` (drawn as
-        ``round(p·length)`` starts without replacement, at least ``min_masks``).
+        ``int(p·length + U)`` starts, ``U ~ Uniform[0, 1)``, without replacement, at least ``min_masks``).
         """
         config = self.config
         return span_start_mask(
@@ -180,30 +177,22 @@ class Wav2Vec2(PretextMethod):
             ``temperature`` and the ``masked_fraction`` of valid frames.
         """
         config = self.config
-        frontend = self.encoder.frontend
         waveforms, lengths = batch.waveforms, batch.lengths
-        check_audio(waveforms, lengths)
-        if int(lengths.min()) < frontend.feature_encoder.receptive_field:
-            raise ValueError(
-                f"lengths: expected every utterance to have at least {frontend.feature_encoder.receptive_field} "
-                f"samples (the CNN's receptive field), found {int(lengths.min())}"
-            )
-
-        # Latents z: CNN features (gradient scaled, L2 penalty), layer norm, projection.
-        samples = waveforms[:, None, :]  # (batch, 1, samples)
-        features, frame_lengths = frontend.feature_encoder(samples, lengths)  # (batch, channels, frames)
-        features = grad_multiply(features, config.feature_grad_scale)
+        frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
+        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        mask = self.compute_mask(frame_lengths, frames)  # (batch, frames), §3.1
+        output = self.encoder(
+            waveforms,
+            lengths,
+            mask_time_indices=mask,
+            output_features=True,
+            feature_grad_scale=config.feature_grad_scale,
+        )
+        context = output.last_hidden_state  # (batch, frames, dim)
+        features = output.extract_features  # (batch, frames, channels) layer-normalised, unmasked
+        cnn_features = output.cnn_features  # (batch, channels, frames)
         # mean square over the valid frames' activations (padded frames are zero)
-        feature_penalty = features.float().pow(2).sum() / (frame_lengths.sum() * features.shape[1])
-        features = frontend.layer_norm(features.transpose(1, 2))  # (batch, frames, channels)
-        features = zero_padding_frames(features, frame_lengths)
-        latents = frontend.dropout(frontend.projection(features))  # (batch, frames, dim)
-        latents = zero_padding_frames(latents, frame_lengths)
-
-        # Masking (§3.1) and context network.
-        mask = self.compute_mask(frame_lengths, latents.shape[1])  # (batch, frames)
-        latents = torch.where(mask[:, :, None], self.mask_embedding.to(latents.dtype), latents)
-        context = self.encoder.context(latents, frame_lengths)[-1]  # (batch, frames, dim)
+        feature_penalty = cnn_features.float().pow(2).sum() / (frame_lengths.sum() * cnn_features.shape[1])
 
         # Quantized targets of the unmasked features, compared at the masked frames.
         quantized = self.quantizer(self.quantizer_dropout(features), frame_lengths)

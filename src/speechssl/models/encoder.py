@@ -3,6 +3,11 @@
 The context network is a Transformer (:mod:`speechssl.models.transformer`) or a stack of
 recurrent layers (:mod:`speechssl.models.recurrent`), chosen by ``EncoderConfig.context``.
 
+Masked prediction (wav2vec 2.0, HuBERT, data2vec) goes through the encoder's public
+forward: with ``EncoderConfig.mask_embedding`` the encoder owns the learned embedding that
+replaces the frames of ``mask_time_indices`` before the context network, and it returns
+the pre-mask features the methods' targets are made of (``output_features``).
+
 ``SpeechEncoder(frontend, context, config)`` takes its parts ready-made;
 :meth:`SpeechEncoder.from_config` builds them from an :class:`EncoderConfig`, and
 :func:`load_encoder_preset` reads the named YAML presets shipped in
@@ -16,6 +21,7 @@ which registers it with :func:`register_frontend`; this module never imports it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,12 +32,14 @@ import yaml
 from torch import nn
 
 from speechssl.config import ConfigError, from_dict
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.features.filterbank import FilterbankConfig, LogMelFilterbank
 from speechssl.models.frontends import (
     ConvFeatureEncoder,
     ConvSubsampling,
     FeatureTransform,
     FilterbankFrontend,
+    FrontendOutput,
     WaveformFrontend,
 )
 from speechssl.models.output import EncoderOutput
@@ -50,6 +58,10 @@ class EncoderConfig:
     """Architecture of a :class:`SpeechEncoder`.
 
     Attributes:
+        sample_rate: rate of the audio the encoder reads, in Hz: the one owner of the rate.
+            The fbank front-end's mel filters and 25 ms / 10 ms windows and the methods'
+            views and crops are computed at it; a run's ``data.sample_rate`` must equal it.
+            (The waveform CNN's strides are in samples: 320 samples are 20 ms at 16 kHz.)
         frontend: ``"fbank"`` (log-mel + 4x conv subsampling, 40 ms frames),
             ``"waveform"`` (wav2vec 2.0 CNN on raw audio, 20 ms frames) or ``"units"``
             (a frozen unit tokenizer and an embedding table, Discrete BERT's input; frames
@@ -83,8 +95,12 @@ class EncoderConfig:
         conv_bias: whether the CNN convolutions have a bias.
         units: for ``frontend="units"``, the tokenizer's :class:`UnitTokenizerConfig` (its
             tensors are saved with the encoder's weights).
+        mask_embedding: give the encoder the learned ``(dim,)`` embedding (U(0, 1) init, as in
+            wav2vec 2.0, Baevski et al. 2020 §3.1) that replaces masked frames; the
+            masked-prediction methods set it (:meth:`SpeechEncoder.add_mask_embedding`).
     """
 
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     frontend: Literal["fbank", "waveform", "units"] = "fbank"
     context: Literal["transformer", "lstm", "gru"] = "transformer"
     dim: int = 768
@@ -107,6 +123,7 @@ class EncoderConfig:
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
     units: UnitTokenizerConfig | None = None
+    mask_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.frontend not in ("fbank", "waveform", "units"):
@@ -123,6 +140,7 @@ class EncoderConfig:
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
         for name in (
+            "sample_rate",
             "dim",
             "layers",
             "heads",
@@ -188,6 +206,8 @@ class UnitFeatureConfig:
             (:func:`speechssl.units.pipeline.load_tokenizer`), not from its own files.
         upstream_fingerprint: the upstream's content fingerprint when the tokenizer was made;
             loading it from a changed upstream is an error.
+        sample_rate: Hz of the audio the MFCC are computed on (``source="mfcc"``; the other
+            sources read at their encoder's or upstream's rate).
     """
 
     source: Literal["mfcc", "encoder", "cnn", "upstream"] = "mfcc"
@@ -197,6 +217,7 @@ class UnitFeatureConfig:
     encoder: EncoderConfig | None = None
     upstream: str = ""
     upstream_fingerprint: str = ""
+    sample_rate: int = DEFAULT_SAMPLE_RATE
 
     def __post_init__(self) -> None:
         if self.source not in ("mfcc", "encoder", "cnn", "upstream"):
@@ -262,7 +283,7 @@ class UnitTokenizerConfig:
 
 def fbank_frontend(config: EncoderConfig) -> FilterbankFrontend:
     """Log-mel filterbank and 4x conv subsampling (``frontend="fbank"``)."""
-    filterbank = LogMelFilterbank(FilterbankConfig(n_mels=config.n_mels))
+    filterbank = LogMelFilterbank(FilterbankConfig(sample_rate=config.sample_rate, n_mels=config.n_mels))
     subsampling = ConvSubsampling(
         config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
     )
@@ -335,6 +356,9 @@ class SpeechEncoder(nn.Module):
         self.frontend = frontend
         self.context = context
         self._config = config
+        self.mask_embedding: nn.Parameter | None = None
+        if config.mask_embedding:
+            self.add_mask_embedding()
 
     @classmethod
     def from_config(cls, config: EncoderConfig) -> SpeechEncoder:
@@ -344,6 +368,13 @@ class SpeechEncoder(nn.Module):
     @property
     def config(self) -> EncoderConfig:
         return self._config
+
+    def add_mask_embedding(self) -> None:
+        """Create :attr:`mask_embedding` (U(0, 1), the wav2vec 2.0 reference init) unless there is one,
+        and set ``config.mask_embedding``."""
+        if self.mask_embedding is None:
+            self.mask_embedding = nn.Parameter(torch.rand(self.dim))
+            self._config = dataclasses.replace(self._config, mask_embedding=True)
 
     @property
     def num_layers(self) -> int:
@@ -359,6 +390,11 @@ class SpeechEncoder(nn.Module):
         """Input samples per output frame."""
         return self.frontend.downsample_rate
 
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the encoder reads (``config.sample_rate``)."""
+        return self._config.sample_rate
+
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.frontend.output_lengths(num_samples)
@@ -368,21 +404,55 @@ class SpeechEncoder(nn.Module):
         waveforms: torch.Tensor,
         lengths: torch.Tensor,
         feature_transform: FeatureTransform | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_features: bool = False,
+        feature_grad_scale: float = 1.0,
     ) -> EncoderOutput:
         """Encode a padded batch.
 
         Args:
-            waveforms: ``(batch, samples)`` float 16 kHz audio, zero-padded.
+            waveforms: ``(batch, samples)`` float audio at :attr:`sample_rate`, zero-padded.
             lengths: ``(batch,)`` int64 valid samples per utterance.
             feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
                 -> features`` applied inside the front-end (e.g. time/frequency masking).
+            mask_time_indices: optional ``(batch, frames)`` bool, frames whose front-end output
+                is replaced by :attr:`mask_embedding` before the context network (``frames``
+                as given by :meth:`output_lengths` of the padded length).
+            output_features: also return the front-end's intermediate features (see
+                :class:`EncoderOutput`).
+            feature_grad_scale: factor on the gradient reaching the waveform CNN (values unchanged).
 
         Returns:
             :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``.
         """
-        x, frame_lengths = self.frontend(waveforms, lengths, feature_transform)  # (batch, frames, dim)
-        hidden_states = self.context(x, frame_lengths)
-        return EncoderOutput(hidden_states, frame_lengths, self.downsample_rate)
+        frontend: FrontendOutput = self.frontend.encode(
+            waveforms, lengths, feature_transform, feature_grad_scale
+        )
+        x = frontend.x  # (batch, frames, dim)
+        if mask_time_indices is not None:
+            x = self.apply_mask(x, mask_time_indices)
+        hidden_states = self.context(x, frontend.lengths)
+        output = EncoderOutput(hidden_states, frontend.lengths, self.downsample_rate)
+        if output_features:
+            output.features = frontend.clean
+            output.extract_features = frontend.features
+            output.cnn_features = frontend.cnn_features
+        return output
+
+    def apply_mask(self, x: torch.Tensor, mask_time_indices: torch.Tensor) -> torch.Tensor:
+        """``x (batch, frames, dim)`` with the frames of ``mask_time_indices (batch, frames)``
+        replaced by :attr:`mask_embedding`."""
+        if self.mask_embedding is None:
+            raise ValueError(
+                "mask_time_indices: expected an encoder with a mask embedding "
+                "(encoder.mask_embedding=true), found none"
+            )
+        if mask_time_indices.shape != x.shape[:2]:
+            raise ValueError(
+                f"mask_time_indices: expected (batch, frames) = {tuple(x.shape[:2])}, "
+                f"found {tuple(mask_time_indices.shape)}"
+            )
+        return torch.where(mask_time_indices[:, :, None], self.mask_embedding.to(x.dtype), x)
 
 
 def _preset_dir() -> Traversable:

@@ -12,13 +12,16 @@ exactly from the convolution arithmetic ``floor((L + padding - kernel) / stride)
 Both accept a ``feature_transform(features, lengths) -> features`` hook applied to the
 intermediate time-major features before the projection to the model dimension; pretext
 methods use it for SpecAugment-style masking (Park et al. 2019) or to record the
-unmasked features as targets.
+unmasked features as targets. ``forward`` returns the output and its lengths;
+``encode`` returns a :class:`FrontendOutput` with the intermediate features as well, what
+:class:`~speechssl.models.encoder.SpeechEncoder` hands to the methods that need them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -27,11 +30,45 @@ from torch import nn
 
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.features.filterbank import LogMelFilterbank, check_audio
+from speechssl.models.gradient import grad_multiply
 from speechssl.models.init import init_linear_
 from speechssl.models.padding import conv_output_lengths, zero_padding_frames
 
 FeatureTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``(features (batch, frames, channels), lengths (batch,)) -> features (batch, frames, channels)``."""
+
+
+@dataclass
+class FrontendOutput:
+    """Everything a front-end computes for a padded batch.
+
+    Attributes:
+        x: ``(batch, frames, dim)`` the output (after the output dropout), zero on padded frames.
+        lengths: ``(batch,)`` int64 valid frames per utterance.
+        clean: ``(batch, frames, dim)`` the same output before the output dropout, zero on
+            padded frames (data2vec's teacher input).
+        features: ``(batch, feature_frames, feature_dim)`` the features projected to ``dim``
+            (after ``feature_transform``): the normalised log-mel features (4x as many frames as
+            ``x``), or the layer-normalised CNN features that wav2vec 2.0 quantizes; None for the
+            unit front-end.
+        cnn_features: ``(batch, channels, frames)`` the waveform CNN's output, zero on padded
+            frames, after gradient scaling (wav2vec 2.0's feature penalty); None otherwise.
+    """
+
+    x: torch.Tensor
+    lengths: torch.Tensor
+    clean: torch.Tensor
+    features: torch.Tensor | None = None
+    cnn_features: torch.Tensor | None = None
+
+
+def check_no_grad_scale(feature_grad_scale: float, frontend: str) -> None:
+    """Raise unless ``feature_grad_scale`` is 1: only the waveform CNN's gradient can be scaled."""
+    if feature_grad_scale != 1.0:
+        raise ValueError(
+            f"feature_grad_scale: expected 1.0 with the {frontend} front-end (only the waveform CNN's "
+            f"gradient is scaled), found {feature_grad_scale}"
+        )
 
 
 def utterance_mean_variance_norm(
@@ -85,7 +122,7 @@ class ConvSubsampling(nn.Module):
         return lengths
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Subsample by 4 in time and project.
+        """Subsample by 4 in time, project, then dropout.
 
         Args:
             features: ``(batch, frames, in_features)``, zero on padded frames.
@@ -94,6 +131,11 @@ class ConvSubsampling(nn.Module):
         Returns:
             ``(batch, ceil(frames / 4), out_dim)`` and the output lengths ``(batch,)``.
         """
+        x, lengths = self.project(features, lengths)
+        return self.dropout(x), lengths
+
+    def project(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` without the dropout: ``(batch, ceil(frames / 4), out_dim)`` and the lengths."""
         if features.dim() != 3 or features.shape[-1] != self.in_features:
             raise ValueError(
                 f"features: expected (batch, frames, {self.in_features}), found {tuple(features.shape)}"
@@ -107,7 +149,7 @@ class ConvSubsampling(nn.Module):
             x = zero_padding_frames(x, lengths, time_dim=2)
         batch, channels, frames, freq = x.shape
         x = x.transpose(1, 2).reshape(batch, frames, channels * freq)  # (batch, frames, channels * freq)
-        return self.dropout(self.projection(x)), lengths
+        return self.projection(x), lengths
 
 
 class FilterbankFrontend(nn.Module):
@@ -155,14 +197,30 @@ class FilterbankFrontend(nn.Module):
         Returns:
             ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
         """
+        output = self.encode(waveforms, lengths, feature_transform)
+        return output.x, output.lengths
+
+    def encode(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+        feature_grad_scale: float = 1.0,
+    ) -> FrontendOutput:
+        """:meth:`forward`, returning the log-mel ``features`` and the ``clean`` output too.
+
+        ``feature_grad_scale`` must be 1 (there is no CNN on the waveform to scale).
+        """
+        check_no_grad_scale(feature_grad_scale, "fbank")
         check_audio(waveforms, lengths)
         features, frame_lengths = self.filterbank(waveforms, lengths)  # (batch, frames, n_mels)
         if self.feature_norm:
             features = utterance_mean_variance_norm(features, frame_lengths)
         if feature_transform is not None:
             features = zero_padding_frames(feature_transform(features, frame_lengths), frame_lengths)
-        x, out_lengths = self.subsampling(features, frame_lengths)
-        return zero_padding_frames(x, out_lengths), out_lengths
+        clean, out_lengths = self.subsampling.project(features, frame_lengths)  # (batch, frames', dim)
+        x = zero_padding_frames(self.subsampling.dropout(clean), out_lengths)
+        return FrontendOutput(x, out_lengths, zero_padding_frames(clean, out_lengths), features)
 
 
 class MaskedGroupNorm(nn.Module):
@@ -355,6 +413,24 @@ class WaveformFrontend(nn.Module):
         Returns:
             ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
         """
+        output = self.encode(waveforms, lengths, feature_transform)
+        return output.x, output.lengths
+
+    def encode(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+        feature_grad_scale: float = 1.0,
+    ) -> FrontendOutput:
+        """:meth:`forward`, returning the CNN features, the layer-normalised ``features`` and
+        the ``clean`` output too.
+
+        Args:
+            waveforms, lengths, feature_transform: as in :meth:`forward`.
+            feature_grad_scale: factor on the gradient reaching the CNN (wav2vec 2.0 BASE
+                scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
+        """
         check_audio(waveforms, lengths)
         if int(lengths.min()) < self.feature_encoder.receptive_field:
             raise ValueError(
@@ -362,10 +438,15 @@ class WaveformFrontend(nn.Module):
                 f"samples (the CNN's receptive field), found {int(lengths.min())}"
             )
         samples = waveforms[:, None, :]  # (batch, 1, samples)
-        features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
-        features = self.layer_norm(features.transpose(1, 2))  # (batch, frames, channels)
+        cnn_features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        if feature_grad_scale != 1.0:
+            cnn_features = grad_multiply(cnn_features, feature_grad_scale)
+        features = self.layer_norm(cnn_features.transpose(1, 2))  # (batch, frames, channels)
         features = zero_padding_frames(features, frame_lengths)
         if feature_transform is not None:
             features = feature_transform(features, frame_lengths)
-        x = self.dropout(self.projection(features))  # (batch, frames, dim)
-        return zero_padding_frames(x, frame_lengths), frame_lengths
+        clean = self.projection(features)  # (batch, frames, dim)
+        x = zero_padding_frames(self.dropout(clean), frame_lengths)
+        return FrontendOutput(
+            x, frame_lengths, zero_padding_frames(clean, frame_lengths), features, cnn_features
+        )

@@ -34,7 +34,6 @@ from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_d
 from speechssl.models.encoder import UnitTokenizerConfig
 from speechssl.models.units import UnitFeatures, UnitTokenizer
 
-SAMPLE_RATE = 16000
 BACKENDS = ("auto", "sklearn", "faiss")
 
 
@@ -100,8 +99,10 @@ def resolve_backend(backend: str) -> str:
 
 
 def frame_counts(features: UnitFeatures, manifest: Manifest) -> np.ndarray:
-    """``(utterances,)`` int64 frames of each utterance at 16 kHz, from the manifest durations."""
-    samples = torch.from_numpy(np.round(manifest.durations * SAMPLE_RATE).astype(np.int64))  # (utterances,)
+    """``(utterances,)`` int64 frames of each utterance at the features' rate, from the manifest durations."""
+    samples = torch.from_numpy(
+        np.round(manifest.durations * features.sample_rate).astype(np.int64)
+    )  # (utterances,)
     return features.output_lengths(samples).clamp(min=0).numpy().astype(np.int64)
 
 
@@ -142,7 +143,7 @@ def sample_frames(
     buffer = np.empty((size, features.dim), dtype=np.float32)  # the bounded sample
     filled = 0
     features = features.to(device)
-    dataset = AudioDataset(subset, sample_rate=SAMPLE_RATE)
+    dataset = AudioDataset(subset, sample_rate=features.sample_rate)
     sampler = DurationBatchSampler(subset.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
     for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
         frames, lengths = features(

@@ -5,9 +5,19 @@ wav2vec 2.0 (Baevski et al. 2020, §3.1) samples each frame as a span start with
 masked for p = 0.065, M = 10); Mockingjay (Liu et al. 2020, §3.2) and TERA (Liu et al. 2021,
 §III-A) mask consecutive frames until 15% of each utterance is covered; HuBERT and data2vec
 reuse wav2vec 2.0's scheme. :func:`span_mask` draws either kind.
+
+How many spans an utterance of ``L`` frames gets: the reference implementations of
+wav2vec 2.0, HuBERT and data2vec (fairseq's ``compute_mask_indices``, Hugging Face's
+``_compute_mask_indices``) draw ``int(p·L + U)`` span starts with ``U ~ Uniform[0, 1)``, whose
+mean is ``p·L``; rounding ``p·L`` instead is biased for short utterances (at ``L = 100``,
+``p = 0.065``, ``M = 10``: 47.2% of the frames masked instead of 49.9%).
+:func:`span_start_mask` draws the reference count; :func:`span_mask` rounds by default,
+Mockingjay's "until about the fraction is covered".
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 
@@ -21,14 +31,18 @@ def span_mask(
     span: int,
     min_spans: int = 0,
     generator: torch.Generator | None = None,
+    span_count: Literal["round", "sampled"] = "round",
 ) -> torch.Tensor:
     """Random spans of ``span`` frames inside each utterance's valid frames.
 
-    Each utterance gets ``max(min_spans, round(mask_prob * length / span))`` span starts drawn
-    uniformly without replacement from ``[0, length - span]`` (spans may overlap, so the
-    masked fraction is at most ``mask_prob``; with wav2vec 2.0's definition, where ``mask_prob``
-    is the probability of a frame starting a span, pass ``mask_prob * span``). Utterances
-    shorter than ``span`` are masked whole when they get a span.
+    Each utterance gets ``max(min_spans, n)`` span starts drawn uniformly without replacement
+    from ``[0, length - span]``, ``n`` being ``round(mask_prob * length / span)``
+    (``span_count="round"``) or ``int(mask_prob * length / span + U)``, ``U ~ Uniform[0, 1)``
+    drawn per utterance (``"sampled"``, the wav2vec 2.0 reference; its mean is
+    ``mask_prob * length / span``). Spans may overlap, so the masked fraction is at most about
+    ``mask_prob``; with wav2vec 2.0's definition, where ``mask_prob`` is the probability of a
+    frame starting a span, pass ``mask_prob * span``. At most ``length - span + 1`` spans are
+    drawn; utterances shorter than ``span`` are masked whole when they get a span.
 
     Args:
         lengths: ``(batch,)`` valid frames per utterance.
@@ -37,6 +51,7 @@ def span_mask(
         span: frames per span (``M``).
         min_spans: fewest spans per utterance (wav2vec 2.0 uses 2).
         generator: source of randomness (global RNG when None).
+        span_count: ``"round"`` or ``"sampled"``, how the number of spans is drawn (above).
 
     Returns:
         ``(batch, frames)`` bool, True on masked frames; padding is never masked.
@@ -47,17 +62,27 @@ def span_mask(
         raise ValueError(f"span: expected at least 1 frame, found {span}")
     if min_spans < 0:
         raise ValueError(f"min_spans: expected >= 0, found {min_spans}")
+    if span_count not in ("round", "sampled"):
+        raise ValueError(f"span_count: expected 'round' or 'sampled', found {span_count!r}")
     batch = lengths.shape[0]
     mask = torch.zeros(batch, frames, dtype=torch.bool)
-    for row, length in enumerate(lengths.tolist()):
-        if length <= 0:
-            continue
+    rows = [(row, length) for row, length in enumerate(lengths.tolist()) if length > 0]
+    orders: list[torch.Tensor] | None = None
+    if span_count == "sampled":
+        # every utterance's start order first, then the U's: the starts of an utterance
+        # whose count equals the rounded one are those span_count="round" draws
+        orders = [torch.randperm(max(length - span + 1, 1), generator=generator) for _, length in rows]
+        uniforms = torch.rand(len(rows), generator=generator).tolist()  # (utterances,) U ~ [0, 1)
+        drawn = [int(mask_prob * length / span + u) for (_, length), u in zip(rows, uniforms, strict=True)]
+    else:
+        drawn = [round(mask_prob * length / span) for _, length in rows]
+    for index, (row, length) in enumerate(rows):
         starts_available = max(length - span + 1, 1)
-        count = min(max(min_spans, round(mask_prob * length / span)), starts_available)
+        count = min(max(min_spans, drawn[index]), starts_available)
         if count == 0:
             continue
-        starts = torch.randperm(starts_available, generator=generator)[:count]  # (count,)
-        offsets = starts[:, None] + torch.arange(span)  # (count, span)
+        order = torch.randperm(starts_available, generator=generator) if orders is None else orders[index]
+        offsets = order[:count, None] + torch.arange(span)  # (count, span)
         mask[row, offsets.clamp(max=length - 1).flatten()] = True
     return mask & ~lengths_to_padding_mask(lengths, frames).cpu()
 
@@ -89,8 +114,9 @@ def span_start_mask(
 ) -> torch.Tensor:
     """wav2vec 2.0's mask (Baevski et al. 2020, §3.1), reused by HuBERT, data2vec and Discrete BERT.
 
-    Each valid frame starts a span of ``mask_length`` frames with probability ``mask_prob``
-    (drawn as ``max(min_masks, round(mask_prob·length))`` starts without replacement, see
+    Each valid frame starts a span of ``mask_length`` frames with probability ``mask_prob``:
+    ``max(min_masks, int(mask_prob·length + U))`` starts, ``U ~ Uniform[0, 1)``, drawn without
+    replacement, as in fairseq's ``compute_mask_indices`` (``span_count="sampled"`` of
     :func:`span_mask`).
 
     Args:
@@ -104,7 +130,9 @@ def span_start_mask(
     Returns:
         ``(batch, frames)`` bool on ``lengths``' device, True on masked frames.
     """
-    mask = span_mask(lengths, frames, mask_prob * mask_length, mask_length, min_masks, generator)
+    mask = span_mask(
+        lengths, frames, mask_prob * mask_length, mask_length, min_masks, generator, span_count="sampled"
+    )
     return mask.to(lengths.device)
 
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.batch import lengths_to_padding_mask
-from speechssl.features.filterbank import MFCC
+from speechssl.features.filterbank import MFCC, FilterbankConfig, LogMelFilterbank
 from speechssl.models.encoder import (
     EncoderConfig,
     SpeechEncoder,
@@ -48,7 +48,7 @@ from speechssl.models.encoder import (
     UnitTokenizerConfig,
     register_frontend,
 )
-from speechssl.models.frontends import WaveformFrontend
+from speechssl.models.frontends import FrontendOutput, WaveformFrontend, check_no_grad_scale
 from speechssl.models.padding import zero_padding_frames
 
 TOKENIZER_CONFIG = "tokenizer.yaml"
@@ -176,7 +176,8 @@ class UnitFeatures(nn.Module):
         super().__init__()
         self.config = config
         if config.source == "mfcc":
-            self.mfcc = MFCC()
+            self.mfcc = MFCC(LogMelFilterbank(FilterbankConfig(sample_rate=config.sample_rate)))
+            self.sample_rate = config.sample_rate
             native_rate, self.dim = self.mfcc.hop_length, self.mfcc.n_mfcc * (3 if config.deltas else 1)
         else:
             if encoder is None:
@@ -202,6 +203,7 @@ class UnitFeatures(nn.Module):
                     )
                 self.dim = encoder.dim
             native_rate = encoder.downsample_rate
+            self.sample_rate = encoder.sample_rate
         self.downsample_rate = native_rate * config.pool
         self.requires_grad_(False)
         self.eval()
@@ -311,6 +313,11 @@ class UnitTokenizer(nn.Module):
         """Input samples per unit frame."""
         return self.features.downsample_rate
 
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the tokenizer reads."""
+        return self.features.sample_rate
+
     def train(self, mode: bool = True) -> UnitTokenizer:
         """Tokenizers stay frozen and in eval mode (the Gumbel quantizer then takes the argmax)."""
         return super().train(False)
@@ -386,12 +393,28 @@ class UnitFrontend(nn.Module):
         Returns:
             ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
         """
+        output = self.encode(waveforms, lengths, feature_transform)
+        return output.x, output.lengths
+
+    def encode(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        feature_grad_scale: float = 1.0,
+    ) -> FrontendOutput:
+        """:meth:`forward`, returning the ``clean`` embeddings (before dropout) too.
+
+        ``feature_grad_scale`` must be 1 (the tokenizer is frozen).
+        """
+        check_no_grad_scale(feature_grad_scale, "units")
         sequence = self.tokenizer(waveforms, lengths)
         units = sequence.units  # (batch, frames)
         if feature_transform is not None:
             units = feature_transform(units, sequence.lengths)
-        x = self.dropout(self.embedding(units.clamp(min=0)))  # (batch, frames, dim)
-        return zero_padding_frames(x, sequence.lengths), sequence.lengths
+        clean = self.embedding(units.clamp(min=0))  # (batch, frames, dim)
+        x = zero_padding_frames(self.dropout(clean), sequence.lengths)
+        return FrontendOutput(x, sequence.lengths, zero_padding_frames(clean, sequence.lengths))
 
 
 UPSTREAM_PREFIX = "features.encoder."  # an upstream source's tensors, not saved with the tokenizer

@@ -15,7 +15,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from speechssl import distributed
-from speechssl.config import to_dict
+from speechssl.config import ConfigError, to_dict
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
@@ -66,12 +66,23 @@ class LoaderData:
         return iter(self.loader)
 
 
+def check_sample_rates(config: PretrainConfig) -> None:
+    """Raise unless the data is read at the encoder's rate (``encoder.sample_rate`` owns it)."""
+    if config.data.sample_rate != config.encoder.sample_rate:
+        raise ConfigError(
+            f"data.sample_rate: expected encoder.sample_rate = {config.encoder.sample_rate} Hz (the rate the "
+            f"encoder's front-end and the method's views and crops are built for), found {config.data.sample_rate} Hz"
+        )
+
+
 def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     """Manifest, cropped dataset, this rank's duration batch sampler and the DataLoader.
 
     The manifest is built (the synthetic corpus generated, if needed) by the main process
-    first, then read by the others, so ranks never write the same files at once.
+    first, then read by the others, so ranks never write the same files at once. The
+    audio is read at ``data.sample_rate``, which must equal ``encoder.sample_rate``.
     """
+    check_sample_rates(config)
     data = config.data
     if not distributed.is_main_process():
         distributed.barrier()
@@ -120,8 +131,9 @@ def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
 
     The encoder is built by the method's
     :meth:`~speechssl.methods.base.PretextMethod.build_encoder` (e.g. Discrete BERT's unit
-    front-end).
+    front-end). ``data.sample_rate`` must equal ``encoder.sample_rate``.
     """
+    check_sample_rates(config)
     seed_everything(config.train.seed)
     encoder = method_spec(config.method).method_class.build_encoder(config.encoder, config.objective)
     return build_method(config.method, config.objective, encoder)

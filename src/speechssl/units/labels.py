@@ -39,7 +39,6 @@ from speechssl.upstream.base import state_fingerprint
 LABELS_FORMAT_VERSION = 1
 UNITS_FILE = "units.bin"
 INDEX_FILE = "index.npy"
-SAMPLE_RATE = 16000
 
 
 def tokenizer_fingerprint(tokenizer: UnitTokenizer) -> str:
@@ -63,7 +62,7 @@ def iter_units(
     """``(manifest row, units (frames,) int64)`` of every utterance, in batch (duration) order."""
     tokenizer = tokenizer.to(device)
     row_of = {utt_id: row for row, utt_id in enumerate(manifest.ids)}
-    dataset = AudioDataset(manifest, sample_rate=SAMPLE_RATE)
+    dataset = AudioDataset(manifest, sample_rate=tokenizer.sample_rate)
     sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
     for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
         sequence = tokenizer(batch.waveforms.to(device), batch.lengths.to(device))
@@ -82,7 +81,7 @@ class UnitLabels(Mapping[str, np.ndarray]):
         hit: whether the entry was read back rather than computed by this request.
 
     Attributes:
-        num_units, downsample_rate, fingerprint, manifest_digest: from ``meta.json``.
+        num_units, downsample_rate, sample_rate, fingerprint, manifest_digest: from ``meta.json``.
         ids: utterance ids in manifest order.
         index: ``(utterances, 2)`` int64 ``(offset, length)`` of each utterance.
     """
@@ -117,8 +116,13 @@ class UnitLabels(Mapping[str, np.ndarray]):
 
     @property
     def downsample_rate(self) -> int:
-        """Input samples (16 kHz) per unit frame."""
+        """Input samples (at :attr:`sample_rate`) per unit frame."""
         return int(self.meta["downsample_rate"])
+
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio the units were computed on."""
+        return int(self.meta["sample_rate"])
 
     @property
     def fingerprint(self) -> str:
@@ -206,7 +210,7 @@ def label_corpus(
             "manifest": digest,
             "num_units": tokenizer.num_units,
             "downsample_rate": tokenizer.downsample_rate,
-            "sample_rate": SAMPLE_RATE,
+            "sample_rate": tokenizer.sample_rate,
             "dtype": units_dtype(tokenizer.num_units).str,
             "total_frames": total,
             "utterances": len(manifest),

@@ -18,6 +18,8 @@ import numpy as np
 
 from speechssl.config import apply_overrides, from_dict, load_yaml
 from speechssl.data import BadFileSummary, DataConfig, Manifest, load_manifest
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
+from speechssl.features.filterbank import hop_samples
 from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitFeatureConfig, load_encoder_preset
@@ -28,19 +30,23 @@ from speechssl.units.truth import check_truth, frame_truth
 from speechssl.upstream import Upstream, build_upstream
 
 MFCC = "mfcc"
-MFCC_HOP = 160  # 10 ms at 16 kHz: MFCC's native samples per frame
 
 
-def encoder_downsample_rate(spec: str) -> int:
-    """16 kHz samples per frame of an encoder preset (``tiny``, ``base``), encoder YAML or run directory."""
+def frame_rate_encoder(spec: str) -> SpeechEncoder:
+    """The encoder of a preset (``tiny``, ``base``), encoder YAML or run directory."""
     path = Path(spec)
     if path.is_dir():
-        return load_encoder(resolve_checkpoint(path)).downsample_rate
+        return load_encoder(resolve_checkpoint(path))
     if path.suffix in (".yaml", ".yml"):
         config = from_dict(EncoderConfig, load_yaml(path), where=str(path))
     else:
         config = load_encoder_preset(spec)
-    return SpeechEncoder.from_config(config).downsample_rate
+    return SpeechEncoder.from_config(config)
+
+
+def encoder_downsample_rate(spec: str) -> int:
+    """Samples per frame of an encoder preset (``tiny``, ``base``), encoder YAML or run directory."""
+    return frame_rate_encoder(spec).downsample_rate
 
 
 def _pool_to(target_rate: int, native_rate: int, spec: str) -> int:
@@ -76,9 +82,13 @@ def unit_features(
             f"--pool and --frame-rate-of: expected at most one, found {pool} and {frame_rate_of}"
         )
     if spec == MFCC:
+        sample_rate = DEFAULT_SAMPLE_RATE
         if frame_rate_of is not None:
-            pool = _pool_to(encoder_downsample_rate(frame_rate_of), MFCC_HOP, frame_rate_of)
-        return UnitFeatures(UnitFeatureConfig(source="mfcc", pool=pool or 1, deltas=deltas))
+            encoder = frame_rate_encoder(frame_rate_of)
+            sample_rate = encoder.sample_rate  # MFCC at the rate of the encoder they are pooled for
+            pool = _pool_to(encoder.downsample_rate, hop_samples(sample_rate), frame_rate_of)
+        config = UnitFeatureConfig(source="mfcc", pool=pool or 1, deltas=deltas, sample_rate=sample_rate)
+        return UnitFeatures(config)
     if not Path(spec).exists():
         upstream = upstream_from_spec(spec)
         if frame_rate_of is not None:
@@ -177,7 +187,7 @@ def score_units(labels: UnitLabels, manifest: Manifest, truth: str) -> UnitQuali
         if row.id not in labels:
             raise ValueError(f"{labels.entry}: no units for utterance {row.id!r} of the manifest")
         units = np.asarray(labels[row.id], dtype=np.int64)
-        counter.update(frame_truth(row, truth, len(units), labels.downsample_rate), units)
+        counter.update(frame_truth(row, truth, len(units), labels.downsample_rate, labels.sample_rate), units)
     return counter.quality()
 
 

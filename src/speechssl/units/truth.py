@@ -15,10 +15,10 @@ import numpy as np
 
 from speechssl.data import Manifest, Utterance
 from speechssl.data.alignment import frame_labels, parse_alignment
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 
 PHONE = "phone"
 PHONE_TIMES = "phone_times"
-SAMPLE_RATE = 16000
 
 
 def check_truth(manifest: Manifest, truth: str) -> None:
@@ -33,20 +33,23 @@ def check_truth(manifest: Manifest, truth: str) -> None:
         raise ValueError(f"truth: expected 'phone' or a label column of {available}, found {truth!r}")
 
 
-def frame_truth(row: Utterance, truth: str, num_frames: int, downsample_rate: int) -> np.ndarray:
+def frame_truth(
+    row: Utterance, truth: str, num_frames: int, downsample_rate: int, sample_rate: int = DEFAULT_SAMPLE_RATE
+) -> np.ndarray:
     """``(num_frames,)`` object array: the ground-truth label of each unit frame of ``row``.
 
     Args:
         row: the utterance.
         truth: ``"phone"`` (its ``phone_times`` alignment), ``"speaker"`` or a label column.
         num_frames: unit frames of the utterance.
-        downsample_rate: 16 kHz samples per unit frame.
+        downsample_rate: samples per unit frame.
+        sample_rate: Hz of those samples.
     """
     if truth == PHONE:
         if PHONE_TIMES not in row.labels:
             raise ValueError(f"utterance {row.id}: truth 'phone' needs a {PHONE_TIMES!r} label, found none")
         segments = parse_alignment(row.labels[PHONE_TIMES], where=f"utterance {row.id} {PHONE_TIMES}")
-        return frame_labels(segments, num_frames, downsample_rate, SAMPLE_RATE)
+        return frame_labels(segments, num_frames, downsample_rate, sample_rate)
     value = row.speaker if truth == "speaker" else row.labels.get(truth)
     if value is None:
         raise ValueError(f"utterance {row.id}: expected a label column {truth!r}, found {sorted(row.labels)}")

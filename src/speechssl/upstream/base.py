@@ -14,6 +14,7 @@ import hashlib
 import torch
 from torch import nn
 
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.models.output import EncoderOutput
 
 
@@ -24,13 +25,13 @@ class Upstream(nn.Module):
         name: identifier used in reports.
         hidden_sizes: feature dimension of each layer.
         downsample_rate: input samples per output frame.
-        sample_rate: sample rate the upstream expects (16 kHz throughout speechssl).
+        sample_rate: sample rate the upstream expects (a speechssl encoder's ``sample_rate``; 16 kHz by default).
     """
 
     name: str
     hidden_sizes: list[int]
     downsample_rate: int
-    sample_rate: int = 16000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
 
     @property
     def num_layers(self) -> int:

@@ -21,6 +21,7 @@ class EncoderUpstream(Upstream):
         self.name = name
         self.hidden_sizes = [encoder.dim] * encoder.num_layers
         self.downsample_rate = encoder.downsample_rate
+        self.sample_rate = encoder.sample_rate
         self._fingerprint: str | None = None
 
     def train(self, mode: bool = True) -> EncoderUpstream:
