@@ -26,6 +26,15 @@ TINY_PRETRAIN_OVERRIDES = (
     "train.device=cpu",
 )  # fmt: skip
 
+TINY_HUBERT_OVERRIDES = (
+    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=16",
+    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
+    "data.synthetic.num_utterances=24", "data.synthetic.num_speakers=2", "data.crop_seconds=0.75",
+    "data.max_batch_seconds=6.0", "data.num_workers=0", "optim.warmup_steps=1", "train.max_steps=2",
+    "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu",
+    "objective.targets.num_units=8", "objective.targets.max_frames=400", "objective.final_dim=16",
+)  # fmt: skip
+
 
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory):
@@ -53,6 +62,12 @@ def shared_data() -> Callable[[str], Path]:
 def tiny_pretrain_overrides() -> list[str]:
     """``key=value`` overrides shrinking Barlow Twins pretraining to seconds on a CPU."""
     return list(TINY_PRETRAIN_OVERRIDES)
+
+
+@pytest.fixture
+def tiny_hubert_overrides() -> list[str]:
+    """``key=value`` overrides shrinking HuBERT pretraining (k-means of 8 MFCC units included) to seconds."""
+    return list(TINY_HUBERT_OVERRIDES)
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,15 @@ def test_library_option_names_are_shown_as_flags():
         with_flags("layer: expected an index in [-3, 3), found 3")
         == "--layer: expected an index in [-3, 3), found 3"
     )
+    assert with_flags("projectors: expected at least one value, found none").startswith("--projectors: ")
+
+
+def test_ablate_errors_name_its_flags(capsys):
+    assert main(["ablate", "--losses", "bt,simclr", "--output", "unused"]) == 2
+    assert capsys.readouterr().err.startswith("speechssl: error: --losses: expected names from ")
+
+
+def test_unchanged_messages_keep_their_words():
     for unchanged in ("head.head: expected one of ['linear', 'mlp']", "unknown task 'x'", "layers: 3 tasks"):
         assert with_flags(unchanged) == unchanged
 

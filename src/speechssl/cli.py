@@ -324,7 +324,10 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
 OPTION_FLAGS = {
     "corpora": "--corpora",
     "data_root": "--data-root",
+    "lambdas": "--lambdas",
     "layer": "--layer",
+    "losses": "--losses",
+    "projectors": "--projectors",
     "seeds": "--seeds",
     "suite": "--suite",
     "tasks": "--tasks",

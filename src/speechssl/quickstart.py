@@ -31,9 +31,10 @@ from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import format_accuracy_matrix
 from speechssl.downstream.runner import probe_upstreams
-from speechssl.train import load_pretrain_config, train
+from speechssl.train import load_pretrain_config, pretrain
+from speechssl.train.checkpoint import load_checkpoint
 from speechssl.train.logging import read_metrics
-from speechssl.train.pretrain import build_pretrain_data, build_pretrain_method
+from speechssl.train.pretrain import build_pretrain_method
 
 QUICKSTART_CONFIG = "barlow_twins_quickstart"
 TASKS = ("speaker", "gender", "word", "contour")
@@ -54,14 +55,15 @@ def run_quickstart(output: Path, steps: int | None = None, overrides: Sequence[s
     corpus = generate_synthetic_corpus(config.data.synthetic, Path(config.data.root))
     print(f"[1/4] synthetic corpus: {len(corpus)} utterances in {config.data.root}")
 
-    # 2. Barlow Twins pretraining, with the views' cross-correlation before and after.
-    data = build_pretrain_data(config)
+    # 2. Barlow Twins pretraining, with the views' cross-correlation before and after
+    # (pretrain() initialises the same weights from train.seed as this copy).
     method = build_pretrain_method(config)
     rng = np.random.default_rng(config.train.seed)
     sample = corpus.select(sorted(rng.permutation(len(corpus))[:CROSS_CORRELATION_UTTERANCES].tolist()))
     before = view_cross_correlation(method, sample)
     print(f"[2/4] pretraining {config.method} for {config.train.max_steps} steps in {run_dir}")
-    result = train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=True)
+    result = pretrain(config, run_dir, resume=True)
+    load_checkpoint(result.checkpoint, method)
     after = view_cross_correlation(method, sample)
 
     # 3. Linear probes of the trained encoder against random weights and log-mel features.

@@ -153,7 +153,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_encoder, units_dir, to
 
 def test_an_empty_units_option_says_how_to_make_a_tokenizer(tiny_encoder):
     with pytest.raises(
-        ConfigError, match=r"units: expected the directory.*speechssl units fit.*--method hubert"
+        ConfigError, match=r"units: expected the directory.*set hubert.s units .*prepare hook"
     ):
         HuBERT(tiny_encoder(), HuBERTConfig())
 

@@ -117,18 +117,10 @@ def test_barlow_twins_batches_never_hold_a_single_utterance(tmp_path, tiny_pretr
         assert min(len(batch) for batch in data.sampler) >= 2
 
 
-HUBERT_TINY = [
-    "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=1", "encoder.n_mels=16",
-    "encoder.subsampling_channels=8", "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
-    "data.synthetic.num_utterances=24", "data.synthetic.num_speakers=2", "data.crop_seconds=0.75",
-    "data.max_batch_seconds=6.0", "data.num_workers=0", "optim.warmup_steps=1", "train.max_steps=2",
-    "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu",
-    "objective.targets.num_units=8", "objective.targets.max_frames=400", "objective.final_dim=16",
-]  # fmt: skip
-
-
-def test_pretrain_from_python_runs_the_hubert_label_pipeline(tmp_path):
-    config = load_pretrain_config(None, [*HUBERT_TINY, f"data.root={tmp_path / 'corpus'}"], method="hubert")
+def test_pretrain_from_python_runs_the_hubert_label_pipeline(tmp_path, tiny_hubert_overrides):
+    config = load_pretrain_config(
+        None, [*tiny_hubert_overrides, f"data.root={tmp_path / 'corpus'}"], method="hubert"
+    )
     assert config.objective.units == ""  # nothing made yet: pretrain() fits the tokenizer itself
     result = pretrain(config, tmp_path / "run")
 

@@ -104,7 +104,7 @@ class CPC(PretextMethod):
         self, encoder: SpeechEncoder, config: CPCConfig, generator: torch.Generator | None = None
     ) -> None:
         super().__init__()
-        if not encoder.context.causal:
+        if not encoder.config.causal:
             raise ValueError(
                 "encoder.causal: expected true (c_t must not see the future frames it predicts), found false"
             )
@@ -112,7 +112,7 @@ class CPC(PretextMethod):
         self.config = config
         self.generator = generator
         self.predictors = nn.ModuleList(
-            nn.Linear(encoder.dim, encoder.frontend.dim, bias=False) for _ in range(config.prediction_steps)
+            nn.Linear(encoder.dim, encoder.dim, bias=False) for _ in range(config.prediction_steps)
         )
 
     def forward(self, batch: AudioBatch) -> MethodOutput:
@@ -126,15 +126,16 @@ class CPC(PretextMethod):
         Raises:
             ValueError: no utterance of the batch is longer than ``K`` frames.
         """
-        # z: (batch, frames, z_dim), the front-end output
-        latents, frame_lengths = self.encoder.frontend(batch.waveforms, batch.lengths)
+        # z: (batch, frames, z_dim), the front-end output before its dropout; c: the last hidden state
+        encoded = self.encoder(batch.waveforms, batch.lengths, output_features=True)
+        latents, frame_lengths = encoded.features, encoded.lengths
         steps = self.config.prediction_steps
         if int(frame_lengths.max()) <= steps:
             raise ValueError(
                 f"lengths: expected an utterance longer than prediction_steps={steps} frames in every batch, "
                 f"found frame lengths {frame_lengths.tolist()}"
             )
-        context = self.encoder.context(latents, frame_lengths)[-1]  # (batch, frames, dim)
+        context = encoded.hidden_states[-1]  # (batch, frames, dim)
         frames = latents.shape[1]
         pool = latents[~lengths_to_padding_mask(frame_lengths, frames)]  # (valid frames, z_dim)
         offsets = pool_offsets(frame_lengths)  # (batch,)

@@ -52,9 +52,9 @@ def unit_tokenizer_dir(units: str, method: str) -> Path:
     if not units:
         raise ConfigError(
             "units: expected the directory of a saved unit tokenizer (tokenizer.yaml and "
-            "tokenizer.safetensors), found an empty value; make one with `speechssl units fit` and "
-            f"pass objective.units=DIR, or run `speechssl pretrain --method {method}`, which runs the "
-            "label pipeline first"
+            "tokenizer.safetensors), found an empty value; fit one (speechssl.units) and set "
+            f"{method}'s units to its directory, or leave units empty and set targets: pretraining "
+            "runs the label pipeline first (the method's prepare hook)"
         )
     return Path(units)
 

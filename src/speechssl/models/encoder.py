@@ -39,6 +39,7 @@ from speechssl.models.frontends import (
     ConvSubsampling,
     FeatureTransform,
     FilterbankFrontend,
+    Frontend,
     FrontendOutput,
     WaveformFrontend,
 )
@@ -49,7 +50,6 @@ from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEnc
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-Frontend = FilterbankFrontend | WaveformFrontend | nn.Module  # nn.Module: models.units.UnitFrontend
 ContextNetwork = TransformerEncoder | RecurrentEncoder
 
 
@@ -298,7 +298,7 @@ def waveform_frontend(config: EncoderConfig) -> WaveformFrontend:
     return WaveformFrontend(feature_encoder, config.dim, config.dropout)
 
 
-FrontendBuilder = Callable[[EncoderConfig], nn.Module]
+FrontendBuilder = Callable[[EncoderConfig], Frontend]
 _FRONTENDS: dict[str, FrontendBuilder] = {"fbank": fbank_frontend, "waveform": waveform_frontend}
 
 

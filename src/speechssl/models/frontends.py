@@ -71,6 +71,44 @@ def check_no_grad_scale(feature_grad_scale: float, frontend: str) -> None:
         )
 
 
+class Frontend(nn.Module):
+    """Base of the encoder's front-ends: a padded batch of audio -> frames of ``dim``.
+
+    Subclasses set ``downsample_rate`` (input samples per output frame), ``feature_dim``
+    (channels seen by ``feature_transform``) and ``dim``, and implement
+    :meth:`output_lengths` and :meth:`encode`; :meth:`forward` is ``encode``'s output and lengths.
+    """
+
+    downsample_rate: int
+    feature_dim: int
+    dim: int
+
+    def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Output frames for ``num_samples`` valid samples (int64, any shape)."""
+        raise NotImplementedError
+
+    def encode(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+        feature_grad_scale: float = 1.0,
+    ) -> FrontendOutput:  # pragma: no cover - abstract
+        """Encode a padded batch into a :class:`FrontendOutput`."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        feature_transform: FeatureTransform | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (batch, frames, dim)`` zero on padded frames and ``lengths (batch,)`` in frames
+        of ``waveforms (batch, samples)`` with ``lengths (batch,)`` valid samples (see :meth:`encode`)."""
+        output = self.encode(waveforms, lengths, feature_transform)
+        return output.x, output.lengths
+
+
 def utterance_mean_variance_norm(
     features: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5
 ) -> torch.Tensor:
@@ -152,7 +190,7 @@ class ConvSubsampling(nn.Module):
         return self.projection(x), lengths
 
 
-class FilterbankFrontend(nn.Module):
+class FilterbankFrontend(Frontend):
     """Log-mel filterbank -> optional per-utterance CMVN -> ``feature_transform`` -> 4x conv subsampling.
 
     Attributes:
@@ -180,26 +218,6 @@ class FilterbankFrontend(nn.Module):
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.subsampling.output_lengths(self.filterbank.num_frames(num_samples))
 
-    def forward(
-        self,
-        waveforms: torch.Tensor,
-        lengths: torch.Tensor,
-        feature_transform: FeatureTransform | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a padded batch.
-
-        Args:
-            waveforms: ``(batch, samples)`` float audio.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
-            feature_transform: optional ``(log_mel (batch, frames, n_mels), frame_lengths) -> log_mel``
-                applied after normalisation (training-time masking).
-
-        Returns:
-            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
-        """
-        output = self.encode(waveforms, lengths, feature_transform)
-        return output.x, output.lengths
-
     def encode(
         self,
         waveforms: torch.Tensor,
@@ -207,9 +225,14 @@ class FilterbankFrontend(nn.Module):
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
-        """:meth:`forward`, returning the log-mel ``features`` and the ``clean`` output too.
+        """Encode a padded batch, with the log-mel ``features`` and the ``clean`` output.
 
-        ``feature_grad_scale`` must be 1 (there is no CNN on the waveform to scale).
+        Args:
+            waveforms: ``(batch, samples)`` float audio.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(log_mel (batch, frames, n_mels), frame_lengths) -> log_mel``
+                applied after normalisation (training-time masking).
+            feature_grad_scale: must be 1 (there is no CNN on the waveform to scale).
         """
         check_no_grad_scale(feature_grad_scale, "fbank")
         check_audio(waveforms, lengths)
@@ -368,7 +391,7 @@ class ConvFeatureEncoder(nn.Module):
         return zero_padding_frames(x, lengths, time_dim=2), lengths
 
 
-class WaveformFrontend(nn.Module):
+class WaveformFrontend(Frontend):
     """wav2vec 2.0 CNN feature encoder -> LayerNorm -> ``feature_transform`` -> Linear -> dropout.
 
     The LayerNorm + Linear is wav2vec 2.0's feature projection ("layer_norm" and
@@ -396,26 +419,6 @@ class WaveformFrontend(nn.Module):
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.feature_encoder.output_lengths(num_samples)
 
-    def forward(
-        self,
-        waveforms: torch.Tensor,
-        lengths: torch.Tensor,
-        feature_transform: FeatureTransform | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a padded batch.
-
-        Args:
-            waveforms: ``(batch, samples)`` float audio; every utterance needs at least
-                ``feature_encoder.receptive_field`` (400) samples.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
-            feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
-
-        Returns:
-            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
-        """
-        output = self.encode(waveforms, lengths, feature_transform)
-        return output.x, output.lengths
-
     def encode(
         self,
         waveforms: torch.Tensor,
@@ -423,11 +426,14 @@ class WaveformFrontend(nn.Module):
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
-        """:meth:`forward`, returning the CNN features, the layer-normalised ``features`` and
-        the ``clean`` output too.
+        """Encode a padded batch, with the CNN features, the layer-normalised ``features`` and
+        the ``clean`` output.
 
         Args:
-            waveforms, lengths, feature_transform: as in :meth:`forward`.
+            waveforms: ``(batch, samples)`` float audio; every utterance needs at least
+                ``feature_encoder.receptive_field`` (400) samples.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
             feature_grad_scale: factor on the gradient reaching the CNN (wav2vec 2.0 BASE
                 scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
         """

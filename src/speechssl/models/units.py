@@ -48,7 +48,7 @@ from speechssl.models.encoder import (
     UnitTokenizerConfig,
     register_frontend,
 )
-from speechssl.models.frontends import FrontendOutput, WaveformFrontend, check_no_grad_scale
+from speechssl.models.frontends import Frontend, FrontendOutput, WaveformFrontend, check_no_grad_scale
 from speechssl.models.padding import zero_padding_frames
 
 TOKENIZER_CONFIG = "tokenizer.yaml"
@@ -349,7 +349,7 @@ class UnitTokenizer(nn.Module):
         return UnitSequence(units.masked_fill(padding, -1), frame_lengths)
 
 
-class UnitFrontend(nn.Module):
+class UnitFrontend(Frontend):
     """Frozen tokenizer → embedding table: the input layer of Discrete BERT (Baevski et al. 2019, §2).
 
     The table has ``num_units + 1`` rows; row ``mask_index = num_units`` is the ``[MASK]``
@@ -376,26 +376,6 @@ class UnitFrontend(nn.Module):
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.tokenizer.output_lengths(num_samples)
 
-    def forward(
-        self,
-        waveforms: torch.Tensor,
-        lengths: torch.Tensor,
-        feature_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embed the units of a padded batch.
-
-        Args:
-            waveforms: ``(batch, samples)`` float audio.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
-            feature_transform: optional ``(units (batch, frames) int64, frame_lengths) -> units``,
-                e.g. replacing masked units by :attr:`mask_index`.
-
-        Returns:
-            ``x (batch, frames, dim)`` zero on padded frames, and ``lengths (batch,)`` in frames.
-        """
-        output = self.encode(waveforms, lengths, feature_transform)
-        return output.x, output.lengths
-
     def encode(
         self,
         waveforms: torch.Tensor,
@@ -403,9 +383,14 @@ class UnitFrontend(nn.Module):
         feature_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
-        """:meth:`forward`, returning the ``clean`` embeddings (before dropout) too.
+        """Embed the units of a padded batch, with the ``clean`` embeddings (before dropout).
 
-        ``feature_grad_scale`` must be 1 (the tokenizer is frozen).
+        Args:
+            waveforms: ``(batch, samples)`` float audio.
+            lengths: ``(batch,)`` int64 valid samples per utterance.
+            feature_transform: optional ``(units (batch, frames) int64, frame_lengths) -> units``,
+                e.g. replacing masked units by :attr:`mask_index`.
+            feature_grad_scale: must be 1 (the tokenizer is frozen).
         """
         check_no_grad_scale(feature_grad_scale, "units")
         sequence = self.tokenizer(waveforms, lengths)

@@ -53,7 +53,7 @@ def parse_projector(text: str) -> list[int]:
     except ValueError:
         widths = []
     if not widths or any(w < 1 for w in widths):
-        raise ValueError(f"--projectors: expected widths like 512x512, found {text!r}")
+        raise ValueError(f"projectors: expected widths like 512x512, found {text!r}")
     return widths
 
 
@@ -61,10 +61,10 @@ def ablation_method(losses: Sequence[str]) -> str:
     """The one method every loss variant of ``losses`` belongs to."""
     unknown = [loss for loss in losses if loss not in LOSS_VARIANTS]
     if unknown:
-        raise ValueError(f"--losses: expected names from {sorted(LOSS_VARIANTS)}, found {unknown}")
+        raise ValueError(f"losses: expected names from {sorted(LOSS_VARIANTS)}, found {unknown}")
     methods = sorted({LOSS_VARIANTS[loss][0] for loss in losses})
     if len(methods) != 1:
-        raise ValueError(f"--losses: expected variants of one method, found variants of {', '.join(methods)}")
+        raise ValueError(f"losses: expected variants of one method, found variants of {', '.join(methods)}")
     return methods[0]
 
 
@@ -77,8 +77,9 @@ def ablation_variants(
     read ``<loss>_l<λ>_p<projector>``, e.g. ``modified_bt_l0.005_p512x512``, or ``<loss>``.
     """
     ablation_method(losses)
-    if not (losses and lambdas and projectors):
-        raise ValueError("--losses/--lambdas/--projectors: expected at least one value each")
+    for name, values in (("losses", losses), ("lambdas", lambdas), ("projectors", projectors)):
+        if not values:
+            raise ValueError(f"{name}: expected at least one value, found none")
     variants: dict[str, dict[str, Any]] = {}
     for loss in losses:
         for lambda_ in lambdas if loss in USES_LAMBDA else [None]:
