@@ -15,10 +15,14 @@ durations (speed, tempo) return the new lengths.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
+
+FeatureTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(features (batch, frames, channels), lengths (batch,)) -> features (batch, frames, channels)``:
+applied by an encoder's front-end to its features (e.g. a view's time/frequency masking)."""
 
 
 class Transform(Protocol):

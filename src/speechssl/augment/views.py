@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from speechssl.augment.base import Compose, Transform, check_probability, check_range
+from speechssl.augment.base import Compose, FeatureTransform, Transform, check_probability, check_range
 from speechssl.augment.filters import BandPass, Equalizer
 from speechssl.augment.resample import PitchShift, SpeedPerturb, TempoPerturb
 from speechssl.augment.reverb import Reverberation
 from speechssl.augment.spectral import FrequencyMask, TimeMask
 from speechssl.augment.waveform import AddBackgroundNoise, AddNoise, Gain, MixUtterances, RandomCrop
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE
-from speechssl.models.frontends import FeatureTransform
 
 
 @dataclass

@@ -20,7 +20,7 @@ unmasked features as targets. ``forward`` returns the output and its lengths;
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,14 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechssl.augment.base import FeatureTransform
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.features.filterbank import LogMelFilterbank, check_audio
 from speechssl.models.gradient import grad_multiply
 from speechssl.models.init import init_linear_
 from speechssl.models.padding import conv_output_lengths, zero_padding_frames
-
-FeatureTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(features (batch, frames, channels), lengths (batch,)) -> features (batch, frames, channels)``."""
 
 
 @dataclass
