@@ -117,6 +117,11 @@ def test_library_option_names_are_shown_as_flags():
         == "--layer: expected an index in [-3, 3), found 3"
     )
     assert with_flags("projectors: expected at least one value, found none").startswith("--projectors: ")
+    units = "units: expected exactly one of units and quantizer, found None and None"
+    assert (
+        with_flags(units) == units
+    )  # `units` is an option of many commands: mapped in `speechssl units` only
+    assert with_flags(units, "units").startswith("--units: expected")
 
 
 def test_ablate_errors_name_its_flags(capsys):

@@ -324,9 +324,11 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
 OPTION_FLAGS = {
     "corpora": "--corpora",
     "data_root": "--data-root",
+    "frame_rate_of": "--frame-rate-of",
     "lambdas": "--lambdas",
     "layer": "--layer",
     "losses": "--losses",
+    "max_utterances": "--max-utterances",
     "projectors": "--projectors",
     "seeds": "--seeds",
     "suite": "--suite",
@@ -334,13 +336,20 @@ OPTION_FLAGS = {
 }
 
 
-def with_flags(message: str) -> str:
+# options whose names are too common to map in every command's messages
+COMMAND_OPTION_FLAGS = {
+    "units": {"features": "--features", "pool": "--pool", "quantizer": "--quantizer", "units": "--units"},
+}
+
+
+def with_flags(message: str, command: str | None = None) -> str:
     """A library error message with the option it starts with (``suite: ...``, ``suite mini: ...``)
-    and any ``snake_case`` option it names shown as the CLI flag."""
+    and any ``snake_case`` option it names shown as the CLI flag (of ``command``'s, too)."""
+    flags = {**OPTION_FLAGS, **COMMAND_OPTION_FLAGS.get(command or "", {})}
     leading = re.match(r"\w+(?=[: ])", message)
-    if leading and leading[0] in OPTION_FLAGS:
-        message = OPTION_FLAGS[leading[0]] + message[leading.end() :]
-    for option, flag in OPTION_FLAGS.items():
+    if leading and leading[0] in flags:
+        message = flags[leading[0]] + message[leading.end() :]
+    for option, flag in flags.items():
         if "_" in option:
             message = re.sub(rf"(?<![\w-]){option}\b", flag, message)
     return message
@@ -649,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, AudioError, NonFiniteLossError, TrainingInterruptedError) as err:
-        print(f"speechssl: error: {with_flags(str(err))}", file=sys.stderr)
+        print(f"speechssl: error: {with_flags(str(err), args.command)}", file=sys.stderr)
         return 2
 
 

@@ -54,7 +54,9 @@ def test_build_encoder_sets_the_units_frontend(units_dir):
     config = encoder.config
     assert config.frontend == "units" and config.dim == load_encoder_preset("tiny").dim
     assert config.units == load_unit_tokenizer(units_dir).config
-    with pytest.raises(ConfigError, match=r"units: expected the directory.*set discrete_bert's units .*prepare hook"):
+    with pytest.raises(
+        ConfigError, match=r"units: expected the directory.*set discrete_bert's units .*prepare hook"
+    ):
         DiscreteBERT.build_encoder(load_encoder_preset("tiny"), DiscreteBERTConfig())
 
 

@@ -52,7 +52,7 @@ def encoder_downsample_rate(spec: str) -> int:
 def _pool_to(target_rate: int, native_rate: int, spec: str) -> int:
     if target_rate % native_rate:
         raise ValueError(
-            f"--frame-rate-of {spec}: expected a frame of a whole number of {native_rate}-sample feature "
+            f"frame_rate_of {spec}: expected a frame of a whole number of {native_rate}-sample feature "
             f"frames, found {target_rate} samples per frame"
         )
     return target_rate // native_rate
@@ -79,7 +79,7 @@ def unit_features(
     """
     if pool is not None and frame_rate_of is not None:
         raise ValueError(
-            f"--pool and --frame-rate-of: expected at most one, found {pool} and {frame_rate_of}"
+            f"pool: expected at most one of pool and frame_rate_of, found {pool} and {frame_rate_of}"
         )
     if spec == MFCC:
         sample_rate = DEFAULT_SAMPLE_RATE
@@ -112,7 +112,7 @@ def upstream_from_spec(spec: str) -> Upstream:
     """A harness upstream (``hf:<dir>``, ``fbank``, ``random:<preset>``) whose layers units can be made of."""
     if spec != "fbank" and not spec.startswith(("hf:", "random:")):
         raise ValueError(
-            "--features: expected 'mfcc', a run/checkpoint directory or an upstream spec "
+            "features: expected 'mfcc', a run/checkpoint directory or an upstream spec "
             f"(hf:<dir>, fbank, random:<preset>), found {spec!r}"
         )
     return build_upstream(spec)
@@ -125,7 +125,7 @@ def load_tokenizer(units: str | Path | None = None, quantizer: str | Path | None
     that its content fingerprint is the one the units were made with.
     """
     if (units is None) == (quantizer is None):
-        raise ValueError(f"--units / --quantizer: expected exactly one, found {units} and {quantizer}")
+        raise ValueError(f"units: expected exactly one of units and quantizer, found {units} and {quantizer}")
     if units is None:
         return tokenizer_from_run(quantizer)
     config = load_yaml(Path(units) / TOKENIZER_CONFIG)
@@ -166,7 +166,7 @@ def corpus_manifest(
     manifest = load_manifest(config, bad_files=BadFileSummary() if config.skip_bad else None)
     if max_utterances is not None:
         if max_utterances < 1:
-            raise ValueError(f"--max-utterances: expected a positive integer, found {max_utterances}")
+            raise ValueError(f"max_utterances: expected a positive integer, found {max_utterances}")
         if max_utterances < len(manifest):
             chosen = np.random.default_rng(seed).choice(len(manifest), size=max_utterances, replace=False)
             manifest = manifest.select(np.sort(chosen))
