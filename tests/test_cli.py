@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import soundfile
 
 from speechssl.cli import main, with_flags
 
@@ -191,3 +195,30 @@ def test_augment_writes_two_views_and_their_figure(tmp_path, capsys):
     assert not np.allclose(first, sf.read(out / "view_2.wav")[0]), "two independent views"
     assert main(["augment", "--audio", str(audio), "--output", str(out), "reverb.q=1"]) == 2
     assert "unknown key view.reverb.q" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["data", "list"], ["data", "manifest", "FSDD", "-o", "OUT"]],
+    ids=["help", "data-list", "data-manifest"],
+)
+def test_light_commands_never_import_torch_or_scipy(argv, tmp_path):
+    """`speechssl --help` and the `data` listing/manifest commands start without torch or scipy
+    (their import alone costs seconds); heavy modules are imported where they are used."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    soundfile.write(folder / "3_jackson_0.wav", np.zeros(4000, dtype=np.float32), 8000)
+    argv = [str(folder) if a == "FSDD" else str(tmp_path / "m.csv") if a == "OUT" else a for a in argv]
+    script = (
+        "import sys\n"
+        "from speechssl.cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "assert code == 0, code\n"
+        "heavy = sorted(m for m in ('torch', 'scipy') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr

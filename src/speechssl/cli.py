@@ -383,16 +383,10 @@ def _load_corpus(path: str, corpus: str | None, bad_files=None):
 
 
 def _run_data(args: argparse.Namespace) -> int:
-    from speechssl.config import apply_overrides, from_dict
-    from speechssl.data import (
-        BadFileSummary,
-        SyntheticConfig,
-        available_corpora,
-        generate_synthetic_corpus,
-        validate_manifest,
-    )
-
+    # each branch imports what it needs: listing and manifests never import torch
     if args.data_command == "list":
+        from speechssl.data import available_corpora
+
         for name, loader in sorted(available_corpora().items()):
             summary = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
             print(f"{name:24s} {summary}")
@@ -403,11 +397,16 @@ def _run_data(args: argparse.Namespace) -> int:
         print(f"wrote {len(manifest)} utterances to {args.output}")
         return 0
     if args.data_command == "validate":
+        from speechssl.data import BadFileSummary, validate_manifest
+
         bad_files = BadFileSummary()
         manifest = _load_corpus(args.path, args.corpus, bad_files)
         report = validate_manifest(manifest, decode=not args.no_decode, bad_files=bad_files)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
         return 0 if report.ok else 2
+    from speechssl.config import apply_overrides, from_dict
+    from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+
     config = from_dict(SyntheticConfig, apply_overrides({}, args.overrides), where="synthetic")
     manifest = generate_synthetic_corpus(config, Path(args.output))
     print(f"{len(manifest)} synthetic utterances in {args.output}")
@@ -652,14 +651,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "study": _run_study,
         "units": _run_units,
     }
-    from speechssl.data import AudioError
-    from speechssl.train import NonFiniteLossError, TrainingInterruptedError
-
     try:
         return handlers[args.command](args)
-    except (ValueError, OSError, AudioError, NonFiniteLossError, TrainingInterruptedError) as err:
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
         print(f"speechssl: error: {with_flags(str(err), args.command)}", file=sys.stderr)
         return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions shown as one line: bad input, and training stopped for a stated reason.
+
+    The trainer's errors are only looked up once the trainer has been imported (a command
+    that never imported it cannot have raised them), so light commands never import torch.
+    """
+    from speechssl.data.audio import AudioError
+
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, AudioError)
+    trainer = sys.modules.get("speechssl.train.trainer")
+    if trainer is not None:
+        errors += (trainer.NonFiniteLossError, trainer.TrainingInterruptedError)
+    return errors
 
 
 if __name__ == "__main__":

@@ -1,22 +1,59 @@
-"""Audio data: manifests, corpus loaders, decoding, the synthetic corpus, datasets and samplers."""
+"""Audio data: manifests, corpus loaders, decoding, the synthetic corpus, datasets and samplers.
 
-from speechssl.data.audio import AudioError, AudioInfo, BadFile, BadFileSummary, audio_info, load_audio
-from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
-from speechssl.data.config import DataConfig, default_cache_dir, load_manifest
-from speechssl.data.corpora import available_corpora, detect_corpus, load_corpus
-from speechssl.data.dataset import (
-    AudioDataset,
-    AudioItem,
-    build_dataloader,
-    collate_audio,
-    crop_offset,
-    scan_bad_files,
-)
-from speechssl.data.manifest import REQUIRED_COLUMNS, SPLITS, Manifest, ManifestError, Utterance
-from speechssl.data.sampler import DurationBatchSampler
-from speechssl.data.splits import group_disjoint_split, group_folds, within_group_split
-from speechssl.data.synthetic import SyntheticConfig, generate_synthetic_corpus
-from speechssl.data.validate import ValidationReport, validate_manifest
+Names are imported on first use (PEP 562), so reading manifests and listing corpora never
+imports torch: ``speechssl data list`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "AudioBatch": "speechssl.data.batch",
+    "AudioDataset": "speechssl.data.dataset",
+    "AudioError": "speechssl.data.audio",
+    "AudioInfo": "speechssl.data.audio",
+    "AudioItem": "speechssl.data.dataset",
+    "BadFile": "speechssl.data.audio",
+    "BadFileSummary": "speechssl.data.audio",
+    "DataConfig": "speechssl.data.config",
+    "DurationBatchSampler": "speechssl.data.sampler",
+    "Manifest": "speechssl.data.manifest",
+    "ManifestError": "speechssl.data.manifest",
+    "REQUIRED_COLUMNS": "speechssl.data.manifest",
+    "SPLITS": "speechssl.data.manifest",
+    "SyntheticConfig": "speechssl.data.synthetic",
+    "Utterance": "speechssl.data.manifest",
+    "ValidationReport": "speechssl.data.validate",
+    "audio_info": "speechssl.data.audio",
+    "available_corpora": "speechssl.data.corpora",
+    "build_dataloader": "speechssl.data.dataset",
+    "collate_audio": "speechssl.data.dataset",
+    "crop_offset": "speechssl.data.dataset",
+    "default_cache_dir": "speechssl.data.config",
+    "detect_corpus": "speechssl.data.corpora",
+    "generate_synthetic_corpus": "speechssl.data.synthetic",
+    "group_disjoint_split": "speechssl.data.splits",
+    "group_folds": "speechssl.data.splits",
+    "lengths_to_padding_mask": "speechssl.data.batch",
+    "load_audio": "speechssl.data.audio",
+    "load_corpus": "speechssl.data.corpora",
+    "load_manifest": "speechssl.data.config",
+    "scan_bad_files": "speechssl.data.dataset",
+    "validate_manifest": "speechssl.data.validate",
+    "within_group_split": "speechssl.data.splits",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "REQUIRED_COLUMNS",

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy import signal
 
 from speechssl.config import to_dict
 from speechssl.data.alignment import Segment, format_alignment
@@ -300,6 +299,8 @@ def synthesize_aligned(
         the waveform ``(samples,)`` float32 and one :class:`~speechssl.data.alignment.Segment`
         per phone, times in seconds.
     """
+    from scipy import signal  # imported here: scipy's import is slow and only synthesis needs it
+
     voice = factors.speaker
     phones = WORDS[factors.word]
     phone_seconds = np.array([VOWEL_SECONDS if p in VOWEL_FORMANTS_HZ else FRICATIVE_SECONDS for p in phones])
