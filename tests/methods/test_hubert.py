@@ -194,3 +194,21 @@ def test_a_tokenizer_at_another_sample_rate_is_an_error(tiny_encoder, mfcc_token
         match=r"units: expected a tokenizer of audio at encoder\.sample_rate = 8000 Hz, found 16000 Hz",
     ):
         make_method(encoder, units)
+
+
+@pytest.mark.parametrize("weight, graphed", [(1.0, (True, False)), (0.0, (False, True)), (0.5, (True, True))])
+def test_a_term_of_weight_zero_builds_no_autograd_graph(tiny_encoder, units_dir, tone_batch, weight, graphed):
+    torch.manual_seed(0)
+    method = make_method(tiny_encoder(), units_dir, masked_weight=weight)
+    grad_enabled = []
+    method.final_projection.register_forward_hook(
+        lambda module, inputs, output: grad_enabled.append(output.requires_grad)
+    )
+    output = method(tone_batch([8000, 6400]))
+    assert tuple(grad_enabled) == graphed  # masked term, then unmasked term
+    terms = output.metrics
+    expected = weight * terms["loss_masked"] + (1 - weight) * terms["loss_unmasked"]
+    assert output.loss.item() == pytest.approx(float(expected), rel=1e-6)
+    assert torch.isfinite(terms["loss_unmasked"]) and torch.isfinite(terms["unmasked_accuracy"])
+    output.loss.backward()
+    assert method.final_projection.weight.grad is not None

@@ -264,10 +264,13 @@ class HuBERT(MaskedPredictionMethod):
 
         labelled = targets >= 0  # (batch, frames)
         losses, accuracies = [], []
-        for selected in (mask & labelled, ~mask & labelled):  # M, then the unmasked frames
-            projected = self.final_projection(hidden[selected])  # (queries, final_dim)
-            logits = cosine_logits(projected, self.unit_embeddings, config.temperature)
-            loss, accuracy = mean_cross_entropy(logits, targets[selected])
+        weights = (config.masked_weight, 1.0 - config.masked_weight)
+        for selected, weight in zip((mask & labelled, ~mask & labelled), weights, strict=True):  # M, ~M
+            # A term of weight 0 only feeds the metrics: no autograd graph, no backward work.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and weight != 0.0):
+                projected = self.final_projection(hidden[selected])  # (queries, final_dim)
+                logits = cosine_logits(projected, self.unit_embeddings, config.temperature)
+                loss, accuracy = mean_cross_entropy(logits, targets[selected])
             losses.append(loss)
             accuracies.append(accuracy)
         loss_masked, loss_unmasked = losses
