@@ -1,0 +1,53 @@
+"""Count the host synchronisations (device → host scalar reads) that a block of code makes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+HOST_READS = frozenset(
+    {
+        torch.ops.aten._local_scalar_dense.default,  # .item(), int(t), float(t), bool(t), .tolist()
+        torch.ops.aten.item.default,
+        torch.ops.aten.nonzero.default,  # output size depends on the data
+        torch.ops.aten.masked_select.default,
+        torch.ops.aten.unique_consecutive.default,
+        torch.ops.aten._unique2.default,
+    }
+)
+
+
+class HostReadCounter(TorchDispatchMode):
+    """Counts, by op name, each data-dependent host read dispatched inside the ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in HOST_READS:
+            self.reads[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class TolistCounter(TorchFunctionMode):
+    """Counts ``Tensor.tolist`` calls, which read CPU memory without dispatching an aten op."""
+
+    def __init__(self, reads: Counter[str]) -> None:
+        super().__init__()
+        self.reads = reads
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.tolist:
+            self.reads["Tensor.tolist"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def host_reads(step) -> Counter[str]:
+    """The host reads made by ``step()`` (a training step: forward, loss and backward)."""
+    with HostReadCounter() as counter, TolistCounter(counter.reads):
+        step()
+    return counter.reads
