@@ -204,8 +204,8 @@ class LogMelFilterbank(nn.Module):
         """
         check_audio(waveforms, lengths)
         config = self.config
-        valid = ~lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
-        waveforms = waveforms * valid
+        padding = lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
+        waveforms = waveforms.masked_fill(padding, 0.0)
         # Features are computed at the input's precision, never in autocast's half precision.
         with torch.autocast(waveforms.device.type, enabled=False):
             spectrum = torch.stft(
@@ -218,12 +218,17 @@ class LogMelFilterbank(nn.Module):
                 pad_mode="constant",
                 return_complex=True,
             )  # (batch, n_freqs, frames)
-            power = spectrum.abs().pow(config.power).transpose(1, 2)  # (batch, frames, n_freqs)
-            mel = power @ self.mel_filters.to(power.dtype)  # (batch, frames, n_mels)
-            features = torch.log(mel + config.log_offset)
+            if config.power == 2.0:
+                # |z|^2 = re^2 + im^2 without the square root of abs() and its temporaries.
+                power = torch.view_as_real(spectrum).square_().sum(-1)  # (batch, n_freqs, frames)
+            else:
+                power = spectrum.abs().pow_(config.power)  # (batch, n_freqs, frames)
+            # (frames, n_freqs) @ (n_freqs, n_mels) on the transposed view, no copy of the spectrum.
+            mel = power.transpose(1, 2) @ self.mel_filters.to(power.dtype)  # (batch, frames, n_mels)
+            features = mel.add_(config.log_offset).log_()
         frame_lengths = self.num_frames(lengths)
-        frame_valid = ~lengths_to_padding_mask(frame_lengths, features.shape[1])  # (batch, frames)
-        return features * frame_valid[:, :, None], frame_lengths
+        frame_padding = lengths_to_padding_mask(frame_lengths, features.shape[1])  # (batch, frames)
+        return features.masked_fill_(frame_padding[:, :, None], 0.0), frame_lengths
 
 
 def dct_matrix(n_input: int, n_output: int) -> torch.Tensor:
