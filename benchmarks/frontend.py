@@ -84,12 +84,18 @@ def kaldi_features(feature: str, audio: np.ndarray, config: FilterbankConfig) ->
 
 
 def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each contender, ``repeats`` rounds of one call each in turn (after a warm-up round)."""
+    """Seconds per call of each contender, ``repeats`` rounds of one call each in turn (after a warm-up round).
+
+    The order rotates every round, so each contender equally often follows each other one
+    (a torch call right after numpy code pays for waking the sleeping thread pool).
+    """
     times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
     for round_index in range(repeats + 1):
-        for name, run in runs.items():
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            run()
+            runs[name]()
             if round_index:
                 times[name].append(time.perf_counter() - started)
     return times
