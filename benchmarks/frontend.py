@@ -27,6 +27,8 @@ try:
 except ImportError:
     knf = None
 
+MIN_SAMPLE_SECONDS = 0.02
+"""Each timed sample repeats a contender's call until it lasts about this long."""
 SHAPES = ((1, 1.0), (8, 4.0), (32, 10.0))
 """(utterances, longest seconds); the others are 50–100 % of the longest."""
 
@@ -91,13 +93,19 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str
     """
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
+    calls = dict.fromkeys(names, 1)
     for round_index in range(repeats + 1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             started = time.perf_counter()
-            runs[name]()
+            for _ in range(calls[name]):
+                runs[name]()
+            elapsed = time.perf_counter() - started
             if round_index:
-                times[name].append(time.perf_counter() - started)
+                times[name].append(elapsed / calls[name])
+            else:
+                # Short calls are repeated to last about MIN_SAMPLE_SECONDS, above timer and wake-up noise.
+                calls[name] = max(1, round(MIN_SAMPLE_SECONDS / max(elapsed, 1e-6)))
     return times
 
 
