@@ -51,8 +51,13 @@ def contenders(
     clips = [waveforms[i, : int(n)] for i, n in enumerate(lengths)]
     arrays = [clip.numpy() for clip in clips]
     mel_kwargs = dict(
-        sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-        win_length=config.win_length, n_mels=config.n_mels, center=True, pad_mode="constant",
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        n_mels=config.n_mels,
+        center=True,
+        pad_mode="constant",
     )
 
     def batched() -> object:
@@ -65,7 +70,9 @@ def contenders(
 
     def with_librosa() -> object:
         if feature == "log-mel":
-            return [np.log(librosa.feature.melspectrogram(y=a, **mel_kwargs) + config.log_offset) for a in arrays]
+            return [
+                np.log(librosa.feature.melspectrogram(y=a, **mel_kwargs) + config.log_offset) for a in arrays
+            ]
         return [librosa.feature.mfcc(y=a, n_mfcc=module.n_mfcc, **mel_kwargs) for a in arrays]
 
     runs = {"batched": batched, "loop": loop, "librosa": with_librosa}
@@ -118,7 +125,9 @@ def main() -> None:
     config = FilterbankConfig()
     if knf is None:
         print("kaldi-native-fbank is not installed (pip install .[bench]); its column is skipped.")
-    print(f"{'feature':8} {'batch':>10} {'contender':>19} {'median ms':>10}  ratio to batched: median (min–max)")
+    print(
+        f"{'feature':8} {'batch':>10} {'contender':>19} {'median ms':>10}  ratio to batched: median (min–max)"
+    )
     for feature in ("log-mel", "MFCC"):
         for seed, (batch, seconds) in enumerate(SHAPES):
             waveforms, lengths = make_batch(batch, seconds, config.sample_rate, seed)

@@ -28,7 +28,9 @@ SAMPLE_RATE = 16000
 
 def waveform_config(preset: str) -> EncoderConfig:
     """Encoder preset ``preset`` on the wav2vec 2.0 waveform CNN (512 channels, group norm)."""
-    return dataclasses.replace(load_encoder_preset(preset), frontend="waveform", conv_channels=512, conv_norm="group")
+    return dataclasses.replace(
+        load_encoder_preset(preset), frontend="waveform", conv_channels=512, conv_norm="group"
+    )
 
 
 def transformers_config(config: EncoderConfig) -> Wav2Vec2Config:
