@@ -251,3 +251,16 @@ def test_features_stay_in_full_precision_under_autocast():
         features, _ = LogMelFilterbank()(waveforms, torch.tensor([4000]))
     assert features.dtype == torch.float32
     torch.testing.assert_close(features, expected)
+
+
+def test_a_batch_split_into_several_stft_chunks_equals_one_pass(monkeypatch):
+    """Long batches run the STFT a few utterances at a time; the result is the same as one pass."""
+    generator = torch.Generator().manual_seed(0)
+    waveforms = torch.randn(5, 4000, generator=generator)
+    lengths = torch.tensor([4000, 3100, 2500, 800, 4000])
+    filterbank = LogMelFilterbank(FilterbankConfig())
+    whole, whole_lengths = filterbank(waveforms, lengths)
+    monkeypatch.setattr("speechssl.features.filterbank.CHUNK_SAMPLES", 8000)  # 2 utterances per chunk
+    chunked, chunked_lengths = filterbank(waveforms, lengths)
+    torch.testing.assert_close(chunked, whole)
+    assert torch.equal(chunked_lengths, whole_lengths)

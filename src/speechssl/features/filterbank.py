@@ -236,21 +236,8 @@ class LogMelFilterbank(nn.Module):
         # a few utterances at a time they stay in cache, which beats one pass over a big batch.
         rows = max(1, CHUNK_SAMPLES // max(1, waveforms.shape[1]))
         with torch.autocast(waveforms.device.type, enabled=False):
-            if waveforms.device.type != "cpu":
-                # No host synchronisation on accelerators: every chunk at the padded length.
-                features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
-            else:
-                # On the CPU the lengths are free to read: each chunk is cut to its longest
-                # utterance, so no work is spent on padding (its valid frames are unchanged).
-                total_frames = int(self.num_frames(torch.tensor(waveforms.shape[1])))
-                features = waveforms.new_zeros(waveforms.shape[0], total_frames, self.n_mels)
-                for start, longest in enumerate(lengths.split(rows)):
-                    first = start * rows
-                    # At least one window of samples where there are, so short inputs still frame.
-                    keep = max(int(longest.max()), min(waveforms.shape[1], self.config.n_fft))
-                    chunk = waveforms[first : first + rows, :keep]  # (rows, samples)
-                    chunk_features = self.log_mel(chunk)  # (rows, frames, n_mels)
-                    features[first : first + rows, : chunk_features.shape[1]] = chunk_features
+            # No host synchronisation: every chunk at the padded length, on any device.
+            features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
         frame_lengths = self.num_frames(lengths)
         frame_padding = lengths_to_padding_mask(frame_lengths, features.shape[1])  # (batch, frames)
         return features.masked_fill_(frame_padding[:, :, None], 0.0), frame_lengths
