@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import librosa
 import numpy as np
 import torch
+from timing import interleaved
 
 from speechssl.features.filterbank import MFCC, FilterbankConfig, LogMelFilterbank
 
@@ -27,7 +27,6 @@ try:
 except ImportError:
     knf = None
 
-MIN_SAMPLE_SECONDS = 0.02
 """Each timed sample repeats a contender's call until it lasts about this long."""
 SHAPES = ((1, 1.0), (8, 4.0), (32, 10.0))
 """(utterances, longest seconds); the others are 50–100 % of the longest."""
@@ -90,30 +89,6 @@ def kaldi_features(feature: str, audio: np.ndarray, config: FilterbankConfig) ->
     extractor.accept_waveform(config.sample_rate, audio)
     extractor.input_finished()
     return np.stack([extractor.get_frame(i) for i in range(extractor.num_frames_ready)])
-
-
-def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each contender, ``repeats`` rounds of one call each in turn (after a warm-up round).
-
-    The order rotates every round, so each contender equally often follows each other one
-    (a torch call right after numpy code pays for waking the sleeping thread pool).
-    """
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    calls = dict.fromkeys(names, 1)
-    for round_index in range(repeats + 1):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            for _ in range(calls[name]):
-                runs[name]()
-            elapsed = time.perf_counter() - started
-            if round_index:
-                times[name].append(elapsed / calls[name])
-            else:
-                # Short calls are repeated to last about MIN_SAMPLE_SECONDS, above timer and wake-up noise.
-                calls[name] = max(1, round(MIN_SAMPLE_SECONDS / max(elapsed, 1e-6)))
-    return times
 
 
 def main() -> None:

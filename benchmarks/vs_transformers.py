@@ -2,8 +2,8 @@
 
 Both encoders are built with the same architecture (speechssl's encoder preset on the
 wav2vec 2.0 waveform CNN, mapped onto ``transformers.Wav2Vec2Config``); their parameter
-counts are printed. The two are timed interleaved (A B A B) in one process on one padded
-batch of utterances of different lengths, and the table gives the median and min-max of the
+counts are printed. The two are timed interleaved (``benchmarks/timing.py``, alternating
+which goes first) in one process on one padded batch of utterances of different lengths, and the table gives the median and min-max of the
 per-pair ratio speechssl / transformers (below 1: speechssl is faster). Run it with
 ``OMP_WAIT_POLICY=PASSIVE`` and 2 threads, as the issue 13 measurements were.
 
@@ -16,9 +16,9 @@ import argparse
 import dataclasses
 import functools
 import statistics
-import time
 
 import torch
+from timing import interleaved
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder, load_encoder_preset
@@ -56,20 +56,6 @@ def parameter_count(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def interleaved_ratios(first, second, repeats: int) -> list[float]:
-    """Per-pair wall-time ratios ``first / second``, timed A B A B after one warm-up each."""
-    first()
-    second()
-    ratios = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        first()
-        middle = time.perf_counter()
-        second()
-        ratios.append((middle - started) / (time.perf_counter() - middle))
-    return ratios
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="tiny,small")
@@ -98,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         run_theirs = torch.inference_mode()(
             functools.partial(theirs, waveforms, attention_mask=valid.long(), output_hidden_states=True)
         )
-        ratios = interleaved_ratios(run_ours, run_theirs, args.repeats)
+        times = interleaved({"speechssl": run_ours, "transformers": run_theirs}, args.repeats)
+        ratios = [ours_s / theirs_s for ours_s, theirs_s in zip(*times.values(), strict=True)]
         print(
             f"| {preset} | {parameter_count(ours):,} | {parameter_count(theirs):,} | "
             f"{statistics.median(ratios):.2f} | {min(ratios):.2f}–{max(ratios):.2f} |"

@@ -8,7 +8,8 @@ pytest.importorskip("transformers")
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vs_transformers.py"
 
 
-def test_vs_transformers_runs_end_to_end_on_tiny(capsys):
+def test_vs_transformers_runs_end_to_end_on_tiny(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as `python benchmarks/vs_transformers.py` runs it
     spec = importlib.util.spec_from_file_location("vs_transformers", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
