@@ -295,19 +295,3 @@ def training_contenders(
             )
         )
     return contenders
-
-
-def step_flops(step: Callable[[], None]) -> int:
-    """Floating-point operations of one call of ``step`` (``torch.utils.flop_counter``: matmuls
-    and convolutions, forward and backward; elementwise work is not counted)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    return counter.get_total_flops()
-
-
-def equal_crops(batch_seconds: float, crop_seconds: float) -> list[float]:
-    """``max(1, round(batch_seconds / crop_seconds))`` utterances of ``crop_seconds`` each."""
-    return [crop_seconds] * max(1, round(batch_seconds / crop_seconds))
