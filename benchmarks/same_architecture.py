@@ -22,8 +22,11 @@ from torch import nn
 from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import AudioBatch
 from speechssl.methods import MethodOutput, PretextMethod
+from speechssl.methods.hubert import HuBERTConfig
+from speechssl.methods.wav2vec2 import Wav2Vec2Config as Wav2Vec2Objective
 from speechssl.models.encoder import (
     EncoderConfig,
     UnitFeatureConfig,
@@ -34,9 +37,6 @@ from speechssl.models.units import UnitFeatures, UnitTokenizer, save_unit_tokeni
 from speechssl.train.config import PretrainConfig, load_pretrain_config
 from speechssl.train.pretrain import build_pretrain_method
 from speechssl.train.trainer import build_optimizer
-
-SAMPLE_RATE = 16000
-MFCC_DIM = 39  # 13 cepstra + Δ + ΔΔ, HuBERT's iteration-1 features
 
 
 def waveform_config(preset: str, conv_norm: str = "group") -> EncoderConfig:
@@ -100,7 +100,8 @@ def pretrain_config(method: str, preset: str, units_dir: Path) -> PretrainConfig
     HuBERT reads a saved :func:`mfcc_tokenizer` from ``units_dir`` (written there when
     missing); its MFCC frames outnumber the CNN's by up to 2, hence ``length_tolerance=2``.
     """
-    config = load_pretrain_config(objective_config_name(method, preset))
+    # The benchmarks feed their own batch: the corpus (base configs name no root) is never read.
+    config = load_pretrain_config(objective_config_name(method, preset), overrides=["data.root=unused"])
     encoder = config.encoder if preset == "base" else waveform_config(preset, config.encoder.conv_norm)
     objective = config.objective
     if method == "hubert":
@@ -110,10 +111,13 @@ def pretrain_config(method: str, preset: str, units_dir: Path) -> PretrainConfig
     return dataclasses.replace(config, encoder=encoder, objective=objective)
 
 
-def padded_batch(seconds: list[float], seed: int = 0, device: str | torch.device = "cpu") -> AudioBatch:
-    """Noise utterances of ``seconds`` each, zero-padded to the longest: ``(batch, samples)``."""
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor([int(s * SAMPLE_RATE) for s in seconds])  # (batch,)
+def padded_batch(
+    seconds: list[float], device: str | torch.device = "cpu", sample_rate: int = DEFAULT_SAMPLE_RATE
+) -> AudioBatch:
+    """Noise utterances of ``seconds`` each at ``sample_rate``, zero-padded to the longest:
+    waveforms ``(batch, samples)`` and lengths ``(batch,)``."""
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([int(s * sample_rate) for s in seconds])  # (batch,)
     waveforms = torch.randn(len(lengths), int(lengths.max()), generator=generator) * 0.1  # (batch, samples)
     valid = torch.arange(waveforms.shape[1])[None, :] < lengths[:, None]  # (batch, samples)
     return AudioBatch(
@@ -127,6 +131,26 @@ def sample_attention_mask(batch: AudioBatch) -> torch.Tensor:
     return (positions[None, :] < batch.lengths[:, None]).long()
 
 
+def span_mask(model: Wav2Vec2ForPreTraining | HubertModel, attention_mask: torch.Tensor) -> np.ndarray:
+    """``(batch, frames)`` bool span mask over the valid frames, drawn by transformers'
+    ``_compute_mask_indices`` with ``model``'s ``mask_time_*`` options.
+
+    Args:
+        model: the transformers model (its config and CNN frame arithmetic).
+        attention_mask: ``(batch, samples)`` 1 on valid samples.
+    """
+    config = model.config
+    frames = int(model._get_feat_extract_output_lengths(attention_mask.shape[1]))
+    frame_mask = model._get_feature_vector_attention_mask(frames, attention_mask)  # (batch, frames)
+    return _compute_mask_indices(
+        (attention_mask.shape[0], frames),
+        config.mask_time_prob,
+        config.mask_time_length,
+        attention_mask=frame_mask.cpu(),
+        min_masks=config.mask_time_min_masks,
+    )
+
+
 class TransformersWav2Vec2(nn.Module):
     """``Wav2Vec2ForPreTraining`` with its mask and distractors drawn per call, as speechssl's
     method draws them inside its forward (transformers' own numpy helpers, which its
@@ -137,7 +161,7 @@ class TransformersWav2Vec2(nn.Module):
     distractors where speechssl scores only the masked ones.
     """
 
-    def __init__(self, encoder: EncoderConfig, objective) -> None:
+    def __init__(self, encoder: EncoderConfig, objective: Wav2Vec2Objective) -> None:
         super().__init__()
         self.model = Wav2Vec2ForPreTraining(
             Wav2Vec2Config(
@@ -158,18 +182,11 @@ class TransformersWav2Vec2(nn.Module):
         self.model.set_gumbel_temperature(objective.gumbel.start)
 
     def forward(self, batch: AudioBatch) -> MethodOutput:
-        config = self.model.config
+        """The contrastive and diversity loss of ``batch`` (waveforms ``(batch, samples)``)."""
         attention_mask = sample_attention_mask(batch)  # (batch, samples)
-        frames = int(self.model._get_feat_extract_output_lengths(batch.waveforms.shape[1]))
-        frame_mask = self.model._get_feature_vector_attention_mask(frames, attention_mask)  # (batch, frames)
-        mask = _compute_mask_indices(
-            (batch.waveforms.shape[0], frames),
-            config.mask_time_prob,
-            config.mask_time_length,
-            attention_mask=frame_mask.cpu(),
-            min_masks=config.mask_time_min_masks,
-        )  # (batch, frames) numpy bool
-        negatives = _sample_negative_indices(mask.shape, config.num_negatives, mask)  # (batch, frames, K)
+        mask = span_mask(self.model, attention_mask)  # (batch, frames) numpy bool
+        num_negatives = self.model.config.num_negatives
+        negatives = _sample_negative_indices(mask.shape, num_negatives, mask)  # (batch, frames, K)
         device = batch.waveforms.device
         output = self.model(
             batch.waveforms,
@@ -190,7 +207,7 @@ class TransformersHuBERT(nn.Module):
     forward, so both sides do the same label work; the span mask is transformers' own.
     """
 
-    def __init__(self, encoder: EncoderConfig, objective, tokenizer: UnitTokenizer) -> None:
+    def __init__(self, encoder: EncoderConfig, objective: HuBERTConfig, tokenizer: UnitTokenizer) -> None:
         super().__init__()
         self.model = HubertModel(
             HubertConfig(
@@ -206,21 +223,13 @@ class TransformersHuBERT(nn.Module):
         self.unit_embeddings = nn.Parameter(torch.rand(tokenizer.num_units, objective.final_dim))
 
     def forward(self, batch: AudioBatch) -> MethodOutput:
-        config = self.model.config
+        """The masked-frame cross-entropy ``L_m`` of ``batch`` (waveforms ``(batch, samples)``)."""
         attention_mask = sample_attention_mask(batch)  # (batch, samples)
-        frames = int(self.model._get_feat_extract_output_lengths(batch.waveforms.shape[1]))
-        frame_mask = self.model._get_feature_vector_attention_mask(frames, attention_mask)  # (batch, frames)
-        mask = _compute_mask_indices(
-            (batch.waveforms.shape[0], frames),
-            config.mask_time_prob,
-            config.mask_time_length,
-            attention_mask=frame_mask.cpu(),
-            min_masks=config.mask_time_min_masks,
-        )  # (batch, frames) numpy bool
-        mask = torch.from_numpy(mask).to(batch.waveforms.device) & frame_mask.bool()
-        units = self.tokenizer(batch.waveforms, batch.lengths).units[
-            :, :frames
-        ]  # (batch, frames), -1 on padding
+        mask = torch.from_numpy(span_mask(self.model, attention_mask)).to(batch.waveforms.device)
+        frames = mask.shape[1]
+        # MFCC frames outnumber the CNN's by up to 2: units beyond the last frame are dropped.
+        sequence = self.tokenizer(batch.waveforms, batch.lengths)
+        units = sequence.units[:, :frames]  # (batch, frames), -1 on padding
         hidden = self.model(
             batch.waveforms, attention_mask=attention_mask, mask_time_indices=mask
         ).last_hidden_state  # (batch, frames, dim)

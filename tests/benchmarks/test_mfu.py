@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from speechssl.models.encoder import load_encoder_preset
+
 pytest.importorskip("transformers")
 
 
@@ -41,3 +43,13 @@ def test_the_peak_is_unknown_on_cpu_and_read_from_the_device_name(load_benchmark
     assert mfu.device_peak_tflops(torch.device("cuda"), "bf16") == mfu.PEAK_TFLOPS["H100 PCIe"]["bf16"]
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
     assert mfu.device_peak_tflops(torch.device("cuda"), "fp32") == mfu.PEAK_TFLOPS["H100"]["fp32"]
+
+
+@pytest.mark.parametrize("preset", ["small", "base"])
+def test_every_method_builds_its_config_at_the_larger_presets(preset, load_benchmark, tmp_path):
+    mfu = load_benchmark("mfu")
+    architecture = load_benchmark("same_architecture")
+    for method in mfu.METHODS:
+        config = architecture.pretrain_config(method, preset, tmp_path / "units")
+        assert (config.encoder.frontend, config.encoder.dim) == ("waveform", load_encoder_preset(preset).dim)
+    assert config.objective.projector == [8192, 8192, 8192]  # Barlow Twins: the base config's objective
