@@ -97,16 +97,14 @@ def pretrain_config(method: str, preset: str, units_dir: Path) -> PretrainConfig
     """The shipped config of ``method`` for ``preset`` (:func:`objective_config_name`) on
     :func:`waveform_config` of ``preset`` (the config's own encoder at base).
 
-    HuBERT reads a saved :func:`mfcc_tokenizer` from ``units_dir`` (written there when
-    missing); its MFCC frames outnumber the CNN's by up to 2, hence ``length_tolerance=2``.
+    HuBERT reads the :func:`mfcc_tokenizer` saved into ``units_dir``; its MFCC frames outnumber the CNN's by up to 2, hence ``length_tolerance=2``.
     """
     # The benchmarks feed their own batch: the corpus (base configs name no root) is never read.
     config = load_pretrain_config(objective_config_name(method, preset), overrides=["data.root=unused"])
     encoder = config.encoder if preset == "base" else waveform_config(preset, config.encoder.conv_norm)
     objective = config.objective
     if method == "hubert":
-        if not (units_dir / "tokenizer.yaml").is_file():
-            save_unit_tokenizer(mfcc_tokenizer(objective.targets.num_units), units_dir)
+        save_unit_tokenizer(mfcc_tokenizer(objective.targets.num_units), units_dir)
         objective = dataclasses.replace(objective, units=str(units_dir), length_tolerance=2)
     return dataclasses.replace(config, encoder=encoder, objective=objective)
 
