@@ -7,6 +7,8 @@ from collections import Counter
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.weak import WeakIdKeyDictionary
 
 HOST_READS = frozenset(
     {
@@ -20,17 +22,33 @@ HOST_READS = frozenset(
 )
 
 
+HOST_BUILT = frozenset({torch.ops.aten.lift_fresh.default, torch.ops.aten.lift_fresh_copy.default})
+
+
 class HostReadCounter(TorchDispatchMode):
-    """Counts, by op name, each data-dependent host read dispatched inside the ``with`` block."""
+    """Counts, by op name, each data-dependent host read dispatched inside the ``with`` block.
+
+    A read of a value computed from Python numbers only (``torch.tensor(n)`` and what is
+    computed from it alone, e.g. the frames of a padded length) lives on the host whatever
+    the device: it is no device synchronisation and is not counted.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.reads: Counter[str] = Counter()
+        self.host_values = WeakIdKeyDictionary()  # tensors computed from Python numbers only
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in HOST_READS:
+        inputs = [value for value in tree_leaves((args, kwargs)) if isinstance(value, torch.Tensor)]
+        from_host = bool(inputs) and all(value in self.host_values for value in inputs)
+        if func in HOST_READS and not from_host:
             self.reads[str(func)] += 1
-        return func(*args, **(kwargs or {}))
+        output = func(*args, **(kwargs or {}))
+        if func in HOST_BUILT or from_host:
+            for value in tree_leaves(output):
+                if isinstance(value, torch.Tensor):
+                    self.host_values[value] = True
+        return output
 
 
 class TolistCounter(TorchFunctionMode):

@@ -317,7 +317,7 @@ class Data2Vec(MaskedPredictionMethod):
         """
         waveforms, lengths = batch.waveforms, batch.lengths
         frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
-        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        frames = self.padded_frames(waveforms.shape[1])
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
         output = self.encoder(waveforms, lengths, mask_time_indices=mask, output_features=True)
         predictions = self.regression_head(output.last_hidden_state)  # (batch, frames, dim)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechssl.data.batch import lengths_to_padding_mask
@@ -113,6 +112,16 @@ class QuantizerOutput:
     diversity_loss: torch.Tensor
 
 
+def one_hot(indices: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(..., classes)`` one-hot rows of ``indices (...)`` in ``[0, classes)``.
+
+    ``F.one_hot`` reads the indices' range back to the host to check it; this scatter does not.
+    """
+    return torch.zeros(*indices.shape, classes, dtype=dtype, device=indices.device).scatter_(
+        -1, indices[..., None], 1.0
+    )
+
+
 class GumbelVectorQuantizer(nn.Module):
     """``G`` codebooks of ``V`` entries, chosen by the Gumbel softmax (Baevski et al. 2020, §2, eq. 1).
 
@@ -186,18 +195,18 @@ class GumbelVectorQuantizer(nn.Module):
                 gumbel = -torch.log(-torch.log(uniform))  # (batch, frames, groups, entries)
                 soft = torch.softmax((logits + gumbel) / self.temperature, dim=-1)
                 indices = soft.argmax(dim=-1)  # (batch, frames, groups)
-                hard = F.one_hot(indices, self.entries).to(soft.dtype)
+                hard = one_hot(indices, self.entries, soft.dtype)
                 choice = hard - soft.detach() + soft  # straight-through: forward hard, gradient soft
             else:
                 indices = logits.argmax(dim=-1)  # (batch, frames, groups)
-                choice = F.one_hot(indices, self.entries).to(logits.dtype)
+                choice = one_hot(indices, self.entries, logits.dtype)
             # (batch, frames, groups, entries) x (groups, entries, entry_dim) -> (batch, frames, groups, entry_dim)
             codes = torch.einsum("btgv,gvd->btgd", choice, self.codebook.float())
             codes = codes.reshape(batch, frames, self.code_dim)  # (batch, frames, groups * entry_dim)
             perplexity = codebook_perplexity(
                 torch.softmax(logits[valid], dim=-1)
             )  # over (valid, groups, entries)
-            code_perplexity = codebook_perplexity(F.one_hot(indices[valid], self.entries))
+            code_perplexity = codebook_perplexity(one_hot(indices[valid], self.entries, logits.dtype))
         return QuantizerOutput(
             codes=zero_padding_frames(codes, lengths),
             indices=indices,
