@@ -38,7 +38,7 @@ NegativeSampling = Literal["same_utterance", "other_utterances", "mixed"]
 NEGATIVE_SAMPLING: tuple[NegativeSampling, ...] = ("same_utterance", "other_utterances", "mixed")
 
 
-def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def info_nce(logits: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE with the positive in column 0 (van den Oord et al. 2018, eq. 4).
 
     ``L = −mean_i log(exp(logits[i, 0]) / Σ_j exp(logits[i, j]))``, computed in float32.
@@ -46,10 +46,12 @@ def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Args:
         logits: ``(queries, 1 + negatives)`` scores, the positive first.
+        valid: optional ``(queries,)`` bool, the queries the means run over (all when None):
+            fixed-size query sets (every padded frame) need no data-dependent selection.
 
     Returns:
         the scalar loss and the scalar accuracy (fraction of queries whose positive has the
-        strictly highest score, ties counted as wrong).
+        strictly highest score, ties counted as wrong); zero when no query is valid.
     """
     if logits.dim() != 2 or logits.shape[1] < 2:
         raise ValueError(
@@ -57,9 +59,13 @@ def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         )
     logits = logits.float()
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-    loss = F.cross_entropy(logits, target)
-    accuracy = (logits[:, :1] > logits[:, 1:]).all(dim=1).float().mean()
-    return loss, accuracy.detach()
+    correct = (logits[:, :1] > logits[:, 1:]).all(dim=1).float()  # (queries,)
+    if valid is None:
+        return F.cross_entropy(logits, target), correct.mean().detach()
+    weights = valid.float()  # (queries,)
+    count = weights.sum().clamp(min=1.0)
+    loss = (F.cross_entropy(logits, target, reduction="none") * weights).sum() / count
+    return loss, ((correct * weights).sum() / count).detach()
 
 
 def pool_offsets(lengths: torch.Tensor) -> torch.Tensor:
