@@ -69,3 +69,37 @@ def host_reads(step) -> Counter[str]:
     with HostReadCounter() as counter, TolistCounter(counter.reads):
         step()
     return counter.reads
+
+
+INDEXING = frozenset(
+    {
+        torch.ops.aten.index.Tensor,
+        torch.ops.aten.index_put.default,
+        torch.ops.aten.index_put_.default,
+        torch.ops.aten._index_put_impl_.default,
+    }
+)
+
+
+class ShapeFromDataCounter(TorchDispatchMode):
+    """Counts, by op name, the ops whose output shape depends on tensor values: on a GPU each
+    waits for the device (``x[bool_mask]``, ``x[bool_mask] = y`` and their backward, ``nonzero``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        boolean_index = func in INDEXING and any(
+            isinstance(index, torch.Tensor) and index.dtype == torch.bool for index in args[1]
+        )
+        if boolean_index or func in HOST_READS - {torch.ops.aten._local_scalar_dense.default}:
+            self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def shapes_from_data(step) -> Counter[str]:
+    """The ops of ``step()`` whose output shapes depend on tensor values (boolean indexing, ``nonzero``, …)."""
+    with ShapeFromDataCounter() as counter:
+        step()
+    return counter.ops

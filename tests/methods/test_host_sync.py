@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sync_helpers import host_reads
+from sync_helpers import host_reads, shapes_from_data
 
 from methods.conftest import EVERY_METHOD
 
@@ -34,3 +34,32 @@ def test_a_training_step_makes_no_host_read(name, options, frontend, causal, tin
     batch = tone_batch([8000, 6400])
     reads = host_reads(lambda: method(batch).loss.backward())
     assert not reads, f"{name}: host reads {dict(reads)}"
+
+
+# the methods that still select frames by a boolean mask, and why (each selection waits for the GPU)
+SELECTING = {
+    "vq_apc": "the VQ layer quantises the valid frames only and names an empty batch",
+    "vq_vae": "the VQ layer quantises the valid frames only and names an empty batch",
+    "wav2vec2": "negatives come from a pool of the masked frames; scoring every frame would double the logits",
+    "discrete_bert": "the head scores masked tokens only: with a vq-wav2vec vocabulary every token would cost 2.5x",
+    "hubert": "the head skips the term of weight 0 (issue 13 §1) by selecting the masked frames",
+}
+
+
+@pytest.mark.parametrize(
+    "name, options, frontend, causal", [c for c in EVERY_METHOD if c[0] not in SELECTING]
+)
+def test_a_training_step_has_no_shape_that_depends_on_data(
+    name, options, frontend, causal, tiny_method, tone_batch
+):
+    torch.manual_seed(0)
+    method = tiny_method(name, options, frontend, causal)
+    batch = tone_batch([8000, 6400])
+    ops = shapes_from_data(lambda: method(batch).loss.backward())
+    assert not ops, f"{name}: data-dependent shapes {dict(ops)}"
+
+
+def test_the_shape_counter_sees_boolean_indexing():
+    values = torch.arange(4.0, requires_grad=True)
+    ops = shapes_from_data(lambda: values[values > 1].sum().backward())
+    assert ops["aten.index.Tensor"] == 1 and sum(ops.values()) == 2  # the selection and its backward
