@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 from speechssl.data.batch import AudioBatch
+from speechssl.methods import PretextMethod, build_method, method_config, method_spec
 from speechssl.models import SpeechEncoder, load_encoder_preset
 from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
-from speechssl.models.units import UnitFeatures, UnitTokenizer
+from speechssl.models.units import UnitFeatures, UnitTokenizer, save_unit_tokenizer
 
 
 def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
@@ -93,3 +95,51 @@ def _mfcc_tokenizer(pool: int = 4, num_units: int = 8, seed: int = 0) -> UnitTok
 def mfcc_tokenizer() -> Callable[..., UnitTokenizer]:
     """``mfcc_tokenizer(pool=4, num_units=8, seed=0)``: a frozen MFCC :class:`UnitTokenizer` (pool 4: 40 ms)."""
     return _mfcc_tokenizer
+
+
+def _tiny_method(name: str, options: dict, frontend: str, causal: bool, units_dir: Path) -> PretextMethod:
+    """Method ``name`` on a tiny encoder (``frontend``; ``causal`` without feature norm for APC/CPC).
+
+    ``options["units"]``, when given, is a pool (4: 40 ms, 2: 20 ms): an MFCC tokenizer of that
+    pool is saved in ``units_dir`` and its directory replaces it; ``frontend="units"`` builds
+    the method's own encoder (Discrete BERT).
+    """
+    if "units" in options:
+        tokenizer = _mfcc_tokenizer(pool=options["units"])
+        options = {**options, "units": str(save_unit_tokenizer(tokenizer, units_dir))}
+    config = method_config(name, options)
+    if frontend == "units":
+        encoder = method_spec(name).method_class.build_encoder(_tiny_encoder().config, config)
+    elif causal:
+        encoder_config = dataclasses.replace(_tiny_encoder(frontend).config, causal=True, feature_norm=False)
+        encoder = SpeechEncoder.from_config(encoder_config)
+    else:
+        encoder = _tiny_encoder(frontend)
+    return build_method(name, config, encoder)
+
+
+@pytest.fixture
+def tiny_method(tmp_path) -> Callable[..., PretextMethod]:
+    """``tiny_method(name, options, frontend, causal)``: a method on a tiny encoder (see ``_tiny_method``)."""
+    return lambda name, options, frontend, causal: _tiny_method(
+        name, options, frontend, causal, tmp_path / "units"
+    )
+
+
+# name, objective options, encoder front-end and whether the method needs a causal encoder:
+# one tiny training configuration of every method, for the tests that run them all
+EVERY_METHOD = [
+    ("apc", {}, "fbank", True),
+    ("vq_apc", {}, "fbank", True),
+    ("vq_vae", {}, "fbank", False),
+    ("mockingjay", {}, "fbank", False),
+    ("tera", {}, "fbank", False),
+    ("pase", {}, "fbank", False),
+    ("cpc", {"prediction_steps": 3, "num_negatives": 8}, "fbank", True),
+    ("wav2vec2", {}, "waveform", False),
+    ("discrete_bert", {"units": 2}, "units", False),
+    ("hubert", {"units": 4}, "fbank", False),
+    ("data2vec", {"top_k_layers": 1}, "fbank", False),
+    ("barlow_twins", {}, "fbank", False),
+    ("barlow_twins", {"loss": "vicreg"}, "fbank", False),
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 
@@ -271,6 +272,16 @@ class TestBarlowTwinsMethod:
         out.loss.backward()
         encoder_grads = [p.grad for p in method.encoder.parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in encoder_grads)
+
+    def test_collapse_is_checked_every_warn_every_updates_outside_the_step(self, caplog) -> None:
+        method = BarlowTwins(tiny_encoder(), small_config(), generator=torch.Generator().manual_seed(0))
+        method.monitor.warn_every = 2
+        method(audio_batch([8000, 6000, 7000]))
+        method.collapse = {**method.collapse, "collapsed": torch.tensor(1.0)}  # as if the batch collapsed
+        with caplog.at_level(logging.WARNING, logger="speechssl.methods.collapse"):
+            for step in range(1, 6):
+                method.on_step_end(step, 5)
+        assert len([r for r in caplog.records if "representation collapse" in r.message]) == 2  # steps 2, 4
 
     def test_optimizer_steps_lower_the_loss_on_a_fixed_batch(self) -> None:
         torch.manual_seed(0)

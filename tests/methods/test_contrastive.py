@@ -79,3 +79,9 @@ def test_impossible_strategies_are_named():
         sample_negatives(torch.tensor([0]), torch.tensor([4]), 3, "other_utterances")
     with pytest.raises(ValueError, match=r"strategy: expected one of \['same_utterance'"):
         sample_negatives(torch.tensor([0]), torch.tensor([4]), 3, "speaker")  # type: ignore[arg-type]
+
+
+def test_without_the_check_a_positive_with_no_allowed_negative_gets_itself():
+    # utterance 1 has a single entry (index 2): under same_utterance it has no other frame
+    negatives = sample_negatives(torch.tensor([0, 2]), torch.tensor([2, 1]), 5, "same_utterance", check=False)
+    assert negatives[0].tolist() == [1] * 5 and negatives[1].tolist() == [2] * 5

@@ -10,7 +10,7 @@ import torch
 from speechssl.cli import main
 from speechssl.methods import build_method, method_config
 from speechssl.methods.contrastive import info_nce
-from speechssl.methods.cpc import CPC, CPCConfig, cpc_logits
+from speechssl.methods.cpc import CPC, CPCConfig, cpc_logits, pool_to_padded
 from speechssl.models import EncoderConfig, SpeechEncoder, load_encoder_preset
 from speechssl.train.logging import read_metrics
 from speechssl.upstream import build_upstream
@@ -62,8 +62,8 @@ def test_positives_and_negatives_stay_inside_the_valid_frames(make_batch, strate
     calls = []
     sample = cpc_module.sample_negatives
 
-    def record(positives, lengths, num_negatives, strategy, generator):
-        negatives = sample(positives, lengths, num_negatives, strategy, generator)
+    def record(positives, lengths, num_negatives, strategy, generator, check):
+        negatives = sample(positives, lengths, num_negatives, strategy, generator, check)
         calls.append((positives, lengths, negatives))
         return negatives
 
@@ -74,11 +74,49 @@ def test_positives_and_negatives_stay_inside_the_valid_frames(make_batch, strate
     assert len(calls) == 3  # one per prediction step
     for k, (positives, lengths, negatives) in enumerate(calls, start=1):
         assert lengths.tolist() == [18, 8, 13]
+        # queries: every padded (b, t < 18 - k); those with t + k < length count
+        counted = (torch.arange(18 - k)[None, :] < torch.tensor([18, 8, 13])[:, None] - k).flatten()
+        positives, negatives = positives[counted], negatives[counted]
         offsets = torch.tensor([0, 18, 26])
         expected = torch.cat([offsets[b] + torch.arange(k, n) for b, n in enumerate([18, 8, 13])])
         assert torch.equal(positives, expected)  # z_{t+k} for every t with t + k < length
         assert ((negatives >= 0) & (negatives < 39)).all()  # indices into the 39 valid frames
         assert not (negatives == positives[:, None]).any()
+
+
+def test_pool_indices_map_to_the_padded_frames():
+    # pool of 3 + 1 + 2 valid frames in a batch padded to 4 frames
+    padded = pool_to_padded(torch.tensor([[0, 2, 3], [4, 5, 1]]), torch.tensor([3, 1, 2]), 4)
+    assert padded.tolist() == [[0, 2, 4], [8, 9, 1]]
+
+
+def test_loss_is_infonce_over_the_valid_queries_with_a_pool_of_valid_frames(make_batch, monkeypatch):
+    import speechssl.methods.cpc as cpc_module
+
+    drawn = []
+    sample = cpc_module.sample_negatives
+
+    def record(*args, **kwargs):
+        drawn.append(sample(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(cpc_module, "sample_negatives", record)
+    method = make_method(negative_sampling="mixed")
+    batch = make_batch([3200, 1600, 2400])  # 18, 8 and 13 frames
+    loss = method(batch).loss
+    # reference: only the valid (b, t) queries, scored against the 39 valid frames
+    encoded = method.encoder(batch.waveforms, batch.lengths, output_features=True)
+    lengths = [18, 8, 13]
+    pool = torch.cat([encoded.features[b, :n] for b, n in enumerate(lengths)])  # (39, z_dim)
+    offsets = [0, 18, 26]
+    losses = []
+    for k, (predictor, negatives) in enumerate(zip(method.predictors, drawn, strict=True), start=1):
+        counted = (torch.arange(18 - k)[None, :] < torch.tensor(lengths)[:, None] - k).flatten()
+        context = torch.cat([encoded.hidden_states[-1][b, : n - k] for b, n in enumerate(lengths)])
+        positives = torch.cat([offsets[b] + torch.arange(k, n) for b, n in enumerate(lengths)])
+        logits = cpc_logits(predictor(context), pool, positives, negatives[counted])
+        losses.append(info_nce(logits)[0])
+    torch.testing.assert_close(loss, torch.stack(losses).mean())
 
 
 def test_context_is_causal_so_future_audio_does_not_change_the_past(make_batch):

@@ -18,6 +18,7 @@ from speechssl.methods.data2vec import (
     average_top_layers,
     feed_forward_outputs,
     masked_regression_loss,
+    masked_variance,
 )
 from speechssl.models import SpeechEncoder
 from speechssl.models.checkpoint import find_latest
@@ -162,6 +163,13 @@ def test_loss_counts_masked_steps_only():
     changed[1, 4] += 1.0
     assert masked_regression_loss(changed, targets, mask, beta=0.25) != loss
     assert masked_regression_loss(predictions, targets, torch.zeros_like(mask), beta=0.25) == 0
+
+
+def test_masked_variance_is_the_variance_of_the_selected_frames():
+    x = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(0))
+    mask = torch.tensor([[0, 1, 1, 0, 0, 1], [1, 0, 0, 0, 1, 0]], dtype=torch.bool)
+    torch.testing.assert_close(masked_variance(x, mask), x[mask].var(dim=0, correction=0).mean())
+    assert masked_variance(x, torch.zeros_like(mask)) == 0
 
 
 def test_smooth_l1_and_squared_error_by_hand():

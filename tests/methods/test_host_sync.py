@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sync_helpers import host_reads
+from sync_helpers import host_reads, shapes_from_data
 
-from speechssl.methods import build_method, method_config
+from methods.conftest import EVERY_METHOD
 
-PENDING = "host reads in the training step (span masks, negatives, metrics): issue 13 §2 not done yet"
-
+ENCODER = "encoder forward host reads: p_models"  # the waveform front-end's int(lengths.min())
 CASES = [
-    ("pase", {}, "fbank"),
-    pytest.param("mockingjay", {}, "fbank", marks=pytest.mark.xfail(strict=True, reason=PENDING)),
-    pytest.param("tera", {}, "fbank", marks=pytest.mark.xfail(strict=True, reason=PENDING)),
-    pytest.param("barlow_twins", {}, "fbank", marks=pytest.mark.xfail(strict=True, reason=PENDING)),
-    pytest.param("vq_vae", {}, "fbank", marks=pytest.mark.xfail(strict=True, reason=PENDING)),
-    pytest.param("wav2vec2", {}, "waveform", marks=pytest.mark.xfail(strict=True, reason=PENDING)),
-    pytest.param(
-        "data2vec", {"top_k_layers": 1}, "fbank", marks=pytest.mark.xfail(strict=True, reason=PENDING)
-    ),
+    pytest.param(*case, marks=pytest.mark.xfail(reason=ENCODER)) if case[2] == "waveform" else case
+    for case in EVERY_METHOD
 ]
 
 
@@ -29,10 +21,45 @@ def test_the_counter_sees_item_and_tolist():
     assert sum(reads.values()) == 3
 
 
-@pytest.mark.parametrize("name, options, frontend", CASES)
-def test_a_training_step_makes_no_host_read(name, options, frontend, tiny_encoder, tone_batch):
+def test_the_counter_ignores_values_made_from_python_numbers_only():
+    values = torch.arange(3.0)
+    assert not host_reads(lambda: int(torch.tensor(400) // 160 + 1))  # a padded length's frames
+    assert sum(host_reads(lambda: int((torch.tensor(2.0) * values).sum())).values()) == 1
+
+
+@pytest.mark.parametrize("name, options, frontend, causal", CASES)
+def test_a_training_step_makes_no_host_read(name, options, frontend, causal, tiny_method, tone_batch):
     torch.manual_seed(0)
-    method = build_method(name, method_config(name, options), tiny_encoder(frontend))
+    method = tiny_method(name, options, frontend, causal)
     batch = tone_batch([8000, 6400])
     reads = host_reads(lambda: method(batch).loss.backward())
     assert not reads, f"{name}: host reads {dict(reads)}"
+
+
+# the methods that still select frames by a boolean mask, and why (each selection waits for the GPU)
+SELECTING = {
+    "vq_apc": "the VQ layer quantises the valid frames only and names an empty batch",
+    "vq_vae": "the VQ layer quantises the valid frames only and names an empty batch",
+    "wav2vec2": "negatives come from a pool of the masked frames; scoring every frame would double the logits",
+    "discrete_bert": "the head scores masked tokens only: with a vq-wav2vec vocabulary every token would cost 2.5x",
+    "hubert": "the head skips the term of weight 0 (issue 13 §1) by selecting the masked frames",
+}
+
+
+@pytest.mark.parametrize(
+    "name, options, frontend, causal", [c for c in EVERY_METHOD if c[0] not in SELECTING]
+)
+def test_a_training_step_has_no_shape_that_depends_on_data(
+    name, options, frontend, causal, tiny_method, tone_batch
+):
+    torch.manual_seed(0)
+    method = tiny_method(name, options, frontend, causal)
+    batch = tone_batch([8000, 6400])
+    ops = shapes_from_data(lambda: method(batch).loss.backward())
+    assert not ops, f"{name}: data-dependent shapes {dict(ops)}"
+
+
+def test_the_shape_counter_sees_boolean_indexing():
+    values = torch.arange(4.0, requires_grad=True)
+    ops = shapes_from_data(lambda: values[values > 1].sum().backward())
+    assert ops["aten.index.Tensor"] == 1 and sum(ops.values()) == 2  # the selection and its backward

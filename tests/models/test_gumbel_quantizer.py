@@ -55,6 +55,12 @@ def test_perplexity_of_uniform_and_one_hot_usage():
     assert codebook_perplexity(every_entry_once).item() == pytest.approx(groups * entries)
 
 
+def test_perplexity_of_the_valid_frames_leaves_the_others_out():
+    probs = torch.softmax(torch.randn(6, 2, 5, generator=torch.Generator().manual_seed(0)), dim=-1)
+    valid = torch.tensor([True, False, True, True, False, True])
+    torch.testing.assert_close(codebook_perplexity(probs, valid), codebook_perplexity(probs[valid]))
+
+
 def test_diversity_loss_extremes():
     groups, entries = 2, 320
     assert diversity_loss(torch.tensor(float(groups * entries)), groups, entries).item() == pytest.approx(0.0)

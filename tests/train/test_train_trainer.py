@@ -24,7 +24,13 @@ from speechssl.methods.base import MethodOutput
 from speechssl.models.checkpoint import find_latest, list_checkpoints
 from speechssl.train.logging import read_metrics
 from speechssl.train.schedule import warmup_cosine
-from speechssl.train.trainer import NonFiniteLossError, TrainingInterruptedError, build_optimizer, train
+from speechssl.train.trainer import (
+    NonFiniteLossError,
+    TrainingInterruptedError,
+    build_optimizer,
+    train,
+    uses_fused_adamw,
+)
 
 RESOLVED = {"method": "stand_in", "note": "test"}
 
@@ -212,6 +218,13 @@ def test_optimizer_decays_matrices_but_not_biases_or_norm_gains():
     for parameter in (method.head.bias, method.encoder.norm.weight, method.encoder.norm.bias):
         assert id(parameter) not in decayed
     assert sum(len(g["params"]) for g in groups) == len(list(method.parameters()))
+
+
+def test_adamw_is_fused_when_every_parameter_is_on_a_gpu():
+    assert uses_fused_adamw({torch.device("cuda", 0)})
+    assert not uses_fused_adamw({torch.device("cuda", 0), torch.device("cpu")})
+    assert not uses_fused_adamw({torch.device("cpu")})
+    assert not build_optimizer(_method(0), fast_optim_config()).defaults["fused"]  # CPU: PyTorch's default
 
 
 class _SignallingData(InMemoryData):

@@ -60,11 +60,16 @@ class Compose:
         return f"Compose([{inner}])"
 
 
-def rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniform ``[0, 1)`` float32 draws of ``shape`` from ``generator`` (global RNG if None), on ``device``."""
+def rand(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Uniform ``[0, 1)`` draws of ``shape`` and ``dtype`` from ``generator`` (global RNG if None), on ``device``."""
     if generator is None:
-        return torch.rand(shape, device=device)
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

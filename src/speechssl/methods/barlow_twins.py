@@ -310,6 +310,8 @@ class BarlowTwins(PretextMethod):
         )
         self.generator = generator
         self.monitor = CollapseMonitor()
+        self.collapse: dict[str, torch.Tensor] | None = None  # the last batch's collapse statistics
+        self.collapse_shape = (0, 0)
 
     def _hidden(
         self, waveforms: torch.Tensor, lengths: torch.Tensor, feature_transform: FeatureTransform | None
@@ -365,7 +367,8 @@ class BarlowTwins(PretextMethod):
         Returns:
             the loss and, as metrics, the loss's terms, the mean diagonal and mean absolute
             off-diagonal entry of the views' cross-correlation ``C``, and the collapse
-            statistics of the first view's embeddings (``embedding_std``, ``effective_rank``).
+            statistics of the first view's embeddings (``embedding_std``, ``effective_rank``,
+            ``collapsed``), all tensors: the step reads nothing back to the host.
         """
         z_a, z_b = self.project_views(batch.waveforms, batch.lengths)
         terms = self.loss(z_a, z_b)
@@ -381,8 +384,16 @@ class BarlowTwins(PretextMethod):
             }
         metrics["on_diagonal_mean"] = torch.diagonal(c).mean()
         metrics["off_diagonal_abs_mean"] = off_diagonal(c).abs().mean()
-        metrics.update(self.monitor(z_a))
+        self.collapse = self.monitor.statistics(z_a)
+        self.collapse_shape = (z_a.shape[0], z_a.shape[1])
+        metrics.update(self.collapse)
         return MethodOutput(terms.loss, metrics)
+
+    def on_step_end(self, step: int, max_steps: int) -> None:
+        """Every ``monitor.warn_every`` updates, warn if the last batch's embeddings collapsed
+        (the only host read this method makes, outside the training step)."""
+        if self.collapse is not None and step % self.monitor.warn_every == 0:
+            self.monitor.warn_if_collapsed(self.collapse, self.collapse_shape, calls=self.monitor.warn_every)
 
     @torch.no_grad()
     def embed(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

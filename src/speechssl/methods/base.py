@@ -103,6 +103,13 @@ class MaskedPredictionMethod(PretextMethod):
         encoder.add_mask_embedding()
         self.register_load_state_dict_pre_hook(_move_legacy_mask_embedding)
 
+    def padded_frames(self, samples: int) -> int:
+        """Encoder frames of a batch padded to ``samples`` samples: the mask's width.
+
+        Computed on the host from the Python int (no device tensor is read).
+        """
+        return int(self.encoder.output_lengths(torch.tensor(samples)))
+
 
 def _move_legacy_mask_embedding(
     module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any

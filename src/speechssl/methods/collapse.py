@@ -42,10 +42,9 @@ def effective_rank(z: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     centred = z.detach().float() - z.detach().float().mean(dim=0, keepdim=True)  # (batch, dim)
     singular = torch.linalg.svdvals(centred)  # (min(batch, dim),)
     total = singular.sum()
-    if total <= eps:
-        return torch.tensor(1.0)
-    p = singular / total
-    return torch.exp(-(p * torch.log(p.clamp(min=eps))).sum())
+    p = singular / total.clamp(min=eps)
+    rank = torch.exp(-(p * torch.log(p.clamp(min=eps))).sum())
+    return torch.where(total <= eps, torch.ones_like(rank), rank)  # a constant batch: rank 1
 
 
 class CollapseMonitor:
@@ -74,30 +73,46 @@ class CollapseMonitor:
         self.warn_every = warn_every
         self.calls_since_warning: int | None = None
 
-    def __call__(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Statistics of ``z (batch, dim)``: ``embedding_std``, ``effective_rank`` and
-        ``collapsed`` (1.0 or 0.0), detached, for logging."""
+    def statistics(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Statistics of ``z (batch, dim)``: ``embedding_std``, ``effective_rank`` and ``collapsed``
+        (1.0 or 0.0), detached tensors for logging; nothing is read back to the host."""
         batch, dim = z.shape
         std = normalized_embedding_std(z)
         rank = effective_rank(z)
-        collapsed = bool(
-            std < self.std_fraction / math.sqrt(dim) or rank < self.rank_fraction * min(batch, dim)
-        )
-        if collapsed:
-            if self.calls_since_warning is None or self.calls_since_warning >= self.warn_every:
-                LOGGER.warning(
-                    "representation collapse: normalised embedding std %.4f (healthy ~%.4f), effective rank "
-                    "%.2f of at most %d",
-                    float(std),
-                    1 / math.sqrt(dim),
-                    float(rank),
-                    min(batch, dim),
-                )
-                self.calls_since_warning = 0
-            self.calls_since_warning += 1
-        else:
+        collapsed = (std < self.std_fraction / math.sqrt(dim)) | (rank < self.rank_fraction * min(batch, dim))
+        return {"embedding_std": std, "effective_rank": rank, "collapsed": collapsed.float()}
+
+    def warn_if_collapsed(
+        self, statistics: dict[str, torch.Tensor], shape: tuple[int, int], calls: int = 1
+    ) -> None:
+        """Read ``statistics["collapsed"]`` (a host read) and log the rate-limited warning.
+
+        Args:
+            statistics: the output of :meth:`statistics`.
+            shape: ``(batch, dim)`` of the embeddings they describe.
+            calls: batches since the previous check (what ``warn_every`` counts).
+        """
+        if not float(statistics["collapsed"]):
             self.calls_since_warning = None
-        return {"embedding_std": std, "effective_rank": rank, "collapsed": torch.tensor(float(collapsed))}
+            return
+        if self.calls_since_warning is None or self.calls_since_warning >= self.warn_every:
+            batch, dim = shape
+            LOGGER.warning(
+                "representation collapse: normalised embedding std %.4f (healthy ~%.4f), effective rank "
+                "%.2f of at most %d",
+                float(statistics["embedding_std"]),
+                1 / math.sqrt(dim),
+                float(statistics["effective_rank"]),
+                min(batch, dim),
+            )
+            self.calls_since_warning = 0
+        self.calls_since_warning += calls
+
+    def __call__(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`statistics` of ``z (batch, dim)``, then :meth:`warn_if_collapsed`."""
+        statistics = self.statistics(z)
+        self.warn_if_collapsed(statistics, z.shape)
+        return statistics
 
 
 __all__ = ["CollapseMonitor", "effective_rank", "normalized_embedding_std"]

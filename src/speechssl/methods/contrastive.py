@@ -32,11 +32,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from speechssl.augment.base import rand
+
 NegativeSampling = Literal["same_utterance", "other_utterances", "mixed"]
 NEGATIVE_SAMPLING: tuple[NegativeSampling, ...] = ("same_utterance", "other_utterances", "mixed")
 
 
-def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def info_nce(logits: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE with the positive in column 0 (van den Oord et al. 2018, eq. 4).
 
     ``L = −mean_i log(exp(logits[i, 0]) / Σ_j exp(logits[i, j]))``, computed in float32.
@@ -44,10 +46,12 @@ def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Args:
         logits: ``(queries, 1 + negatives)`` scores, the positive first.
+        valid: optional ``(queries,)`` bool, the queries the means run over (all when None):
+            fixed-size query sets (every padded frame) need no data-dependent selection.
 
     Returns:
         the scalar loss and the scalar accuracy (fraction of queries whose positive has the
-        strictly highest score, ties counted as wrong).
+        strictly highest score, ties counted as wrong); zero when no query is valid.
     """
     if logits.dim() != 2 or logits.shape[1] < 2:
         raise ValueError(
@@ -55,9 +59,13 @@ def info_nce(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         )
     logits = logits.float()
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-    loss = F.cross_entropy(logits, target)
-    accuracy = (logits[:, :1] > logits[:, 1:]).all(dim=1).float().mean()
-    return loss, accuracy.detach()
+    correct = (logits[:, :1] > logits[:, 1:]).all(dim=1).float()  # (queries,)
+    if valid is None:
+        return F.cross_entropy(logits, target), correct.mean().detach()
+    weights = valid.float()  # (queries,)
+    count = weights.sum().clamp(min=1.0)
+    loss = (F.cross_entropy(logits, target, reduction="none") * weights).sum() / count
+    return loss, ((correct * weights).sum() / count).detach()
 
 
 def pool_offsets(lengths: torch.Tensor) -> torch.Tensor:
@@ -71,6 +79,7 @@ def sample_negatives(
     num_negatives: int,
     strategy: NegativeSampling = "same_utterance",
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """Pool indices of ``num_negatives`` negatives per positive, uniform with replacement.
 
@@ -83,15 +92,20 @@ def sample_negatives(
         lengths: ``(batch,)`` int64 pool entries per utterance (valid or masked frames).
         num_negatives: ``K``, negatives per query.
         strategy: ``same_utterance``, ``other_utterances`` or ``mixed``.
-        generator: source of randomness (a CPU generator; global RNG when None).
+        generator: source of randomness (global RNG when None); the draws are made on
+            ``positives``' device (a generator on another device draws there and they are copied).
+        check: raise when a positive's allowed set is empty, which reads the counts back to
+            the host. Without the check (a training step: no host read) such a positive gets
+            itself as every negative, which :func:`~speechssl.methods.wav2vec2.contrastive_logits`
+            scores ``−inf``.
 
     Returns:
         ``(queries, num_negatives)`` int64 pool indices, on ``positives``' device.
 
     Raises:
-        ValueError: an unknown strategy, or a positive whose allowed set is empty (an
-            utterance with a single entry under ``same_utterance``, a single utterance under
-            ``other_utterances``).
+        ValueError: an unknown strategy, or (with ``check``) a positive whose allowed set is
+            empty (an utterance with a single entry under ``same_utterance``, a single
+            utterance under ``other_utterances``).
     """
     if strategy not in NEGATIVE_SAMPLING:
         raise ValueError(f"strategy: expected one of {list(NEGATIVE_SAMPLING)}, found {strategy!r}")
@@ -108,21 +122,23 @@ def sample_negatives(
         counts = total - lengths[rows]
     else:
         counts = (total - 1).expand_as(positives)
-    if positives.numel() and int(counts.min()) < 1:
+    if check and positives.numel() and int(counts.min()) < 1:
         raise ValueError(
             f"strategy {strategy!r}: expected at least one allowed negative per positive, found none "
             f"for some positive (pool entries per utterance: {lengths.tolist()})"
         )
-    uniform = torch.rand(positives.shape[0], num_negatives, generator=generator, dtype=torch.float64)
-    draws = (uniform.to(positives.device) * counts[:, None]).long()  # (queries, K) in [0, count)
+    uniform = rand((positives.shape[0], num_negatives), generator, positives.device, torch.float64)
+    draws = (uniform * counts[:, None]).long()  # (queries, K) in [0, count)
     if strategy == "same_utterance":
         # offsets inside the utterance, skipping the positive's own position
         draws = starts[rows, None] + draws  # (queries, K)
-        return draws + (draws >= positives[:, None]).long()
-    if strategy == "other_utterances":
+        negatives = draws + (draws >= positives[:, None]).long()
+    elif strategy == "other_utterances":
         # indices of the pool without the positive's utterance, mapped back past it
-        return draws + lengths[rows, None] * (draws >= starts[rows, None]).long()
-    return draws + (draws >= positives[:, None]).long()
+        negatives = draws + lengths[rows, None] * (draws >= starts[rows, None]).long()
+    else:
+        negatives = draws + (draws >= positives[:, None]).long()
+    return torch.where(counts[:, None] > 0, negatives, positives[:, None])  # no allowed negative: itself
 
 
 __all__ = ["NEGATIVE_SAMPLING", "NegativeSampling", "info_nce", "pool_offsets", "sample_negatives"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
+from speechssl.data.batch import AudioBatch
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.methods.contrastive import (
     NEGATIVE_SAMPLING,
@@ -70,7 +70,7 @@ def cpc_logits(
 
     Args:
         predictions: ``(queries, z_dim)`` the predicted latents ``W_k c_t``.
-        pool: ``(pool, z_dim)`` the candidate latents (valid frames of the batch).
+        pool: ``(pool, z_dim)`` the candidate latents (the batch's frames).
         positives: ``(queries,)`` pool index of each query's true future ``z_{t+k}``.
         negatives: ``(queries, N)`` pool indices of its negatives.
 
@@ -118,42 +118,53 @@ class CPC(PretextMethod):
     def forward(self, batch: AudioBatch) -> MethodOutput:
         """The mean over ``k`` of InfoNCE ``L_k`` on ``batch``.
 
+        Every padded frame ``t < frames − k`` is a query; those whose ``t + k`` lies past
+        their utterance's end are left out of the means, so the shapes do not depend on the
+        lengths and the step reads nothing back to the host.
+
         Returns:
             the loss and, as metrics, the mean ``accuracy`` of picking the true future and
             the loss and accuracy at the first and last step (``loss_step_1``,
             ``accuracy_step_1``, ``loss_step_K``, ``accuracy_step_K``).
 
         Raises:
-            ValueError: no utterance of the batch is longer than ``K`` frames.
+            ValueError: the padded batch is not longer than ``K`` frames.
         """
         # z: (batch, frames, z_dim), the front-end output before its dropout; c: the last hidden state
         encoded = self.encoder(batch.waveforms, batch.lengths, output_features=True)
         latents, frame_lengths = encoded.features, encoded.lengths
         steps = self.config.prediction_steps
-        if int(frame_lengths.max()) <= steps:
+        batch_size, frames, _ = latents.shape
+        if frames <= steps:
             raise ValueError(
                 f"lengths: expected an utterance longer than prediction_steps={steps} frames in every batch, "
-                f"found frame lengths {frame_lengths.tolist()}"
+                f"found {frames} frames in the longest"
             )
         context = encoded.hidden_states[-1]  # (batch, frames, dim)
-        frames = latents.shape[1]
-        pool = latents[~lengths_to_padding_mask(frame_lengths, frames)]  # (valid frames, z_dim)
-        offsets = pool_offsets(frame_lengths)  # (batch,)
-        positions = torch.arange(frames, device=latents.device)  # (frames,)
+        candidates = latents.reshape(batch_size * frames, -1)  # (batch * frames, z_dim): padded frames too
+        offsets = pool_offsets(frame_lengths)  # (batch,) pool: the valid frames, utterance after utterance
+        last = (frame_lengths.sum() - 1).clamp(min=0)  # the last pool index
+        rows = torch.arange(batch_size, device=latents.device)[:, None]  # (batch, 1)
         losses, accuracies = [], []
         for k, predictor in enumerate(self.predictors, start=1):
-            # queries (rows, times): every frame t whose t + k is still inside its utterance
-            rows, times = (positions[None, :] < frame_lengths[:, None] - k).nonzero(as_tuple=True)
-            positives = offsets[rows] + times + k  # (queries,) pool index of z_{t+k}
+            # queries: every (b, t) with t < frames - k; those with t + k inside utterance b count
+            times = torch.arange(frames - k, device=latents.device)[None, :]  # (1, frames - k)
+            valid = (times < frame_lengths[:, None] - k).flatten()  # (batch * (frames - k),)
+            pool_positives = (offsets[:, None] + times + k).flatten().clamp(max=last)  # (queries,)
             negatives = sample_negatives(
-                positives,
+                pool_positives,
                 frame_lengths,
                 self.config.num_negatives,
                 self.config.negative_sampling,
                 self.generator,
-            )  # (queries, N)
-            predictions = predictor(context[rows, times])  # (queries, z_dim): W_k c_t
-            loss, accuracy = info_nce(cpc_logits(predictions, pool, positives, negatives))
+                check=False,
+            )  # (queries, N) pool indices
+            positives = (rows * frames + times + k).flatten()  # (queries,) index of z_{t+k} in candidates
+            predictions = predictor(context[:, : frames - k]).flatten(0, 1)  # (queries, z_dim): W_k c_t
+            logits = cpc_logits(
+                predictions, candidates, positives, pool_to_padded(negatives, frame_lengths, frames)
+            )
+            loss, accuracy = info_nce(logits, valid)
             losses.append(loss)
             accuracies.append(accuracy)
         metrics = {
@@ -166,4 +177,17 @@ class CPC(PretextMethod):
         return MethodOutput(torch.stack(losses).mean(), metrics)
 
 
-__all__ = ["CPC", "CPCConfig", "cpc_logits"]
+def pool_to_padded(indices: torch.Tensor, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """Pool indices (valid frames, utterance after utterance) as indices into ``(batch * frames)``.
+
+    Args:
+        indices: int64 pool indices, any shape.
+        lengths: ``(batch,)`` valid frames per utterance.
+        frames: padded frames per utterance.
+    """
+    ends = lengths.cumsum(dim=0)  # (batch,)
+    rows = torch.searchsorted(ends, indices, right=True)  # utterance of each index
+    return rows * frames + indices - (ends - lengths)[rows]
+
+
+__all__ = ["CPC", "CPCConfig", "cpc_logits", "pool_to_padded"]

@@ -172,13 +172,28 @@ def masked_regression_loss(
     Returns:
         scalar float32 loss.
     """
-    chosen_predictions = predictions[mask].float()  # (masked, dim)
-    chosen_targets = targets[mask].float()  # (masked, dim)
+    predictions, targets = predictions.float(), targets.float()
     if beta == 0:
-        elementwise = F.mse_loss(chosen_predictions, chosen_targets, reduction="none")
+        elementwise = F.mse_loss(predictions, targets, reduction="none")  # (batch, frames, dim)
     else:
-        elementwise = F.smooth_l1_loss(chosen_predictions, chosen_targets, reduction="none", beta=beta)
-    return elementwise.sum() / max(elementwise.numel(), 1)
+        elementwise = F.smooth_l1_loss(predictions, targets, reduction="none", beta=beta)
+    # every frame is scored and the unmasked ones zeroed: no data-dependent selection (no host sync)
+    elementwise = elementwise.masked_fill(~mask[..., None], 0.0)  # (batch, frames, dim)
+    return elementwise.sum() / (mask.sum() * elementwise.shape[-1]).clamp(min=1)
+
+
+def masked_variance(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Variance over the masked frames (biased), averaged over dimensions; zero when none is masked.
+
+    Args:
+        x: ``(batch, frames, dim)``.
+        mask: ``(batch, frames)`` bool, the frames that count.
+    """
+    x = x.detach().float()
+    weights = mask[..., None].float()  # (batch, frames, 1)
+    count = weights.sum().clamp(min=1)
+    mean = (x * weights).sum(dim=(0, 1)) / count  # (dim,)
+    return ((x - mean).pow(2) * weights).sum(dim=(0, 1)).div(count).mean()
 
 
 def feed_forward_outputs(context: TransformerEncoder, run: Callable[[], Any]) -> list[torch.Tensor]:
@@ -317,7 +332,7 @@ class Data2Vec(MaskedPredictionMethod):
         """
         waveforms, lengths = batch.waveforms, batch.lengths
         frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
-        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        frames = self.padded_frames(waveforms.shape[1])
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
         output = self.encoder(waveforms, lengths, mask_time_indices=mask, output_features=True)
         predictions = self.regression_head(output.last_hidden_state)  # (batch, frames, dim)
@@ -327,8 +342,8 @@ class Data2Vec(MaskedPredictionMethod):
         loss = masked_regression_loss(predictions, targets, mask, self.config.loss_beta)
         metrics = {
             "ema_decay": self.ema_decay.detach().clone(),
-            "target_var": targets[mask].var(dim=0, correction=0).mean(),
-            "prediction_var": predictions[mask].detach().float().var(dim=0, correction=0).mean(),
+            "target_var": masked_variance(targets, mask),
+            "prediction_var": masked_variance(predictions, mask),
             "masked_fraction": mask.sum() / frame_lengths.sum(),
         }
         return MethodOutput(loss, metrics)
@@ -359,4 +374,5 @@ __all__ = [
     "average_top_layers",
     "feed_forward_outputs",
     "masked_regression_loss",
+    "masked_variance",
 ]

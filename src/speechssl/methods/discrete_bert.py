@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from speechssl.augment.base import rand
 from speechssl.config import load_yaml, to_dict
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import DataConfig
@@ -164,8 +165,8 @@ class DiscreteBERT(PretextMethod):
         Returns:
             ``(batch, frames)`` int64 tokens.
         """
-        draw = torch.rand(units.shape, generator=self.generator).to(units.device)  # (batch, frames)
-        random_units = torch.randint(self.num_units, units.shape, generator=self.generator).to(units.device)
+        draw, unit_draw = rand((2, *units.shape), self.generator, units.device)  # (batch, frames) each
+        random_units = (unit_draw * self.num_units).long().clamp(max=self.num_units - 1)  # (batch, frames)
         replaced = torch.where(draw < self.config.random_prob, random_units, self.mask_index)
         replaced = torch.where(draw >= 1.0 - self.config.keep_prob, units, replaced)  # (batch, frames)
         return torch.where(mask, replaced, units)

@@ -130,7 +130,12 @@ def check_frame_rates(tokenizer: UnitTokenizer, encoder: SpeechEncoder) -> None:
 
 
 def align_units(
-    units: torch.Tensor, unit_lengths: torch.Tensor, frame_lengths: torch.Tensor, frames: int, tolerance: int
+    units: torch.Tensor,
+    unit_lengths: torch.Tensor,
+    frame_lengths: torch.Tensor,
+    frames: int,
+    tolerance: int,
+    check: bool = True,
 ) -> torch.Tensor:
     """Unit targets on the encoder's frames; ``-1`` where a frame has no unit or is padding.
 
@@ -143,12 +148,14 @@ def align_units(
         frame_lengths: ``(batch,)`` encoder frames per utterance.
         frames: padded frames of the encoder's output.
         tolerance: largest allowed ``|unit_lengths − frame_lengths|``.
+        check: raise beyond ``tolerance`` (reads the lengths back to the host); pass False
+            when :func:`largest_length_difference` has shown no length can exceed it.
 
     Returns:
         ``(batch, frames)`` int64 targets.
     """
     difference = (unit_lengths.to(frame_lengths.device) - frame_lengths).abs()  # (batch,)
-    if int(difference.max()) > tolerance:
+    if check and int(difference.max()) > tolerance:
         row = int(difference.argmax())
         raise ValueError(
             f"length_tolerance: expected each utterance's unit count within {tolerance} frame(s) of its "
@@ -159,6 +166,17 @@ def align_units(
     targets = torch.full((units.shape[0], frames), -1, dtype=torch.long, device=frame_lengths.device)
     targets[:, :kept] = units[:, :kept].to(frame_lengths.device)
     return targets.masked_fill(lengths_to_padding_mask(frame_lengths, frames), -1)
+
+
+def largest_length_difference(tokenizer: UnitTokenizer, encoder: SpeechEncoder) -> int:
+    """The largest ``|units − encoder frames|`` of an utterance of any length, computed on the host.
+
+    Both counts are chains of ``floor((L + c) / s)`` over strides that divide the common
+    samples-per-frame rate ``r`` (:func:`check_frame_rates`), so past the receptive fields
+    their difference repeats with period ``r`` in ``L``: 64 periods cover every length.
+    """
+    samples = torch.arange(64 * encoder.downsample_rate + 1)  # (lengths,)
+    return int((tokenizer.output_lengths(samples) - encoder.output_lengths(samples)).abs().max())
 
 
 def cosine_logits(projected: torch.Tensor, unit_embeddings: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -217,6 +235,8 @@ class HuBERT(MaskedPredictionMethod):
         self.config = config
         self.generator = generator
         self.tokenizer = tokenizer
+        # the training step reads the lengths back only when some length could exceed the tolerance
+        self.check_lengths = largest_length_difference(tokenizer, encoder) > config.length_tolerance
         self.final_projection = nn.Linear(encoder.dim, config.final_dim)
         init_linear_(self.final_projection)
         self.unit_embeddings = nn.Parameter(torch.empty(tokenizer.num_units, config.final_dim))
@@ -251,10 +271,15 @@ class HuBERT(MaskedPredictionMethod):
         config = self.config
         waveforms, lengths = batch.waveforms, batch.lengths
         frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
-        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        frames = self.padded_frames(waveforms.shape[1])
         sequence = self.tokenizer(waveforms, lengths)
         targets = align_units(
-            sequence.units, sequence.lengths, frame_lengths, frames, config.length_tolerance
+            sequence.units,
+            sequence.lengths,
+            frame_lengths,
+            frames,
+            config.length_tolerance,
+            self.check_lengths,
         )  # (batch, frames)
 
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
@@ -291,6 +316,7 @@ __all__ = [
     "align_units",
     "check_frame_rates",
     "cosine_logits",
+    "largest_length_difference",
     "mean_cross_entropy",
     "unit_tokenizer_dir",
 ]

@@ -100,12 +100,11 @@ class VICRegLoss(nn.Module):
             raise ValueError(
                 f"expected z_a and z_b of equal shape (batch, dim), found {tuple(z_a.shape)} and {tuple(z_b.shape)}"
             )
-        reduce = (
-            distributed.all_reduce_sum
-            if self.gather_distributed and distributed.is_distributed()
-            else (lambda tensor: tensor)
-        )
-        count = int(reduce(torch.tensor(z_a.shape[0], device=z_a.device)).item())
+        gathered = self.gather_distributed and distributed.is_distributed()
+        reduce = distributed.all_reduce_sum if gathered else (lambda tensor: tensor)
+        count = z_a.shape[0]
+        if gathered:  # the global batch size: one read, after an all-reduce that syncs anyway
+            count = int(reduce(torch.tensor(count, device=z_a.device)).item())
         if count < 2:
             raise ValueError(f"expected a global batch of at least 2 rows, found {count}")
         dim = z_a.shape[1]

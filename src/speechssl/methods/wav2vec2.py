@@ -179,7 +179,7 @@ class Wav2Vec2(MaskedPredictionMethod):
         config = self.config
         waveforms, lengths = batch.waveforms, batch.lengths
         frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
-        frames = int(self.encoder.output_lengths(torch.tensor(waveforms.shape[1])))
+        frames = self.padded_frames(waveforms.shape[1])
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames), §3.1
         output = self.encoder(
             waveforms,
@@ -201,8 +201,8 @@ class Wav2Vec2(MaskedPredictionMethod):
         masked_counts = mask.sum(dim=1)  # (batch,)
         positives = torch.arange(targets.shape[0], device=targets.device)  # (masked,) pool = masked frames
         negatives = sample_negatives(
-            positives, masked_counts, config.num_negatives, "same_utterance", self.generator
-        )  # (masked, K)
+            positives, masked_counts, config.num_negatives, "same_utterance", self.generator, check=False
+        )  # (masked, K); a lone masked frame of its utterance has none (its logits are -inf)
         logits = contrastive_logits(predictions, targets, targets[negatives], config.temperature)
         contrastive, accuracy = info_nce(logits)
 

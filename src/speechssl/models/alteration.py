@@ -85,7 +85,7 @@ class TimeAlteration:
         Args:
             features: ``(batch, frames, channels)`` time-major features, zero on padding.
             lengths: ``(batch,)`` valid frames per utterance.
-            generator: a CPU generator, source of the spans and choices (global RNG when None).
+            generator: source of the spans and choices (global RNG when None).
             unit: frames per unit; an utterance's last unit may be partial.
 
         Returns:
@@ -101,8 +101,9 @@ class TimeAlteration:
         valid = _valid_frames(features, lengths)  # (batch, frames)
         units = -(-frames // unit)
         unit_lengths = torch.div(lengths + unit - 1, unit, rounding_mode="floor")  # (batch,)
-        selected = span_mask(unit_lengths.cpu(), units, self.mask_prob, self.span, generator=generator)
-        selected = selected.to(device)  # (batch, units)
+        selected = span_mask(
+            unit_lengths, units, self.mask_prob, self.span, generator=generator
+        )  # (batch, units)
         draws = rand((2, batch, units), generator, device)
         zeroed = selected & (draws[0] < self.zero_prob)  # (batch, units)
         replaced = selected & ~zeroed & (draws[0] < self.zero_prob + self.random_prob)  # (batch, units)

@@ -17,14 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.padding import zero_padding_frames
 
 
-def codebook_perplexity(probs: torch.Tensor) -> torch.Tensor:
+def codebook_perplexity(probs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """``Σ_g exp(−Σ_v p̄_{g,v} log p̄_{g,v})`` with ``p̄_g`` the mean of ``probs`` over frames.
 
     The exponentiated entropy of each group's average distribution, summed over groups:
@@ -33,13 +32,19 @@ def codebook_perplexity(probs: torch.Tensor) -> torch.Tensor:
     Args:
         probs: ``(frames, groups, entries)`` distributions over each group's entries (soft
             probabilities, or one-hot choices for the usage of the codebooks).
+        valid: optional ``(frames,)`` bool, the frames averaged over (all when None): padded
+            frames are left out without a data-dependent selection.
 
     Returns:
         scalar perplexity in ``[G, G·V]``.
     """
     if probs.dim() != 3:
         raise ValueError(f"probs: expected (frames, groups, entries), found {tuple(probs.shape)}")
-    mean = probs.float().mean(dim=0)  # (groups, entries)
+    if valid is None:
+        mean = probs.float().mean(dim=0)  # (groups, entries)
+    else:
+        weights = valid.float()[:, None, None]  # (frames, 1, 1)
+        mean = (probs.float() * weights).sum(dim=0) / weights.sum().clamp(min=1)  # (groups, entries)
     entropy = -torch.xlogy(mean, mean).sum(dim=-1)  # (groups,)
     return torch.exp(entropy).sum()
 
@@ -111,6 +116,16 @@ class QuantizerOutput:
     perplexity: torch.Tensor
     code_perplexity: torch.Tensor
     diversity_loss: torch.Tensor
+
+
+def one_hot(indices: torch.Tensor, classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(..., classes)`` one-hot rows of ``indices (...)`` in ``[0, classes)``.
+
+    ``F.one_hot`` reads the indices' range back to the host to check it; this scatter does not.
+    """
+    return torch.zeros(*indices.shape, classes, dtype=dtype, device=indices.device).scatter_(
+        -1, indices[..., None], 1.0
+    )
 
 
 class GumbelVectorQuantizer(nn.Module):
@@ -186,18 +201,19 @@ class GumbelVectorQuantizer(nn.Module):
                 gumbel = -torch.log(-torch.log(uniform))  # (batch, frames, groups, entries)
                 soft = torch.softmax((logits + gumbel) / self.temperature, dim=-1)
                 indices = soft.argmax(dim=-1)  # (batch, frames, groups)
-                hard = F.one_hot(indices, self.entries).to(soft.dtype)
+                hard = one_hot(indices, self.entries, soft.dtype)
                 choice = hard - soft.detach() + soft  # straight-through: forward hard, gradient soft
             else:
                 indices = logits.argmax(dim=-1)  # (batch, frames, groups)
-                choice = F.one_hot(indices, self.entries).to(logits.dtype)
+                choice = one_hot(indices, self.entries, logits.dtype)
             # (batch, frames, groups, entries) x (groups, entries, entry_dim) -> (batch, frames, groups, entry_dim)
             codes = torch.einsum("btgv,gvd->btgd", choice, self.codebook.float())
             codes = codes.reshape(batch, frames, self.code_dim)  # (batch, frames, groups * entry_dim)
-            perplexity = codebook_perplexity(
-                torch.softmax(logits[valid], dim=-1)
-            )  # over (valid, groups, entries)
-            code_perplexity = codebook_perplexity(F.one_hot(indices[valid], self.entries))
+            flat_valid = valid.flatten()  # (batch * frames,)
+            probabilities = torch.softmax(logits, dim=-1).flatten(0, 1)  # (batch * frames, groups, entries)
+            perplexity = codebook_perplexity(probabilities, flat_valid)
+            chosen = one_hot(indices, self.entries, logits.dtype)  # (batch, frames, groups, entries)
+            code_perplexity = codebook_perplexity(chosen.flatten(0, 1), flat_valid)
         return QuantizerOutput(
             codes=zero_padding_frames(codes, lengths),
             indices=indices,

@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from speechssl.augment.base import rand
 from speechssl.data.batch import lengths_to_padding_mask
 
 
@@ -54,7 +55,9 @@ def span_mask(
         span_count: ``"round"`` or ``"sampled"``, how the number of spans is drawn (above).
 
     Returns:
-        ``(batch, frames)`` bool, True on masked frames; padding is never masked.
+        ``(batch, frames)`` bool on ``lengths``' device, True on masked frames; padding is
+        never masked. The draws are made on that device (a ``generator`` on another device
+        draws there and the draws are copied); no value is read back to the host.
     """
     if not 0.0 <= mask_prob <= 1.0:
         raise ValueError(f"mask_prob: expected a fraction in [0, 1], found {mask_prob}")
@@ -64,27 +67,32 @@ def span_mask(
         raise ValueError(f"min_spans: expected >= 0, found {min_spans}")
     if span_count not in ("round", "sampled"):
         raise ValueError(f"span_count: expected 'round' or 'sampled', found {span_count!r}")
+    device = lengths.device
+    lengths = lengths.long()
     batch = lengths.shape[0]
-    mask = torch.zeros(batch, frames, dtype=torch.bool)
-    rows = [(row, length) for row, length in enumerate(lengths.tolist()) if length > 0]
-    orders: list[torch.Tensor] | None = None
+    positions = torch.arange(frames, device=device)  # (frames,)
+    starts_available = (lengths - span + 1).clamp(min=1)  # (batch,)
+    # every utterance's start order first, then the U's: the starts of an utterance whose
+    # count equals the rounded one are those span_count="round" draws
+    keys = rand((batch, frames), generator, device)  # (batch, frames) a random order of the positions
+    keys = keys.masked_fill(positions[None, :] >= starts_available[:, None], 2.0)  # impossible starts last
+    expected = mask_prob * lengths.double() / span  # (batch,)
     if span_count == "sampled":
-        # every utterance's start order first, then the U's: the starts of an utterance
-        # whose count equals the rounded one are those span_count="round" draws
-        orders = [torch.randperm(max(length - span + 1, 1), generator=generator) for _, length in rows]
-        uniforms = torch.rand(len(rows), generator=generator).tolist()  # (utterances,) U ~ [0, 1)
-        drawn = [int(mask_prob * length / span + u) for (_, length), u in zip(rows, uniforms, strict=True)]
+        drawn = (expected + rand((batch,), generator, device, torch.float64)).floor()  # int(p·L/M + U)
     else:
-        drawn = [round(mask_prob * length / span) for _, length in rows]
-    for index, (row, length) in enumerate(rows):
-        starts_available = max(length - span + 1, 1)
-        count = min(max(min_spans, drawn[index]), starts_available)
-        if count == 0:
-            continue
-        order = torch.randperm(starts_available, generator=generator) if orders is None else orders[index]
-        offsets = order[:count, None] + torch.arange(span)  # (count, span)
-        mask[row, offsets.clamp(max=length - 1).flatten()] = True
-    return mask & ~lengths_to_padding_mask(lengths, frames).cpu()
+        drawn = expected.round()  # half to even, as Python's round
+    count = torch.minimum(drawn.long().clamp(min=min_spans), starts_available)
+    count = count.masked_fill(lengths <= 0, 0)  # (batch,)
+    # the first `count` positions of the random order: `count` starts without replacement
+    order = keys.argsort(dim=1)  # (batch, frames)
+    starts = torch.zeros(batch, frames, dtype=torch.long, device=device).scatter_(
+        1, order, (positions[None, :] < count[:, None]).long()
+    )  # (batch, frames) 1 on span starts
+    # frame t is covered when a start lies in (t - span, t]: a difference of running counts
+    running = starts.cumsum(dim=1)  # (batch, frames)
+    before = torch.nn.functional.pad(running, (span, 0))[:, :frames]  # (batch, frames) running[t - span]
+    # spans of utterances shorter than `span` are cut at their end, like the padding
+    return (running > before) & ~lengths_to_padding_mask(lengths, frames)
 
 
 def check_span_start_options(mask_prob: float, mask_length: int, min_masks: int) -> None:
@@ -130,10 +138,9 @@ def span_start_mask(
     Returns:
         ``(batch, frames)`` bool on ``lengths``' device, True on masked frames.
     """
-    mask = span_mask(
+    return span_mask(
         lengths, frames, mask_prob * mask_length, mask_length, min_masks, generator, span_count="sampled"
     )
-    return mask.to(lengths.device)
 
 
 __all__ = ["check_span_start_options", "span_mask", "span_start_mask"]

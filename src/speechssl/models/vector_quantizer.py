@@ -142,16 +142,16 @@ class VectorQuantizer(nn.Module):
             frames: ``(count, dim)`` valid frames of this rank's batch, ``count >= 1``.
         """
         dead = self.usage < self.dead_code_threshold  # (K,)
-        restarts = int(dead.sum())
-        if restarts == 0:
-            return
-        picks = frames[torch.randint(frames.shape[0], (restarts,), device=frames.device)]  # (restarts, dim)
-        count = torch.tensor(float(frames.shape[0]), device=frames.device)
+        # a pick for every entry, kept where the entry is dead: no read of how many are
+        picks = frames[
+            torch.randint(frames.shape[0], (self.codebook_size,), device=frames.device)
+        ]  # (K, dim)
+        count = torch.full((), float(frames.shape[0]), device=frames.device)
         if distributed.is_distributed():
             picks = distributed.all_reduce_sum(picks * float(distributed.is_main_process()))  # rank 0's picks
             count = distributed.all_reduce_sum(count)  # global valid frames
-        self.codebook[dead] = picks.to(self.codebook.dtype)
-        self.usage[dead] = count.to(self.usage.dtype) / self.codebook_size
+        self.codebook.copy_(torch.where(dead[:, None], picks.to(self.codebook.dtype), self.codebook))
+        self.usage.copy_(torch.where(dead, count.to(self.usage.dtype) / self.codebook_size, self.usage))
 
     @torch.no_grad()
     def update_usage(self, codes: torch.Tensor) -> None:
@@ -179,13 +179,13 @@ class VectorQuantizer(nn.Module):
         if lengths.shape != (h.shape[0],):
             raise ValueError(f"lengths: expected shape ({h.shape[0]},), found {tuple(lengths.shape)}")
         valid = ~lengths_to_padding_mask(lengths.to(h.device), h.shape[1])  # (batch, frames)
-        count = int(valid.sum())
-        if count == 0:
-            raise ValueError("lengths: expected at least one valid frame in the batch, found none")
         dtype = torch.promote_types(h.dtype, torch.float32)
         restarting = self.training and self.dead_code_threshold > 0
         with torch.autocast(device_type=h.device.type, enabled=False):
             flat = h[valid].to(dtype)  # (valid frames, dim)
+            count = flat.shape[0]
+            if count == 0:
+                raise ValueError("lengths: expected at least one valid frame in the batch, found none")
             if restarting:
                 self.restart_dead_codes(flat.detach())
             codes = self.nearest(flat.detach())  # (valid frames,)
