@@ -244,11 +244,83 @@ class FilterbankFrontend(Frontend):
         return FrontendOutput(x, out_lengths, zero_padding_frames(clean, out_lengths), features)
 
 
+class _MaskedGroupNormFunction(torch.autograd.Function):
+    """Group norm over the valid frames, forward and backward by hand (Wu & He 2018, eq. 1-2).
+
+    In one buffer, in place: ``m = x * valid`` gives the mean of the ``n = length * per_group``
+    valid values of each group, ``m - mean ⊗ valid`` their variance (two passes, no
+    cancellation), then ``m * weight * rstd + bias ⊗ valid`` the output, zero on padded frames
+    (``⊗``: an outer product over (channel, frame), ``baddbmm``). The backward is the group-norm gradient
+    ``rstd (dŷ - mean(dŷ) - x̂ mean(dŷ x̂))`` over valid frames, zero on padded frames, computed
+    in place in ``dy * valid``. Forward and backward each allocate one full-size tensor (their
+    result), like ``nn.GroupNorm``; the input is kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, valid, lengths, weight, bias, num_groups: int, eps: float):
+        batch, channels, _ = x.shape
+        per_group = channels // num_groups
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)  # statistics in at least float32
+        out = x * valid  # (batch, channels, frames), zero on padded frames
+        count = (lengths.clamp(min=1) * per_group).to(stat_dtype)[:, None]  # (batch, 1)
+        mean = (
+            out.sum(-1, dtype=stat_dtype).view(batch, num_groups, per_group).sum(-1) / count
+        )  # (batch, groups)
+        mean_c = mean.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        out.baddbmm_(-mean_c.to(x.dtype)[:, :, None], valid)  # x - mean on valid frames, 0 on padded
+        squares = torch.linalg.vector_norm(out, dim=-1, dtype=stat_dtype).square()  # (batch, channels)
+        rstd = torch.rsqrt(
+            squares.view(batch, num_groups, per_group).sum(-1) / count + eps
+        )  # (batch, groups)
+        out.mul_((rstd.repeat_interleave(per_group, dim=1) * weight.to(stat_dtype)).to(x.dtype)[:, :, None])
+        out.baddbmm_(bias.to(x.dtype)[None, :, None].expand(batch, -1, -1), valid)  # + bias on valid frames
+        ctx.save_for_backward(x, valid, lengths, mean, rstd, weight)
+        ctx.num_groups = num_groups
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, valid, lengths, mean, rstd, weight = ctx.saved_tensors
+        batch, channels, frames = x.shape
+        groups = ctx.num_groups
+        per_group = channels // groups
+        stat_dtype = rstd.dtype
+        grad_x = (grad_out * valid).contiguous()  # (batch, channels, frames), zero on padded frames
+        # Sums over valid frames, per (batch, channel): of dy and of dy * x.
+        sum_dy = grad_x.sum(-1, dtype=stat_dtype)  # (batch, channels)
+        sum_dy_x = (
+            torch.bmm(grad_x.view(batch * channels, 1, frames), x.view(batch * channels, frames, 1))
+            .to(stat_dtype)
+            .view(batch, channels)
+        )
+        mean_c = mean.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        rstd_c = rstd.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        sum_dy_xhat = rstd_c * (sum_dy_x - mean_c * sum_dy)  # (batch, channels)
+        grad_weight = sum_dy_xhat.sum(0).to(weight.dtype)
+        grad_bias = sum_dy.sum(0).to(weight.dtype)
+        count = (lengths.clamp(min=1) * per_group).to(stat_dtype)[:, None]  # (batch, 1)
+        w = weight.to(stat_dtype)[None, :]  # (1, channels)
+        mean_dxhat = (w * sum_dy).view(batch, groups, per_group).sum(-1) / count  # (batch, groups)
+        mean_dxhat_xhat = (w * sum_dy_xhat).view(batch, groups, per_group).sum(-1) / count
+        # dx = rstd (w dy - mean_dxhat - (x - mean) rstd mean_dxhat_xhat) on valid frames.
+        k_dy = rstd_c * w  # (batch, channels)
+        k_x = (-rstd.square() * mean_dxhat_xhat).repeat_interleave(per_group, dim=1)
+        k_1 = (rstd * (rstd * mean * mean_dxhat_xhat - mean_dxhat)).repeat_interleave(per_group, dim=1)
+        dtype = x.dtype
+        grad_x.mul_(k_dy.to(dtype)[:, :, None])
+        grad_x.addcmul_(x, k_x.to(dtype)[:, :, None])
+        grad_x.baddbmm_(k_1.to(dtype)[:, :, None], valid)
+        grad_x.mul_(valid)  # x is not zero on padded frames
+        return grad_x, None, None, grad_weight, grad_bias, None, None
+
+
 class MaskedGroupNorm(nn.Module):
     """Group normalisation (Wu & He 2018) with statistics over the valid frames only.
 
     With ``num_groups == num_channels`` this is the per-channel normalisation of the first
-    layer of the wav2vec 2.0 feature encoder, made independent of padding.
+    layer of the wav2vec 2.0 feature encoder, made independent of padding. Without
+    ``lengths`` (a batch without padding) it is ``F.group_norm``.
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5) -> None:
@@ -262,25 +334,18 @@ class MaskedGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x (batch, channels, frames)`` over the first ``lengths (batch,)`` frames.
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Normalise ``x (batch, channels, frames)`` over the first ``lengths (batch,)`` frames
+        (all frames when ``lengths`` is None).
 
         Padded frames come out as zero.
         """
-        batch, channels, frames = x.shape
-        per_group = channels // self.num_groups
-        valid = (~lengths_to_padding_mask(lengths, frames)).float()  # (batch, frames)
-        grouped = x.float().reshape(
-            batch, self.num_groups, per_group, frames
-        )  # (batch, groups, per_group, frames)
-        weights = valid[:, None, None, :]  # (batch, 1, 1, frames)
-        count = (lengths.clamp(min=1) * per_group).float()[:, None, None, None]  # (batch, 1, 1, 1)
-        mean = (grouped * weights).sum(dim=(2, 3), keepdim=True) / count  # (batch, groups, 1, 1)
-        variance = ((grouped - mean) * weights).pow(2).sum(dim=(2, 3), keepdim=True) / count
-        normed = ((grouped - mean) * torch.rsqrt(variance + self.eps)).reshape(batch, channels, frames)
-        # normed: (batch, channels, frames)
-        out = normed * self.weight[:, None] + self.bias[:, None]  # (batch, channels, frames)
-        return (out * valid[:, None, :]).to(x.dtype)
+        if lengths is None:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        valid = (~lengths_to_padding_mask(lengths, x.shape[2])).to(x.dtype)[:, None, :]  # (batch, 1, frames)
+        return _MaskedGroupNormFunction.apply(
+            x.contiguous(), valid, lengths, self.weight, self.bias, self.num_groups, self.eps
+        )
 
 
 class ConvBlock(nn.Module):
