@@ -194,8 +194,12 @@ def test_utterance_mean_variance_norm_uses_valid_frames_only():
 
 
 def test_waveform_frontend_rejects_utterances_shorter_than_the_receptive_field():
+    frontend = waveform_frontend()
+    assert frontend.min_samples == 400
+    frontend.check_lengths(torch.tensor([800, 400]))
     with pytest.raises(ValueError, match=r"at least 400 samples.*found 399"):
-        waveform_frontend()(torch.zeros(2, 800), torch.tensor([800, 399]))
+        frontend.check_lengths(torch.tensor([800, 399]))
+    fbank_frontend().check_lengths(torch.tensor([800, 1]))  # no minimum
 
 
 @pytest.mark.parametrize("frontend_factory", [fbank_frontend, waveform_frontend])

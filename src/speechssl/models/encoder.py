@@ -44,6 +44,7 @@ from speechssl.models.frontends import (
     WaveformFrontend,
 )
 from speechssl.models.output import EncoderOutput
+from speechssl.models.padding import receptive_field
 from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
 from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
 
@@ -183,6 +184,12 @@ class EncoderConfig:
                 "conv_norm: expected 'layer' with causal=true (group norm uses statistics of "
                 "future frames), found 'group'"
             )
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest utterance the front-end reads: the waveform CNN's receptive field (400 samples
+        for wav2vec 2.0's), else 1."""
+        return receptive_field(self.conv_kernels, self.conv_strides) if self.frontend == "waveform" else 1
 
 
 @dataclass
@@ -398,6 +405,11 @@ class SpeechEncoder(nn.Module):
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.frontend.output_lengths(num_samples)
+
+    def check_lengths(self, lengths: torch.Tensor) -> None:
+        """Raise ValueError if an utterance is shorter than the front-end reads (one host read;
+        :meth:`forward` makes none, see :meth:`Frontend.check_lengths`)."""
+        self.frontend.check_lengths(lengths)
 
     def forward(
         self,

@@ -33,7 +33,7 @@ from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.features.filterbank import LogMelFilterbank, check_audio
 from speechssl.models.gradient import grad_multiply
 from speechssl.models.init import init_linear_
-from speechssl.models.padding import conv_output_lengths, zero_padding_frames
+from speechssl.models.padding import conv_output_lengths, receptive_field, zero_padding_frames
 
 
 @dataclass
@@ -75,11 +75,29 @@ class Frontend(nn.Module):
     Subclasses set ``downsample_rate`` (input samples per output frame), ``feature_dim``
     (channels seen by ``feature_transform``) and ``dim``, and implement
     :meth:`output_lengths` and :meth:`encode`; :meth:`forward` is ``encode``'s output and lengths.
+    ``min_samples`` is the shortest utterance the front-end reads (the waveform CNN's receptive
+    field); :meth:`check_lengths` enforces it outside the forward pass, which reads no lengths
+    on the host (so a training step does not synchronise and the forward can be exported).
     """
 
     downsample_rate: int
     feature_dim: int
     dim: int
+    min_samples: int = 1
+
+    def check_lengths(self, lengths: torch.Tensor) -> None:
+        """Raise ValueError if an utterance of ``lengths (batch,)`` is shorter than ``min_samples``.
+
+        One host read: call it where the lengths are known on the host (data pipeline,
+        inference entry points), not inside a training step.
+        """
+        if self.min_samples > 1 and lengths.numel() > 0:
+            shortest = int(lengths.min())
+            if shortest < self.min_samples:
+                raise ValueError(
+                    f"lengths: expected every utterance to have at least {self.min_samples} samples "
+                    f"(the front-end's receptive field), found {shortest}"
+                )
 
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
@@ -406,10 +424,9 @@ class ConvFeatureEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = blocks[-1].conv.out_channels
         self.stride = math.prod(block.stride for block in blocks)
-        receptive_field = 1
-        for i, block in enumerate(blocks):
-            receptive_field += (block.kernel_size - 1) * math.prod(b.stride for b in blocks[:i])
-        self.receptive_field = receptive_field
+        self.receptive_field = receptive_field(
+            [block.kernel_size for block in blocks], [block.stride for block in blocks]
+        )
 
     @classmethod
     def wav2vec2(
@@ -472,6 +489,7 @@ class WaveformFrontend(Frontend):
         self.feature_encoder = feature_encoder
         self.feature_dim = feature_encoder.out_channels
         self.downsample_rate = feature_encoder.stride
+        self.min_samples = feature_encoder.receptive_field
         self.dim = dim
         self.layer_norm = nn.LayerNorm(self.feature_dim)
         self.projection = nn.Linear(self.feature_dim, dim)
@@ -494,18 +512,14 @@ class WaveformFrontend(Frontend):
 
         Args:
             waveforms: ``(batch, samples)`` float audio; every utterance needs at least
-                ``feature_encoder.receptive_field`` (400) samples.
+                ``min_samples`` (the CNN's receptive field, 400) samples (:meth:`check_lengths`;
+                a shorter one has no frame).
             lengths: ``(batch,)`` int64 valid samples per utterance.
             feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
             feature_grad_scale: factor on the gradient reaching the CNN (wav2vec 2.0 BASE
                 scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
         """
         check_audio(waveforms, lengths)
-        if int(lengths.min()) < self.feature_encoder.receptive_field:
-            raise ValueError(
-                f"lengths: expected every utterance to have at least {self.feature_encoder.receptive_field} "
-                f"samples (the CNN's receptive field), found {int(lengths.min())}"
-            )
         samples = waveforms[:, None, :]  # (batch, 1, samples)
         cnn_features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
         if feature_grad_scale != 1.0:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 
 from speechssl.data.batch import lengths_to_padding_mask
@@ -16,6 +19,15 @@ def conv_output_lengths(
     clamped to zero.
     """
     return torch.clamp(torch.div(lengths + padding - kernel_size, stride, rounding_mode="floor") + 1, min=0)
+
+
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Input samples seen by one output frame of stacked unpadded convolutions:
+    ``1 + sum_i (kernel_i - 1) * prod_{j < i} stride_j`` (400 for the wav2vec 2.0 CNN)."""
+    field = 1
+    for i, kernel in enumerate(kernels):
+        field += (kernel - 1) * math.prod(strides[:i])
+    return field
 
 
 def zero_padding_frames(x: torch.Tensor, lengths: torch.Tensor, time_dim: int = 1) -> torch.Tensor:
