@@ -411,20 +411,32 @@ class SpeechEncoder(nn.Module):
         :meth:`forward` makes none, see :meth:`Frontend.check_lengths`)."""
         self.frontend.check_lengths(lengths)
 
+    def unpadded_lengths(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+        """The ``lengths`` to give :meth:`forward`: None when no utterance of ``waveforms (batch,
+        samples)`` is padded (the unmasked path), else ``lengths (batch,)``; raises like
+        :meth:`check_lengths`. One host read, for eager entry points such as the upstreams."""
+        self.check_lengths(lengths)
+        if bool((lengths == waveforms.shape[-1]).all()):
+            return None
+        return lengths
+
     def forward(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         mask_time_indices: torch.Tensor | None = None,
         output_features: bool = False,
         feature_grad_scale: float = 1.0,
+        output_hidden_states: bool = True,
     ) -> EncoderOutput:
         """Encode a padded batch.
 
         Args:
             waveforms: ``(batch, samples)`` float audio at :attr:`sample_rate`, zero-padded.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance; None when no utterance is
+                padded, which runs the unmasked kernels (``F.group_norm``, attention without a
+                mask) and gives the same values as full lengths.
             feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
                 -> features`` applied inside the front-end (e.g. time/frequency masking).
             mask_time_indices: optional ``(batch, frames)`` bool, frames whose front-end output
@@ -433,9 +445,12 @@ class SpeechEncoder(nn.Module):
             output_features: also return the front-end's intermediate features (see
                 :class:`EncoderOutput`).
             feature_grad_scale: factor on the gradient reaching the waveform CNN (values unchanged).
+            output_hidden_states: return every layer's hidden state; False returns only the
+                last one (``hidden_states`` has one entry), for methods that read no other.
 
         Returns:
-            :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``.
+            :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``
+            (one with ``output_hidden_states=False``).
         """
         frontend: FrontendOutput = self.frontend.encode(
             waveforms, lengths, feature_transform, feature_grad_scale
@@ -443,7 +458,9 @@ class SpeechEncoder(nn.Module):
         x = frontend.x  # (batch, frames, dim)
         if mask_time_indices is not None:
             x = self.apply_mask(x, mask_time_indices)
-        hidden_states = self.context(x, frontend.lengths)
+        hidden_states = self.context(
+            x, None if lengths is None else frontend.lengths, output_hidden_states=output_hidden_states
+        )
         output = EncoderOutput(hidden_states, frontend.lengths, self.downsample_rate)
         if output_features:
             output.features = frontend.clean

@@ -60,6 +60,11 @@ class FrontendOutput:
     cnn_features: torch.Tensor | None = None
 
 
+def full_lengths(x: torch.Tensor, time_dim: int) -> torch.Tensor:
+    """``(batch,)`` int64 lengths of a batch without padding: every row has ``x.shape[time_dim]`` frames."""
+    return torch.full((x.shape[0],), x.shape[time_dim], dtype=torch.long, device=x.device)
+
+
 def check_no_grad_scale(feature_grad_scale: float, frontend: str) -> None:
     """Raise unless ``feature_grad_scale`` is 1: only the waveform CNN's gradient can be scaled."""
     if feature_grad_scale != 1.0:
@@ -106,7 +111,7 @@ class Frontend(nn.Module):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:  # pragma: no cover - abstract
@@ -237,7 +242,7 @@ class FilterbankFrontend(Frontend):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
@@ -245,12 +250,14 @@ class FilterbankFrontend(Frontend):
 
         Args:
             waveforms: ``(batch, samples)`` float audio.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance (None: no utterance is padded).
             feature_transform: optional ``(log_mel (batch, frames, n_mels), frame_lengths) -> log_mel``
                 applied after normalisation (training-time masking).
             feature_grad_scale: must be 1 (there is no CNN on the waveform to scale).
         """
         check_no_grad_scale(feature_grad_scale, "fbank")
+        if lengths is None:
+            lengths = full_lengths(waveforms, 1)
         check_audio(waveforms, lengths)
         features, frame_lengths = self.filterbank(waveforms, lengths)  # (batch, frames, n_mels)
         if self.feature_norm:
@@ -400,13 +407,17 @@ class ConvBlock(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return conv_output_lengths(lengths, self.kernel_size, self.stride)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Convolve ``x (batch, in_channels, frames)`` with ``lengths (batch,)`` valid frames.
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Convolve ``x (batch, in_channels, frames)`` with ``lengths (batch,)`` valid frames
+        (None: no padding).
 
-        Returns ``(batch, out_channels, frames')`` and the output lengths ``(batch,)``.
+        Returns ``(batch, out_channels, frames')`` and the output lengths ``(batch,)`` (None
+        without padding).
         """
         x = self.conv(x)  # (batch, out_channels, frames')
-        lengths = self.output_lengths(lengths)
+        lengths = None if lengths is None else self.output_lengths(lengths)
         if isinstance(self.norm, MaskedGroupNorm):
             x = self.norm(x, lengths)
         elif self.norm is not None:
@@ -461,10 +472,13 @@ class ConvFeatureEncoder(nn.Module):
             num_samples = block.output_lengths(num_samples)
         return num_samples
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples.
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples (None: no padding).
 
-        Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``.
+        Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``
+        (None without padding).
         """
         for block in self.blocks:
             x, lengths = block(x, lengths)
@@ -503,7 +517,7 @@ class WaveformFrontend(Frontend):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
@@ -514,22 +528,24 @@ class WaveformFrontend(Frontend):
             waveforms: ``(batch, samples)`` float audio; every utterance needs at least
                 ``min_samples`` (the CNN's receptive field, 400) samples (:meth:`check_lengths`;
                 a shorter one has no frame).
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance; None when no utterance is
+                padded (the group norm and the masking then take their unpadded paths).
             feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
             feature_grad_scale: factor on the gradient reaching the CNN (wav2vec 2.0 BASE
                 scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
         """
-        check_audio(waveforms, lengths)
+        check_audio(waveforms, full_lengths(waveforms, 1) if lengths is None else lengths)
         samples = waveforms[:, None, :]  # (batch, 1, samples)
-        cnn_features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        cnn_features, padded_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        frame_lengths = full_lengths(cnn_features, 2) if padded_lengths is None else padded_lengths
         if feature_grad_scale != 1.0:
             cnn_features = grad_multiply(cnn_features, feature_grad_scale)
         features = self.layer_norm(cnn_features.transpose(1, 2))  # (batch, frames, channels)
-        features = zero_padding_frames(features, frame_lengths)
+        features = zero_padding_frames(features, padded_lengths)
         if feature_transform is not None:
             features = feature_transform(features, frame_lengths)
         clean = self.projection(features)  # (batch, frames, dim)
-        x = zero_padding_frames(self.dropout(clean), frame_lengths)
+        x = zero_padding_frames(self.dropout(clean), padded_lengths)
         return FrontendOutput(
-            x, frame_lengths, zero_padding_frames(clean, frame_lengths), features, cnn_features
+            x, frame_lengths, zero_padding_frames(clean, padded_lengths), features, cnn_features
         )
