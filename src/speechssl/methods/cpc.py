@@ -127,7 +127,9 @@ class CPC(PretextMethod):
             ValueError: no utterance of the batch is longer than ``K`` frames.
         """
         # z: (batch, frames, z_dim), the front-end output before its dropout; c: the last hidden state
-        encoded = self.encoder(batch.waveforms, batch.lengths, output_features=True)
+        encoded = self.encoder(
+            batch.waveforms, batch.lengths, output_features=True, output_hidden_states=False
+        )
         latents, frame_lengths = encoded.features, encoded.lengths
         steps = self.config.prediction_steps
         if int(frame_lengths.max()) <= steps:
