@@ -121,11 +121,12 @@ class Frontend(nn.Module):
     def forward(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (batch, frames, dim)`` zero on padded frames and ``lengths (batch,)`` in frames
-        of ``waveforms (batch, samples)`` with ``lengths (batch,)`` valid samples (see :meth:`encode`)."""
+        of ``waveforms (batch, samples)`` with ``lengths (batch,)`` valid samples (None without
+        padding; see :meth:`encode`)."""
         output = self.encode(waveforms, lengths, feature_transform)
         return output.x, output.lengths
 

@@ -4,7 +4,8 @@ Follows wav2vec 2.0 (Baevski et al. 2020, §2): the relative position informatio
 from a grouped convolution over time added to the input (Mohamed et al. 2019), followed
 by Transformer blocks (Vaswani et al. 2017) in the pre-LayerNorm arrangement (Xiong et al.
 2020; wav2vec 2.0 LARGE's ``layer_norm_first``). Every attention call masks padded keys,
-so the valid outputs of a padded utterance equal those computed without padding; with
+so the valid outputs of a padded utterance equal those computed without padding (a batch
+given without lengths has no padding and attends without a mask, SDPA's fused kernels); with
 ``causal=True`` both the attention and the positional convolution only look at the past.
 """
 
