@@ -256,3 +256,63 @@ def test_masking_without_a_mask_embedding_or_of_the_wrong_shape_is_an_error(make
     )  # a checkpoint's config
     rebuilt.load_state_dict(encoder.state_dict(), strict=True)
     torch.testing.assert_close(rebuilt.mask_embedding, encoder.mask_embedding)
+
+
+ARCHITECTURES = [
+    ("fbank", {}),
+    ("waveform", {}),
+    ("waveform", {"conv_norm": "layer", "causal": True}),
+    ("fbank", {"feature_norm": False, "causal": True}),
+    ("fbank", {"context": "lstm"}),
+    ("fbank", {"context": "gru", "feature_norm": False, "causal": True}),
+]
+
+
+@pytest.mark.parametrize("frontend, options", ARCHITECTURES)
+def test_unpadded_path_equals_the_masked_path(frontend, options, make_config, speech_batch, monkeypatch):
+    encoder = SpeechEncoder.from_config(make_config(frontend, **options)).eval()
+    waveforms, lengths = speech_batch([6000, 6000, 6000], seed=2)
+    masks = []
+    attention = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        masks.append(kwargs.get("attn_mask"))
+        return attention(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        masked = encoder(waveforms, lengths, output_features=True)
+        unmasked = encoder(waveforms, None, output_features=True)
+    if options.get("context", "transformer") == "transformer":
+        half = len(masks) // 2
+        assert all(mask is not None for mask in masks[:half]) and all(mask is None for mask in masks[half:])
+    assert torch.equal(unmasked.lengths, masked.lengths)
+    assert len(unmasked.hidden_states) == len(masked.hidden_states) == encoder.num_layers
+    for got, expected in zip(unmasked.hidden_states, masked.hidden_states, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(unmasked.features, masked.features, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("frontend, options", ARCHITECTURES)
+def test_output_hidden_states_false_returns_the_same_last_state_only(
+    frontend, options, make_config, speech_batch
+):
+    encoder = SpeechEncoder.from_config(make_config(frontend, layers=3, **options)).eval()
+    waveforms, lengths = speech_batch([6000, 4100, 2500], seed=3)
+    with torch.no_grad():
+        every = encoder(waveforms, lengths)
+        last = encoder(waveforms, lengths, output_hidden_states=False)
+    assert len(every.hidden_states) == 4 and len(last.hidden_states) == 1
+    torch.testing.assert_close(last.last_hidden_state, every.last_hidden_state, rtol=0, atol=1e-6)
+    assert torch.equal(last.lengths, every.lengths)
+
+
+def test_unpadded_lengths_is_none_only_without_padding(make_config, speech_batch):
+    encoder = SpeechEncoder.from_config(make_config("waveform"))
+    waveforms, _ = speech_batch([3000, 3000])
+    assert encoder.unpadded_lengths(waveforms, torch.tensor([3000, 3000])) is None
+    assert torch.equal(
+        encoder.unpadded_lengths(waveforms, torch.tensor([3000, 2000])), torch.tensor([3000, 2000])
+    )
+    with pytest.raises(ValueError, match=r"at least 400 samples.*found 399"):
+        encoder.unpadded_lengths(waveforms, torch.tensor([3000, 399]))

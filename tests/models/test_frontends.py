@@ -140,6 +140,49 @@ def test_masked_group_norm_ignores_padding():
     assert torch.all(out[..., 30:] == 0)
 
 
+@pytest.mark.parametrize("groups", [8, 4, 1])
+def test_masked_group_norm_equals_group_norm_of_each_unpadded_utterance(groups):
+    torch.manual_seed(0)
+    lengths = torch.tensor([50, 31, 2])
+    x = (torch.randn(3, 8, 50) * 2 + 3).requires_grad_()
+    grad = torch.randn(3, 8, 50)
+    ours = MaskedGroupNorm(groups, 8)
+    reference = nn.GroupNorm(groups, 8)
+    with torch.no_grad():
+        ours.weight.normal_()
+        ours.bias.normal_()
+        reference.weight.copy_(ours.weight)
+        reference.bias.copy_(ours.bias)
+    out = ours(x, lengths)
+    (out * grad).sum().backward()
+    for i, length in enumerate(lengths.tolist()):
+        utterance = x[i : i + 1, :, :length].detach().requires_grad_()
+        expected = reference(utterance)
+        (expected * grad[i : i + 1, :, :length]).sum().backward()
+        torch.testing.assert_close(out[i : i + 1, :, :length], expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(x.grad[i : i + 1, :, :length], utterance.grad, rtol=1e-4, atol=1e-5)
+        assert torch.all(out[i, :, length:] == 0)
+        assert torch.all(x.grad[i, :, length:] == 0)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.bias.grad, reference.bias.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_masked_group_norm_gradients_pass_gradcheck():
+    norm = MaskedGroupNorm(2, 4).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 4, 9, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([9, 5])
+    assert torch.autograd.gradcheck(lambda x, w, b: norm(x, lengths), (x, norm.weight, norm.bias))
+
+
+def test_masked_group_norm_without_lengths_is_group_norm():
+    x = torch.randn(2, 8, 30)
+    norm = MaskedGroupNorm(4, 8)
+    torch.testing.assert_close(norm(x, None), norm(x, torch.full((2,), 30)), rtol=1e-5, atol=1e-5)
+
+
 def test_utterance_mean_variance_norm_uses_valid_frames_only():
     features = torch.randn(2, 40, 5) * 3 + 7
     features[1, 25:] = 1e3  # padding
@@ -151,8 +194,12 @@ def test_utterance_mean_variance_norm_uses_valid_frames_only():
 
 
 def test_waveform_frontend_rejects_utterances_shorter_than_the_receptive_field():
+    frontend = waveform_frontend()
+    assert frontend.min_samples == 400
+    frontend.check_lengths(torch.tensor([800, 400]))
     with pytest.raises(ValueError, match=r"at least 400 samples.*found 399"):
-        waveform_frontend()(torch.zeros(2, 800), torch.tensor([800, 399]))
+        frontend.check_lengths(torch.tensor([800, 399]))
+    fbank_frontend().check_lengths(torch.tensor([800, 1]))  # no minimum
 
 
 @pytest.mark.parametrize("frontend_factory", [fbank_frontend, waveform_frontend])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import librosa
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -15,7 +17,12 @@ from speechssl.config import ConfigError
 from speechssl.models.checkpoint import find_latest, list_checkpoints, load_encoder
 from speechssl.train import load_pretrain_config, pretrain
 from speechssl.train.logging import read_metrics
-from speechssl.train.pretrain import LoaderData, build_pretrain_data, build_pretrain_method
+from speechssl.train.pretrain import (
+    LoaderData,
+    build_pretrain_data,
+    build_pretrain_method,
+    check_min_duration,
+)
 
 
 def test_pretrain_end_to_end_then_resume_further(tmp_path, tiny_pretrain_overrides):
@@ -164,3 +171,15 @@ def test_pretraining_at_8_khz_builds_mel_filters_and_crops_at_8_khz(tmp_path, ti
         build_pretrain_method(mismatched)
     with pytest.raises(ConfigError, match=message):
         pretrain(mismatched, tmp_path / "mismatched")
+
+
+def test_the_pipeline_refuses_utterances_shorter_than_the_front_end_reads():
+    manifest = [SimpleNamespace(id="long"), SimpleNamespace(id="short")]
+    dataset = SimpleNamespace(
+        effective_durations=lambda: np.array([1.0, 0.0249]), sample_rate=16000, manifest=manifest
+    )
+    check_min_duration(dataset, 1)
+    with pytest.raises(ValueError, match=r"at least 400 samples.*found 398 in 'short'"):
+        check_min_duration(dataset, 400)
+    dataset.effective_durations = lambda: np.array([1.0, 0.025])
+    check_min_duration(dataset, 400)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from speechssl.models import EncoderConfig, SpeechEncoder
 from speechssl.upstream import EncoderUpstream, FeatureUpstream, build_upstream
 
 
@@ -82,3 +83,12 @@ def test_fingerprints_follow_weights_and_config_not_origin(tiny_run):
         next(changed.encoder.parameters()).add_(1e-3)
     changed._fingerprint = None
     assert changed.fingerprint() != build_upstream(str(tiny_run.checkpoint)).fingerprint()
+
+
+def test_encoder_upstream_rejects_audio_shorter_than_the_receptive_field():
+    config = EncoderConfig(frontend="waveform", dim=16, layers=1, heads=2, ffn_dim=32, conv_channels=8)
+    assert config.min_samples == 400
+    upstream = EncoderUpstream(SpeechEncoder.from_config(config), "short")
+    assert len(upstream(torch.zeros(2, 800), torch.tensor([800, 400])).hidden_states) == 2
+    with pytest.raises(ValueError, match=r"at least 400 samples.*found 399"):
+        upstream(torch.zeros(2, 800), torch.tensor([800, 399]))

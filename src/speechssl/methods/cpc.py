@@ -131,7 +131,9 @@ class CPC(PretextMethod):
             ValueError: the padded batch is not longer than ``K`` frames.
         """
         # z: (batch, frames, z_dim), the front-end output before its dropout; c: the last hidden state
-        encoded = self.encoder(batch.waveforms, batch.lengths, output_features=True)
+        encoded = self.encoder(
+            batch.waveforms, batch.lengths, output_features=True, output_hidden_states=False
+        )
         latents, frame_lengths = encoded.features, encoded.lengths
         steps = self.config.prediction_steps
         batch_size, frames, _ = latents.shape

@@ -334,7 +334,9 @@ class Data2Vec(MaskedPredictionMethod):
         frame_lengths = self.encoder.output_lengths(lengths)  # (batch,)
         frames = self.padded_frames(waveforms.shape[1])
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
-        output = self.encoder(waveforms, lengths, mask_time_indices=mask, output_features=True)
+        output = self.encoder(
+            waveforms, lengths, mask_time_indices=mask, output_features=True, output_hidden_states=False
+        )
         predictions = self.regression_head(output.last_hidden_state)  # (batch, frames, dim)
         targets = self.teacher_targets(
             waveforms, lengths, output.features, frame_lengths

@@ -185,7 +185,7 @@ class DiscreteBERT(PretextMethod):
             captured["targets"], captured["mask"] = units, mask
             return self.corrupt(units, mask)
 
-        output = self.encoder(batch.waveforms, batch.lengths, mask_units)
+        output = self.encoder(batch.waveforms, batch.lengths, mask_units, output_hidden_states=False)
         mask = captured["mask"]  # (batch, frames)
         logits = self.head(output.hidden_states[-1][mask]).float()  # (masked, num_units)
         targets = captured["targets"][mask]  # (masked,)

@@ -284,7 +284,7 @@ class HuBERT(MaskedPredictionMethod):
 
         mask = self.compute_mask(frame_lengths, frames)  # (batch, frames)
         hidden = self.encoder(
-            waveforms, lengths, mask_time_indices=mask
+            waveforms, lengths, mask_time_indices=mask, output_hidden_states=False
         ).last_hidden_state  # (batch, frames, dim)
 
         labelled = targets >= 0  # (batch, frames)

@@ -101,7 +101,7 @@ def encode_with_log_mel_targets(
         recorded.append((features.detach(), feature_lengths))
         return features
 
-    output = encoder(waveforms, lengths, feature_transform=record)
+    output = encoder(waveforms, lengths, feature_transform=record, output_hidden_states=False)
     features, feature_lengths = recorded[0]  # (batch, feature_frames, n_mels), (batch,)
     frames = output.hidden_states[-1].shape[1]
     targets, valid = stack_frames(features, feature_lengths, stride, frames)

@@ -140,7 +140,9 @@ class Mockingjay(PretextMethod):
             altered, captured["mask"] = self.alter(features, lengths)
             return altered
 
-        output = self.encoder(batch.waveforms, batch.lengths, feature_transform=alter_and_capture)
+        output = self.encoder(
+            batch.waveforms, batch.lengths, feature_transform=alter_and_capture, output_hidden_states=False
+        )
         hidden = output.last_hidden_state  # (batch, frames, dim)
         frame_lengths = captured["lengths"]
         target, _ = stack_frames(captured["target"], frame_lengths, self.unit, hidden.shape[1])

@@ -304,7 +304,9 @@ class PASE(PretextMethod):
         if self.distortion is not None:
             inputs, _ = self.distortion(batch.waveforms, batch.lengths, self.generator)  # durations kept
             feature_transform = self.distortion.feature_transform(self.generator)
-        output = self.encoder(inputs, batch.lengths, feature_transform=feature_transform)
+        output = self.encoder(
+            inputs, batch.lengths, feature_transform=feature_transform, output_hidden_states=False
+        )
         hidden = output.last_hidden_state  # (batch, frames, dim)
         targets = self.targets(batch.waveforms, batch.lengths, output.lengths, hidden.shape[1])
         valid = (~output.padding_mask)[..., None]  # (batch, frames, 1)

@@ -187,6 +187,7 @@ class Wav2Vec2(MaskedPredictionMethod):
             mask_time_indices=mask,
             output_features=True,
             feature_grad_scale=config.feature_grad_scale,
+            output_hidden_states=False,
         )
         context = output.last_hidden_state  # (batch, frames, dim)
         features = output.extract_features  # (batch, frames, channels) layer-normalised, unmasked

@@ -44,6 +44,7 @@ from speechssl.models.frontends import (
     WaveformFrontend,
 )
 from speechssl.models.output import EncoderOutput
+from speechssl.models.padding import receptive_field
 from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
 from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
 
@@ -183,6 +184,12 @@ class EncoderConfig:
                 "conv_norm: expected 'layer' with causal=true (group norm uses statistics of "
                 "future frames), found 'group'"
             )
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest utterance the front-end reads: the waveform CNN's receptive field (400 samples
+        for wav2vec 2.0's), else 1."""
+        return receptive_field(self.conv_kernels, self.conv_strides) if self.frontend == "waveform" else 1
 
 
 @dataclass
@@ -399,20 +406,37 @@ class SpeechEncoder(nn.Module):
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
         return self.frontend.output_lengths(num_samples)
 
+    def check_lengths(self, lengths: torch.Tensor) -> None:
+        """Raise ValueError if an utterance is shorter than the front-end reads (one host read;
+        :meth:`forward` makes none, see :meth:`Frontend.check_lengths`)."""
+        self.frontend.check_lengths(lengths)
+
+    def unpadded_lengths(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+        """The ``lengths`` to give :meth:`forward`: None when no utterance of ``waveforms (batch,
+        samples)`` is padded (the unmasked path), else ``lengths (batch,)``; raises like
+        :meth:`check_lengths`. One host read, for eager entry points such as the upstreams."""
+        self.check_lengths(lengths)
+        if bool((lengths == waveforms.shape[-1]).all()):
+            return None
+        return lengths
+
     def forward(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         mask_time_indices: torch.Tensor | None = None,
         output_features: bool = False,
         feature_grad_scale: float = 1.0,
+        output_hidden_states: bool = True,
     ) -> EncoderOutput:
         """Encode a padded batch.
 
         Args:
             waveforms: ``(batch, samples)`` float audio at :attr:`sample_rate`, zero-padded.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance; None when no utterance is
+                padded, which runs the unmasked kernels (``F.group_norm``, attention without a
+                mask) and gives the same values as full lengths.
             feature_transform: optional ``(features (batch, frames, frontend.feature_dim), lengths)
                 -> features`` applied inside the front-end (e.g. time/frequency masking).
             mask_time_indices: optional ``(batch, frames)`` bool, frames whose front-end output
@@ -421,9 +445,12 @@ class SpeechEncoder(nn.Module):
             output_features: also return the front-end's intermediate features (see
                 :class:`EncoderOutput`).
             feature_grad_scale: factor on the gradient reaching the waveform CNN (values unchanged).
+            output_hidden_states: return every layer's hidden state; False returns only the
+                last one (``hidden_states`` has one entry), for methods that read no other.
 
         Returns:
-            :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``.
+            :class:`EncoderOutput` with ``num_layers`` hidden states ``(batch, frames, dim)``
+            (one with ``output_hidden_states=False``).
         """
         frontend: FrontendOutput = self.frontend.encode(
             waveforms, lengths, feature_transform, feature_grad_scale
@@ -431,7 +458,9 @@ class SpeechEncoder(nn.Module):
         x = frontend.x  # (batch, frames, dim)
         if mask_time_indices is not None:
             x = self.apply_mask(x, mask_time_indices)
-        hidden_states = self.context(x, frontend.lengths)
+        hidden_states = self.context(
+            x, None if lengths is None else frontend.lengths, output_hidden_states=output_hidden_states
+        )
         output = EncoderOutput(hidden_states, frontend.lengths, self.downsample_rate)
         if output_features:
             output.features = frontend.clean

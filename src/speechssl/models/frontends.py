@@ -33,7 +33,7 @@ from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.features.filterbank import LogMelFilterbank, check_audio
 from speechssl.models.gradient import grad_multiply
 from speechssl.models.init import init_linear_
-from speechssl.models.padding import conv_output_lengths, zero_padding_frames
+from speechssl.models.padding import conv_output_lengths, receptive_field, zero_padding_frames
 
 
 @dataclass
@@ -60,6 +60,11 @@ class FrontendOutput:
     cnn_features: torch.Tensor | None = None
 
 
+def full_lengths(x: torch.Tensor, time_dim: int) -> torch.Tensor:
+    """``(batch,)`` int64 lengths of a batch without padding: every row has ``x.shape[time_dim]`` frames."""
+    return torch.full((x.shape[0],), x.shape[time_dim], dtype=torch.long, device=x.device)
+
+
 def check_no_grad_scale(feature_grad_scale: float, frontend: str) -> None:
     """Raise unless ``feature_grad_scale`` is 1: only the waveform CNN's gradient can be scaled."""
     if feature_grad_scale != 1.0:
@@ -75,11 +80,29 @@ class Frontend(nn.Module):
     Subclasses set ``downsample_rate`` (input samples per output frame), ``feature_dim``
     (channels seen by ``feature_transform``) and ``dim``, and implement
     :meth:`output_lengths` and :meth:`encode`; :meth:`forward` is ``encode``'s output and lengths.
+    ``min_samples`` is the shortest utterance the front-end reads (the waveform CNN's receptive
+    field); :meth:`check_lengths` enforces it outside the forward pass, which reads no lengths
+    on the host (so a training step does not synchronise and the forward can be exported).
     """
 
     downsample_rate: int
     feature_dim: int
     dim: int
+    min_samples: int = 1
+
+    def check_lengths(self, lengths: torch.Tensor) -> None:
+        """Raise ValueError if an utterance of ``lengths (batch,)`` is shorter than ``min_samples``.
+
+        One host read: call it where the lengths are known on the host (data pipeline,
+        inference entry points), not inside a training step.
+        """
+        if self.min_samples > 1 and lengths.numel() > 0:
+            shortest = int(lengths.min())
+            if shortest < self.min_samples:
+                raise ValueError(
+                    f"lengths: expected every utterance to have at least {self.min_samples} samples "
+                    f"(the front-end's receptive field), found {shortest}"
+                )
 
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Output frames for ``num_samples`` valid samples (int64, any shape)."""
@@ -88,7 +111,7 @@ class Frontend(nn.Module):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:  # pragma: no cover - abstract
@@ -98,11 +121,12 @@ class Frontend(nn.Module):
     def forward(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (batch, frames, dim)`` zero on padded frames and ``lengths (batch,)`` in frames
-        of ``waveforms (batch, samples)`` with ``lengths (batch,)`` valid samples (see :meth:`encode`)."""
+        of ``waveforms (batch, samples)`` with ``lengths (batch,)`` valid samples (None without
+        padding; see :meth:`encode`)."""
         output = self.encode(waveforms, lengths, feature_transform)
         return output.x, output.lengths
 
@@ -219,7 +243,7 @@ class FilterbankFrontend(Frontend):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
@@ -227,12 +251,14 @@ class FilterbankFrontend(Frontend):
 
         Args:
             waveforms: ``(batch, samples)`` float audio.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance (None: no utterance is padded).
             feature_transform: optional ``(log_mel (batch, frames, n_mels), frame_lengths) -> log_mel``
                 applied after normalisation (training-time masking).
             feature_grad_scale: must be 1 (there is no CNN on the waveform to scale).
         """
         check_no_grad_scale(feature_grad_scale, "fbank")
+        if lengths is None:
+            lengths = full_lengths(waveforms, 1)
         check_audio(waveforms, lengths)
         features, frame_lengths = self.filterbank(waveforms, lengths)  # (batch, frames, n_mels)
         if self.feature_norm:
@@ -244,11 +270,83 @@ class FilterbankFrontend(Frontend):
         return FrontendOutput(x, out_lengths, zero_padding_frames(clean, out_lengths), features)
 
 
+class _MaskedGroupNormFunction(torch.autograd.Function):
+    """Group norm over the valid frames, forward and backward by hand (Wu & He 2018, eq. 1-2).
+
+    In one buffer, in place: ``m = x * valid`` gives the mean of the ``n = length * per_group``
+    valid values of each group, ``m - mean ⊗ valid`` their variance (two passes, no
+    cancellation), then ``m * weight * rstd + bias ⊗ valid`` the output, zero on padded frames
+    (``⊗``: an outer product over (channel, frame), ``baddbmm``). The backward is the group-norm gradient
+    ``rstd (dŷ - mean(dŷ) - x̂ mean(dŷ x̂))`` over valid frames, zero on padded frames, computed
+    in place in ``dy * valid``. Forward and backward each allocate one full-size tensor (their
+    result), like ``nn.GroupNorm``; the input is kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, valid, lengths, weight, bias, num_groups: int, eps: float):
+        batch, channels, _ = x.shape
+        per_group = channels // num_groups
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)  # statistics in at least float32
+        out = x * valid  # (batch, channels, frames), zero on padded frames
+        count = (lengths.clamp(min=1) * per_group).to(stat_dtype)[:, None]  # (batch, 1)
+        mean = (
+            out.sum(-1, dtype=stat_dtype).view(batch, num_groups, per_group).sum(-1) / count
+        )  # (batch, groups)
+        mean_c = mean.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        out.baddbmm_(-mean_c.to(x.dtype)[:, :, None], valid)  # x - mean on valid frames, 0 on padded
+        squares = torch.linalg.vector_norm(out, dim=-1, dtype=stat_dtype).square()  # (batch, channels)
+        rstd = torch.rsqrt(
+            squares.view(batch, num_groups, per_group).sum(-1) / count + eps
+        )  # (batch, groups)
+        out.mul_((rstd.repeat_interleave(per_group, dim=1) * weight.to(stat_dtype)).to(x.dtype)[:, :, None])
+        out.baddbmm_(bias.to(x.dtype)[None, :, None].expand(batch, -1, -1), valid)  # + bias on valid frames
+        ctx.save_for_backward(x, valid, lengths, mean, rstd, weight)
+        ctx.num_groups = num_groups
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x, valid, lengths, mean, rstd, weight = ctx.saved_tensors
+        batch, channels, frames = x.shape
+        groups = ctx.num_groups
+        per_group = channels // groups
+        stat_dtype = rstd.dtype
+        grad_x = (grad_out * valid).contiguous()  # (batch, channels, frames), zero on padded frames
+        # Sums over valid frames, per (batch, channel): of dy and of dy * x.
+        sum_dy = grad_x.sum(-1, dtype=stat_dtype)  # (batch, channels)
+        sum_dy_x = (
+            torch.bmm(grad_x.view(batch * channels, 1, frames), x.view(batch * channels, frames, 1))
+            .to(stat_dtype)
+            .view(batch, channels)
+        )
+        mean_c = mean.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        rstd_c = rstd.repeat_interleave(per_group, dim=1)  # (batch, channels)
+        sum_dy_xhat = rstd_c * (sum_dy_x - mean_c * sum_dy)  # (batch, channels)
+        grad_weight = sum_dy_xhat.sum(0).to(weight.dtype)
+        grad_bias = sum_dy.sum(0).to(weight.dtype)
+        count = (lengths.clamp(min=1) * per_group).to(stat_dtype)[:, None]  # (batch, 1)
+        w = weight.to(stat_dtype)[None, :]  # (1, channels)
+        mean_dxhat = (w * sum_dy).view(batch, groups, per_group).sum(-1) / count  # (batch, groups)
+        mean_dxhat_xhat = (w * sum_dy_xhat).view(batch, groups, per_group).sum(-1) / count
+        # dx = rstd (w dy - mean_dxhat - (x - mean) rstd mean_dxhat_xhat) on valid frames.
+        k_dy = rstd_c * w  # (batch, channels)
+        k_x = (-rstd.square() * mean_dxhat_xhat).repeat_interleave(per_group, dim=1)
+        k_1 = (rstd * (rstd * mean * mean_dxhat_xhat - mean_dxhat)).repeat_interleave(per_group, dim=1)
+        dtype = x.dtype
+        grad_x.mul_(k_dy.to(dtype)[:, :, None])
+        grad_x.addcmul_(x, k_x.to(dtype)[:, :, None])
+        grad_x.baddbmm_(k_1.to(dtype)[:, :, None], valid)
+        grad_x.mul_(valid)  # x is not zero on padded frames
+        return grad_x, None, None, grad_weight, grad_bias, None, None
+
+
 class MaskedGroupNorm(nn.Module):
     """Group normalisation (Wu & He 2018) with statistics over the valid frames only.
 
     With ``num_groups == num_channels`` this is the per-channel normalisation of the first
-    layer of the wav2vec 2.0 feature encoder, made independent of padding.
+    layer of the wav2vec 2.0 feature encoder, made independent of padding. Without
+    ``lengths`` (a batch without padding) it is ``F.group_norm``.
     """
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5) -> None:
@@ -262,25 +360,18 @@ class MaskedGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x (batch, channels, frames)`` over the first ``lengths (batch,)`` frames.
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Normalise ``x (batch, channels, frames)`` over the first ``lengths (batch,)`` frames
+        (all frames when ``lengths`` is None).
 
         Padded frames come out as zero.
         """
-        batch, channels, frames = x.shape
-        per_group = channels // self.num_groups
-        valid = (~lengths_to_padding_mask(lengths, frames)).float()  # (batch, frames)
-        grouped = x.float().reshape(
-            batch, self.num_groups, per_group, frames
-        )  # (batch, groups, per_group, frames)
-        weights = valid[:, None, None, :]  # (batch, 1, 1, frames)
-        count = (lengths.clamp(min=1) * per_group).float()[:, None, None, None]  # (batch, 1, 1, 1)
-        mean = (grouped * weights).sum(dim=(2, 3), keepdim=True) / count  # (batch, groups, 1, 1)
-        variance = ((grouped - mean) * weights).pow(2).sum(dim=(2, 3), keepdim=True) / count
-        normed = ((grouped - mean) * torch.rsqrt(variance + self.eps)).reshape(batch, channels, frames)
-        # normed: (batch, channels, frames)
-        out = normed * self.weight[:, None] + self.bias[:, None]  # (batch, channels, frames)
-        return (out * valid[:, None, :]).to(x.dtype)
+        if lengths is None:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        valid = (~lengths_to_padding_mask(lengths, x.shape[2])).to(x.dtype)[:, None, :]  # (batch, 1, frames)
+        return _MaskedGroupNormFunction.apply(
+            x.contiguous(), valid, lengths, self.weight, self.bias, self.num_groups, self.eps
+        )
 
 
 class ConvBlock(nn.Module):
@@ -317,13 +408,17 @@ class ConvBlock(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return conv_output_lengths(lengths, self.kernel_size, self.stride)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Convolve ``x (batch, in_channels, frames)`` with ``lengths (batch,)`` valid frames.
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Convolve ``x (batch, in_channels, frames)`` with ``lengths (batch,)`` valid frames
+        (None: no padding).
 
-        Returns ``(batch, out_channels, frames')`` and the output lengths ``(batch,)``.
+        Returns ``(batch, out_channels, frames')`` and the output lengths ``(batch,)`` (None
+        without padding).
         """
         x = self.conv(x)  # (batch, out_channels, frames')
-        lengths = self.output_lengths(lengths)
+        lengths = None if lengths is None else self.output_lengths(lengths)
         if isinstance(self.norm, MaskedGroupNorm):
             x = self.norm(x, lengths)
         elif self.norm is not None:
@@ -341,10 +436,9 @@ class ConvFeatureEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = blocks[-1].conv.out_channels
         self.stride = math.prod(block.stride for block in blocks)
-        receptive_field = 1
-        for i, block in enumerate(blocks):
-            receptive_field += (block.kernel_size - 1) * math.prod(b.stride for b in blocks[:i])
-        self.receptive_field = receptive_field
+        self.receptive_field = receptive_field(
+            [block.kernel_size for block in blocks], [block.stride for block in blocks]
+        )
 
     @classmethod
     def wav2vec2(
@@ -379,10 +473,13 @@ class ConvFeatureEncoder(nn.Module):
             num_samples = block.output_lengths(num_samples)
         return num_samples
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples.
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples (None: no padding).
 
-        Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``.
+        Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``
+        (None without padding).
         """
         for block in self.blocks:
             x, lengths = block(x, lengths)
@@ -407,6 +504,7 @@ class WaveformFrontend(Frontend):
         self.feature_encoder = feature_encoder
         self.feature_dim = feature_encoder.out_channels
         self.downsample_rate = feature_encoder.stride
+        self.min_samples = feature_encoder.receptive_field
         self.dim = dim
         self.layer_norm = nn.LayerNorm(self.feature_dim)
         self.projection = nn.Linear(self.feature_dim, dim)
@@ -420,7 +518,7 @@ class WaveformFrontend(Frontend):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: FeatureTransform | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
@@ -429,28 +527,26 @@ class WaveformFrontend(Frontend):
 
         Args:
             waveforms: ``(batch, samples)`` float audio; every utterance needs at least
-                ``feature_encoder.receptive_field`` (400) samples.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+                ``min_samples`` (the CNN's receptive field, 400) samples (:meth:`check_lengths`;
+                a shorter one has no frame).
+            lengths: ``(batch,)`` int64 valid samples per utterance; None when no utterance is
+                padded (the group norm and the masking then take their unpadded paths).
             feature_transform: optional ``(features (batch, frames, channels), lengths) -> features``.
             feature_grad_scale: factor on the gradient reaching the CNN (wav2vec 2.0 BASE
                 scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
         """
-        check_audio(waveforms, lengths)
-        if int(lengths.min()) < self.feature_encoder.receptive_field:
-            raise ValueError(
-                f"lengths: expected every utterance to have at least {self.feature_encoder.receptive_field} "
-                f"samples (the CNN's receptive field), found {int(lengths.min())}"
-            )
+        check_audio(waveforms, full_lengths(waveforms, 1) if lengths is None else lengths)
         samples = waveforms[:, None, :]  # (batch, 1, samples)
-        cnn_features, frame_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        cnn_features, padded_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
+        frame_lengths = full_lengths(cnn_features, 2) if padded_lengths is None else padded_lengths
         if feature_grad_scale != 1.0:
             cnn_features = grad_multiply(cnn_features, feature_grad_scale)
         features = self.layer_norm(cnn_features.transpose(1, 2))  # (batch, frames, channels)
-        features = zero_padding_frames(features, frame_lengths)
+        features = zero_padding_frames(features, padded_lengths)
         if feature_transform is not None:
             features = feature_transform(features, frame_lengths)
         clean = self.projection(features)  # (batch, frames, dim)
-        x = zero_padding_frames(self.dropout(clean), frame_lengths)
+        x = zero_padding_frames(self.dropout(clean), padded_lengths)
         return FrontendOutput(
-            x, frame_lengths, zero_padding_frames(clean, frame_lengths), features, cnn_features
+            x, frame_lengths, zero_padding_frames(clean, padded_lengths), features, cnn_features
         )

@@ -60,8 +60,9 @@ class RecurrentLayer(nn.Module):
             init_linear_(self.projection)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``x (batch, frames, dim)`` with ``lengths (batch,)`` valid frames -> ``(batch, frames, dim)``.
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``x (batch, frames, dim)`` with ``lengths (batch,)`` valid frames (None: no padding)
+        -> ``(batch, frames, dim)``.
 
         Valid outputs never depend on padded inputs; padded outputs are not zeroed here.
         """
@@ -110,30 +111,36 @@ class RecurrentEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layer_drop = layer_drop
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None, output_hidden_states: bool = True
+    ) -> list[torch.Tensor]:
         """Contextualise a padded batch.
 
         Args:
             x: ``(batch, frames, dim)``; padded frames are ignored.
-            lengths: ``(batch,)`` int64 valid frames per utterance (at least 1 each).
+            lengths: ``(batch,)`` int64 valid frames per utterance (at least 1 each); None when
+                no utterance is padded.
+            output_hidden_states: return every hidden state; False returns the last one only.
 
         Returns:
-            ``len(layers) + 1`` hidden states ``(batch, frames, dim)``, zero on padded frames:
-            index 0 is the input (after dropout), index ``i`` the output of layer ``i``.
+            ``len(layers) + 1`` hidden states ``(batch, frames, dim)`` (or only the last), zero
+            on padded frames: index 0 is the input (after dropout), index ``i`` the output of layer ``i``.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected (batch, frames, {self.dim}), found {tuple(x.shape)}")
-        if lengths.shape != (x.shape[0],):
+        if lengths is not None and lengths.shape != (x.shape[0],):
             raise ValueError(f"lengths: expected shape ({x.shape[0]},), found {tuple(lengths.shape)}")
-        lengths = lengths.to(device=x.device, dtype=torch.long)
+        if lengths is not None:
+            lengths = lengths.to(device=x.device, dtype=torch.long)
         x = zero_padding_frames(self.dropout(x), lengths)
         hidden_states = [x]
         for layer in self.layers:
             skip = self.training and self.layer_drop > 0 and torch.rand(()).item() < self.layer_drop
             if not skip:
                 x = zero_padding_frames(layer(x, lengths), lengths)
-            hidden_states.append(x)
-        return hidden_states
+            if output_hidden_states:
+                hidden_states.append(x)
+        return hidden_states if output_hidden_states else [x]
 
 
 __all__ = ["RecurrentCell", "RecurrentEncoder", "RecurrentLayer"]

@@ -4,7 +4,8 @@ Follows wav2vec 2.0 (Baevski et al. 2020, §2): the relative position informatio
 from a grouped convolution over time added to the input (Mohamed et al. 2019), followed
 by Transformer blocks (Vaswani et al. 2017) in the pre-LayerNorm arrangement (Xiong et al.
 2020; wav2vec 2.0 LARGE's ``layer_norm_first``). Every attention call masks padded keys,
-so the valid outputs of a padded utterance equal those computed without padding; with
+so the valid outputs of a padded utterance equal those computed without padding (a batch
+given without lengths has no padding and attends without a mask, SDPA's fused kernels); with
 ``causal=True`` both the attention and the positional convolution only look at the past.
 """
 
@@ -46,10 +47,10 @@ class ConvPositionalEmbedding(nn.Module):
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, name="weight", dim=2)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """The positional embedding ``(batch, frames, dim)`` of ``x (batch, frames, dim)``.
 
-        Frames at or after ``lengths (batch,)`` are treated as zeros.
+        Frames at or after ``lengths (batch,)`` are treated as zeros (None: no padding).
         """
         frames = x.shape[1]
         x = zero_padding_frames(x, lengths).transpose(1, 2)  # (batch, dim, frames)
@@ -75,12 +76,16 @@ class MultiHeadSelfAttention(nn.Module):
         init_linear_(self.qkv)
         init_linear_(self.out)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool = False
+    ) -> torch.Tensor:
         """Attend.
 
         Args:
             x: ``(batch, frames, dim)``.
-            attn_mask: ``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a key.
+            attn_mask: ``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a
+                key; None to attend every key (the fused kernels of ``F.scaled_dot_product_attention``).
+            is_causal: without ``attn_mask``, attend only to the past (SDPA's own causal mask).
 
         Returns:
             ``(batch, frames, dim)``.
@@ -90,7 +95,12 @@ class MultiHeadSelfAttention(nn.Module):
             self.qkv(x).view(batch, frames, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         )  # each (batch, heads, frames, head_dim)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
         )  # (batch, heads, frames, head_dim)
         y = y.transpose(1, 2).reshape(batch, frames, dim)  # (batch, frames, dim)
         return self.out(y)
@@ -132,9 +142,12 @@ class TransformerLayer(nn.Module):
         self.ffn = FeedForward(dim, ffn_dim, activation_dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """``x (batch, frames, dim)``, ``attn_mask (batch, 1, 1 or frames, frames)`` -> ``(batch, frames, dim)``."""
-        x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool = False
+    ) -> torch.Tensor:
+        """``x (batch, frames, dim)``, ``attn_mask (batch, 1, 1 or frames, frames)`` or None ->
+        ``(batch, frames, dim)`` (see :meth:`MultiHeadSelfAttention.forward`)."""
+        x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, is_causal))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -170,8 +183,11 @@ class TransformerEncoder(nn.Module):
         self.layer_drop = layer_drop
         self.norm = nn.LayerNorm(self.dim)
 
-    def attention_mask(self, lengths: torch.Tensor, frames: int) -> torch.Tensor:
-        """``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a key."""
+    def attention_mask(self, lengths: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+        """``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a key; None
+        without padding (``lengths`` None), where causality is SDPA's ``is_causal``."""
+        if lengths is None:
+            return None
         mask = (~lengths_to_padding_mask(lengths, frames))[:, None, None, :]  # (batch, 1, 1, frames)
         if self.causal:
             past = torch.ones(
@@ -180,29 +196,36 @@ class TransformerEncoder(nn.Module):
             mask = mask & past  # (batch, 1, frames, frames)
         return mask
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None, output_hidden_states: bool = True
+    ) -> list[torch.Tensor]:
         """Contextualise a padded batch.
 
         Args:
             x: ``(batch, frames, dim)``; padded frames are ignored.
-            lengths: ``(batch,)`` int64 valid frames per utterance (at least 1 each).
+            lengths: ``(batch,)`` int64 valid frames per utterance (at least 1 each); None when
+                no utterance is padded: attention then runs without a mask.
+            output_hidden_states: return every hidden state; False returns the last one only.
 
         Returns:
-            ``len(layers) + 1`` hidden states ``(batch, frames, dim)``, zero on padded frames:
-            index 0 is the input plus positional embedding (after dropout), index ``i`` the
-            output of layer ``i``; the final LayerNorm is applied to the last one.
+            ``len(layers) + 1`` hidden states ``(batch, frames, dim)`` (or only the last),
+            zero on padded frames: index 0 is the input plus positional embedding (after
+            dropout), index ``i`` the output of layer ``i``; the final LayerNorm is applied to
+            the last one.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected (batch, frames, {self.dim}), found {tuple(x.shape)}")
-        if lengths.shape != (x.shape[0],):
+        if lengths is not None and lengths.shape != (x.shape[0],):
             raise ValueError(f"lengths: expected shape ({x.shape[0]},), found {tuple(lengths.shape)}")
         attn_mask = self.attention_mask(lengths, x.shape[1])
+        is_causal = self.causal and attn_mask is None
         x = self.dropout(x + self.positional(x, lengths))
         hidden_states = [x]
         for layer in self.layers:
             skip = self.training and self.layer_drop > 0 and torch.rand(()).item() < self.layer_drop
             if not skip:
-                x = layer(x, attn_mask)
-            hidden_states.append(x)
-        hidden_states[-1] = self.norm(hidden_states[-1])
+                x = layer(x, attn_mask, is_causal)
+            if output_hidden_states:
+                hidden_states.append(x)
+        hidden_states[-1] = self.norm(x)
         return [zero_padding_frames(h, lengths) for h in hidden_states]

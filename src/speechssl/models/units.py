@@ -48,7 +48,13 @@ from speechssl.models.encoder import (
     UnitTokenizerConfig,
     register_frontend,
 )
-from speechssl.models.frontends import Frontend, FrontendOutput, WaveformFrontend, check_no_grad_scale
+from speechssl.models.frontends import (
+    Frontend,
+    FrontendOutput,
+    WaveformFrontend,
+    check_no_grad_scale,
+    full_lengths,
+)
 from speechssl.models.padding import zero_padding_frames
 
 TOKENIZER_CONFIG = "tokenizer.yaml"
@@ -379,7 +385,7 @@ class UnitFrontend(Frontend):
     def encode(
         self,
         waveforms: torch.Tensor,
-        lengths: torch.Tensor,
+        lengths: torch.Tensor | None,
         feature_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         feature_grad_scale: float = 1.0,
     ) -> FrontendOutput:
@@ -387,12 +393,14 @@ class UnitFrontend(Frontend):
 
         Args:
             waveforms: ``(batch, samples)`` float audio.
-            lengths: ``(batch,)`` int64 valid samples per utterance.
+            lengths: ``(batch,)`` int64 valid samples per utterance (None: no utterance is padded).
             feature_transform: optional ``(units (batch, frames) int64, frame_lengths) -> units``,
                 e.g. replacing masked units by :attr:`mask_index`.
             feature_grad_scale: must be 1 (the tokenizer is frozen).
         """
         check_no_grad_scale(feature_grad_scale, "units")
+        if lengths is None:
+            lengths = full_lengths(waveforms, 1)
         sequence = self.tokenizer(waveforms, lengths)
         units = sequence.units  # (batch, frames)
         if feature_transform is not None:

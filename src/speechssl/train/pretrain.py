@@ -75,6 +75,21 @@ def check_sample_rates(config: PretrainConfig) -> None:
         )
 
 
+def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
+    """Raise unless every item (after cropping) has the ``min_samples`` the encoder's front-end
+    reads: the pipeline's check, so that the training step itself reads no lengths on the host."""
+    durations = dataset.effective_durations()
+    if len(durations) == 0 or min_samples <= 1:
+        return
+    shortest = int(durations.argmin())
+    samples = round(float(durations[shortest]) * dataset.sample_rate)
+    if samples < min_samples:
+        raise ValueError(
+            f"data: expected every utterance (after data.crop_seconds) to have at least {min_samples} samples "
+            f"(the encoder front-end's receptive field), found {samples} in {dataset.manifest[shortest].id!r}"
+        )
+
+
 def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     """Manifest, cropped dataset, this rank's duration batch sampler and the DataLoader.
 
@@ -93,6 +108,7 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     dataset = AudioDataset(
         manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
     )
+    check_min_duration(dataset, config.encoder.min_samples)
     sampler = DurationBatchSampler(
         dataset.effective_durations(),
         data.max_batch_seconds,

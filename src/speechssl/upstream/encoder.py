@@ -30,7 +30,7 @@ class EncoderUpstream(Upstream):
 
     @torch.no_grad()
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        return self.encoder(waveforms, lengths)
+        return self.encoder(waveforms, self.encoder.unpadded_lengths(waveforms, lengths))
 
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         return self.encoder.output_lengths(num_samples)
