@@ -27,7 +27,6 @@ try:
 except ImportError:
     knf = None
 
-"""Each timed sample repeats a contender's call until it lasts about this long."""
 SHAPES = ((1, 1.0), (8, 4.0), (32, 10.0))
 """(utterances, longest seconds); the others are 50–100 % of the longest."""
 

@@ -10,6 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.weak import WeakIdKeyDictionary
 
+from speechssl.data.batch import padded_compute
+
 HOST_READS = frozenset(
     {
         torch.ops.aten._local_scalar_dense.default,  # .item(), int(t), float(t), bool(t), .tolist()
@@ -65,8 +67,10 @@ class TolistCounter(TorchFunctionMode):
 
 
 def host_reads(step) -> Counter[str]:
-    """The host reads made by ``step()`` (a training step: forward, loss and backward)."""
-    with HostReadCounter() as counter, TolistCounter(counter.reads):
+    """The host reads made by ``step()`` (a training step: forward, loss and backward) on the
+    path an accelerator takes (``padded_compute``: on the CPU, lengths are free to read
+    and the front-ends would skip the work on padding)."""
+    with padded_compute(), HostReadCounter() as counter, TolistCounter(counter.reads):
         step()
     return counter.reads
 
@@ -100,6 +104,6 @@ class ShapeFromDataCounter(TorchDispatchMode):
 
 def shapes_from_data(step) -> Counter[str]:
     """The ops of ``step()`` whose output shapes depend on tensor values (boolean indexing, ``nonzero``, …)."""
-    with ShapeFromDataCounter() as counter:
+    with padded_compute(), ShapeFromDataCounter() as counter:
         step()
     return counter.ops

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speechssl.config import ConfigError
+from speechssl.data.batch import padded_compute
 from speechssl.features import MFCC, FilterbankConfig, LogMelFilterbank, build_features, dct_matrix
 
 SAMPLE_RATE = 16000
@@ -264,3 +265,19 @@ def test_a_batch_split_into_several_stft_chunks_equals_one_pass(monkeypatch):
     chunked, chunked_lengths = filterbank(waveforms, lengths)
     torch.testing.assert_close(chunked, whole)
     assert torch.equal(chunked_lengths, whole_lengths)
+
+
+@pytest.mark.parametrize("feature", ["log-mel", "mfcc"])
+def test_features_over_each_length_equal_the_padded_batch(feature):
+    """With lengths in host memory, utterances run in chunks cut at their longest; the features
+    are those of the padded batch computed at full length."""
+    torch.manual_seed(0)
+    filterbank = LogMelFilterbank(FilterbankConfig(n_mels=40))
+    module = filterbank if feature == "log-mel" else MFCC(filterbank)
+    lengths = torch.tensor([1000, 16000, 4001, 16000, 160, 9999])
+    waveforms = torch.randn(6, 16000)
+    bucketed, frames = module(waveforms, lengths)
+    with padded_compute():
+        padded, padded_frames = module(waveforms, lengths)
+    assert torch.equal(frames, padded_frames) and bucketed.shape == padded.shape
+    torch.testing.assert_close(bucketed, padded, rtol=1e-5, atol=1e-4)

@@ -8,12 +8,6 @@ from sync_helpers import host_reads, shapes_from_data
 
 from methods.conftest import EVERY_METHOD
 
-ENCODER = "encoder forward host reads: p_models"  # the waveform front-end's int(lengths.min())
-CASES = [
-    pytest.param(*case, marks=pytest.mark.xfail(reason=ENCODER)) if case[2] == "waveform" else case
-    for case in EVERY_METHOD
-]
-
 
 def test_the_counter_sees_item_and_tolist():
     values = torch.arange(3.0)
@@ -27,7 +21,7 @@ def test_the_counter_ignores_values_made_from_python_numbers_only():
     assert sum(host_reads(lambda: int((torch.tensor(2.0) * values).sum())).values()) == 1
 
 
-@pytest.mark.parametrize("name, options, frontend, causal", CASES)
+@pytest.mark.parametrize("name, options, frontend, causal", EVERY_METHOD)
 def test_a_training_step_makes_no_host_read(name, options, frontend, causal, tiny_method, tone_batch):
     torch.manual_seed(0)
     method = tiny_method(name, options, frontend, causal)

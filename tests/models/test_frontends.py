@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 
+from speechssl.data.batch import padded_compute
 from speechssl.features import FilterbankConfig, LogMelFilterbank
 from speechssl.models import (
     ConvFeatureEncoder,
@@ -62,11 +65,11 @@ def test_waveform_output_lengths_match_conv_output_sizes():
 
 
 def test_conv_output_lengths_agrees_with_nn_conv1d():
-    for kernel, stride, padding in [(3, 2, 2), (10, 5, 0), (2, 2, 0), (5, 1, 4)]:
-        conv = nn.Conv1d(1, 1, kernel, stride, padding=padding // 2)
+    for kernel, stride, total_padding in [(3, 2, 2), (10, 5, 0), (2, 2, 0), (5, 1, 4)]:
+        conv = nn.Conv1d(1, 1, kernel, stride, padding=total_padding // 2)
         for n in range(kernel, 60):
             assert conv(torch.zeros(1, 1, n)).shape[-1] == int(
-                conv_output_lengths(torch.tensor(n), kernel, stride, padding)
+                conv_output_lengths(torch.tensor(n), kernel, stride, total_padding)
             )
 
 
@@ -216,3 +219,24 @@ def test_mismatched_parts_raise():
         FilterbankFrontend(LogMelFilterbank(), ConvSubsampling(40, 8, 32))
     with pytest.raises(ValueError, match="strides"):
         ConvFeatureEncoder.wav2vec2(kernels=(10, 3), strides=(5,))
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_cnn_over_each_length_equals_the_padded_batch(norm):
+    """With lengths in host memory the CNN runs each length unpadded; values and gradients are
+    those of the padded batch, and an utterance shorter than the receptive field has no frame."""
+    torch.manual_seed(0)
+    cnn = ConvFeatureEncoder.wav2vec2(channels=16, norm=norm)
+    waveforms = torch.randn(5, 4000, requires_grad=True)
+    lengths = torch.tensor([4000, 3100, 3100, 1200, 300])
+
+    def run(context):
+        with context:
+            features, frames = cnn(waveforms[:, None, :], lengths)
+        (grad,) = torch.autograd.grad((features * torch.linspace(-1, 1, features.shape[2])).sum(), waveforms)
+        return features, frames, grad
+
+    grouped, padded = run(contextlib.nullcontext()), run(padded_compute())
+    assert torch.equal(grouped[1], padded[1]) and grouped[1][-1] == 0
+    torch.testing.assert_close(grouped[0], padded[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grouped[2], padded[2], rtol=1e-4, atol=1e-5)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -56,3 +59,35 @@ def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int | None = None) -
     max_len = int(lengths.max()) if max_len is None else max_len
     positions = torch.arange(max_len, device=lengths.device)
     return positions[None, :] >= lengths[:, None]
+
+
+_PADDED_COMPUTE: ContextVar[bool] = ContextVar("padded_compute", default=False)
+
+
+@contextmanager
+def padded_compute() -> Iterator[None]:
+    """Inside the block, :func:`host_lengths` reads nothing: padded batches are computed as on an
+    accelerator, at their padded length (e.g. to check that a step makes no host read)."""
+    token = _PADDED_COMPUTE.set(True)
+    try:
+        yield
+    finally:
+        _PADDED_COMPUTE.reset(token)
+
+
+def host_lengths(lengths: torch.Tensor) -> list[int] | None:
+    """``lengths`` as Python ints when reading them costs no device synchronisation, else None.
+
+    They are free to read when they live in host memory (the CPU) and the code runs eagerly;
+    under ``torch.compile``, ``torch.export`` or tracing, on an accelerator and inside
+    :func:`padded_compute`, a caller takes its padded path instead.
+    """
+    if (
+        torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or lengths.device.type != "cpu"
+        or _PADDED_COMPUTE.get()
+    ):
+        return None
+    return lengths.tolist()

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE
-from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.data.batch import host_lengths, lengths_to_padding_mask
 
 WINDOW_SECONDS = 0.025
 """Default analysis window: 25 ms (400 samples at 16 kHz)."""
@@ -210,7 +210,8 @@ class LogMelFilterbank(nn.Module):
         )  # (batch, n_freqs, frames)
         if config.power == 2.0:
             # |z|^2 = re^2 + im^2 without the square root of abs() and its temporaries.
-            power = torch.view_as_real(spectrum).square_().sum(-1)  # (batch, n_freqs, frames)
+            real, imag = torch.view_as_real(spectrum).unbind(-1)  # each (batch, n_freqs, frames)
+            power = real.square().addcmul_(imag, imag)  # (batch, n_freqs, frames)
         else:
             power = spectrum.abs().pow_(config.power)  # (batch, n_freqs, frames)
         # (frames, n_freqs) @ (n_freqs, n_mels) on the transposed view, no copy of the spectrum.
@@ -229,18 +230,44 @@ class LogMelFilterbank(nn.Module):
             ``frame_lengths (batch,)`` int64, the number of valid frames per utterance.
         """
         check_audio(waveforms, lengths)
-        padding = lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
-        waveforms = waveforms.masked_fill(padding, 0.0)
         # Features are computed at the input's precision, never in autocast's half precision.
-        # The STFT's frame and spectrum temporaries are a few times the audio's size: computed
-        # a few utterances at a time they stay in cache, which beats one pass over a big batch.
-        rows = max(1, CHUNK_SAMPLES // max(1, waveforms.shape[1]))
         with torch.autocast(waveforms.device.type, enabled=False):
-            # No host synchronisation: every chunk at the padded length, on any device.
-            features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
+            samples = host_lengths(lengths)
+            if samples is None:  # no host synchronisation: every chunk at the padded length
+                padding = lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
+                waveforms = waveforms.masked_fill(padding, 0.0)
+                rows = max(1, CHUNK_SAMPLES // max(1, waveforms.shape[1]))
+                features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
+            else:
+                features = self._log_mel_by_length(waveforms, samples)
         frame_lengths = self.num_frames(lengths)
         frame_padding = lengths_to_padding_mask(frame_lengths, features.shape[1])  # (batch, frames)
         return features.masked_fill_(frame_padding[:, :, None], 0.0), frame_lengths
+
+    def _log_mel_by_length(self, waveforms: torch.Tensor, samples: list[int]) -> torch.Tensor:
+        """Log-mel energies ``(batch, frames, n_mels)`` of padded ``waveforms (batch, samples)``
+        whose valid ``samples`` are known on the host: utterances of similar length run together,
+        each chunk cut at its longest (shorter ones zero-padded), so no STFT frame is computed
+        past the longest one.
+
+        The STFT's frame and spectrum temporaries are a few times the audio's size: a chunk of
+        about ``CHUNK_SAMPLES`` stays in cache, which beats one pass over a big batch.
+        """
+        padded_frames = int(self.num_frames(torch.tensor(waveforms.shape[1])))
+        features = waveforms.new_zeros(waveforms.shape[0], padded_frames, self.n_mels)
+        order = sorted(range(len(samples)), key=samples.__getitem__, reverse=True)
+        start = 0
+        while start < len(order):
+            longest = samples[order[start]]
+            picked = order[start : start + max(1, CHUNK_SAMPLES // max(1, longest))]
+            rows = torch.tensor(picked, device=waveforms.device)
+            chunk_lengths = torch.tensor([samples[row] for row in picked], device=waveforms.device)
+            chunk = waveforms[rows, :longest]  # (rows, longest), a copy
+            chunk.masked_fill_(lengths_to_padding_mask(chunk_lengths, longest), 0.0)
+            chunk_features = self.log_mel(chunk)  # (rows, chunk frames, n_mels)
+            features[rows, : chunk_features.shape[1]] = chunk_features
+            start += len(picked)
+        return features
 
 
 def dct_matrix(n_input: int, n_output: int) -> torch.Tensor:

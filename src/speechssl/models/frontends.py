@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechssl.augment.base import FeatureTransform
-from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.data.batch import host_lengths, lengths_to_padding_mask
 from speechssl.features.filterbank import LogMelFilterbank, check_audio
 from speechssl.models.gradient import grad_multiply
 from speechssl.models.init import init_linear_
@@ -479,11 +479,30 @@ class ConvFeatureEncoder(nn.Module):
         """Encode ``x (batch, 1, samples)`` with ``lengths (batch,)`` valid samples (None: no padding).
 
         Returns ``(batch, channels, frames)`` (zero on padded frames) and frame lengths ``(batch,)``
-        (None without padding).
+        (None without padding). When the lengths are free to read (host memory,
+        :func:`~speechssl.data.batch.host_lengths`), the utterances of each length run
+        together over their own samples only, with the same result as the padded batch and no
+        work on padding.
         """
+        samples = None if lengths is None else host_lengths(lengths)
+        if samples is not None:
+            return self._forward_by_length(x, lengths, samples)
         for block in self.blocks:
             x, lengths = block(x, lengths)
         return zero_padding_frames(x, lengths, time_dim=2), lengths
+
+    def _forward_by_length(
+        self, x: torch.Tensor, lengths: torch.Tensor, samples: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The utterances of ``x (batch, 1, samples)`` grouped by length, each group unpadded."""
+        frames = self.output_lengths(lengths)  # (batch,)
+        padded_frames = int(self.output_lengths(torch.tensor(x.shape[2])))
+        out = x.new_zeros(x.shape[0], self.out_channels, padded_frames)  # (batch, channels, frames)
+        for length in sorted(set(samples) - set(range(self.receptive_field))):  # shorter ones: no frame
+            rows = torch.tensor([i for i, n in enumerate(samples) if n == length], device=x.device)
+            features, _ = self.forward(x[rows, :, :length], None)  # (group, channels, group frames)
+            out = out.index_copy(0, rows, F.pad(features, (0, padded_frames - features.shape[2])))
+        return out, frames
 
 
 class WaveformFrontend(Frontend):
