@@ -8,10 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from speechssl.data import Manifest
 from speechssl.downstream.tasks import CorpusTask
 from speechssl.train import TrainResult, load_pretrain_config, pretrain
+
+# torch learns which functions create tensors (for `with torch.device(...)`) the first time a
+# device context is used, and keeps that list; transformers' from_pretrained swaps
+# torch.linspace for a wrapper while it builds a model on the meta device, so a suite whose
+# first device context ran inside it would no longer place linspace's tensors. Learn it now.
+with torch.device("meta"):
+    torch.empty(0)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
