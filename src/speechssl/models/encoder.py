@@ -46,7 +46,13 @@ from speechssl.models.frontends import (
 from speechssl.models.output import EncoderOutput
 from speechssl.models.padding import receptive_field
 from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
-from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
+from speechssl.models.relative_position import RelativePositionBias, RelativePositionGate
+from speechssl.models.transformer import (
+    ConvPositionalEmbedding,
+    StackedConvPositionalEmbedding,
+    TransformerEncoder,
+    TransformerLayer,
+)
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -83,6 +89,18 @@ class EncoderConfig:
         layer_drop: probability of skipping each layer in training (LayerDrop).
         pos_conv_kernel: kernel of the convolutional positional embedding (frames).
         pos_conv_groups: groups of that convolution; must divide ``dim``.
+        pos_conv_norm: ``"weight"``: one weight-normalised convolution (wav2vec 2.0, HuBERT,
+            WavLM); ``"layer"``: ``pos_conv_layers`` convolutions, each followed by a LayerNorm
+            without parameters (data2vec-audio, which uses 5 layers of kernel 19).
+        pos_conv_layers: convolutions of the positional embedding (1 with ``pos_conv_norm="weight"``).
+        layer_norm_first: Transformer layers in the pre-LN arrangement with a final LayerNorm
+            (wav2vec 2.0 LARGE, transformers' ``do_stable_layer_norm``; the default), or post-LN
+            with the LayerNorm before the first layer (wav2vec 2.0 / HuBERT / WavLM BASE,
+            data2vec-audio); see :mod:`speechssl.models.transformer`.
+        relative_position_buckets: buckets of WavLM's gated relative position bias
+            (:mod:`speechssl.models.relative_position`; 320 in WavLM), 0 for none.
+        relative_position_max_distance: offset (frames) from which relative positions share the
+            last bucket (800 in WavLM).
         causal: attend (and convolve, in the positional embedding and fbank subsampling)
             only over the past, or run recurrent layers left to right only, e.g. for
             autoregressive predictive coding.
@@ -114,6 +132,11 @@ class EncoderConfig:
     layer_drop: float = 0.0
     pos_conv_kernel: int = 128
     pos_conv_groups: int = 16
+    pos_conv_norm: Literal["weight", "layer"] = "weight"
+    pos_conv_layers: int = 1
+    layer_norm_first: bool = True
+    relative_position_buckets: int = 0
+    relative_position_max_distance: int = 800
     causal: bool = False
     n_mels: int = 80
     feature_norm: bool = True
@@ -140,6 +163,31 @@ class EncoderConfig:
             raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
+        if self.pos_conv_norm not in ("weight", "layer"):
+            raise ValueError(f"pos_conv_norm: expected 'weight' or 'layer', found {self.pos_conv_norm!r}")
+        if self.pos_conv_norm == "weight" and self.pos_conv_layers != 1:
+            raise ValueError(
+                f"pos_conv_layers: expected 1 with pos_conv_norm='weight', found {self.pos_conv_layers}"
+            )
+        if self.relative_position_buckets and (
+            self.relative_position_buckets < 4 or self.relative_position_buckets % 4
+        ):
+            raise ValueError(
+                "relative_position_buckets: expected 0 or a positive multiple of 4, "
+                f"found {self.relative_position_buckets}"
+            )
+        if (
+            self.relative_position_buckets
+            and self.relative_position_max_distance <= self.relative_position_buckets // 4
+        ):
+            raise ValueError(
+                "relative_position_max_distance: expected more than relative_position_buckets / 4, "
+                f"found {self.relative_position_max_distance}"
+            )
+        if self.relative_position_buckets and self.causal:
+            raise ValueError(
+                "relative_position_buckets: expected 0 with causal=true (WavLM's bias is bidirectional)"
+            )
         for name in (
             "sample_rate",
             "dim",
@@ -148,6 +196,7 @@ class EncoderConfig:
             "ffn_dim",
             "pos_conv_kernel",
             "pos_conv_groups",
+            "pos_conv_layers",
             "n_mels",
             "subsampling_channels",
             "conv_channels",
@@ -329,9 +378,16 @@ def build_context(config: EncoderConfig) -> ContextNetwork:
             for _ in range(config.layers)
         ]
         return RecurrentEncoder(config.dim, recurrent_layers, config.dropout, config.layer_drop)
-    positional = ConvPositionalEmbedding(
-        config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
-    )
+    positional: ConvPositionalEmbedding | StackedConvPositionalEmbedding
+    if config.pos_conv_norm == "weight":
+        positional = ConvPositionalEmbedding(
+            config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
+        )
+    else:
+        positional = StackedConvPositionalEmbedding(
+            config.dim, config.pos_conv_kernel, config.pos_conv_groups, config.pos_conv_layers, config.causal
+        )
+    relative = config.relative_position_buckets > 0
     layers = [
         TransformerLayer(
             config.dim,
@@ -340,10 +396,19 @@ def build_context(config: EncoderConfig) -> ContextNetwork:
             config.dropout,
             config.attention_dropout,
             config.activation_dropout,
+            layer_norm_first=config.layer_norm_first,
+            relative_position_gate=RelativePositionGate(config.dim, config.heads) if relative else None,
         )
         for _ in range(config.layers)
     ]
-    return TransformerEncoder(positional, layers, config.dropout, config.layer_drop)
+    bias = (
+        RelativePositionBias(
+            config.heads, config.relative_position_buckets, config.relative_position_max_distance
+        )
+        if relative
+        else None
+    )
+    return TransformerEncoder(positional, layers, config.dropout, config.layer_drop, bias)
 
 
 class SpeechEncoder(nn.Module):
