@@ -12,16 +12,19 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from speechssl import distributed
-from speechssl.config import ConfigError, to_dict
+from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
 from speechssl.methods import PretextMethod, build_method, method_spec
+from speechssl.models.checkpoint import resolve_checkpoint
+from speechssl.models.encoder import EncoderConfig
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
@@ -155,6 +158,51 @@ def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
     return build_method(config.method, config.objective, encoder)
 
 
+def with_init_encoder(config: PretrainConfig) -> PretrainConfig:
+    """``config`` with the encoder architecture of ``train.init_from``'s checkpoint (unchanged without one)."""
+    if not config.train.init_from:
+        return config
+    checkpoint = resolve_checkpoint(config.train.init_from)
+    encoder = from_dict(EncoderConfig, load_yaml(checkpoint / "encoder.yaml"), where="encoder")
+    return dataclasses.replace(config, encoder=encoder)
+
+
+def initialize_from(method: PretextMethod, path: str | Path, method_name: str) -> None:
+    """Load the weights of checkpoint (or run directory) ``path`` into ``method``: its encoder, and
+    the method's heads when the checkpoint was made by ``method_name`` and holds them.
+
+    A mask embedding the checkpoint lacks keeps its fresh initialisation.
+
+    Raises:
+        ValueError: a tensor does not fit (naming it and the checkpoint).
+    """
+    checkpoint = resolve_checkpoint(path)
+    encoder_state = load_file(checkpoint / "encoder.safetensors", device="cpu")
+    missing, unexpected = method.encoder.load_state_dict(encoder_state, strict=False)
+    missing = [name for name in missing if name != "mask_embedding"]
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        raise ValueError(
+            f"train.init_from: {checkpoint} does not fit the encoder ({'missing' if missing else 'unexpected'} "
+            f"tensor {name!r})"
+        )
+    saved = load_yaml(checkpoint / "config.yaml") or {}
+    if saved.get("method") != method_name:
+        return
+    heads = {
+        name: tensor
+        for name, tensor in load_file(checkpoint / "model.safetensors", device="cpu").items()
+        if not name.startswith("encoder.")
+    }
+    own = method.state_dict()
+    for name, tensor in heads.items():
+        if name not in own or own[name].shape != tensor.shape:
+            raise ValueError(
+                f"train.init_from: {checkpoint} holds {name!r}, which does not fit the {method_name} heads"
+            )
+    method.load_state_dict(heads, strict=False)
+
+
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
     """Pretrain the encoder of ``config`` with its method; what ``speechssl pretrain`` runs.
 
@@ -166,7 +214,8 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     Args:
         config: the resolved run config (see :func:`~speechssl.train.config.load_pretrain_config`).
         run_dir: where checkpoints, ``metrics.jsonl`` and TensorBoard logs go.
-        resume: continue from ``run_dir``'s latest checkpoint.
+        resume: continue from ``run_dir``'s latest checkpoint (which takes precedence over
+            ``train.init_from``).
 
     Returns:
         The trainer's :class:`~speechssl.train.trainer.TrainResult`.
@@ -174,10 +223,12 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     started_group = not distributed.is_distributed()
     distributed.setup_from_env()
     try:
-        config = prepare_method(config, run_dir)
+        config = prepare_method(with_init_encoder(config), run_dir)
         data = build_pretrain_data(config)
         report_bad_files(data.bad_files, Path(run_dir))
         method = build_pretrain_method(config)
+        if config.train.init_from:
+            initialize_from(method, config.train.init_from, config.method)
         return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
     finally:
         if started_group:
