@@ -18,7 +18,7 @@ from speechssl.data.config import DataConfig
 from speechssl.interop.fairseq import read_fairseq_checkpoint
 from speechssl.interop.hf_files import ImportedModel, read_hf_model, write_hf_model
 from speechssl.interop.huggingface import hf_model_type
-from speechssl.methods import method_config
+from speechssl.methods import build_method, method_config
 from speechssl.models.checkpoint import find_latest, load_encoder, resolve_checkpoint
 from speechssl.train.checkpoint import save_weights
 from speechssl.train.config import OptimConfig, PretrainConfig, TrainConfig
@@ -40,7 +40,8 @@ def write_run(model: ImportedModel, run_dir: str | Path) -> Path:
 
     ``config.yaml`` names the model's method (with the imported objective, else the method's
     defaults) and default data, optimizer and loop settings; ``model.safetensors`` holds the
-    encoder (``encoder.*``) and the imported heads.
+    encoder (``encoder.*``), and with imported heads the whole method's state dict (its
+    buffers, e.g. the Gumbel temperature, at their initial values).
 
     Raises:
         ValueError: ``run_dir`` already holds checkpoints.
@@ -57,7 +58,15 @@ def write_run(model: ImportedModel, run_dir: str | Path) -> Path:
         optim=OptimConfig(),
         train=TrainConfig(),
     )
-    tensors = {f"encoder.{name}": tensor for name, tensor in encoder.state_dict().items()} | model.heads
+    tensors = {f"encoder.{name}": tensor for name, tensor in encoder.state_dict().items()}
+    if model.heads:
+        method = build_method(model.method, objective, encoder)
+        unexpected = method.load_state_dict(model.heads, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(
+                f"{model.source}: {unexpected[0]} is no tensor of speechssl's {model.method} heads"
+            )
+        tensors = method.state_dict()
     return save_weights(run_dir, tensors, encoder, to_dict(config))
 
 
