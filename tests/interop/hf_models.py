@@ -69,3 +69,9 @@ def padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
     waveforms = 0.5 * torch.randn(3, 1600, generator=generator)
     waveforms[torch.arange(1600)[None, :] >= lengths[:, None]] = 0.0
     return waveforms, lengths
+
+
+def normalized(waveforms: torch.Tensor) -> torch.Tensor:
+    """Each row of ``(batch, samples)`` at zero mean and unit variance, as ``Wav2Vec2FeatureExtractor`` does."""
+    mean = waveforms.mean(dim=1, keepdim=True)
+    return (waveforms - mean) / torch.sqrt(waveforms.var(dim=1, unbiased=False, keepdim=True) + 1e-7)

@@ -1,8 +1,9 @@
 """fairseq wav2vec 2.0 and HuBERT checkpoints (``.pt``) as speechssl models, without running pickled code.
 
 A fairseq checkpoint is a pickled dict with the weights under ``"model"`` and the model
-options under ``"cfg"`` (``cfg["model"]``, fairseq >= 0.10) or ``"args"`` (an
-``argparse.Namespace``, older files). It is read with ``torch.load(weights_only=True)``,
+and task options under ``"cfg"`` (``cfg["model"]``, ``cfg["task"]``, fairseq >= 0.10) or
+``"args"`` (an ``argparse.Namespace``, older files); the task's ``normalize`` (LARGE models)
+becomes the encoder's ``waveform_norm``. It is read with ``torch.load(weights_only=True)``,
 which only rebuilds tensors, containers and the classes allowed here
 (:data:`SAFE_GLOBALS`: ``argparse.Namespace``, and omegaconf's containers when omegaconf is
 installed); any other class in the file stops the load with a message saying what to do.
@@ -104,6 +105,15 @@ def model_options(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
         options.setdefault("_name", options.get("arch", ""))
         return options
     raise ValueError("cfg: expected the model options under 'cfg' or 'args', found neither")
+
+
+def task_options(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """fairseq's task options (``cfg["task"]``, else the ``args`` namespace): ``sample_rate``, ``normalize``."""
+    cfg = checkpoint.get("cfg")
+    if cfg is not None and _plain(cfg).get("task") is not None:
+        return _plain(cfg)["task"]
+    args = checkpoint.get("args")
+    return _plain(args) if args is not None else {}
 
 
 def conv_layers(spec: str) -> list[tuple[int, int, int]]:
@@ -229,7 +239,10 @@ def read_fairseq_checkpoint(path: str | Path) -> ImportedModel:
     checkpoint = load_fairseq_file(path)
     try:
         hf_config = hf_config_from_fairseq(model_options(checkpoint))
-        config = encoder_config_from_hf(hf_config)
+        task = task_options(checkpoint)
+        config = encoder_config_from_hf(
+            hf_config, int(task.get("sample_rate", 16_000)), bool(task.get("normalize", False))
+        )
         objective = wav2vec2_objective_from_hf(hf_config) if "num_codevector_groups" in hf_config else None
         state = hf_state_from_fairseq(checkpoint["model"], hf_config["model_type"])
         encoder_state, heads = hf_to_speechssl(state, config, objective)

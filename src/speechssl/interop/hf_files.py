@@ -10,7 +10,6 @@ downloaded: ``transformers`` (the ``hf`` extra) reads and writes local files onl
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from speechssl.interop.huggingface import (
 )
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.storage import publish_folder, staging_folder
-from speechssl.upstream.huggingface import SUPPORTED_MODEL_TYPES
+from speechssl.upstream.huggingface import SUPPORTED_MODEL_TYPES, input_handling, read_json
 
 TRAINING_ONLY = "masked_spec_embed"
 
@@ -65,16 +64,6 @@ def import_transformers() -> Any:
     return transformers
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(content).__name__}")
-    return content
-
-
 def build_encoder(config: EncoderConfig, state: dict[str, torch.Tensor], source: str) -> SpeechEncoder:
     """A :class:`SpeechEncoder` of ``config`` holding ``state`` (strictly; without a mask embedding
     when ``state`` has none)."""
@@ -106,18 +95,15 @@ def read_hf_model(directory: str | Path) -> ImportedModel:
         raise FileNotFoundError(
             f"{directory}: expected a transformers model directory with config.json, found none"
         )
-    hf_config = _read_json(config_path)
+    hf_config = read_json(config_path)
     model_type = hf_config.get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"{config_path}: model_type {model_type!r} is not supported (expected one of {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    sample_rate = 16_000
-    preprocessor = directory / "preprocessor_config.json"
-    if preprocessor.is_file():
-        sample_rate = int(_read_json(preprocessor).get("sampling_rate", sample_rate))
+    settings = input_handling(directory, hf_config)
     try:
-        config = encoder_config_from_hf(hf_config, sample_rate)
+        config = encoder_config_from_hf(hf_config, settings.sample_rate, settings.normalize)
     except ValueError as error:
         raise ValueError(f"{config_path}: {error}") from error
 
@@ -156,8 +142,8 @@ def write_hf_model(encoder: SpeechEncoder, model_type: str, output: str | Path) 
     """Write ``encoder`` as the transformers ``model_type`` base model in folder ``output`` (atomically).
 
     ``config.json`` and the weights (``save_pretrained``), and a ``preprocessor_config.json``
-    of a ``Wav2Vec2FeatureExtractor`` at the encoder's rate that does not normalise the audio
-    (the encoder never did) and asks for an attention mask exactly when the CNN is
+    of a ``Wav2Vec2FeatureExtractor`` at the encoder's rate that normalises each utterance as
+    the encoder did (``waveform_norm``) and asks for an attention mask exactly when the CNN is
     layer-normalised (a group-normalised BASE layout is fed zero-padded audio, as in transformers).
     """
     transformers = import_transformers()
@@ -170,7 +156,7 @@ def write_hf_model(encoder: SpeechEncoder, model_type: str, output: str | Path) 
         feature_size=1,
         sampling_rate=config.sample_rate,
         padding_value=0.0,
-        do_normalize=False,
+        do_normalize=config.waveform_norm,
         return_attention_mask=config.conv_norm == "layer",
     )
     output = Path(output)

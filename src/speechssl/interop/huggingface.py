@@ -63,8 +63,12 @@ def _require(config: Mapping[str, Any], field: str, expected: Any) -> None:
         )
 
 
-def encoder_config_from_hf(config: Mapping[str, Any], sample_rate: int = 16_000) -> EncoderConfig:
-    """The :class:`EncoderConfig` of a transformers config (``config.json`` as a mapping).
+def encoder_config_from_hf(
+    config: Mapping[str, Any], sample_rate: int = 16_000, waveform_norm: bool = False
+) -> EncoderConfig:
+    """The :class:`EncoderConfig` of a transformers config (``config.json`` as a mapping), reading
+    audio at ``sample_rate`` and normalised per utterance when ``waveform_norm`` (the model's
+    feature extractor's ``sampling_rate`` and ``do_normalize``).
 
     Raises:
         ValueError: naming the first field speechssl cannot represent.
@@ -89,6 +93,7 @@ def encoder_config_from_hf(config: Mapping[str, Any], sample_rate: int = 16_000)
     data2vec = model_type == "data2vec-audio"
     fields: dict[str, Any] = {
         "sample_rate": sample_rate,
+        "waveform_norm": waveform_norm,
         "frontend": "waveform",
         "context": "transformer",
         "dim": config["hidden_size"],

@@ -112,6 +112,9 @@ class EncoderConfig:
         conv_strides: stride of each CNN layer.
         conv_norm: ``"group"`` (first CNN layer only, wav2vec 2.0 BASE) or ``"layer"`` (every layer, LARGE).
         conv_bias: whether the CNN convolutions have a bias.
+        waveform_norm: scale each utterance to zero mean and unit variance before the CNN
+            (the input normalisation of wav2vec 2.0 LARGE and data2vec-audio, transformers'
+            ``do_normalize``); the waveform front-end only.
         units: for ``frontend="units"``, the tokenizer's :class:`UnitTokenizerConfig` (its
             tensors are saved with the encoder's weights).
         mask_embedding: give the encoder the learned ``(dim,)`` embedding (U(0, 1) init, as in
@@ -146,6 +149,7 @@ class EncoderConfig:
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
+    waveform_norm: bool = False
     units: UnitTokenizerConfig | None = None
     mask_embedding: bool = False
 
@@ -163,6 +167,8 @@ class EncoderConfig:
             raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
+        if self.waveform_norm and self.frontend != "waveform":
+            raise ValueError(f"waveform_norm: expected false with frontend={self.frontend!r}, found true")
         if self.pos_conv_norm not in ("weight", "layer"):
             raise ValueError(f"pos_conv_norm: expected 'weight' or 'layer', found {self.pos_conv_norm!r}")
         if self.pos_conv_norm == "weight" and self.pos_conv_layers != 1:
@@ -351,7 +357,7 @@ def waveform_frontend(config: EncoderConfig) -> WaveformFrontend:
     feature_encoder = ConvFeatureEncoder.wav2vec2(
         config.conv_channels, config.conv_kernels, config.conv_strides, config.conv_norm, config.conv_bias
     )
-    return WaveformFrontend(feature_encoder, config.dim, config.dropout)
+    return WaveformFrontend(feature_encoder, config.dim, config.dropout, config.waveform_norm)
 
 
 FrontendBuilder = Callable[[EncoderConfig], Frontend]

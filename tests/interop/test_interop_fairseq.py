@@ -116,3 +116,10 @@ def test_unsupported_fairseq_options_name_the_field(tmp_path, capsys):
     )
     assert main(["import", str(tmp_path / "q.pt"), "--run-dir", str(tmp_path / "run")]) == 2
     assert "quantize_input: expected false" in capsys.readouterr().err
+
+
+def test_the_task_normalize_option_becomes_waveform_norm(tmp_path):
+    model = make_hf_model("wav2vec2-base")
+    content = {"cfg": {"model": {**OPTIONS, "_name": "wav2vec2"}, "task": {"normalize": True}}}
+    torch.save({**content, "model": _fairseq_state(model)}, tmp_path / "large.pt")
+    assert read_model(str(tmp_path / "large.pt")).encoder.config.waveform_norm is True

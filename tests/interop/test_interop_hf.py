@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_models import ARCHITECTURES, hf_hidden_states, make_hf_model, padded_batch, transformers
+from hf_models import ARCHITECTURES, hf_hidden_states, make_hf_model, normalized, padded_batch, transformers
 
 from speechssl.interop import export_checkpoint, import_model, read_model
 from speechssl.interop.huggingface import encoder_config_from_hf, hf_to_speechssl, tensor_rules
@@ -26,16 +26,21 @@ def test_import_gives_the_hidden_states_of_each_utterance(name, hf_model_dir):
     The originals depend on padding where speechssl does not: group-norm BASE models are fed
     zero-padded audio without attention mask (their first CNN layer normalises over the padding
     too), and data2vec-audio's stacked positional convolutions read padded frames after the
-    first; so the reference is each utterance run alone, as it would be used without padding.
+    first; so the reference is each utterance run alone, as it would be used without padding
+    (normalised by its feature extractor for the layer-norm models, which the encoder does itself).
     """
     model, directory = hf_model_dir(name)
     encoder = read_model(f"hf:{directory}").encoder.eval()
+    assert encoder.config.waveform_norm == (encoder.config.conv_norm == "layer")
     waveforms, lengths = padded_batch()
     with torch.no_grad():
         output = encoder(waveforms, lengths)
     assert len(output.hidden_states) == encoder.num_layers == 3
     for row, length in enumerate(lengths.tolist()):
-        reference = hf_hidden_states(model, waveforms[row : row + 1, :length])
+        utterance = waveforms[row : row + 1, :length]
+        reference = hf_hidden_states(
+            model, normalized(utterance) if encoder.config.waveform_norm else utterance
+        )
         frames = int(output.lengths[row])
         assert reference[0].shape[1] == frames
         for ours, theirs in zip(output.hidden_states, reference, strict=True):
@@ -49,7 +54,10 @@ def test_layer_norm_models_with_an_attention_mask_equal_the_padded_batch(name, h
     encoder = read_model(f"hf:{directory}").encoder.eval()
     waveforms, lengths = padded_batch()
     mask = (torch.arange(waveforms.shape[1])[None, :] < lengths[:, None]).long()
-    reference = hf_hidden_states(model, waveforms, mask)
+    inputs = torch.zeros_like(waveforms)
+    for row, length in enumerate(lengths.tolist()):
+        inputs[row, :length] = normalized(waveforms[row : row + 1, :length])[0]
+    reference = hf_hidden_states(model, inputs, mask)
     with torch.no_grad():
         output = encoder(waveforms, lengths)
     for row, frames in enumerate(output.lengths.tolist()):
@@ -79,7 +87,9 @@ def test_round_trip_hf_speechssl_hf(name, hf_model_dir, tmp_path):
     run = tmp_path / "run"
     import_model(f"hf:{directory}", run)
     exported = export_checkpoint(run, "hf", tmp_path / "exported")
-    assert (exported / "preprocessor_config.json").is_file()
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(exported, local_files_only=True)
+    layer_norm = load_encoder(run / "step_00000000").config.conv_norm == "layer"
+    assert extractor.do_normalize == extractor.return_attention_mask == layer_norm
     again = transformers.AutoModel.from_pretrained(exported, local_files_only=True).eval()
     expected_class = ARCHITECTURES[name][0].replace("ForPreTraining", "Model")
     assert type(again).__name__ == expected_class
@@ -117,14 +127,19 @@ def test_wav2vec2_pretraining_heads_are_imported(hf_model_dir):
     assert torch.equal(imported.heads["target_projection.bias"], model.project_q.bias.detach())
 
 
-def test_an_imported_run_is_an_upstream(hf_model_dir, tmp_path):
-    model, directory = hf_model_dir("hubert-large")
+@pytest.mark.parametrize("name", ["wav2vec2-large", "hubert-large", "wavlm-large"])
+def test_an_imported_run_is_the_upstream_the_original_is(name, hf_model_dir, tmp_path):
+    """``build_upstream(RUN)`` equals ``build_upstream("hf:<dir>")`` (normalisation and attention
+    mask included) on a padded batch."""
+    _, directory = hf_model_dir(name)
     import_model(f"hf:{directory}", tmp_path / "run")
-    upstream = build_upstream(str(tmp_path / "run"))
     waveforms, lengths = padded_batch()
-    output = upstream(waveforms, lengths)
-    reference = hf_hidden_states(model, waveforms[2:, :650])
-    _close(output.hidden_states[-1][2], reference[-1][0], int(output.lengths[2]))
+    ours = build_upstream(str(tmp_path / "run"))(waveforms, lengths)
+    theirs = build_upstream(f"hf:{directory}")(waveforms, lengths)
+    assert ours.lengths.tolist() == theirs.lengths.tolist()
+    for row, frames in enumerate(ours.lengths.tolist()):
+        for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+            _close(a[row], b[row], frames)
 
 
 def test_a_speechssl_encoder_exports_with_equal_outputs(tmp_path):
