@@ -189,3 +189,15 @@ def test_unsupported_config_values_name_the_field(changes, message):
 
 
 TINY_CONFIG = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+
+
+def test_weights_without_a_mask_embedding_import_without_one(tmp_path):
+    """Fine-tuned checkpoints often lack ``masked_spec_embed``: transformers would draw it at random."""
+    from safetensors.torch import load_file, save_file
+
+    model = make_hf_model("hubert-large")
+    model.save_pretrained(tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if k != "masked_spec_embed"}, weights)
+    encoder = read_model(f"hf:{tmp_path / 'model'}").encoder
+    assert encoder.mask_embedding is None and encoder.config.mask_embedding is False

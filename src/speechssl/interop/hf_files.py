@@ -28,7 +28,7 @@ from speechssl.interop.huggingface import (
 )
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.storage import publish_folder, staging_folder
-from speechssl.upstream.huggingface import SUPPORTED_MODEL_TYPES, input_handling, read_json
+from speechssl.upstream.huggingface import input_handling, read_json
 
 TRAINING_ONLY = "masked_spec_embed"
 
@@ -97,10 +97,6 @@ def read_hf_model(directory: str | Path) -> ImportedModel:
         )
     hf_config = read_json(config_path)
     model_type = hf_config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"{config_path}: model_type {model_type!r} is not supported (expected one of {', '.join(SUPPORTED_MODEL_TYPES)})"
-        )
     settings = input_handling(directory, hf_config)
     try:
         config = encoder_config_from_hf(hf_config, settings.sample_rate, settings.normalize)
@@ -122,11 +118,9 @@ def read_hf_model(directory: str | Path) -> ImportedModel:
     )
     if absent:
         raise ValueError(f"{directory}: the weights lack {len(absent)} tensor(s) ({absent[0]}, ...)")
-    state = {
-        k: v
-        for k, v in base.state_dict().items()
-        if not (k == TRAINING_ONLY and any(m.endswith(k) for m in missing))
-    }
+    # a mask embedding the weights lack was drawn at random by transformers: leave it out
+    untrained = {TRAINING_ONLY} if any(key.endswith(TRAINING_ONLY) for key in missing) else set()
+    state = {name: tensor for name, tensor in base.state_dict().items() if name not in untrained}
     objective = wav2vec2_objective_from_hf(hf_config) if with_heads else None
     if with_heads:
         state.update({k: v for k, v in model.state_dict().items() if k.startswith(HEAD_PREFIXES)})
