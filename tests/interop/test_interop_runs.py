@@ -171,3 +171,20 @@ def test_an_imported_data2vec_audio_is_an_upstream(hf_model_dir, tmp_path):
     theirs = build_upstream(f"hf:{directory}")(waveforms, lengths)
     for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
         torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+
+
+def test_a_data2vec_teacher_starts_from_the_imported_weights(hf_model_dir, tmp_path):
+    """The encoder is initialised before the method copies it into the EMA teacher."""
+    from speechssl.train import load_pretrain_config
+    from speechssl.train.pretrain import build_pretrain_method, with_init_encoder
+
+    _, directory = hf_model_dir("data2vec-audio")
+    assert main(["import", f"hf:{directory}", "--run-dir", str(tmp_path / "run")]) == 0
+    config = load_pretrain_config(None, [f"train.init_from={tmp_path / 'run'}"], method="data2vec")
+    method = build_pretrain_method(with_init_encoder(config))
+    imported = load_encoder(find_latest(tmp_path / "run"))
+    assert method.encoder.config == imported.config
+    source = imported.context if config.objective.ema_transformer_only else imported
+    teacher = method.teacher.state_dict()
+    assert teacher.keys() == source.state_dict().keys()
+    assert all(torch.equal(teacher[name], tensor) for name, tensor in source.state_dict().items())

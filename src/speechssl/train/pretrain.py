@@ -24,7 +24,7 @@ from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
 from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.models.checkpoint import resolve_checkpoint
-from speechssl.models.encoder import EncoderConfig
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
@@ -146,7 +146,9 @@ def prepare_method(config: PretrainConfig, run_dir: str | Path) -> PretrainConfi
 
 
 def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
-    """The config's encoder wrapped in its method, initialised from ``train.seed``.
+    """The config's encoder wrapped in its method, initialised from ``train.seed``, or from the
+    weights of ``train.init_from`` (loaded into the encoder before the method wraps it, so that
+    a copy it makes, e.g. data2vec's teacher, starts from them too).
 
     The encoder is built by the method's
     :meth:`~speechssl.methods.base.PretextMethod.build_encoder` (e.g. Discrete BERT's unit
@@ -155,7 +157,12 @@ def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
     check_sample_rates(config)
     seed_everything(config.train.seed)
     encoder = method_spec(config.method).method_class.build_encoder(config.encoder, config.objective)
-    return build_method(config.method, config.objective, encoder)
+    if config.train.init_from:
+        load_initial_encoder(encoder, config.train.init_from)
+    method = build_method(config.method, config.objective, encoder)
+    if config.train.init_from:
+        load_initial_heads(method, config.train.init_from, config.method)
+    return method
 
 
 def with_init_encoder(config: PretrainConfig) -> PretrainConfig:
@@ -167,18 +174,16 @@ def with_init_encoder(config: PretrainConfig) -> PretrainConfig:
     return dataclasses.replace(config, encoder=encoder)
 
 
-def initialize_from(method: PretextMethod, path: str | Path, method_name: str) -> None:
-    """Load the weights of checkpoint (or run directory) ``path`` into ``method``: its encoder, and
-    the method's heads when the checkpoint was made by ``method_name`` and holds them.
-
-    A mask embedding the checkpoint lacks keeps its fresh initialisation.
+def load_initial_encoder(encoder: SpeechEncoder, path: str | Path) -> None:
+    """Load the encoder weights of checkpoint (or run directory) ``path`` into ``encoder``
+    (``train.init_from``); a mask embedding the checkpoint lacks keeps its fresh initialisation.
 
     Raises:
-        ValueError: a tensor does not fit (naming it and the checkpoint).
+        ValueError: a tensor is missing or left over (naming it and the checkpoint).
     """
     checkpoint = resolve_checkpoint(path)
-    encoder_state = load_file(checkpoint / "encoder.safetensors", device="cpu")
-    missing, unexpected = method.encoder.load_state_dict(encoder_state, strict=False)
+    state = load_file(checkpoint / "encoder.safetensors", device="cpu")
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
     missing = [name for name in missing if name != "mask_embedding"]
     if missing or unexpected:
         name = (missing or unexpected)[0]
@@ -186,8 +191,17 @@ def initialize_from(method: PretextMethod, path: str | Path, method_name: str) -
             f"train.init_from: {checkpoint} does not fit the encoder ({'missing' if missing else 'unexpected'} "
             f"tensor {name!r})"
         )
-    saved = load_yaml(checkpoint / "config.yaml") or {}
-    if saved.get("method") != method_name:
+
+
+def load_initial_heads(method: PretextMethod, path: str | Path, method_name: str) -> None:
+    """Load the head weights of checkpoint (or run directory) ``path`` into ``method`` when the
+    checkpoint was made by ``method_name`` and holds any (``train.init_from``).
+
+    Raises:
+        ValueError: a tensor does not fit the method (naming it and the checkpoint).
+    """
+    checkpoint = resolve_checkpoint(path)
+    if (load_yaml(checkpoint / "config.yaml") or {}).get("method") != method_name:
         return
     heads = {
         name: tensor
@@ -227,8 +241,6 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
         data = build_pretrain_data(config)
         report_bad_files(data.bad_files, Path(run_dir))
         method = build_pretrain_method(config)
-        if config.train.init_from:
-            initialize_from(method, config.train.init_from, config.method)
         return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
     finally:
         if started_group:
