@@ -57,8 +57,28 @@ def _add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
         "--teacher", help="the previous iteration's run or checkpoint (objective.targets.teacher)"
     )
     pretrain.add_argument(
+        "--init-from",
+        help="start from the weights of this run or checkpoint, e.g. an imported model (train.init_from)",
+    )
+    pretrain.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-3 data.root=DIR"
     )
+
+
+def _add_interop_parsers(sub: argparse._SubParsersAction) -> None:
+    imported = sub.add_parser(
+        "import", help="convert a published model into a speechssl run (upstream, teacher, --init-from)"
+    )
+    imported.add_argument(
+        "source",
+        help="'hf:<transformers model directory>' or a fairseq wav2vec 2.0 / HuBERT checkpoint '<file>.pt'",
+    )
+    imported.add_argument("--run-dir", required=True, help="new run folder to write the checkpoint to")
+
+    export = sub.add_parser("export", help="write a run's encoder in a format other toolkits load")
+    export.add_argument("checkpoint", help="run or checkpoint folder")
+    export.add_argument("--format", required=True, help="hf (a transformers model directory)")
+    export.add_argument("--output", required=True, help="folder to write")
 
 
 def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
@@ -338,6 +358,8 @@ OPTION_FLAGS = {
 
 # options whose names are too common to map in every command's messages
 COMMAND_OPTION_FLAGS = {
+    "export": {"format": "--format"},
+    "import": {"run_dir": "--run-dir"},
     "units": {"features": "--features", "pool": "--pool", "quantizer": "--quantizer", "units": "--units"},
 }
 
@@ -363,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_parser(sub)
     _add_pretrain_parser(sub)
+    _add_interop_parsers(sub)
     _add_probe_parser(sub)
     _add_quickstart_parser(sub)
     _add_benchmark_parser(sub)
@@ -421,9 +444,27 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         overrides.append(f"objective.targets.iteration={args.iteration}")
     if args.teacher is not None:
         overrides.append(f"objective.targets.teacher={args.teacher}")
+    if args.init_from is not None:
+        overrides.append(f"train.init_from={args.init_from}")
     config = load_pretrain_config(args.config, overrides, method=args.method)
     result = pretrain(config, Path(args.run_dir), resume=args.resume)
     print(f"finished at step {result.step}, loss {result.loss:.4f}; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from speechssl.interop import import_model
+
+    checkpoint = import_model(args.source, args.run_dir)
+    print(f"imported {args.source}: {checkpoint}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from speechssl.interop import export_checkpoint
+
+    output = export_checkpoint(args.checkpoint, args.format, args.output)
+    print(f"exported {args.checkpoint} as {args.format}: {output}")
     return 0
 
 
@@ -643,6 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "data": _run_data,
         "pretrain": _run_pretrain,
+        "import": _run_import,
+        "export": _run_export,
         "probe": _run_probe,
         "quickstart": _run_quickstart,
         "benchmark": _run_benchmark,

@@ -40,8 +40,22 @@ def test_forward_returns_every_hidden_state_with_exact_lengths(frontend, make_co
 
 @pytest.mark.parametrize(
     "options",
-    [{"frontend": "fbank"}, {"frontend": "waveform"}, {"frontend": "waveform", "conv_norm": "layer"}],
-    ids=["fbank", "waveform-group", "waveform-layer"],
+    [
+        {"frontend": "fbank"},
+        {"frontend": "waveform"},
+        {"frontend": "waveform", "conv_norm": "layer"},
+        {"frontend": "waveform", "layer_norm_first": False},
+        {
+            "frontend": "waveform",
+            "conv_norm": "layer",
+            "layer_norm_first": False,
+            "waveform_norm": True,
+            "pos_conv_norm": "layer",
+            "pos_conv_layers": 3,
+        },
+        {"frontend": "waveform", "relative_position_buckets": 16, "relative_position_max_distance": 20},
+    ],
+    ids=["fbank", "waveform-group", "waveform-layer", "post-ln", "data2vec-audio", "wavlm"],
 )
 def test_padding_invariance_in_eval_mode(options, make_config, speech_batch):
     encoder = SpeechEncoder.from_config(make_config(**options)).eval()
@@ -148,6 +162,12 @@ def test_state_dict_round_trip(make_config, speech_batch):
         ({"conv_strides": [5, 2]}, "conv_strides: expected one stride per kernel"),
         ({"causal": True}, "feature_norm: expected false with causal=true"),
         ({"causal": True, "frontend": "waveform"}, "conv_norm: expected 'layer' with causal=true"),
+        ({"pos_conv_layers": 2}, "pos_conv_layers: expected 1 with pos_conv_norm='weight', found 2"),
+        (
+            {"relative_position_buckets": 10},
+            "relative_position_buckets: expected 0 or a positive multiple of 4",
+        ),
+        ({"waveform_norm": True}, "waveform_norm: expected false with frontend='fbank'"),
     ],
 )
 def test_config_validation_names_the_key(options, message):

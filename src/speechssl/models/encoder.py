@@ -46,7 +46,13 @@ from speechssl.models.frontends import (
 from speechssl.models.output import EncoderOutput
 from speechssl.models.padding import receptive_field
 from speechssl.models.recurrent import RecurrentEncoder, RecurrentLayer
-from speechssl.models.transformer import ConvPositionalEmbedding, TransformerEncoder, TransformerLayer
+from speechssl.models.relative_position import RelativePositionBias, RelativePositionGate
+from speechssl.models.transformer import (
+    ConvPositionalEmbedding,
+    StackedConvPositionalEmbedding,
+    TransformerEncoder,
+    TransformerLayer,
+)
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -83,6 +89,18 @@ class EncoderConfig:
         layer_drop: probability of skipping each layer in training (LayerDrop).
         pos_conv_kernel: kernel of the convolutional positional embedding (frames).
         pos_conv_groups: groups of that convolution; must divide ``dim``.
+        pos_conv_norm: ``"weight"``: one weight-normalised convolution (wav2vec 2.0, HuBERT,
+            WavLM); ``"layer"``: ``pos_conv_layers`` convolutions, each followed by a LayerNorm
+            without parameters (data2vec-audio, which uses 5 layers of kernel 19).
+        pos_conv_layers: convolutions of the positional embedding (1 with ``pos_conv_norm="weight"``).
+        layer_norm_first: Transformer layers in the pre-LN arrangement with a final LayerNorm
+            (wav2vec 2.0 LARGE, transformers' ``do_stable_layer_norm``; the default), or post-LN
+            with the LayerNorm before the first layer (wav2vec 2.0 / HuBERT / WavLM BASE,
+            data2vec-audio); see :mod:`speechssl.models.transformer`.
+        relative_position_buckets: buckets of WavLM's gated relative position bias
+            (:mod:`speechssl.models.relative_position`; 320 in WavLM), 0 for none.
+        relative_position_max_distance: offset (frames) from which relative positions share the
+            last bucket (800 in WavLM).
         causal: attend (and convolve, in the positional embedding and fbank subsampling)
             only over the past, or run recurrent layers left to right only, e.g. for
             autoregressive predictive coding.
@@ -94,6 +112,9 @@ class EncoderConfig:
         conv_strides: stride of each CNN layer.
         conv_norm: ``"group"`` (first CNN layer only, wav2vec 2.0 BASE) or ``"layer"`` (every layer, LARGE).
         conv_bias: whether the CNN convolutions have a bias.
+        waveform_norm: scale each utterance to zero mean and unit variance before the CNN
+            (the input normalisation of wav2vec 2.0 LARGE and data2vec-audio, transformers'
+            ``do_normalize``); the waveform front-end only.
         units: for ``frontend="units"``, the tokenizer's :class:`UnitTokenizerConfig` (its
             tensors are saved with the encoder's weights).
         mask_embedding: give the encoder the learned ``(dim,)`` embedding (U(0, 1) init, as in
@@ -114,6 +135,11 @@ class EncoderConfig:
     layer_drop: float = 0.0
     pos_conv_kernel: int = 128
     pos_conv_groups: int = 16
+    pos_conv_norm: Literal["weight", "layer"] = "weight"
+    pos_conv_layers: int = 1
+    layer_norm_first: bool = True
+    relative_position_buckets: int = 0
+    relative_position_max_distance: int = 800
     causal: bool = False
     n_mels: int = 80
     feature_norm: bool = True
@@ -123,6 +149,7 @@ class EncoderConfig:
     conv_strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     conv_norm: Literal["group", "layer"] = "group"
     conv_bias: bool = False
+    waveform_norm: bool = False
     units: UnitTokenizerConfig | None = None
     mask_embedding: bool = False
 
@@ -140,6 +167,33 @@ class EncoderConfig:
             raise ValueError(f"context: expected 'transformer', 'lstm' or 'gru', found {self.context!r}")
         if self.conv_norm not in ("group", "layer"):
             raise ValueError(f"conv_norm: expected 'group' or 'layer', found {self.conv_norm!r}")
+        if self.waveform_norm and self.frontend != "waveform":
+            raise ValueError(f"waveform_norm: expected false with frontend={self.frontend!r}, found true")
+        if self.pos_conv_norm not in ("weight", "layer"):
+            raise ValueError(f"pos_conv_norm: expected 'weight' or 'layer', found {self.pos_conv_norm!r}")
+        if self.pos_conv_norm == "weight" and self.pos_conv_layers != 1:
+            raise ValueError(
+                f"pos_conv_layers: expected 1 with pos_conv_norm='weight', found {self.pos_conv_layers}"
+            )
+        if self.relative_position_buckets and (
+            self.relative_position_buckets < 4 or self.relative_position_buckets % 4
+        ):
+            raise ValueError(
+                "relative_position_buckets: expected 0 or a positive multiple of 4, "
+                f"found {self.relative_position_buckets}"
+            )
+        if (
+            self.relative_position_buckets
+            and self.relative_position_max_distance <= self.relative_position_buckets // 4
+        ):
+            raise ValueError(
+                "relative_position_max_distance: expected more than relative_position_buckets / 4, "
+                f"found {self.relative_position_max_distance}"
+            )
+        if self.relative_position_buckets and self.causal:
+            raise ValueError(
+                "relative_position_buckets: expected 0 with causal=true (WavLM's bias is bidirectional)"
+            )
         for name in (
             "sample_rate",
             "dim",
@@ -148,6 +202,7 @@ class EncoderConfig:
             "ffn_dim",
             "pos_conv_kernel",
             "pos_conv_groups",
+            "pos_conv_layers",
             "n_mels",
             "subsampling_channels",
             "conv_channels",
@@ -302,7 +357,7 @@ def waveform_frontend(config: EncoderConfig) -> WaveformFrontend:
     feature_encoder = ConvFeatureEncoder.wav2vec2(
         config.conv_channels, config.conv_kernels, config.conv_strides, config.conv_norm, config.conv_bias
     )
-    return WaveformFrontend(feature_encoder, config.dim, config.dropout)
+    return WaveformFrontend(feature_encoder, config.dim, config.dropout, config.waveform_norm)
 
 
 FrontendBuilder = Callable[[EncoderConfig], Frontend]
@@ -329,9 +384,16 @@ def build_context(config: EncoderConfig) -> ContextNetwork:
             for _ in range(config.layers)
         ]
         return RecurrentEncoder(config.dim, recurrent_layers, config.dropout, config.layer_drop)
-    positional = ConvPositionalEmbedding(
-        config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
-    )
+    positional: ConvPositionalEmbedding | StackedConvPositionalEmbedding
+    if config.pos_conv_norm == "weight":
+        positional = ConvPositionalEmbedding(
+            config.dim, config.pos_conv_kernel, config.pos_conv_groups, causal=config.causal
+        )
+    else:
+        positional = StackedConvPositionalEmbedding(
+            config.dim, config.pos_conv_kernel, config.pos_conv_groups, config.pos_conv_layers, config.causal
+        )
+    relative = config.relative_position_buckets > 0
     layers = [
         TransformerLayer(
             config.dim,
@@ -340,10 +402,19 @@ def build_context(config: EncoderConfig) -> ContextNetwork:
             config.dropout,
             config.attention_dropout,
             config.activation_dropout,
+            layer_norm_first=config.layer_norm_first,
+            relative_position_gate=RelativePositionGate(config.dim, config.heads) if relative else None,
         )
         for _ in range(config.layers)
     ]
-    return TransformerEncoder(positional, layers, config.dropout, config.layer_drop)
+    bias = (
+        RelativePositionBias(
+            config.heads, config.relative_position_buckets, config.relative_position_max_distance
+        )
+        if relative
+        else None
+    )
+    return TransformerEncoder(positional, layers, config.dropout, config.layer_drop, bias)
 
 
 class SpeechEncoder(nn.Module):

@@ -150,6 +150,29 @@ def utterance_mean_variance_norm(
     return (features - mean) * torch.rsqrt(variance + eps) * valid
 
 
+def utterance_waveform_norm(
+    waveforms: torch.Tensor, lengths: torch.Tensor | None, eps: float = 1e-7
+) -> torch.Tensor:
+    """Each utterance scaled to zero mean and unit variance over its valid samples, as the
+    feature extractor of wav2vec 2.0 LARGE and data2vec-audio does (transformers' ``do_normalize``,
+    fairseq's ``normalize``): ``(x - mean) / sqrt(variance + eps)``.
+
+    Args:
+        waveforms: ``(batch, samples)``; padded samples are ignored.
+        lengths: ``(batch,)`` valid samples per utterance (None: no padding).
+
+    Returns:
+        ``(batch, samples)``, zero on padded samples.
+    """
+    if lengths is None:
+        lengths = full_lengths(waveforms, 1)
+    valid = (~lengths_to_padding_mask(lengths, waveforms.shape[1])).to(waveforms.dtype)  # (batch, samples)
+    count = lengths.clamp(min=1).to(waveforms.dtype)[:, None]  # (batch, 1)
+    mean = (waveforms * valid).sum(dim=1, keepdim=True) / count
+    variance = ((waveforms - mean) * valid).pow(2).sum(dim=1, keepdim=True) / count
+    return (waveforms - mean) * torch.rsqrt(variance + eps) * valid
+
+
 class ConvSubsampling(nn.Module):
     """Two ``Conv2d(kernel 3, stride 2)`` + ReLU layers over (time, frequency), then a Linear.
 
@@ -510,7 +533,8 @@ class WaveformFrontend(Frontend):
 
     The LayerNorm + Linear is wav2vec 2.0's feature projection ("layer_norm" and
     "post_extract_proj" in fairseq). ``feature_transform`` sees the layer-normalised CNN
-    features, i.e. what wav2vec 2.0 quantises as targets.
+    features, i.e. what wav2vec 2.0 quantises as targets. With ``waveform_norm`` each
+    utterance is first scaled to zero mean and unit variance (:func:`utterance_waveform_norm`).
 
     Attributes:
         downsample_rate: input samples per output frame (product of strides, 320).
@@ -518,9 +542,12 @@ class WaveformFrontend(Frontend):
         dim: output dimension.
     """
 
-    def __init__(self, feature_encoder: ConvFeatureEncoder, dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, feature_encoder: ConvFeatureEncoder, dim: int, dropout: float = 0.0, waveform_norm: bool = False
+    ) -> None:
         super().__init__()
         self.feature_encoder = feature_encoder
+        self.waveform_norm = waveform_norm
         self.feature_dim = feature_encoder.out_channels
         self.downsample_rate = feature_encoder.stride
         self.min_samples = feature_encoder.receptive_field
@@ -555,6 +582,8 @@ class WaveformFrontend(Frontend):
                 scales it by 0.1, Baevski et al. 2020 §4.2); the values are unchanged.
         """
         check_audio(waveforms, full_lengths(waveforms, 1) if lengths is None else lengths)
+        if self.waveform_norm:
+            waveforms = utterance_waveform_norm(waveforms, lengths)
         samples = waveforms[:, None, :]  # (batch, 1, samples)
         cnn_features, padded_lengths = self.feature_encoder(samples, lengths)  # (batch, channels, frames)
         frame_lengths = full_lengths(cnn_features, 2) if padded_lengths is None else padded_lengths

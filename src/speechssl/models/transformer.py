@@ -1,9 +1,21 @@
-"""The context network: a pre-LN Transformer with convolutional positional embedding.
+"""The context network: a Transformer with convolutional positional embedding.
 
 Follows wav2vec 2.0 (Baevski et al. 2020, §2): the relative position information comes
 from a grouped convolution over time added to the input (Mohamed et al. 2019), followed
-by Transformer blocks (Vaswani et al. 2017) in the pre-LayerNorm arrangement (Xiong et al.
-2020; wav2vec 2.0 LARGE's ``layer_norm_first``). Every attention call masks padded keys,
+by Transformer blocks (Vaswani et al. 2017) in one of two arrangements (fairseq's
+``layer_norm_first``):
+
+* pre-LN (Xiong et al. 2020; wav2vec 2.0 LARGE, transformers' "stable layer norm"): each
+  branch reads a layer-normalised input, ``x + F(LN(x))``, and a final LayerNorm follows the
+  last layer;
+* post-LN (wav2vec 2.0 / HuBERT / WavLM BASE, data2vec-audio): ``LN(x + F(x))`` after each
+  branch, and the LayerNorm is applied once before the first layer, right after the
+  positional embedding is added, with none after the last.
+
+The positional embedding is wav2vec 2.0's one weight-normalised convolution
+(:class:`ConvPositionalEmbedding`) or data2vec-audio's stack of convolutions each followed
+by a LayerNorm (:class:`StackedConvPositionalEmbedding`); WavLM adds a gated relative position
+bias to the attention logits (:mod:`speechssl.models.relative_position`). Every attention call masks padded keys,
 so the valid outputs of a padded utterance equal those computed without padding (a batch
 given without lengths has no padding and attends without a mask, SDPA's fused kernels); with
 ``causal=True`` both the attention and the positional convolution only look at the past.
@@ -22,6 +34,17 @@ from torch.nn.utils.parametrizations import weight_norm
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.init import init_linear_
 from speechssl.models.padding import zero_padding_frames
+from speechssl.models.relative_position import RelativePositionBias, RelativePositionGate
+
+
+def same_padding(x: torch.Tensor, kernel_size: int, causal: bool) -> torch.Tensor:
+    """``x (batch, dim, frames)`` padded in time for a convolution of ``kernel_size`` whose output,
+    cut to ``frames``, is aligned with its input: ``kernel_size // 2`` zeros on each side (the
+    extra frame of an even kernel dropped after the convolution, fairseq's ``SamePad``), or
+    ``kernel_size - 1`` on the left when ``causal``."""
+    if causal:
+        return F.pad(x, (kernel_size - 1, 0))
+    return F.pad(x, (kernel_size // 2, kernel_size // 2))
 
 
 class ConvPositionalEmbedding(nn.Module):
@@ -54,12 +77,43 @@ class ConvPositionalEmbedding(nn.Module):
         """
         frames = x.shape[1]
         x = zero_padding_frames(x, lengths).transpose(1, 2)  # (batch, dim, frames)
-        if self.causal:
-            x = F.pad(x, (self.kernel_size - 1, 0))
-        else:
-            x = F.pad(x, (self.kernel_size // 2, self.kernel_size // 2))
-        x = self.conv(x)[:, :, :frames]  # (batch, dim, frames)
+        x = self.conv(same_padding(x, self.kernel_size, self.causal))[:, :, :frames]  # (batch, dim, frames)
         return F.gelu(x).transpose(1, 2)  # (batch, frames, dim)
+
+
+class StackedConvPositionalEmbedding(nn.Module):
+    """data2vec-audio's positional embedding (Baevski et al. 2022, §3.2): ``layers`` times
+    ``GELU(LayerNorm(GroupedConv1d(x)))``, the LayerNorm without gain or bias.
+
+    Each convolution is padded like :class:`ConvPositionalEmbedding` and padded frames are
+    zeroed before each one, so the valid outputs of a padded utterance equal those of the
+    utterance alone (the transformers implementation zeroes them before the first only).
+    """
+
+    def __init__(
+        self, dim: int, kernel_size: int = 19, groups: int = 16, layers: int = 5, causal: bool = False
+    ) -> None:
+        super().__init__()
+        if dim % groups != 0:
+            raise ValueError(f"groups: expected a divisor of dim={dim}, found {groups}")
+        if layers < 1:
+            raise ValueError(f"layers: expected a positive integer, found {layers}")
+        self.dim = dim
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.layers = nn.ModuleList(nn.Conv1d(dim, dim, kernel_size, groups=groups) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The positional embedding ``(batch, frames, dim)`` of ``x (batch, frames, dim)``.
+
+        Frames at or after ``lengths (batch,)`` are treated as zeros (None: no padding).
+        """
+        frames = x.shape[1]
+        for conv in self.layers:
+            x = zero_padding_frames(x, lengths).transpose(1, 2)  # (batch, dim, frames)
+            x = conv(same_padding(x, self.kernel_size, self.causal))[:, :, :frames].transpose(1, 2)
+            x = F.gelu(F.layer_norm(x, (self.dim,)))  # (batch, frames, dim)
+        return x
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -77,7 +131,11 @@ class MultiHeadSelfAttention(nn.Module):
         init_linear_(self.out)
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool = False
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attend.
 
@@ -86,6 +144,8 @@ class MultiHeadSelfAttention(nn.Module):
             attn_mask: ``(batch, 1, 1 or frames, frames)`` bool, True where a query may attend a
                 key; None to attend every key (the fused kernels of ``F.scaled_dot_product_attention``).
             is_causal: without ``attn_mask``, attend only to the past (SDPA's own causal mask).
+            position_bias: optional ``(batch, heads, frames, frames)`` added to the logits
+                (WavLM's gated relative position bias); masked keys still get no weight.
 
         Returns:
             ``(batch, frames, dim)``.
@@ -94,6 +154,10 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, v = (
             self.qkv(x).view(batch, frames, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         )  # each (batch, heads, frames, head_dim)
+        if position_bias is not None:
+            if attn_mask is not None:
+                position_bias = position_bias.masked_fill(~attn_mask, float("-inf"))
+            attn_mask = position_bias
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -123,7 +187,13 @@ class FeedForward(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-LN block: ``x + Dropout(MHSA(LN(x)))`` then ``x + Dropout(FFN(LN(x)))``."""
+    """A Transformer block, pre-LN or post-LN (see the module docstring).
+
+    Pre-LN (``layer_norm_first``): ``x + Dropout(MHSA(LN(x)))`` then ``x + Dropout(FFN(LN(x)))``.
+    Post-LN: ``LN(x + Dropout(MHSA(x)))`` then ``LN(x + Dropout(FFN(x)))``. With
+    ``relative_position_gate`` the attention adds the gated relative position bias, the gate
+    reading the attention's input.
+    """
 
     def __init__(
         self,
@@ -133,26 +203,47 @@ class TransformerLayer(nn.Module):
         dropout: float = 0.1,
         attention_dropout: float = 0.1,
         activation_dropout: float = 0.0,
+        layer_norm_first: bool = True,
+        relative_position_gate: RelativePositionGate | None = None,
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.layer_norm_first = layer_norm_first
         self.attention_norm = nn.LayerNorm(dim)
         self.attention = MultiHeadSelfAttention(dim, heads, attention_dropout)
         self.ffn_norm = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_dim, activation_dropout)
         self.dropout = nn.Dropout(dropout)
+        self.relative_position_gate = relative_position_gate
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool = False
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool = False,
+        position_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x (batch, frames, dim)``, ``attn_mask (batch, 1, 1 or frames, frames)`` or None ->
-        ``(batch, frames, dim)`` (see :meth:`MultiHeadSelfAttention.forward`)."""
-        x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, is_causal))
+        ``(batch, frames, dim)`` (see :meth:`MultiHeadSelfAttention.forward`); ``position_bias
+        (heads, frames, frames)`` is the shared relative position bias this layer gates."""
+        h = self.attention_norm(x) if self.layer_norm_first else x
+        bias = None
+        if self.relative_position_gate is not None:
+            if position_bias is None:
+                raise ValueError(
+                    "position_bias: expected the relative position bias for a gated layer, found None"
+                )
+            bias = self.relative_position_gate(h, position_bias)  # (batch, heads, frames, frames)
+        x = x + self.dropout(self.attention(h, attn_mask, is_causal, bias))
+        if not self.layer_norm_first:
+            x = self.attention_norm(x)
+            return self.ffn_norm(x + self.dropout(self.ffn(x)))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
 class TransformerEncoder(nn.Module):
-    """Positional convolution, dropout, Transformer layers (with LayerDrop), final LayerNorm.
+    """Positional convolution, dropout, Transformer layers (with LayerDrop) and a LayerNorm:
+    after the last layer (pre-LN layers) or before the first (post-LN layers).
 
     LayerDrop (Fan et al. 2020) skips each layer with probability ``layer_drop`` in
     training mode only; a skipped layer's hidden state repeats its input. Note that
@@ -162,10 +253,11 @@ class TransformerEncoder(nn.Module):
 
     def __init__(
         self,
-        positional: ConvPositionalEmbedding,
+        positional: ConvPositionalEmbedding | StackedConvPositionalEmbedding,
         layers: Sequence[TransformerLayer],
         dropout: float = 0.1,
         layer_drop: float = 0.0,
+        relative_position: RelativePositionBias | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= layer_drop < 1.0:
@@ -175,6 +267,17 @@ class TransformerEncoder(nn.Module):
                 raise ValueError(
                     f"layers[{i}].dim: expected {positional.dim} like positional, found {layer.dim}"
                 )
+            if layer.layer_norm_first != layers[0].layer_norm_first:
+                raise ValueError(
+                    f"layers[{i}].layer_norm_first: expected {layers[0].layer_norm_first} like layers[0]"
+                )
+            if (layer.relative_position_gate is None) != (relative_position is None):
+                raise ValueError(
+                    f"layers[{i}].relative_position_gate: expected a gate exactly when the encoder has a "
+                    "relative position bias"
+                )
+        self.layer_norm_first = layers[0].layer_norm_first if layers else True
+        self.relative_position = relative_position
         self.dim = positional.dim
         self.causal = positional.causal
         self.positional = positional
@@ -209,9 +312,9 @@ class TransformerEncoder(nn.Module):
 
         Returns:
             ``len(layers) + 1`` hidden states ``(batch, frames, dim)`` (or only the last),
-            zero on padded frames: index 0 is the input plus positional embedding (after
-            dropout), index ``i`` the output of layer ``i``; the final LayerNorm is applied to
-            the last one.
+            zero on padded frames: index 0 is the input plus positional embedding (post-LN:
+            layer-normalised), after dropout, index ``i`` the output of layer ``i``; with pre-LN
+            layers the final LayerNorm is applied to the last one.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x: expected (batch, frames, {self.dim}), found {tuple(x.shape)}")
@@ -219,13 +322,17 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"lengths: expected shape ({x.shape[0]},), found {tuple(lengths.shape)}")
         attn_mask = self.attention_mask(lengths, x.shape[1])
         is_causal = self.causal and attn_mask is None
-        x = self.dropout(x + self.positional(x, lengths))
+        x = x + self.positional(x, lengths)
+        if not self.layer_norm_first:
+            x = self.norm(x)
+        x = self.dropout(x)
+        position_bias = None if self.relative_position is None else self.relative_position(x.shape[1])
         hidden_states = [x]
         for layer in self.layers:
             skip = self.training and self.layer_drop > 0 and torch.rand(()).item() < self.layer_drop
             if not skip:
-                x = layer(x, attn_mask, is_causal)
+                x = layer(x, attn_mask, is_causal, position_bias)
             if output_hidden_states:
                 hidden_states.append(x)
-        hidden_states[-1] = self.norm(x)
+        hidden_states[-1] = self.norm(x) if self.layer_norm_first else x
         return [zero_padding_frames(h, lengths) for h in hidden_states]

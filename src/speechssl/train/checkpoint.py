@@ -36,6 +36,7 @@ from torch import nn
 
 from speechssl.config import to_dict
 from speechssl.models.checkpoint import LATEST, checkpoint_name, find_latest, list_checkpoints
+from speechssl.models.encoder import SpeechEncoder
 from speechssl.storage import atomic_write_text, is_partial, publish_folder, staging_folder
 
 
@@ -85,25 +86,58 @@ def save_checkpoint(
         The checkpoint directory.
     """
     run_dir = Path(run_dir)
-    final = run_dir / checkpoint_name(state.step)
-    encoder = method.encoder
-    model_tensors = _safetensors_ready(method.state_dict())
-    encoder_tensors = _safetensors_ready(encoder.state_dict())
     trainer_state = {
         **dataclasses.asdict(state),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
     }
-    with staging_folder(final) as staging:
-        save_file(model_tensors, staging / "model.safetensors")
-        save_file(encoder_tensors, staging / "encoder.safetensors")
-        _dump_yaml(to_dict(encoder.config), staging / "encoder.yaml")
-        _dump_yaml(dict(config), staging / "config.yaml")
-        torch.save(trainer_state, staging / "trainer_state.pt")
-        publish_folder(staging, final)
-    atomic_write_text(run_dir / LATEST, final.name + "\n")
+    final = _write_checkpoint(run_dir, state.step, method.state_dict(), method.encoder, config, trainer_state)
     if keep_last is not None:
         prune_checkpoints(run_dir, keep_last)
+    return final
+
+
+def save_weights(
+    run_dir: str | Path,
+    model_tensors: Mapping[str, torch.Tensor],
+    encoder: SpeechEncoder,
+    config: Mapping[str, Any],
+    step: int = 0,
+) -> Path:
+    """Atomically write a checkpoint without trainer state (weights of a model made elsewhere,
+    e.g. an imported one) as ``run_dir/step_{step:08d}`` and point ``latest`` at it.
+
+    Upstreams, teachers and ``train.init_from`` read it like any checkpoint; it cannot be
+    resumed (there is no optimizer state).
+
+    Args:
+        run_dir: run directory (created if missing).
+        model_tensors: ``model.safetensors``: the encoder under ``encoder.`` and any method heads.
+        encoder: the encoder, carrying the dataclass ``config`` it was built from.
+        config: the resolved run config as a plain mapping (``config.yaml``).
+        step: the step the checkpoint is named after.
+    """
+    return _write_checkpoint(Path(run_dir), step, model_tensors, encoder, config, None)
+
+
+def _write_checkpoint(
+    run_dir: Path,
+    step: int,
+    model_tensors: Mapping[str, torch.Tensor],
+    encoder: SpeechEncoder,
+    config: Mapping[str, Any],
+    trainer_state: dict[str, Any] | None,
+) -> Path:
+    final = run_dir / checkpoint_name(step)
+    with staging_folder(final) as staging:
+        save_file(_safetensors_ready(model_tensors), staging / "model.safetensors")
+        save_file(_safetensors_ready(encoder.state_dict()), staging / "encoder.safetensors")
+        _dump_yaml(to_dict(encoder.config), staging / "encoder.yaml")
+        _dump_yaml(dict(config), staging / "config.yaml")
+        if trainer_state is not None:
+            torch.save(trainer_state, staging / "trainer_state.pt")
+        publish_folder(staging, final)
+    atomic_write_text(run_dir / LATEST, final.name + "\n")
     return final
 
 

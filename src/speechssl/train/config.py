@@ -76,6 +76,11 @@ class TrainConfig:
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         find_unused_parameters: passed to ``DistributedDataParallel`` for methods whose
             forward pass leaves some trainable parameters unused.
+        init_from: a checkpoint or run directory (e.g. an imported model) whose weights start
+            the run: weights only, with a fresh optimizer and schedule from step 0. The
+            encoder's architecture is the checkpoint's (its ``encoder.yaml`` replaces the
+            ``encoder`` section); the method's heads are loaded too when the checkpoint was
+            made by the same method and holds them. Empty: random initialisation.
     """
 
     max_steps: int = 10_000
@@ -87,6 +92,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     find_unused_parameters: bool = False
+    init_from: str = ""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum_steps", "log_every", "checkpoint_every", "keep_last"):

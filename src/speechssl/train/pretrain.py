@@ -12,16 +12,19 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from speechssl import distributed
-from speechssl.config import ConfigError, to_dict
+from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
 from speechssl.methods import PretextMethod, build_method, method_spec
+from speechssl.models.checkpoint import resolve_checkpoint
+from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
@@ -143,7 +146,9 @@ def prepare_method(config: PretrainConfig, run_dir: str | Path) -> PretrainConfi
 
 
 def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
-    """The config's encoder wrapped in its method, initialised from ``train.seed``.
+    """The config's encoder wrapped in its method, initialised from ``train.seed``, or from the
+    weights of ``train.init_from`` (loaded into the encoder before the method wraps it, so that
+    a copy it makes, e.g. data2vec's teacher, starts from them too).
 
     The encoder is built by the method's
     :meth:`~speechssl.methods.base.PretextMethod.build_encoder` (e.g. Discrete BERT's unit
@@ -152,7 +157,64 @@ def build_pretrain_method(config: PretrainConfig) -> PretextMethod:
     check_sample_rates(config)
     seed_everything(config.train.seed)
     encoder = method_spec(config.method).method_class.build_encoder(config.encoder, config.objective)
-    return build_method(config.method, config.objective, encoder)
+    if config.train.init_from:
+        load_initial_encoder(encoder, config.train.init_from)
+    method = build_method(config.method, config.objective, encoder)
+    if config.train.init_from:
+        load_initial_heads(method, config.train.init_from, config.method)
+    return method
+
+
+def with_init_encoder(config: PretrainConfig) -> PretrainConfig:
+    """``config`` with the encoder architecture of ``train.init_from``'s checkpoint (unchanged without one)."""
+    if not config.train.init_from:
+        return config
+    checkpoint = resolve_checkpoint(config.train.init_from)
+    encoder = from_dict(EncoderConfig, load_yaml(checkpoint / "encoder.yaml"), where="encoder")
+    return dataclasses.replace(config, encoder=encoder)
+
+
+def load_initial_encoder(encoder: SpeechEncoder, path: str | Path) -> None:
+    """Load the encoder weights of checkpoint (or run directory) ``path`` into ``encoder``
+    (``train.init_from``); a mask embedding the checkpoint lacks keeps its fresh initialisation.
+
+    Raises:
+        ValueError: a tensor is missing or left over (naming it and the checkpoint).
+    """
+    checkpoint = resolve_checkpoint(path)
+    state = load_file(checkpoint / "encoder.safetensors", device="cpu")
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [name for name in missing if name != "mask_embedding"]
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        raise ValueError(
+            f"train.init_from: {checkpoint} does not fit the encoder ({'missing' if missing else 'unexpected'} "
+            f"tensor {name!r})"
+        )
+
+
+def load_initial_heads(method: PretextMethod, path: str | Path, method_name: str) -> None:
+    """Load the head weights of checkpoint (or run directory) ``path`` into ``method`` when the
+    checkpoint was made by ``method_name`` and holds any (``train.init_from``).
+
+    Raises:
+        ValueError: a tensor does not fit the method (naming it and the checkpoint).
+    """
+    checkpoint = resolve_checkpoint(path)
+    if (load_yaml(checkpoint / "config.yaml") or {}).get("method") != method_name:
+        return
+    heads = {
+        name: tensor
+        for name, tensor in load_file(checkpoint / "model.safetensors", device="cpu").items()
+        if not name.startswith("encoder.")
+    }
+    own = method.state_dict()
+    for name, tensor in heads.items():
+        if name not in own or own[name].shape != tensor.shape:
+            raise ValueError(
+                f"train.init_from: {checkpoint} holds {name!r}, which does not fit the {method_name} heads"
+            )
+    method.load_state_dict(heads, strict=False)
 
 
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) -> TrainResult:
@@ -166,7 +228,8 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     Args:
         config: the resolved run config (see :func:`~speechssl.train.config.load_pretrain_config`).
         run_dir: where checkpoints, ``metrics.jsonl`` and TensorBoard logs go.
-        resume: continue from ``run_dir``'s latest checkpoint.
+        resume: continue from ``run_dir``'s latest checkpoint (which takes precedence over
+            ``train.init_from``).
 
     Returns:
         The trainer's :class:`~speechssl.train.trainer.TrainResult`.
@@ -174,7 +237,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     started_group = not distributed.is_distributed()
     distributed.setup_from_env()
     try:
-        config = prepare_method(config, run_dir)
+        config = prepare_method(with_init_encoder(config), run_dir)
         data = build_pretrain_data(config)
         report_bad_files(data.bad_files, Path(run_dir))
         method = build_pretrain_method(config)

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
+from speechssl.models.frontends import utterance_waveform_norm
 from speechssl.models.output import EncoderOutput
 from speechssl.upstream.base import Upstream, state_fingerprint
 
@@ -46,7 +50,8 @@ def _import_transformers() -> Any:
     return transformers
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a model's ``config.json``, ``preprocessor_config.json``); ValueError naming it otherwise."""
     try:
         content = json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -54,6 +59,34 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a JSON object, found {type(content).__name__}")
     return content
+
+
+@dataclass(frozen=True)
+class InputHandling:
+    """How a transformers speech model reads audio (see the module docstring).
+
+    Attributes:
+        normalize: scale each utterance to zero mean and unit variance (``do_normalize``).
+        attention_mask: give the model an attention mask (``return_attention_mask``).
+        sample_rate: Hz of the audio (``sampling_rate``).
+    """
+
+    normalize: bool
+    attention_mask: bool
+    sample_rate: int
+
+
+def input_handling(directory: Path, model_config: Mapping[str, Any]) -> InputHandling:
+    """The input handling of the model in ``directory`` with ``config.json`` ``model_config``:
+    its ``preprocessor_config.json``, else what a layer-normalised CNN implies."""
+    layer_norm = model_config.get("feat_extract_norm", "layer") == "layer"
+    preprocessor_path = directory / "preprocessor_config.json"
+    preprocessor = read_json(preprocessor_path) if preprocessor_path.is_file() else {}
+    return InputHandling(
+        normalize=bool(preprocessor.get("do_normalize", layer_norm)),
+        attention_mask=bool(preprocessor.get("return_attention_mask", layer_norm)),
+        sample_rate=int(preprocessor.get("sampling_rate", DEFAULT_SAMPLE_RATE)),
+    )
 
 
 class HuggingFaceUpstream(Upstream):
@@ -103,7 +136,7 @@ class HuggingFaceUpstream(Upstream):
         valid = torch.arange(waveforms.shape[1], device=waveforms.device) < lengths[:, None]
         waveforms = waveforms.float().masked_fill(~valid, 0.0)
         if self.normalize:
-            waveforms = self._normalize(waveforms, valid, lengths)
+            waveforms = utterance_waveform_norm(waveforms, lengths)
         attention_mask = valid.long() if self.use_attention_mask else None
         output = self.model(waveforms, attention_mask=attention_mask, output_hidden_states=True)
         hidden_states = [*output.hidden_states[:-1], output.last_hidden_state]
@@ -112,14 +145,6 @@ class HuggingFaceUpstream(Upstream):
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames for ``num_samples`` valid samples, from the convolutions' arithmetic."""
         return self.model._get_feat_extract_output_lengths(num_samples.long()).clamp(min=0).long()
-
-    @staticmethod
-    def _normalize(waveforms: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Zero mean, unit variance over each utterance's valid samples (as ``Wav2Vec2FeatureExtractor``)."""
-        count = lengths.clamp(min=1).to(waveforms.dtype)[:, None]
-        mean = waveforms.sum(dim=1, keepdim=True) / count
-        variance = ((waveforms - mean).masked_fill(~valid, 0.0) ** 2).sum(dim=1, keepdim=True) / count
-        return ((waveforms - mean) / torch.sqrt(variance + 1e-7)).masked_fill(~valid, 0.0)
 
     def fingerprint(self) -> str:
         """Covers the config (incl. the running ``transformers`` version), the weights and the input handling."""
@@ -144,7 +169,7 @@ class HuggingFaceUpstream(Upstream):
             raise FileNotFoundError(
                 f"{directory}: expected a transformers model directory with config.json, found none"
             )
-        model_type = _read_json(config_path).get("model_type")
+        model_type = read_json(config_path).get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"{config_path}: model_type {model_type!r} is not supported "
@@ -167,17 +192,11 @@ class HuggingFaceUpstream(Upstream):
                 f"({shown}); expected a complete checkpoint, not randomly initialised layers"
             )
 
-        feature_norm_is_layer = getattr(model.config, "feat_extract_norm", "layer") == "layer"
-        normalize = use_attention_mask = feature_norm_is_layer
-        preprocessor_path = directory / "preprocessor_config.json"
-        if preprocessor_path.is_file():
-            preprocessor = _read_json(preprocessor_path)
-            sampling_rate = preprocessor.get("sampling_rate", cls.sample_rate)
-            if sampling_rate != cls.sample_rate:
-                raise ValueError(
-                    f"{preprocessor_path}: sampling_rate {sampling_rate} is not supported "
-                    f"(expected {cls.sample_rate})"
-                )
-            normalize = bool(preprocessor.get("do_normalize", normalize))
-            use_attention_mask = bool(preprocessor.get("return_attention_mask", use_attention_mask))
+        settings = input_handling(directory, model.config.to_dict())
+        if settings.sample_rate != cls.sample_rate:
+            raise ValueError(
+                f"{directory / 'preprocessor_config.json'}: sampling_rate {settings.sample_rate} is not supported "
+                f"(expected {cls.sample_rate})"
+            )
+        normalize, use_attention_mask = settings.normalize, settings.attention_mask
         return cls(model, name=f"hf:{directory}", normalize=normalize, use_attention_mask=use_attention_mask)

@@ -1,0 +1,94 @@
+"""Imported models as speechssl runs, and runs as files other toolkits load.
+
+:func:`import_model` converts a published model (``hf:<dir>``, or a fairseq ``.pt`` file)
+into a run directory holding one weights-only checkpoint
+(:func:`speechssl.train.checkpoint.save_weights`), which every consumer of a run reads:
+``build_upstream(RUN)``, a HuBERT teacher (``objective.targets.teacher``) and
+``train.init_from``. :func:`export_checkpoint` writes a run's encoder in one of
+:data:`EXPORT_FORMATS` (format name → writer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from speechssl.config import load_yaml, to_dict
+from speechssl.data.config import DataConfig
+from speechssl.interop.fairseq import read_fairseq_checkpoint
+from speechssl.interop.hf_files import ImportedModel, read_hf_model, write_hf_model
+from speechssl.interop.huggingface import hf_model_type
+from speechssl.methods import build_method, method_config
+from speechssl.models.checkpoint import find_latest, load_encoder, resolve_checkpoint
+from speechssl.train.checkpoint import save_weights
+from speechssl.train.config import OptimConfig, PretrainConfig, TrainConfig
+
+
+def read_model(source: str) -> ImportedModel:
+    """The published model ``source`` names: ``hf:<directory>`` or a fairseq checkpoint file ``<file>.pt``."""
+    if source.startswith("hf:"):
+        return read_hf_model(source.removeprefix("hf:"))
+    if source.endswith(".pt"):
+        return read_fairseq_checkpoint(source)
+    raise ValueError(
+        f"source {source!r}: expected 'hf:<transformers model directory>' or a fairseq '<file>.pt'"
+    )
+
+
+def write_run(model: ImportedModel, run_dir: str | Path) -> Path:
+    """Write ``model`` as the only checkpoint of the new run ``run_dir``; returns the checkpoint.
+
+    ``config.yaml`` names the model's method (with the imported objective, else the method's
+    defaults) and default data, optimizer and loop settings; ``model.safetensors`` holds the
+    encoder (``encoder.*``), and with imported heads the whole method's state dict (its
+    buffers, e.g. the Gumbel temperature, at their initial values).
+
+    Raises:
+        ValueError: ``run_dir`` already holds checkpoints.
+    """
+    if find_latest(run_dir) is not None:
+        raise ValueError(f"run_dir: {run_dir} already holds checkpoints; expected a new run folder")
+    encoder = model.encoder
+    objective = model.objective if model.objective is not None else method_config(model.method, {})
+    config = PretrainConfig(
+        method=model.method,
+        objective=objective,
+        encoder=encoder.config,
+        data=DataConfig(sample_rate=encoder.sample_rate),
+        optim=OptimConfig(),
+        train=TrainConfig(),
+    )
+    tensors = {f"encoder.{name}": tensor for name, tensor in encoder.state_dict().items()}
+    if model.heads:
+        method = build_method(model.method, objective, encoder)
+        unexpected = method.load_state_dict(model.heads, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(
+                f"{model.source}: {unexpected[0]} is no tensor of speechssl's {model.method} heads"
+            )
+        tensors = method.state_dict()
+    return save_weights(run_dir, tensors, encoder, to_dict(config))
+
+
+def import_model(source: str, run_dir: str | Path) -> Path:
+    """Convert the published model ``source`` (see :func:`read_model`) into run ``run_dir``."""
+    return write_run(read_model(source), run_dir)
+
+
+def export_hf(checkpoint: str | Path, output: str | Path) -> Path:
+    """Write the encoder of ``checkpoint`` (or a run's latest) as the transformers model of its
+    layout (:func:`~speechssl.interop.huggingface.hf_model_type`; ``HubertModel`` for a HuBERT run)."""
+    path = resolve_checkpoint(checkpoint)
+    encoder = load_encoder(path)
+    method = (load_yaml(path / "config.yaml") or {}).get("method", "")
+    return write_hf_model(encoder, hf_model_type(encoder.config, method), output)
+
+
+EXPORT_FORMATS: dict[str, Callable[[str | Path, str | Path], Path]] = {"hf": export_hf}
+
+
+def export_checkpoint(checkpoint: str | Path, format: str, output: str | Path) -> Path:
+    """Write the encoder of ``checkpoint`` in ``format`` (a key of :data:`EXPORT_FORMATS`) to ``output``."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(EXPORT_FORMATS)}, found {format!r}")
+    return EXPORT_FORMATS[format](checkpoint, output)
