@@ -252,6 +252,18 @@ def _add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     _add_evaluation_options(bench, suite=None, head_positional=True)
 
 
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write a run's encoder as an ONNX model or a torch.export program (dynamic batch and length)",
+    )
+    export.add_argument("run", help="run folder (its latest checkpoint) or checkpoint folder")
+    export.add_argument(
+        "--format", required=True, help="'onnx' (needs speechssl[onnx]) or 'torch-export' (a .pt2 program)"
+    )
+    export.add_argument("--output", required=True, help="file to write")
+
+
 def _add_units_corpus_options(parser: argparse.ArgumentParser) -> None:
     """The corpus options of ``units`` commands, resolved as pretraining's ``data.corpus``/``data.root``."""
     parser.add_argument("--corpus", required=True, help="corpus name (fsdd, librispeech, ..., synthetic)")
@@ -338,6 +350,7 @@ OPTION_FLAGS = {
 
 # options whose names are too common to map in every command's messages
 COMMAND_OPTION_FLAGS = {
+    "export": {"format": "--format"},
     "units": {"features": "--features", "pool": "--pool", "quantizer": "--quantizer", "units": "--units"},
 }
 
@@ -369,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_augment_parser(sub)
     _add_study_parsers(sub)
     _add_units_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -638,6 +652,14 @@ def _run_units(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from speechssl.interop.export import export_checkpoint
+
+    output = export_checkpoint(args.run, args.format, args.output)
+    print(f"wrote the {args.format} export of {args.run}: {output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -650,6 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ablate": _run_ablate,
         "study": _run_study,
         "units": _run_units,
+        "export": _run_export,
     }
     try:
         return handlers[args.command](args)
@@ -661,14 +684,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions shown as one line: bad input, and training stopped for a stated reason.
+    """Exceptions shown as one line: bad input, a missing optional dependency, and training
+    stopped for a stated reason.
 
     The trainer's errors are only looked up once the trainer has been imported (a command
     that never imported it cannot have raised them), so light commands never import torch.
     """
     from speechssl.data.audio import AudioError
 
-    errors: tuple[type[BaseException], ...] = (ValueError, OSError, AudioError)
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, AudioError)
     trainer = sys.modules.get("speechssl.train.trainer")
     if trainer is not None:
         errors += (trainer.NonFiniteLossError, trainer.TrainingInterruptedError)
