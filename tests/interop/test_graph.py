@@ -16,6 +16,7 @@ from speechssl.interop.graph import (
     save_program,
 )
 from speechssl.models import EncoderConfig, SpeechEncoder
+from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
 from speechssl.upstream import build_upstream
 
 FRONTENDS = ("waveform", "fbank")
@@ -110,12 +111,19 @@ def test_padded_batches_need_two_frames():
     [
         ({"context": "lstm"}, "context: expected 'transformer'"),
         ({"context": "gru", "frontend": "waveform"}, "context: expected 'transformer'"),
+        (
+            {"frontend": "units", "units": UnitTokenizerConfig(UnitFeatureConfig("mfcc"), num_units=4)},
+            "frontend: expected 'waveform' or 'fbank'",
+        ),
     ],
 )
-def test_encoders_without_a_dynamic_graph_are_refused(overrides, message):
+def test_encoders_without_a_dynamic_graph_are_refused(overrides, message, tmp_path):
     encoder = SpeechEncoder.from_config(EncoderConfig(dim=16, layers=1, heads=2, n_mels=16, **overrides))
     with pytest.raises(ValueError, match=message):
         check_exportable(encoder)
+    with pytest.raises(ValueError, match=message):
+        save_onnx(encoder, tmp_path / "encoder.onnx")
+    assert not any(tmp_path.iterdir())
 
 
 def test_export_command_writes_a_program_of_a_trained_run(tiny_run, tmp_path, capsys):

@@ -146,6 +146,7 @@ def save_onnx(encoder: SpeechEncoder, path: str | Path) -> Path:
     Inputs and outputs are named as in the module docstring; batch and samples (and so
     frames) are dynamic axes.
     """
+    check_exportable(encoder)
     _import_onnx_exporter()
     program = export_program(encoder)
     onnx_program = torch.onnx.export(
