@@ -26,7 +26,8 @@ HOP_SECONDS = 0.010
 
 
 CHUNK_SAMPLES = 160_000
-"""Padded samples per STFT call in a batch (10 s at 16 kHz; at least one utterance)."""
+"""Padded samples per STFT call in a batch (10 s at 16 kHz; at least one utterance). Under
+``torch.export`` the whole batch is one call: the program serves every batch size."""
 
 
 def hop_samples(sample_rate: int) -> int:
