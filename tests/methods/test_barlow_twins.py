@@ -128,7 +128,7 @@ class TestBarlowTwinsLoss:
 
     def test_error_paths(self) -> None:
         loss = BarlowTwinsLoss()
-        with pytest.raises(ValueError, match=r"at least 2 rows to standardise, found 1"):
+        with pytest.raises(ValueError, match=r"at least 2 rows, found 1 on each of 1 rank"):
             loss(torch.randn(1, 4), torch.randn(1, 4))
         with pytest.raises(ValueError, match=r"equal shape \(batch, dim\), found \(4, 3\) and \(4, 2\)"):
             loss(torch.randn(4, 3), torch.randn(4, 2))

@@ -85,3 +85,27 @@ def test_without_the_check_a_positive_with_no_allowed_negative_gets_itself():
     # utterance 1 has a single entry (index 2): under same_utterance it has no other frame
     negatives = sample_negatives(torch.tensor([0, 2]), torch.tensor([2, 1]), 5, "same_utterance", check=False)
     assert negatives[0].tolist() == [1] * 5 and negatives[1].tolist() == [2] * 5
+
+
+@pytest.mark.parametrize("strategy", ["same_utterance", "other_utterances", "mixed"])
+def test_a_strided_pool_draws_what_the_packed_pool_draws(strategy):
+    lengths, stride = torch.tensor([5, 0, 2, 7]), 8
+    packed = torch.arange(int(lengths.sum()))  # (14,) every entry of the packed pool
+    rows = torch.repeat_interleave(torch.arange(4), lengths)  # (14,)
+    strided = rows * stride + packed - pool_offsets(lengths)[rows]  # (14,) the same entries, strided
+    expected = sample_negatives(packed, lengths, 50, strategy, torch.Generator().manual_seed(3))
+    found = sample_negatives(
+        strided, lengths, 50, strategy, torch.Generator().manual_seed(3), pool_stride=stride
+    )  # (14, K) strided indices
+    negative_rows = found // stride
+    assert (found - negative_rows * stride < lengths[negative_rows]).all()  # never an unused entry
+    assert torch.equal(pool_offsets(lengths)[negative_rows] + found % stride, expected)
+
+
+def test_a_positive_in_an_unused_entry_gets_negatives_of_its_utterance():
+    lengths = torch.tensor([3, 4])
+    unused = torch.tensor([3, 9])  # entry 3 of utterance 0, entry 4 of utterance 1 (stride 5)
+    negatives = sample_negatives(
+        unused, lengths, 20, pool_stride=5, generator=torch.Generator().manual_seed(0)
+    )
+    assert set(negatives[0].tolist()) <= {0, 1, 2} and set(negatives[1].tolist()) <= {5, 6, 7, 8}

@@ -30,19 +30,7 @@ def test_a_training_step_makes_no_host_read(name, options, frontend, causal, tin
     assert not reads, f"{name}: host reads {dict(reads)}"
 
 
-# the methods that still select frames by a boolean mask, and why (each selection waits for the GPU)
-SELECTING = {
-    "vq_apc": "the VQ layer quantises the valid frames only and names an empty batch",
-    "vq_vae": "the VQ layer quantises the valid frames only and names an empty batch",
-    "wav2vec2": "negatives come from a pool of the masked frames; scoring every frame would double the logits",
-    "discrete_bert": "the head scores masked tokens only: with a vq-wav2vec vocabulary every token would cost 2.5x",
-    "hubert": "the head skips the term of weight 0 (issue 13 §1) by selecting the masked frames",
-}
-
-
-@pytest.mark.parametrize(
-    "name, options, frontend, causal", [c for c in EVERY_METHOD if c[0] not in SELECTING]
-)
+@pytest.mark.parametrize("name, options, frontend, causal", EVERY_METHOD)
 def test_a_training_step_has_no_shape_that_depends_on_data(
     name, options, frontend, causal, tiny_method, tone_batch
 ):

@@ -48,7 +48,8 @@ def test_cosine_logit_cross_entropy_matches_a_manual_computation():
     s = 1 / math.sqrt(2)
     expected = torch.tensor([[0.6, 0.8, -1.4 * s], [0.0, -1.0, s]]) / 0.1  # cosines / τ
     assert torch.allclose(logits, expected, atol=1e-5)
-    loss, accuracy = mean_cross_entropy(logits, torch.tensor([1, 0]))
+    padded = torch.cat([logits, torch.randn(1, 3)])  # a third, invalid row (an unused slot)
+    loss, accuracy = mean_cross_entropy(padded, torch.tensor([1, 0, -1]), torch.tensor([True, True, False]))
     by_hand = [-(row[t] - torch.logsumexp(row, 0)) for row, t in zip(expected, (1, 0), strict=True)]
     assert loss.item() == pytest.approx(float(sum(by_hand) / 2), rel=1e-5)
     assert accuracy.item() == 0.5  # the first query's best unit is 1 (right), the second's is 2 (wrong)

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from speechssl.models.masking import check_span_start_options, span_mask, span_start_mask
+from speechssl.models.masking import (
+    check_span_start_options,
+    masked_slots,
+    span_mask,
+    span_start_capacity,
+    span_start_mask,
+)
 
 
 def test_mask_covers_about_the_fraction_and_never_padding():
@@ -108,3 +114,32 @@ def test_round_count_is_the_named_alternative():
     assert (mask.sum(dim=1) == round(65.0)).all()
     with pytest.raises(ValueError, match="span_count: expected 'round' or 'sampled', found 'floor'"):
         span_mask(lengths, 100, 0.65, 1, span_count="floor")
+
+
+@pytest.mark.parametrize(
+    "frames, mask_prob, mask_length, min_masks",
+    [(50, 0.065, 10, 2), (7, 0.065, 10, 2), (300, 0.08, 10, 2), (40, 0.5, 2, 0)],
+)
+def test_span_start_capacity_bounds_every_utterance(frames, mask_prob, mask_length, min_masks):
+    capacity = span_start_capacity(frames, mask_prob, mask_length, min_masks)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, frames + 1, (2000,), generator=generator)
+    lengths[0] = frames
+    mask = span_start_mask(lengths, frames, mask_prob, mask_length, min_masks, generator)
+    assert mask.sum(dim=1).max() <= capacity <= frames
+    assert capacity <= math.ceil(mask_prob * mask_length * frames) + (min_masks + 1) * mask_length
+
+
+def test_masked_slots_hold_the_selected_frames_in_order():
+    mask = torch.tensor([[False, True, True, False, True], [False, False, False, False, False], [True] * 5])
+    values = torch.arange(15.0).view(3, 5, 1).expand(3, 5, 2)  # (batch, frames, 2)
+    slots = masked_slots(mask, 5)
+    assert slots.counts.tolist() == [3, 0, 5]
+    assert slots.valid.tolist() == [[True] * 3 + [False] * 2, [False] * 5, [True] * 5]
+    gathered = slots.gather(values)  # (batch, slots, 2)
+    assert gathered.shape == (3, 5, 2)
+    assert torch.equal(gathered[slots.valid], values[mask])  # the same frames as the selection, in order
+    assert torch.equal(slots.gather(values[..., 0])[slots.valid], values[..., 0][mask])
+    assert masked_slots(mask, 3).indices.shape == (3, 3)
+    with pytest.raises(ValueError, match="slots: expected 0 to 5"):
+        masked_slots(mask, 6)

@@ -26,7 +26,7 @@ from speechssl.augment.waveform import RandomCrop
 from speechssl.data.batch import AudioBatch, lengths_to_padding_mask
 from speechssl.methods.base import MethodOutput, PretextMethod
 from speechssl.methods.collapse import CollapseMonitor
-from speechssl.methods.vicreg import VICRegLoss
+from speechssl.methods.vicreg import VICRegLoss, check_global_rows
 from speechssl.models import FeatureTransform, ProjectorMLP, SpeechEncoder, masked_mean
 
 
@@ -66,13 +66,10 @@ def cross_correlation(
         raise ValueError(
             f"expected z_a and z_b of equal shape (batch, dim), found {tuple(z_a.shape)} and {tuple(z_b.shape)}"
         )
-    count = z_a.shape[0]
-    reduce = _identity
-    if gather_distributed and distributed.is_distributed():
-        reduce = distributed.all_reduce_sum
-        count = int(reduce(torch.tensor(count, device=z_a.device)).item())
-    if count < 2:
-        raise ValueError(f"expected a global batch of at least 2 rows to standardise, found {count}")
+    gathered = gather_distributed and distributed.is_distributed()
+    reduce = distributed.all_reduce_sum if gathered else _identity
+    check_global_rows(z_a.shape[0], distributed.world_size() if gathered else 1)
+    count = reduce(torch.tensor(float(z_a.shape[0]), device=z_a.device)) if gathered else z_a.shape[0]
     dtype = torch.promote_types(z_a.dtype, torch.float32)
     with torch.autocast(device_type=z_a.device.type, enabled=False):
         z = torch.stack([z_a.to(dtype), z_b.to(dtype)])  # (2, batch, dim)

@@ -80,12 +80,15 @@ def sample_negatives(
     strategy: NegativeSampling = "same_utterance",
     generator: torch.Generator | None = None,
     check: bool = True,
+    pool_stride: int | None = None,
 ) -> torch.Tensor:
     """Pool indices of ``num_negatives`` negatives per positive, uniform with replacement.
 
     The pool holds ``lengths[b]`` entries of utterance ``b`` after those of utterances
     ``< b``; ``strategy`` picks the allowed set (see the module docstring), from which the
-    positive's own index is always removed.
+    positive's own index is always removed. With ``pool_stride``, utterance ``b``'s entries
+    start at ``b · pool_stride`` instead (a fixed-size pool, e.g. the slots of
+    :func:`~speechssl.models.masking.masked_slots`, whose remaining entries are never drawn).
 
     Args:
         positives: ``(queries,)`` int64 pool index of each query's positive.
@@ -98,6 +101,8 @@ def sample_negatives(
             the host. Without the check (a training step: no host read) such a positive gets
             itself as every negative, which :func:`~speechssl.methods.wav2vec2.contrastive_logits`
             scores ``−inf``.
+        pool_stride: entries reserved per utterance in a fixed-size pool (packed pool when None);
+            a positive in an unused entry gets negatives of its utterance like any other.
 
     Returns:
         ``(queries, num_negatives)`` int64 pool indices, on ``positives``' device.
@@ -111,11 +116,18 @@ def sample_negatives(
         raise ValueError(f"strategy: expected one of {list(NEGATIVE_SAMPLING)}, found {strategy!r}")
     if num_negatives < 1:
         raise ValueError(f"num_negatives: expected >= 1, found {num_negatives}")
+    if pool_stride is not None and pool_stride < 1:
+        raise ValueError(f"pool_stride: expected >= 1, found {pool_stride}")
     lengths = lengths.to(positives.device)
     ends = lengths.cumsum(dim=0)  # (batch,)
     starts = ends - lengths  # (batch,)
     total = ends[-1]
-    rows = torch.searchsorted(ends, positives, right=True)  # (queries,) utterance of each positive
+    strided = positives
+    if pool_stride is None:
+        rows = torch.searchsorted(ends, positives, right=True)  # (queries,) utterance of each positive
+    else:  # the same draws in packed coordinates, mapped back to the strided pool at the end
+        rows = positives // pool_stride  # (queries,)
+        positives = starts[rows] + positives - rows * pool_stride  # (queries,) packed index
     if strategy == "same_utterance":
         counts = lengths[rows] - 1
     elif strategy == "other_utterances":
@@ -138,7 +150,10 @@ def sample_negatives(
         negatives = draws + lengths[rows, None] * (draws >= starts[rows, None]).long()
     else:
         negatives = draws + (draws >= positives[:, None]).long()
-    return torch.where(counts[:, None] > 0, negatives, positives[:, None])  # no allowed negative: itself
+    if pool_stride is not None:
+        negative_rows = torch.searchsorted(ends, negatives, right=True)  # (queries, K)
+        negatives = negative_rows * pool_stride + negatives - starts[negative_rows]
+    return torch.where(counts[:, None] > 0, negatives, strided[:, None])  # no allowed negative: itself
 
 
 __all__ = ["NEGATIVE_SAMPLING", "NegativeSampling", "info_nce", "pool_offsets", "sample_negatives"]

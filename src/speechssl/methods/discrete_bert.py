@@ -42,7 +42,12 @@ from speechssl.methods.hubert import mean_cross_entropy, unit_tokenizer_dir
 from speechssl.methods.targets import prepare_units
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder, UnitTokenizerConfig, build_context
 from speechssl.models.init import init_linear_
-from speechssl.models.masking import check_span_start_options, span_start_mask
+from speechssl.models.masking import (
+    check_span_start_options,
+    masked_slots,
+    span_start_capacity,
+    span_start_mask,
+)
 from speechssl.models.units import (
     TOKENIZER_CONFIG,
     UnitFrontend,
@@ -187,9 +192,15 @@ class DiscreteBERT(PretextMethod):
 
         output = self.encoder(batch.waveforms, batch.lengths, mask_units, output_hidden_states=False)
         mask = captured["mask"]  # (batch, frames)
-        logits = self.head(output.hidden_states[-1][mask]).float()  # (masked, num_units)
-        targets = captured["targets"][mask]  # (masked,)
-        loss, accuracy = mean_cross_entropy(logits, targets)
+        config = self.config
+        slots = masked_slots(
+            mask, span_start_capacity(mask.shape[1], config.mask_prob, config.mask_length, config.min_masks)
+        )  # the masked tokens, a fixed number of slots per utterance
+        logits = self.head(
+            slots.gather(output.hidden_states[-1]).flatten(0, 1)
+        ).float()  # (batch * slots, num_units)
+        targets = slots.gather(captured["targets"]).flatten()  # (batch * slots,)
+        loss, accuracy = mean_cross_entropy(logits, targets, slots.valid.flatten())
         metrics = {
             "masked_accuracy": accuracy,
             "masked_fraction": mask.sum() / output.lengths.sum(),

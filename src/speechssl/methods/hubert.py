@@ -43,7 +43,12 @@ from speechssl.methods.base import MaskedPredictionMethod, MethodOutput
 from speechssl.methods.targets import prepare_units
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.models.init import init_linear_
-from speechssl.models.masking import check_span_start_options, span_start_mask
+from speechssl.models.masking import (
+    check_span_start_options,
+    masked_slots,
+    span_start_capacity,
+    span_start_mask,
+)
 from speechssl.models.units import UnitTargets, UnitTokenizer, load_unit_tokenizer
 
 
@@ -196,19 +201,25 @@ def cosine_logits(projected: torch.Tensor, unit_embeddings: torch.Tensor, temper
         return queries @ keys.T / temperature  # (queries, num_units)
 
 
-def mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean ``−log p(target)`` and accuracy over the rows of ``logits (queries, classes)``; zero when empty.
+def mean_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``−log p(target)`` and accuracy over the valid rows of ``logits``; zero when none is valid.
+
+    A fixed-size set of rows with a validity mask (not a selection of the valid ones) keeps
+    every shape independent of the data.
 
     Args:
         logits: ``(queries, classes)``.
-        targets: ``(queries,)`` int64 class indices.
+        targets: ``(queries,)`` int64 class indices; any value on invalid rows.
+        valid: ``(queries,)`` bool, the rows the means run over.
     """
-    if targets.numel() == 0:
-        zero = logits.sum() * 0.0
-        return zero, zero.detach()
-    loss = F.cross_entropy(logits, targets)
-    accuracy = (logits.argmax(dim=-1) == targets).float().mean()
-    return loss, accuracy
+    weights = valid.float()  # (queries,)
+    count = weights.sum().clamp(min=1.0)
+    losses = F.cross_entropy(logits, targets.clamp(min=0), reduction="none")  # (queries,)
+    loss = (losses * weights).sum() / count
+    accuracy = ((logits.argmax(dim=-1) == targets).float() * weights).sum() / count
+    return loss, accuracy.detach()
 
 
 class HuBERT(MaskedPredictionMethod):
@@ -287,15 +298,23 @@ class HuBERT(MaskedPredictionMethod):
             waveforms, lengths, mask_time_indices=mask, output_hidden_states=False
         ).last_hidden_state  # (batch, frames, dim)
 
-        labelled = targets >= 0  # (batch, frames)
+        # M: the masked frames in fixed-size slots; ~M: every frame, weighted by being unmasked
+        slots = masked_slots(
+            mask, span_start_capacity(frames, config.mask_prob, config.mask_length, config.min_masks)
+        )
+        masked_targets = slots.gather(targets)  # (batch, slots)
+        terms = (
+            (slots.gather(hidden), masked_targets, slots.valid & (masked_targets >= 0), config.masked_weight),
+            (hidden, targets, ~mask & (targets >= 0), 1.0 - config.masked_weight),
+        )
         losses, accuracies = [], []
-        weights = (config.masked_weight, 1.0 - config.masked_weight)
-        for selected, weight in zip((mask & labelled, ~mask & labelled), weights, strict=True):  # M, ~M
+        for queries, labels, valid, weight in terms:
             # A term of weight 0 only feeds the metrics: no autograd graph, no backward work.
             with torch.set_grad_enabled(torch.is_grad_enabled() and weight != 0.0):
-                projected = self.final_projection(hidden[selected])  # (queries, final_dim)
+                queries = queries if torch.is_grad_enabled() else queries.detach()
+                projected = self.final_projection(queries.flatten(0, 1))  # (queries, final_dim)
                 logits = cosine_logits(projected, self.unit_embeddings, config.temperature)
-                loss, accuracy = mean_cross_entropy(logits, targets[selected])
+                loss, accuracy = mean_cross_entropy(logits, labels.flatten(), valid.flatten())
             losses.append(loss)
             accuracies.append(accuracy)
         loss_masked, loss_unmasked = losses

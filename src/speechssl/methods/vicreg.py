@@ -19,6 +19,18 @@ from torch import nn
 from speechssl import distributed
 
 
+def check_global_rows(rows: int, world_size: int) -> None:
+    """Raise unless a global batch of ``rows`` per rank on ``world_size`` ranks has at least 2 rows.
+
+    Every rank holds at least one row (checked here, on each) so ``world_size ≥ 2`` ranks hold
+    at least 2 rows together: the global count stays a device tensor, never read back.
+    """
+    if rows < 1 or rows * world_size < 2:
+        raise ValueError(
+            f"expected a global batch of at least 2 rows, found {rows} on each of {world_size} rank(s)"
+        )
+
+
 @dataclass
 class VICRegLossOutput:
     """Terms of the VICReg objective.
@@ -102,11 +114,8 @@ class VICRegLoss(nn.Module):
             )
         gathered = self.gather_distributed and distributed.is_distributed()
         reduce = distributed.all_reduce_sum if gathered else (lambda tensor: tensor)
-        count = z_a.shape[0]
-        if gathered:  # the global batch size: one read, after an all-reduce that syncs anyway
-            count = int(reduce(torch.tensor(count, device=z_a.device)).item())
-        if count < 2:
-            raise ValueError(f"expected a global batch of at least 2 rows, found {count}")
+        check_global_rows(z_a.shape[0], distributed.world_size() if gathered else 1)
+        count = reduce(torch.tensor(float(z_a.shape[0]), device=z_a.device)) if gathered else z_a.shape[0]
         dim = z_a.shape[1]
         dtype = torch.promote_types(z_a.dtype, torch.float32)
         with torch.autocast(device_type=z_a.device.type, enabled=False):
@@ -132,4 +141,4 @@ class VICRegLoss(nn.Module):
         )
 
 
-__all__ = ["VICRegLoss", "VICRegLossOutput"]
+__all__ = ["VICRegLoss", "VICRegLossOutput", "check_global_rows"]

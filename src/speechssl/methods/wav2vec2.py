@@ -28,7 +28,12 @@ from speechssl.methods.contrastive import info_nce, sample_negatives
 from speechssl.models.encoder import SpeechEncoder
 from speechssl.models.frontends import WaveformFrontend
 from speechssl.models.gumbel_quantizer import GumbelTemperatureSchedule, GumbelVectorQuantizer
-from speechssl.models.masking import check_span_start_options, span_start_mask
+from speechssl.models.masking import (
+    check_span_start_options,
+    masked_slots,
+    span_start_capacity,
+    span_start_mask,
+)
 
 
 @dataclass
@@ -124,7 +129,8 @@ class Wav2Vec2(MaskedPredictionMethod):
     CNN features, unmasked, which go through dropout and the :class:`GumbelVectorQuantizer`.
     The last hidden state and the quantized vectors are projected to ``final_dim`` and
     compared by :func:`contrastive_logits` at the masked frames, each against ``K``
-    distractors from the other masked frames of its utterance.
+    distractors from the other masked frames of its utterance. The masked frames are read
+    through :func:`~speechssl.models.masking.masked_slots`, so no shape depends on the mask.
 
     Args:
         encoder: the encoder being pretrained; its front-end must be the waveform CNN, with a
@@ -197,15 +203,25 @@ class Wav2Vec2(MaskedPredictionMethod):
 
         # Quantized targets of the unmasked features, compared at the masked frames.
         quantized = self.quantizer(self.quantizer_dropout(features), frame_lengths)
-        predictions = self.final_projection(context[mask])  # (masked, final_dim)
-        targets = self.target_projection(quantized.codes[mask])  # (masked, final_dim)
-        masked_counts = mask.sum(dim=1)  # (batch,)
-        positives = torch.arange(targets.shape[0], device=targets.device)  # (masked,) pool = masked frames
+        slots = masked_slots(
+            mask, span_start_capacity(frames, config.mask_prob, config.mask_length, config.min_masks)
+        )  # the masked frames, a fixed number of slots per utterance
+        predictions = self.final_projection(slots.gather(context)).flatten(0, 1)  # (batch * slots, final_dim)
+        targets = self.target_projection(slots.gather(quantized.codes)).flatten(
+            0, 1
+        )  # (batch * slots, final_dim)
+        positives = torch.arange(targets.shape[0], device=targets.device)  # (batch * slots,) pool = the slots
         negatives = sample_negatives(
-            positives, masked_counts, config.num_negatives, "same_utterance", self.generator, check=False
-        )  # (masked, K); a lone masked frame of its utterance has none (its logits are -inf)
+            positives,
+            slots.counts,
+            config.num_negatives,
+            "same_utterance",
+            self.generator,
+            check=False,
+            pool_stride=slots.indices.shape[1],
+        )  # (batch * slots, K); a lone masked frame of its utterance has none (its logits are -inf)
         logits = contrastive_logits(predictions, targets, targets[negatives], config.temperature)
-        contrastive, accuracy = info_nce(logits)
+        contrastive, accuracy = info_nce(logits, slots.valid.flatten())
 
         loss = (
             contrastive
@@ -220,7 +236,7 @@ class Wav2Vec2(MaskedPredictionMethod):
             "prob_perplexity": quantized.perplexity.detach(),
             "code_perplexity": quantized.code_perplexity.detach(),
             "temperature": self.quantizer.temperature.detach().clone(),
-            "masked_fraction": masked_counts.sum() / frame_lengths.sum(),
+            "masked_fraction": slots.counts.sum() / frame_lengths.sum(),
         }
         return MethodOutput(loss, metrics)
 

@@ -13,10 +13,17 @@ mean is ``p·L``; rounding ``p·L`` instead is biased for short utterances (at `
 ``p = 0.065``, ``M = 10``: 47.2% of the frames masked instead of 49.9%).
 :func:`span_start_mask` draws the reference count; :func:`span_mask` rounds by default,
 Mockingjay's "until about the fraction is covered".
+
+The methods that score masked frames only read them through :func:`masked_slots`: a fixed
+number of slots per utterance, :func:`span_start_capacity`, computed from the padded length
+and the masking options (Python numbers), so no shape depends on the mask's values and
+nothing waits for an accelerator (selecting ``x[mask]`` would).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -143,4 +150,66 @@ def span_start_mask(
     )
 
 
-__all__ = ["check_span_start_options", "span_mask", "span_start_mask"]
+def span_start_capacity(frames: int, mask_prob: float, mask_length: int, min_masks: int = 0) -> int:
+    """The most frames :func:`span_start_mask` masks in one utterance of a batch padded to ``frames``.
+
+    An utterance of ``L ≤ frames`` frames gets ``max(min_masks, int(p·L + U)) ≤ max(min_masks,
+    ⌈p·frames⌉ + 1)`` spans of ``M`` frames, and never more than its length; computed from Python
+    numbers, with one span of margin for rounding. About ``p·M`` of ``frames`` (0.65 with BASE's
+    options) where the spans themselves cover about 49%.
+    """
+    spans = max(min_masks, math.ceil(mask_prob * frames) + 1)
+    return min(frames, spans * mask_length)
+
+
+@dataclass
+class MaskedSlots:
+    """The frames a ``(batch, frames)`` mask selects, in a fixed number of slots per utterance.
+
+    Attributes:
+        indices: ``(batch, slots)`` int64 frame of each slot: the selected frames in time order,
+            then unselected ones (invalid slots).
+        valid: ``(batch, slots)`` bool, the slots holding a selected frame.
+        counts: ``(batch,)`` int64 selected frames per utterance.
+    """
+
+    indices: torch.Tensor
+    valid: torch.Tensor
+    counts: torch.Tensor
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """``values (batch, frames, *rest)`` at the slots: ``(batch, slots, *rest)``."""
+        index = self.indices.reshape(*self.indices.shape, *([1] * (values.dim() - 2)))  # (batch, slots, 1…)
+        return values.gather(1, index.expand(*self.indices.shape, *values.shape[2:]))
+
+
+def masked_slots(mask: torch.Tensor, slots: int) -> MaskedSlots:
+    """The frames ``mask`` selects in ``slots`` slots per utterance, shapes independent of the mask's values.
+
+    Args:
+        mask: ``(batch, frames)`` bool, at most ``slots`` frames selected per utterance (e.g.
+            :func:`span_start_capacity` for :func:`span_start_mask`); extra ones are dropped.
+        slots: slots per utterance, at most ``frames``.
+
+    Returns:
+        the slots' frame indices, validity and the counts, on ``mask``'s device; no value is read back.
+    """
+    frames = mask.shape[1]
+    if not 0 <= slots <= frames:
+        raise ValueError(f"slots: expected 0 to {frames} (the mask's frames), found {slots}")
+    positions = torch.arange(frames, device=mask.device)  # (frames,)
+    keys = torch.where(mask, positions, positions + frames)  # (batch, frames) selected frames first
+    indices = keys.sort(dim=1).indices[:, :slots]  # (batch, slots)
+    counts = mask.sum(dim=1)  # (batch,)
+    valid = positions[None, :slots] < counts[:, None]  # (batch, slots)
+    return MaskedSlots(indices, valid, counts)
+
+
+__all__ = [
+    "MaskedSlots",
+    "check_span_start_options",
+    "masked_slots",
+    "span_mask",
+    "span_start_capacity",
+    "span_start_mask",
+]

@@ -27,11 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechssl import distributed
-from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.data.batch import host_lengths, lengths_to_padding_mask
 
 
 @dataclass
@@ -135,37 +134,51 @@ class VectorQuantizer(nn.Module):
             return distances.argmin(dim=1)
 
     @torch.no_grad()
-    def restart_dead_codes(self, frames: torch.Tensor) -> None:
-        """Reset every entry whose running usage is below ``dead_code_threshold`` to a random row of ``frames``.
+    def restart_dead_codes(self, frames: torch.Tensor, valid: torch.Tensor) -> None:
+        """Reset every entry whose running usage is below ``dead_code_threshold`` to a random valid row of ``frames``.
 
         Args:
-            frames: ``(count, dim)`` valid frames of this rank's batch, ``count >= 1``.
+            frames: ``(count, dim)`` frames of this rank's batch.
+            valid: ``(count,)`` bool, the rows that are valid frames (at least one).
         """
         dead = self.usage < self.dead_code_threshold  # (K,)
         # a pick for every entry, kept where the entry is dead: no read of how many are
-        picks = frames[
-            torch.randint(frames.shape[0], (self.codebook_size,), device=frames.device)
-        ]  # (K, dim)
-        count = torch.full((), float(frames.shape[0]), device=frames.device)
+        ends = valid.long().cumsum(dim=0)  # (count,) valid rows up to each row
+        count = ends[-1].to(frames.dtype)
+        uniform = torch.rand(self.codebook_size, device=frames.device, dtype=frames.dtype)  # (K,)
+        # the valid row of rank floor(u · count) among the valid rows
+        rows = torch.searchsorted(ends, (uniform * count).long(), right=True).clamp(max=frames.shape[0] - 1)
+        picks = frames[rows]  # (K, dim)
         if distributed.is_distributed():
             picks = distributed.all_reduce_sum(picks * float(distributed.is_main_process()))  # rank 0's picks
             count = distributed.all_reduce_sum(count)  # global valid frames
         self.codebook.copy_(torch.where(dead[:, None], picks.to(self.codebook.dtype), self.codebook))
         self.usage.copy_(torch.where(dead, count.to(self.usage.dtype) / self.codebook_size, self.usage))
 
+    def code_counts(self, codes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(K,)`` how many valid frames chose each entry (float; a fixed shape, unlike ``bincount`` on a GPU).
+
+        Args:
+            codes: ``(count,)`` code of each frame.
+            valid: ``(count,)`` bool, the frames that count.
+        """
+        return torch.zeros(self.codebook_size, device=codes.device).index_add_(0, codes, valid.float())
+
     @torch.no_grad()
-    def update_usage(self, codes: torch.Tensor) -> None:
+    def update_usage(self, counts: torch.Tensor) -> None:
         """Fold this batch's code counts (summed over ranks) into the running usage.
 
         Args:
-            codes: ``(count,)`` codes of this rank's valid frames.
+            counts: ``(K,)`` valid frames of this rank per entry (:meth:`code_counts`).
         """
-        counts = torch.bincount(codes, minlength=self.codebook_size).to(self.usage.dtype)  # (K,)
-        counts = distributed.all_reduce_sum(counts)
+        counts = distributed.all_reduce_sum(counts.to(self.usage.dtype))
         self.usage.mul_(self.usage_decay).add_(counts, alpha=1.0 - self.usage_decay)
 
     def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> VectorQuantizerOutput:
         """Quantise the valid frames of ``h``.
+
+        Every frame is quantised and the valid ones weighted, so no shape depends on the
+        lengths and nothing is read back from an accelerator.
 
         Args:
             h: ``(batch, frames, dim)`` continuous frames; padded frames are ignored.
@@ -178,35 +191,36 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"h: expected (batch, frames, {self.dim}), found {tuple(h.shape)}")
         if lengths.shape != (h.shape[0],):
             raise ValueError(f"lengths: expected shape ({h.shape[0]},), found {tuple(lengths.shape)}")
-        valid = ~lengths_to_padding_mask(lengths.to(h.device), h.shape[1])  # (batch, frames)
+        known = host_lengths(lengths)
+        if known is not None and sum(min(length, h.shape[1]) for length in known) <= 0:
+            raise ValueError("lengths: expected at least one valid frame in the batch, found none")
+        padded = lengths_to_padding_mask(lengths.to(h.device), h.shape[1])  # (batch, frames)
+        valid = ~padded.flatten()  # (batch * frames,)
+        weights = valid.float()
         dtype = torch.promote_types(h.dtype, torch.float32)
         restarting = self.training and self.dead_code_threshold > 0
         with torch.autocast(device_type=h.device.type, enabled=False):
-            flat = h[valid].to(dtype)  # (valid frames, dim)
-            count = flat.shape[0]
-            if count == 0:
-                raise ValueError("lengths: expected at least one valid frame in the batch, found none")
+            flat = h.reshape(-1, self.dim).to(dtype)  # (batch * frames, dim)
+            count = weights.sum().clamp(min=1.0)
             if restarting:
-                self.restart_dead_codes(flat.detach())
-            codes = self.nearest(flat.detach())  # (valid frames,)
-            selected = self.codebook.to(dtype)[codes]  # (valid frames, dim)
-            codebook_loss = F.mse_loss(selected, flat.detach())
-            commitment_loss = F.mse_loss(flat, selected.detach())
+                self.restart_dead_codes(flat.detach(), valid)
+            codes = self.nearest(flat.detach())  # (batch * frames,)
+            selected = self.codebook.to(dtype)[codes]  # (batch * frames, dim)
+            # mean squared errors over the valid frames and the dimensions
+            codebook_loss = ((selected - flat.detach()).pow(2).mean(dim=1) * weights).sum() / count
+            commitment_loss = ((flat - selected.detach()).pow(2).mean(dim=1) * weights).sum() / count
             straight_through = flat + (selected - flat).detach()  # value e_k, gradient identity to h
-        quantized = h.new_zeros(h.shape).masked_scatter(
-            valid[:, :, None], straight_through.to(h.dtype)
-        )  # (batch, frames, dim)
-        padded_codes = torch.full(valid.shape, -1, dtype=torch.long, device=h.device)
-        padded_codes[valid] = codes
+        quantized = (straight_through * weights[:, None]).to(h.dtype).view(h.shape)  # (batch, frames, dim)
+        counts = self.code_counts(codes, valid)  # (K,)
         if restarting:
-            self.update_usage(codes)
+            self.update_usage(counts)
         with torch.no_grad():
-            probabilities = torch.bincount(codes, minlength=self.codebook_size).to(dtype) / count  # (K,)
+            probabilities = counts.to(dtype) / count  # (K,)
             entropy = -torch.special.xlogy(probabilities, probabilities).sum()
             code_usage = (probabilities > 0).to(dtype).mean()
         return VectorQuantizerOutput(
             quantized=quantized,
-            codes=padded_codes,
+            codes=codes.masked_fill(~valid, -1).view(padded.shape),  # (batch, frames)
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
             loss=codebook_loss + self.commitment_weight * commitment_loss,
