@@ -75,10 +75,17 @@ def _add_interop_parsers(sub: argparse._SubParsersAction) -> None:
     )
     imported.add_argument("--run-dir", required=True, help="new run folder to write the checkpoint to")
 
-    export = sub.add_parser("export", help="write a run's encoder in a format other toolkits load")
-    export.add_argument("checkpoint", help="run or checkpoint folder")
-    export.add_argument("--format", required=True, help="hf (a transformers model directory)")
-    export.add_argument("--output", required=True, help="folder to write")
+    export = sub.add_parser(
+        "export", help="write a run's encoder in a format other toolkits load (dynamic batch and length)"
+    )
+    export.add_argument("run", help="run folder (its latest checkpoint) or checkpoint folder")
+    export.add_argument(
+        "--format",
+        required=True,
+        help="'hf' (a transformers model directory), 'onnx' (needs speechssl[onnx]) "
+        "or 'torch-export' (a .pt2 program)",
+    )
+    export.add_argument("--output", required=True, help="folder (hf) or file (onnx, torch-export) to write")
 
 
 def _add_probe_parser(sub: argparse._SubParsersAction) -> None:
@@ -463,8 +470,8 @@ def _run_import(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from speechssl.interop import export_checkpoint
 
-    output = export_checkpoint(args.checkpoint, args.format, args.output)
-    print(f"exported {args.checkpoint} as {args.format}: {output}")
+    output = export_checkpoint(args.run, args.format, args.output)
+    print(f"wrote the {args.format} export of {args.run}: {output}")
     return 0
 
 
@@ -704,14 +711,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions shown as one line: bad input, and training stopped for a stated reason.
+    """Exceptions shown as one line: bad input, a missing optional dependency, and training
+    stopped for a stated reason.
 
     The trainer's errors are only looked up once the trainer has been imported (a command
     that never imported it cannot have raised them), so light commands never import torch.
     """
     from speechssl.data.audio import AudioError
 
-    errors: tuple[type[BaseException], ...] = (ValueError, OSError, AudioError)
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, AudioError)
     trainer = sys.modules.get("speechssl.train.trainer")
     if trainer is not None:
         errors += (trainer.NonFiniteLossError, trainer.TrainingInterruptedError)

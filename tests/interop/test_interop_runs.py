@@ -58,11 +58,6 @@ def test_an_encoder_without_a_transformers_equivalent_is_refused(tiny_run, tmp_p
     assert "exportable encoders: the waveform front-end with a Transformer context" in error
     assert "\n" not in error and not (tmp_path / "x").exists()
 
-    assert (
-        main(["export", str(tiny_run.checkpoint), "--format", "tflite", "--output", str(tmp_path / "x")]) == 2
-    )
-    assert "--format: expected one of hf, found 'tflite'" in capsys.readouterr().err
-
 
 @pytest.mark.parametrize(
     ("source", "message"),

@@ -26,7 +26,8 @@ HOP_SECONDS = 0.010
 
 
 CHUNK_SAMPLES = 160_000
-"""Padded samples per STFT call in a batch (10 s at 16 kHz; at least one utterance)."""
+"""Padded samples per STFT call in a batch (10 s at 16 kHz; at least one utterance). Under
+``torch.export`` the whole batch is one call: the program serves every batch size."""
 
 
 def hop_samples(sample_rate: int) -> int:
@@ -236,8 +237,11 @@ class LogMelFilterbank(nn.Module):
             if samples is None:  # no host synchronisation: every chunk at the padded length
                 padding = lengths_to_padding_mask(lengths, waveforms.shape[1])  # (batch, samples)
                 waveforms = waveforms.masked_fill(padding, 0.0)
-                rows = max(1, CHUNK_SAMPLES // max(1, waveforms.shape[1]))
-                features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
+                if torch.compiler.is_exporting():  # one program for every batch size: no chunks
+                    features = self.log_mel(waveforms)
+                else:
+                    rows = max(1, CHUNK_SAMPLES // max(1, waveforms.shape[1]))
+                    features = torch.cat([self.log_mel(chunk) for chunk in waveforms.split(rows)])
             else:
                 features = self._log_mel_by_length(waveforms, samples)
         frame_lengths = self.num_frames(lengths)

@@ -4,22 +4,19 @@
 into a run directory holding one weights-only checkpoint
 (:func:`speechssl.train.checkpoint.save_weights`), which every consumer of a run reads:
 ``build_upstream(RUN)``, a HuBERT teacher (``objective.targets.teacher``) and
-``train.init_from``. :func:`export_checkpoint` writes a run's encoder in one of
-:data:`EXPORT_FORMATS` (format name → writer).
+``train.init_from``; :mod:`speechssl.interop.export` writes runs the other way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from speechssl.config import load_yaml, to_dict
+from speechssl.config import to_dict
 from speechssl.data.config import DataConfig
 from speechssl.interop.fairseq import read_fairseq_checkpoint
-from speechssl.interop.hf_files import ImportedModel, read_hf_model, write_hf_model
-from speechssl.interop.huggingface import hf_model_type
+from speechssl.interop.hf_files import ImportedModel, read_hf_model
 from speechssl.methods import build_method, method_config
-from speechssl.models.checkpoint import find_latest, load_encoder, resolve_checkpoint
+from speechssl.models.checkpoint import find_latest
 from speechssl.train.checkpoint import save_weights
 from speechssl.train.config import OptimConfig, PretrainConfig, TrainConfig
 
@@ -73,22 +70,3 @@ def write_run(model: ImportedModel, run_dir: str | Path) -> Path:
 def import_model(source: str, run_dir: str | Path) -> Path:
     """Convert the published model ``source`` (see :func:`read_model`) into run ``run_dir``."""
     return write_run(read_model(source), run_dir)
-
-
-def export_hf(checkpoint: str | Path, output: str | Path) -> Path:
-    """Write the encoder of ``checkpoint`` (or a run's latest) as the transformers model of its
-    layout (:func:`~speechssl.interop.huggingface.hf_model_type`; ``HubertModel`` for a HuBERT run)."""
-    path = resolve_checkpoint(checkpoint)
-    encoder = load_encoder(path)
-    method = (load_yaml(path / "config.yaml") or {}).get("method", "")
-    return write_hf_model(encoder, hf_model_type(encoder.config, method), output)
-
-
-EXPORT_FORMATS: dict[str, Callable[[str | Path, str | Path], Path]] = {"hf": export_hf}
-
-
-def export_checkpoint(checkpoint: str | Path, format: str, output: str | Path) -> Path:
-    """Write the encoder of ``checkpoint`` in ``format`` (a key of :data:`EXPORT_FORMATS`) to ``output``."""
-    if format not in EXPORT_FORMATS:
-        raise ValueError(f"format: expected one of {', '.join(EXPORT_FORMATS)}, found {format!r}")
-    return EXPORT_FORMATS[format](checkpoint, output)
