@@ -199,8 +199,8 @@ def test_augment_writes_two_views_and_their_figure(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["data", "list"], ["data", "manifest", "FSDD", "-o", "OUT"]],
-    ids=["help", "data-list", "data-manifest"],
+    [["--help"], ["--version"], ["data", "list"], ["data", "manifest", "FSDD", "-o", "OUT"]],
+    ids=["help", "version", "data-list", "data-manifest"],
 )
 def test_light_commands_never_import_torch_or_scipy(argv, tmp_path):
     """`speechssl --help` and the `data` listing/manifest commands start without torch or scipy

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import speechssl
+
 
 def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="list corpora, build manifests, validate data")
@@ -389,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="speechssl",
         description="Self-supervised speech representation learning: pretrain, probe, analyse.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {speechssl.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_parser(sub)
     _add_pretrain_parser(sub)

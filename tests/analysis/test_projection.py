@@ -9,11 +9,14 @@ from speechssl.analysis.projection import plot_projection, project_2d
 from speechssl.analysis.results import plot_layer_curves
 
 
-def test_tsne_keeps_separated_clusters_apart_and_plots_each_factor(tmp_path):
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_maps_keep_separated_clusters_apart_and_plot_each_factor(method, tmp_path):
+    if method == "umap":
+        pytest.importorskip("umap", reason="UMAP maps need speechssl[umap]")
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 40)
     codes = rng.normal(size=(120, 16)) + 8 * np.eye(16)[labels]
-    points = project_2d(codes, seed=0)
+    points = project_2d(codes, method=method, seed=0)
     assert points.shape == (120, 2)
     centres = np.stack([points[labels == k].mean(axis=0) for k in range(3)])
     spread = max(points[labels == k].std(axis=0).max() for k in range(3))

@@ -83,6 +83,23 @@ def test_a_speechssl_trained_waveform_encoder_exports_with_equal_outputs(tmp_pat
     for a, b in zip(ours, hf_hidden_states(exported, waveforms), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
+    onnxruntime = pytest.importorskip(
+        "onnxruntime", reason="needs the onnx extra: pip install 'speechssl[onnx]'"
+    )
+    pytest.importorskip("onnxscript", reason="needs the onnx extra: pip install 'speechssl[onnx]'")
+    assert main(["export", str(run), "--format", "onnx", "--output", str(tmp_path / "run.onnx")]) == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "run.onnx"), providers=["CPUExecutionProvider"])
+    waveforms, lengths = torch.randn(3, 6000), torch.tensor([6000, 4321, 2500])
+    waveforms[torch.arange(6000)[None, :] >= lengths[:, None]] = 0.0  # zero-padded, as a batch is
+    *hidden_states, frame_lengths = session.run(
+        None, {"waveforms": waveforms.numpy(), "lengths": lengths.numpy()}
+    )
+    with torch.no_grad():
+        expected = encoder(waveforms, lengths)
+    assert frame_lengths.tolist() == expected.lengths.tolist()
+    for onnx_state, eager in zip(hidden_states, expected.hidden_states, strict=True):
+        torch.testing.assert_close(torch.from_numpy(onnx_state), eager, atol=1e-4, rtol=0)
+
 
 def test_continued_pretraining_starts_from_an_imported_wav2vec2(hf_model_dir, tmp_path):
     """``--init-from``: the imported encoder's architecture and weights, heads included, and a

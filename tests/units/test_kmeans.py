@@ -14,15 +14,16 @@ from speechssl.models.units import UnitFeatures
 from speechssl.units.quality import joint_counts, unit_quality
 
 
-def test_fit_centroids_recovers_well_separated_clusters():
+@pytest.mark.parametrize("backend", ["sklearn", "faiss"])
+def test_fit_centroids_recovers_well_separated_clusters(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss", reason="the faiss backend needs speechssl[faiss]")
     rng = np.random.default_rng(0)
     means = rng.normal(scale=20.0, size=(5, 8))  # (clusters, dim)
     truth = rng.integers(5, size=2000)
     frames = means[truth] + rng.normal(scale=0.5, size=(2000, 8))
-    centroids, backend = fit_centroids(
-        frames, KMeansConfig(k=5, max_frames=2000, n_init=3, backend="sklearn")
-    )
-    assert backend == "sklearn" and centroids.shape == (5, 8)
+    centroids, used = fit_centroids(frames, KMeansConfig(k=5, max_frames=2000, n_init=3, backend=backend))
+    assert used == backend and centroids.shape == (5, 8)
     units = torch.cdist(torch.from_numpy(frames).float(), torch.from_numpy(centroids)).argmin(dim=1).numpy()
     quality = unit_quality(joint_counts(truth, units, 5, 5))
     assert quality.pnmi > 0.99 and quality.label_purity > 0.99

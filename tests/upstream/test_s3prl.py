@@ -82,9 +82,11 @@ def test_bad_arguments_name_what_was_expected(waveform_spec, tmp_path):
     with pytest.raises(ValueError, match="model_config: expected none"):
         UpstreamExpert(waveform_spec, model_config="config.yaml")
     expert = UpstreamExpert(waveform_spec)
-    with pytest.raises(ValueError, match=r"wavs: expected 1-D waveforms"):
+    with pytest.raises(
+        ValueError, match=r"expected 1-D waveforms \(samples,\), found shapes \[\(1, 16000\)\]"
+    ):
         expert([torch.zeros(1, 16000)])
-    with pytest.raises(ValueError, match="wavs: expected at least one"):
+    with pytest.raises(ValueError, match="expected at least one waveform"):
         expert([])
     config = EncoderConfig(dim=16, layers=1, heads=2, n_mels=16, sample_rate=8000)
     (tmp_path / "8k.yaml").write_text(yaml.safe_dump(to_dict(config)))

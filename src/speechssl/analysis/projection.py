@@ -39,7 +39,9 @@ def project_2d(codes: np.ndarray, method: Literal["tsne", "umap"] = "tsne", seed
         try:
             import umap
         except ImportError as error:
-            raise ImportError("method='umap' needs the umap-learn package: pip install umap-learn") from error
+            raise ImportError(
+                "method='umap' needs the umap-learn package: pip install speechssl[umap]"
+            ) from error
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(scaled)
     raise ValueError(f"method: expected 'tsne' or 'umap', found {method!r}")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 
@@ -52,6 +53,22 @@ class AudioBatch:
 
     def pin_memory(self) -> AudioBatch:
         return replace(self, waveforms=self.waveforms.pin_memory(), lengths=self.lengths.pin_memory())
+
+
+def pad_waveforms(waveforms: Sequence[torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad 1-D waveforms ``(samples,)`` into ``waveforms (batch, max samples)`` float32 and
+    ``lengths (batch,)`` int64, on the first waveform's device (the CPU for NumPy arrays)."""
+    if len(waveforms) == 0:
+        raise ValueError("waveforms: expected at least one waveform, found none")
+    tensors = [torch.as_tensor(waveform, dtype=torch.float32) for waveform in waveforms]
+    shapes = [tuple(tensor.shape) for tensor in tensors]
+    if any(len(shape) != 1 for shape in shapes):
+        raise ValueError(f"waveforms: expected 1-D waveforms (samples,), found shapes {shapes}")
+    lengths = torch.tensor([shape[0] for shape in shapes], dtype=torch.int64, device=tensors[0].device)
+    padded = tensors[0].new_zeros(len(tensors), max(shape[0] for shape in shapes))  # (batch, samples)
+    for row, tensor in enumerate(tensors):
+        padded[row, : tensor.shape[0]] = tensor
+    return padded, lengths
 
 
 def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:

@@ -32,7 +32,7 @@ from speechssl.data.audio import (
     audio_info,
     load_audio,
 )
-from speechssl.data.batch import AudioBatch
+from speechssl.data.batch import AudioBatch, pad_waveforms
 from speechssl.data.manifest import Manifest, Utterance
 
 
@@ -142,12 +142,10 @@ def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
             warnings.warn(f"skipped bad audio file {item.path} ({item.id}): {item.reason}", stacklevel=2)
         else:
             good.append(item)
-    lengths = torch.tensor([item.waveform.shape[0] for item in good], dtype=torch.int64)
-    waveforms = torch.zeros(
-        len(good), int(lengths.max()) if good else 0, dtype=torch.float32
-    )  # (batch, samples)
-    for row, item in enumerate(good):
-        waveforms[row, : item.waveform.shape[0]] = item.waveform
+    if good:
+        waveforms, lengths = pad_waveforms([item.waveform for item in good])  # (batch, samples), (batch,)
+    else:
+        waveforms, lengths = torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     columns = list(good[0].labels) if good else []
     labels = {name: [item.labels[name] for item in good] for name in columns}
     return AudioBatch(waveforms=waveforms, lengths=lengths, ids=[item.id for item in good], labels=labels)

@@ -23,7 +23,7 @@ class EvaluationPlan:
     Attributes:
         tasks: registered task names (``probe``: label columns of its manifest).
         seeds: the seeds every task runs with.
-        cache: the feature cache.
+        cache: the feature cache (default: the user's speechssl cache folder).
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
         asr: CTC head training of ASR tasks.
@@ -32,7 +32,7 @@ class EvaluationPlan:
 
     tasks: Sequence[str]
     seeds: Sequence[int]
-    cache: FeatureCache
+    cache: FeatureCache = field(default_factory=FeatureCache)
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)

@@ -13,7 +13,9 @@ size grows with the corpus, bounded by ``max_frames``.
 The centroids are then fitted on that sample with scikit-learn's ``MiniBatchKMeans``
 (Sculley 2010, "Web-scale k-means clustering": k-means++ initialisation, ``n_init``
 restarts, mini-batches of ``batch_size`` frames) or, with ``backend="faiss"``, faiss's
-k-means (Johnson, Douze, Jégou 2019) on the same sample.
+k-means (Johnson, Douze, Jégou 2019) on the same sample, seeded by k-means++ as well for each
+of the ``n_init`` restarts (faiss's own random seeding merges clusters that k-means++ keeps
+apart), keeping the restart of lowest inertia.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 
 from speechssl.config import to_dict
@@ -92,7 +94,7 @@ def resolve_backend(backend: str) -> str:
     available = _import_faiss() is not None
     if backend == "faiss" and not available:
         raise ImportError(
-            "backend: 'faiss' needs the faiss package (pip install faiss-cpu), found it not installed; "
+            "backend: 'faiss' needs the faiss package (pip install speechssl[faiss]), found it not installed; "
             "use backend='sklearn'"
         )
     return "faiss" if available else "sklearn"
@@ -172,11 +174,16 @@ def fit_centroids(frames: np.ndarray, config: KMeansConfig) -> tuple[np.ndarray,
     frames = np.ascontiguousarray(frames, dtype=np.float32)
     if backend == "faiss":
         faiss = _import_faiss()
-        kmeans = faiss.Kmeans(
-            frames.shape[1], config.k, niter=config.max_iter, nredo=config.n_init, seed=config.seed
-        )
-        kmeans.train(frames)
-        return np.asarray(kmeans.centroids, dtype=np.float32), backend
+        best, best_objective = None, np.inf
+        for restart in range(config.n_init):  # k-means++ seeds, as scikit-learn's (faiss draws random frames)
+            seeds, _ = kmeans_plusplus(frames, config.k, random_state=config.seed + restart)
+            kmeans = faiss.Kmeans(
+                frames.shape[1], config.k, niter=config.max_iter, seed=config.seed + restart
+            )
+            kmeans.train(frames, init_centroids=seeds.astype(np.float32))
+            if kmeans.obj[-1] < best_objective:
+                best, best_objective = np.asarray(kmeans.centroids, dtype=np.float32), kmeans.obj[-1]
+        return best, backend
     kmeans = MiniBatchKMeans(
         n_clusters=config.k,
         batch_size=min(config.batch_size, frames.shape[0]),

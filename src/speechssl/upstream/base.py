@@ -10,11 +10,14 @@ downstream task runs on either.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE
+from speechssl.data.batch import pad_waveforms
 from speechssl.models.output import EncoderOutput
 
 
@@ -40,6 +43,16 @@ class Upstream(nn.Module):
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """Hidden states of ``waveforms`` ``(batch, samples)`` with ``lengths`` ``(batch,)``."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def encode(self, waveforms: Sequence[torch.Tensor | np.ndarray]) -> EncoderOutput:
+        """Every hidden state of a list of 1-D waveforms ``(samples,)`` at :attr:`sample_rate`.
+
+        The waveforms are zero-padded into one batch with their lengths (each utterance's
+        valid frames do not depend on the others) and run without autograd.
+        """
+        padded, lengths = pad_waveforms(waveforms)  # (batch, samples), (batch,)
+        with torch.inference_mode():
+            return self(padded, lengths)
 
     def output_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames :meth:`forward` returns for ``num_samples`` valid samples (int64, any shape)."""

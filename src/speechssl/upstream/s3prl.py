@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
+from speechssl.data.batch import pad_waveforms
 from speechssl.upstream import build_upstream
 
 S3PRL_SAMPLE_RATE = 16_000
@@ -74,14 +74,7 @@ class UpstreamExpert(nn.Module):
             ``"last_hidden_state"`` and ``"hidden_state_{i}"``: single layers of it; and every
             key of :data:`SUPERB_TASK_KEYS`, the same list.
         """
-        if not wavs:
-            raise ValueError("wavs: expected at least one waveform, found none")
-        if any(wav.dim() != 1 for wav in wavs):
-            raise ValueError(
-                f"wavs: expected 1-D waveforms (samples,), found shapes {[tuple(w.shape) for w in wavs]}"
-            )
-        lengths = torch.tensor([len(wav) for wav in wavs], device=wavs[0].device)  # (batch,)
-        waveforms = pad_sequence(wavs, batch_first=True)  # (batch, samples), zero-padded
+        waveforms, lengths = pad_waveforms(wavs)  # (batch, samples) zero-padded, (batch,)
         hidden_states = list(self.upstream(waveforms, lengths).hidden_states)
         return {
             "hidden_states": hidden_states,
