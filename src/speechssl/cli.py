@@ -500,7 +500,6 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
     """The :class:`~speechssl.downstream.plan.EvaluationPlan` of the options that
     :func:`_add_evaluation_options` declared (``tasks``: instead of ``--tasks``/``--suite``)."""
     from speechssl.config import apply_overrides, from_dict
-    from speechssl.downstream.asr import CTCTrainingConfig
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.plan import EvaluationPlan
     from speechssl.downstream.training import HeadTrainingConfig
@@ -514,7 +513,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
         data_root=getattr(args, "data_root", "../shared/data"),
         head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
-        asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        asr=apply_overrides({}, asr),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
 

@@ -146,7 +146,6 @@ def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
 
 def test_asr_rows_report_wer_cer_and_examples(tmp_path):
     from speechssl.data import SyntheticConfig, generate_synthetic_corpus
-    from speechssl.downstream.asr import CTCTrainingConfig
     from speechssl.downstream.tasks import ASRTask
     from speechssl.upstream import build_upstream
 
@@ -154,7 +153,7 @@ def test_asr_rows_report_wer_cer_and_examples(tmp_path):
         SyntheticConfig(num_utterances=60, num_speakers=3), tmp_path / "corpus"
     )
     task = ASRTask("asr_synthetic", "synthetic", "corpus", "word", "synthetic words")
-    config = CTCTrainingConfig(hidden=16, num_layers=1, max_epochs=2, patience=2)
+    config = {"hidden": 16, "num_layers": 1, "max_epochs": 2, "patience": 2}
     plan = EvaluationPlan([task.name], [0], FeatureCache(tmp_path / "cache"), asr=config)
     row = task.prepare(build_upstream("fbank"), manifest, plan, tmp_path / "out")(0)
     assert row.metric == "wer" and not row.higher_is_better and row.value >= 0.0 and row.extras["cer"] >= 0.0

@@ -242,6 +242,24 @@ def character_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -
     return float(jiwer.cer(references, hypotheses))
 
 
+def phone_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus-level phone error rate ``(S + D + I) / N`` over phones (jiwer).
+
+    SUPERB PR's PER (s3prl's ``per``, its word error rate on phone strings): each
+    transcript is a space-separated phone sequence (``"HH AH0 L OW1"``), and
+    :func:`word_error_rate` of these strings is the edit distance over phones divided by
+    the number of reference phones.
+
+    Args:
+        references: ``(utterances,)`` reference phone strings.
+        hypotheses: ``(utterances,)`` recognised phone strings, in the same order.
+
+    Raises:
+        ValueError: if the counts differ or there are no utterances.
+    """
+    return word_error_rate(references, hypotheses)
+
+
 class DTWAlignment(NamedTuple):
     """Best warping path of a query against a document.
 
@@ -437,5 +455,6 @@ __all__ = [
     "maximum_term_weighted_value",
     "mean_average_precision",
     "min_dcf",
+    "phone_error_rate",
     "word_error_rate",
 ]

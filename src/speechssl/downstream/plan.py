@@ -7,10 +7,12 @@ studies, or by library callers) and handed to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from speechssl.config import from_dict, to_dict
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.training import HeadTrainingConfig
@@ -26,7 +28,8 @@ class EvaluationPlan:
         cache: the feature cache (default: the user's speechssl cache folder).
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
-        asr: CTC head training of ASR tasks.
+        asr: CTC head settings (:class:`~speechssl.downstream.asr.CTCTrainingConfig`
+            fields) written over each CTC task's own configuration, e.g. ``{"hidden": 8}``.
         baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
     """
 
@@ -35,7 +38,7 @@ class EvaluationPlan:
     cache: FeatureCache = field(default_factory=FeatureCache)
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
-    asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    asr: Mapping[str, Any] = field(default_factory=dict)
     baselines: Sequence[str] = ()
 
     def __post_init__(self) -> None:
@@ -45,6 +48,16 @@ class EvaluationPlan:
             raise ValueError("tasks: expected at least one task, found none")
         if not self.seeds:
             raise ValueError("seeds: expected at least one seed, found none")
+        self.asr = dict(self.asr)
+        self.ctc_config(CTCTrainingConfig())
+
+    def ctc_config(self, base: CTCTrainingConfig) -> CTCTrainingConfig:
+        """``base`` (a CTC task's own head settings) with :attr:`asr` written over it.
+
+        Raises:
+            ConfigError: an unknown key or a value of the wrong type, naming ``asr.<key>``.
+        """
+        return from_dict(CTCTrainingConfig, {**to_dict(base), **self.asr}, where="asr")
 
 
 __all__ = ["EvaluationPlan"]

@@ -19,8 +19,8 @@ training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +34,8 @@ from speechssl.data import (
     load_corpus,
     within_group_split,
 )
-from speechssl.downstream.asr import train_ctc
+from speechssl.data.lexicon import load_cmudict, phonemize
+from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import evaluate_query_by_example
@@ -114,7 +115,11 @@ class CorpusTask:
 
     def load(self, data_root: str | Path) -> Manifest:
         """The corpus manifest under ``data_root``, with every row (tasks re-split it)."""
-        return load_corpus(self.corpus, Path(data_root) / self.folder)
+        return load_corpus(self.corpus, Path(data_root) / self.folder, **self.loader_options())
+
+    def loader_options(self) -> dict[str, Any]:
+        """Options of the corpus loader (e.g. LibriSpeech's ``subsets``); none by default."""
+        return {}
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any] | None:
         """The trained head's settings recorded with the task's rows (``None``: nothing is trained)."""
@@ -257,34 +262,85 @@ class QueryByExampleTask(CorpusTask):
 
 
 @task_kind("asr")
+@dataclass(frozen=True)
 class ASRTask(CorpusTask):
     """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`),
-    trained on the manifest's ``train`` rows, stopped on ``valid``, scored on ``test``."""
+    trained on the manifest's ``train`` rows, selected on ``valid``, scored on ``test``.
+
+    Attributes:
+        ctc: the task's own head settings (the plan's ``asr`` settings are written over them).
+        corpus_options: options of the corpus loader (e.g. LibriSpeech's subsets and split).
+    """
 
     metric: ClassVar[Metric] = Metric("wer", "test WER (lower is better)", False, ("cer", "CER"))
     seed_meaning: ClassVar[str] = "ASR: the seed sets head initialisation and batch order."
+    unit: ClassVar[Unit] = "character"
+
+    ctc: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    corpus_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def loader_options(self) -> dict[str, Any]:
+        return dict(self.corpus_options)
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
-        return asdict(plan.asr)
+        return asdict(plan.ctc_config(self.ctc))
 
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
         texts = [str(text) for text in manifest.column(self.label)]
-        return partial(self._run, plan.cache.frames(upstream, manifest), manifest.split_rows(), texts, plan)
+        frames = plan.cache.frames(upstream, manifest)
+        return partial(self._run, frames, manifest.split_rows(), texts, plan.ctc_config(self.ctc), {})
 
     def _run(
         self,
         frames: FrameFeatures,
         rows: dict[str, list[int]],
         texts: list[str],
-        plan: EvaluationPlan,
+        config: CTCTrainingConfig,
+        extras: dict[str, Any],
         seed: int,
     ) -> Row:
-        """Test WER of a CTC head, with CER and example decodings."""
-        result = train_ctc(frames, rows, texts, plan.asr, seed)
+        """Test error rate of a CTC head, with the others, the validation error and example decodings."""
+        result = train_ctc(frames, rows, texts, config, seed, self.unit)
+        primary = result.error_rates.pop(self.metric.name)
         return self.row(
-            seed, result.wer, result.layer_weights, cer=result.cer, valid_cer=result.valid_cer,
-            best_epoch=result.best_epoch, epochs_run=result.epochs_run, examples=result.examples,
+            seed, primary, result.layer_weights, **result.error_rates, valid_error=result.valid_error,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, examples=result.examples, **extras,
         )  # fmt: skip
+
+
+@task_kind("phoneme_recognition")
+@dataclass(frozen=True)
+class PhonemeRecognitionTask(ASRTask):
+    """Phoneme recognition: CTC over ARPAbet phones of the word transcripts
+    (:func:`~speechssl.data.lexicon.phonemize` with CMUdict), scored by PER. Utterances
+    with a word outside the lexicon are left out of every split and counted
+    (``out_of_lexicon`` in each row)."""
+
+    metric: ClassVar[Metric] = Metric("per", "test PER (lower is better)", False)
+    seed_meaning: ClassVar[str] = "PR: the seed sets head initialisation and batch order."
+    unit: ClassVar[Unit] = "phone"
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        lexicon = load_cmudict()
+        phones = [phonemize(str(text), lexicon) for text in manifest.column(self.label)]
+        kept = {i for i, p in enumerate(phones) if p is not None}
+        rows = {split: [i for i in r if i in kept] for split, r in manifest.split_rows().items()}
+        empty = [split for split, r in rows.items() if not r]
+        if empty:
+            raise ValueError(
+                f"task {self.name}: no utterance of {empty[0]!r} has every word in the lexicon "
+                f"({len(phones) - len(kept)} of {len(phones)} left out)"
+            )
+        texts = [" ".join(p) if p is not None else "" for p in phones]
+        frames = plan.cache.frames(upstream, manifest)
+        extras = {"out_of_lexicon": len(phones) - len(kept)}
+        return partial(self._run, frames, rows, texts, plan.ctc_config(self.ctc), extras)
+
+
+SUPERB_LIBRISPEECH = {"subsets": ("train-clean-100", "dev-clean", "test-clean"), "split_by": "subset"}
+SUPERB_LIBRISPEECH_RULE = (
+    "LibriSpeech's own split: train-clean-100 / dev-clean (selects the model) / test-clean"
+)
 
 
 Task = CorpusTask
@@ -361,6 +417,14 @@ def available_tasks() -> dict[str, Task]:
         ASRTask(
             "asr_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "transcript",
             "each speaker's utterances split 70/15/15 (Mini LibriSpeech: 1.37 h in all)",
+        ),
+        ASRTask(
+            "superb_asr", "librispeech", "LibriSpeech", "transcript", SUPERB_LIBRISPEECH_RULE, SUPERB_ASR,
+            SUPERB_LIBRISPEECH,
+        ),
+        PhonemeRecognitionTask(
+            "superb_pr", "librispeech", "LibriSpeech", "transcript", SUPERB_LIBRISPEECH_RULE, SUPERB_PR,
+            SUPERB_LIBRISPEECH,
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),

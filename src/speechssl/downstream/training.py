@@ -22,8 +22,9 @@ Two inputs, one procedure:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -101,12 +102,18 @@ def train_with_early_stopping(
     settings: StoppingSettings,
     lr: float,
     seed: int,
+    eval_every: int | None = None,
+    max_updates: int | None = None,
 ) -> EarlyStoppingRun[Model, Score]:
     """Train a head with AdamW on ``train``, keeping the epoch that scores best on ``valid``.
 
     Early stopping (Prechelt 1998): after every epoch the model is scored on ``valid``; the
     epoch with the largest ``criterion(score)`` is kept (the first, on ties), and training
-    stops after ``settings.patience`` epochs without a larger one. The optimizer is AdamW
+    stops after ``settings.patience`` epochs without a larger one. With ``eval_every``
+    the model is scored every ``eval_every`` updates instead (s3prl's ``eval_step``), and
+    "epoch" in :class:`EarlyStoppingRun` and ``patience`` means one such round; training
+    also stops after ``max_updates`` updates (s3prl's ``total_steps``) or ``max_epochs``
+    passes over ``train``, whichever comes first. The optimizer is AdamW
     (Loshchilov & Hutter 2019) with the weight decay of
     :func:`~speechssl.train.optimizer.parameter_groups`; gradients are clipped to
     ``settings.max_grad_norm`` when set.
@@ -125,7 +132,12 @@ def train_with_early_stopping(
         settings: batch size, epochs, patience, weight decay and gradient clipping.
         lr: the learning rate.
         seed: seed of initialisation, dropout and data order.
+        eval_every: updates between two validations; ``None``: one pass over ``train``.
+        max_updates: updates at most; ``None``: ``settings.max_epochs`` passes only.
     """
+    for name, value in (("eval_every", eval_every), ("max_updates", max_updates)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name}: expected an integer >= 1 or None, found {value}")
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -134,15 +146,21 @@ def train_with_early_stopping(
         scores: list[Score] = []
         best_epoch = 0
         best_state: dict[str, torch.Tensor] = {}
-        for epoch in range(1, settings.max_epochs + 1):
+        batches = _batches(num_train, settings.batch_size, settings.max_epochs, max_updates, order)
+        round_size = eval_every or math.ceil(num_train / settings.batch_size)
+        for epoch in itertools.count(1):
             model.train()
-            for positions in torch.randperm(num_train, generator=order).split(settings.batch_size):
+            updates = 0
+            for positions in itertools.islice(batches, round_size):
                 loss = batch_loss(model, positions)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if settings.max_grad_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
+                updates += 1
+            if updates == 0:
+                break
             model.eval()
             with torch.no_grad():
                 scores.append(validate(model))
@@ -154,6 +172,16 @@ def train_with_early_stopping(
     model.load_state_dict(best_state)
     model.eval()
     return EarlyStoppingRun(model=model, best_epoch=best_epoch, scores=scores)
+
+
+def _batches(
+    num_train: int, batch_size: int, max_epochs: int, max_updates: int | None, order: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Training positions, batch by batch: a fresh permutation of ``range(num_train)`` per
+    epoch (the last batch of an epoch may be smaller), for ``max_epochs`` epochs or
+    ``max_updates`` batches, whichever ends first."""
+    epochs = (torch.randperm(num_train, generator=order).split(batch_size) for _ in range(max_epochs))
+    return itertools.islice(itertools.chain.from_iterable(epochs), max_updates)
 
 
 @dataclass

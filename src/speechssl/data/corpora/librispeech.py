@@ -11,7 +11,9 @@ identification, so every utterance gets a deterministic per-speaker split instea
 speaker's utterances are put in :func:`~speechssl.data.splits.hash_order` (seed 0) and the first
 ``round(n * test_fraction)`` go to ``test``, the next ``round(n * valid_fraction)`` to
 ``valid`` and the rest to ``train`` (defaults 15 % / 15 % / 70 %). The original subset is
-kept in the ``subset`` column for users who want the official split.
+kept in the ``subset`` column; ``split_by="subset"`` uses LibriSpeech's own split instead
+(``train-*`` train, ``dev-*`` valid, ``test-*`` test), as SUPERB's ASR and PR tasks do with
+train-clean-100, dev-clean and test-clean.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
@@ -28,6 +31,7 @@ from speechssl.data.splits import assign_splits
 
 SUBSET_PATTERN = re.compile(r"^(train|dev|test)-(clean|other)(-\d+)?$")
 AUDIO_SUFFIXES = (".flac", ".wav")
+SUBSET_SPLITS = {"train": "train", "dev": "valid", "test": "test"}
 
 
 def find_subsets(root: Path) -> list[Path]:
@@ -59,6 +63,7 @@ def load_librispeech(
     valid_fraction: float = 0.15,
     test_fraction: float = 0.15,
     bad_files: BadFileSummary | None = None,
+    split_by: Literal["speaker", "subset"] = "speaker",
 ) -> Manifest:
     """Manifest of the LibriSpeech subsets at ``root``.
 
@@ -69,6 +74,9 @@ def load_librispeech(
         test_fraction: share of each speaker's utterances in ``test``.
         bad_files: where to record audio files whose header is bad, leaving them out
             (see :func:`~speechssl.data.corpora.common.probe_utterances`); ``None`` raises.
+        split_by: ``speaker`` (each speaker's utterances split by the fractions) or
+            ``subset`` (the subset's own split: ``train-*``, ``dev-*``, ``test-*``; the
+            fractions are not used).
 
     Label columns: ``transcript``, ``chapter``, ``subset`` and, when ``SPEAKERS.TXT`` is
     found next to the subset folders, ``gender`` (``"f"``/``"m"``).
@@ -84,6 +92,8 @@ def load_librispeech(
             f"corpus 'librispeech': valid_fraction and test_fraction must be >= 0 and sum below 1, "
             f"found {valid_fraction} and {test_fraction}"
         )
+    if split_by not in ("speaker", "subset"):
+        raise ValueError(f"corpus 'librispeech': split_by must be 'speaker' or 'subset', found {split_by!r}")
     root = require_folder(root, "librispeech")
     folders = find_subsets(root)
     if subsets is not None:
@@ -133,8 +143,11 @@ def load_librispeech(
     for utt, _, speaker, *_ in entries:
         by_speaker[speaker].append(utt)
     splits: dict[str, str] = {}
-    for ids in by_speaker.values():
-        splits.update(assign_splits(ids, valid_fraction, test_fraction, seed=0))
+    if split_by == "subset":
+        splits = {utt: SUBSET_SPLITS[subset.split("-")[0]] for utt, _, _, _, subset, _ in entries}
+    else:
+        for ids in by_speaker.values():
+            splits.update(assign_splits(ids, valid_fraction, test_fraction, seed=0))
 
     candidates = []
     for utt, audio, speaker, chapter, subset, text in entries:
