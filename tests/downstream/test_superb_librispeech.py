@@ -14,7 +14,8 @@ import torch
 from speechssl.cli import main
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.lexicon import load_cmudict, phonemize
-from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, _CTCModel
+from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, _CTCModel, greedy_decode
+from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import phone_error_rate, word_error_rate
 from speechssl.downstream.row import Row
 from speechssl.downstream.training import train_with_early_stopping
@@ -134,9 +135,58 @@ def _benchmark(librispeech: Path, tmp_path: Path, task: str, *head: str) -> Row:
     return Row.from_dict(json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text()))
 
 
+def _bigram_lm(words: set[str], folder: Path) -> tuple[Path, Path]:
+    """An ARPA bigram over ``words`` (every word as likely, after ``<s>`` or alone) and their
+    letter lexicon (fairseq's ``WORD<tab>W O R D |``)."""
+    arpa, lexicon = folder / "bigram.arpa", folder / "lexicon.lst"
+    unigrams = ["-1.0\t<unk>\t0", "-99\t<s>\t0", "-1.0\t</s>", *(f"-1.0\t{w}\t0" for w in sorted(words))]
+    bigrams = [f"-0.5\t<s> {w}" for w in sorted(words)]
+    header = f"\\data\\\nngram 1={len(unigrams)}\nngram 2={len(bigrams)}\n\n"
+    body = "\\1-grams:\n" + "\n".join(unigrams) + "\n\n\\2-grams:\n" + "\n".join(bigrams)
+    arpa.write_text(header + body + "\n\n\\end\\\n")
+    lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in sorted(words)))
+    return arpa, lexicon
+
+
+def test_lexicon_beam_search_with_kenlm_corrects_a_misspelt_word(tmp_path):
+    pytest.importorskip("flashlight.lib.text")
+    arpa, lexicon = _bigram_lm({"THE", "CAT", "HAT"}, tmp_path)
+    vocabulary = ["<blank>", " ", "A", "C", "E", "H", "T", "X"]
+    frames = []
+    for char in "THE CAX":  # each symbol, then a blank; X is likelier than T in the last symbol
+        probs = torch.full((len(vocabulary),), 0.01)
+        probs[vocabulary.index(char)] = 0.6
+        probs[vocabulary.index("T")] += 0.35 if char == "X" else 0.0
+        frames += [probs / probs.sum(), torch.tensor([0.9] + [0.01] * 7)]
+    log_probs = torch.stack(frames).log()[:, None, :]  # (frames, batch=1, vocab)
+    lengths = torch.tensor([log_probs.shape[0]])
+    assert greedy_decode(log_probs, lengths, vocabulary) == ["THE CAX"]
+    search = LexiconBeamSearch(LMDecodingConfig(kenlm_model=str(arpa), lexicon=str(lexicon)), vocabulary)
+    assert search.decode(log_probs, lengths) == ["THE CAT"], "only lexicon words can be emitted"
+    with pytest.raises(FileNotFoundError, match=r"asr\.lm\.kenlm_model: file not found"):
+        LexiconBeamSearch(
+            LMDecodingConfig(kenlm_model=str(tmp_path / "no.arpa"), lexicon=str(lexicon)), vocabulary
+        )
+    with pytest.raises(ValueError, match="expected both"):
+        LMDecodingConfig(kenlm_model=str(arpa))
+
+
 def test_superb_asr_runs_end_to_end_through_the_benchmark(librispeech, tmp_path, capsys):
-    row = _benchmark(librispeech, tmp_path, "superb_asr", "asr.hidden=8")
+    pytest.importorskip("flashlight.lib.text")
+    words = {w for _, _, texts in SUBSETS.values() for text in texts for w in text.split()}
+    arpa, lexicon = _bigram_lm(words, tmp_path)
+    row = _benchmark(
+        librispeech,
+        tmp_path,
+        "superb_asr",
+        "asr.hidden=8",
+        f"asr.lm.kenlm_model={arpa}",
+        f"asr.lm.lexicon={lexicon}",
+    )
     assert row.metric == "wer" and row.value >= 0.0 and row.extras["cer"] >= 0.0
+    assert 0.0 <= row.extras["wer_lm"] <= 1.0, (
+        "beam search emits lexicon words only: at most one per reference word"
+    )
     assert row.extras["epochs_run"] == 2, "3 updates, validated after 2 and 3"
     assert row.head["lr"] == 1e-4 and row.head["select_on"] == "wer", "SUPERB's settings stay"
     assert (row.head["hidden"], row.head["projection"]) == (8, 8), "the options override them"

@@ -22,8 +22,8 @@ the defaults of :class:`CTCTrainingConfig` are the small CPU head of the mini AS
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -34,6 +34,7 @@ from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import WeightedLayerSum
 from speechssl.downstream.heads import CTCHead
+from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import character_error_rate, phone_error_rate, word_error_rate
 from speechssl.downstream.training import (
     FrameInputs,
@@ -77,6 +78,8 @@ class CTCTrainingConfig:
             ``cer`` or ``wer`` (SUPERB ASR: dev-clean WER); phone tasks select on PER.
         max_steps: updates at most (s3prl's ``total_steps``); ``None``: ``max_epochs`` only.
         eval_steps: updates between validations (s3prl's ``eval_step``); ``None``: one epoch.
+        lm: n-gram beam search of the selected model's ``test`` outputs, reported as
+            ``wer_lm`` beside the greedy WER (characters only; off by default).
     """
 
     head: Literal["bilstm", "linear"] = "bilstm"
@@ -96,6 +99,7 @@ class CTCTrainingConfig:
     select_on: Literal["cer", "wer"] = "cer"
     max_steps: int | None = None
     eval_steps: int | None = None
+    lm: LMDecodingConfig = field(default_factory=LMDecodingConfig)
 
     def __post_init__(self) -> None:
         if self.head not in ("bilstm", "linear"):
@@ -149,7 +153,8 @@ class ASRResult:
     """Test error rates of the model with the lowest validation error.
 
     Attributes:
-        error_rates: ``{"wer", "cer"}`` (characters) or ``{"per"}`` (phones) on ``test``.
+        error_rates: ``{"wer", "cer"}`` (characters; ``wer_lm`` too with ``config.lm``) or
+            ``{"per"}`` (phones) on ``test``.
         valid_error: the validation error rate that selected the model.
         best_epoch: 1-based validation round of the kept model.
         epochs_run: validation rounds run.
@@ -294,6 +299,8 @@ def train_ctc(
         seed: seed of initialisation, dropout, SpecAugment and batch order.
         unit: what the head emits, ``character`` or ``phone``.
     """
+    if unit == "phone" and config.lm.kenlm_model is not None:
+        raise ValueError("asr.lm: LM decoding applies to character units, not phones")
     vocabulary = character_vocabulary([texts[i] for i in rows["train"]], unit)
     index = {token: i for i, token in enumerate(vocabulary)}
     unknown = sorted(
@@ -312,6 +319,10 @@ def train_ctc(
     targets = [torch.tensor([index[t] for t in tokenize(texts[i], unit)]) for i in rows["train"]]
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     separator = " " if unit == "phone" else ""
+
+    def greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+        return greedy_decode(log_probs, lengths, vocabulary, separator)
+
     selection = "per" if unit == "phone" else config.select_on
 
     def batch_loss(model: _CTCModel, positions: torch.Tensor) -> torch.Tensor:
@@ -320,7 +331,7 @@ def train_ctc(
         return loss_fn(log_probs, torch.cat(labels), out_lengths, torch.tensor([len(t) for t in labels]))
 
     def validate(model: _CTCModel) -> float:
-        hypotheses = _decode(model, inputs["valid"], vocabulary, separator)
+        hypotheses = _decode(model, inputs["valid"], greedy)
         return _error_rates([texts[i] for i in rows["valid"]], hypotheses, unit)[selection]
 
     stack = config.stacking(frames.downsample_rate)
@@ -336,10 +347,14 @@ def train_ctc(
         eval_every=config.eval_steps,
         max_updates=config.max_steps,
     )
-    hypotheses = _decode(run.model, inputs["test"], vocabulary, separator)
+    hypotheses = _decode(run.model, inputs["test"], greedy)
     references = [texts[i] for i in rows["test"]]
+    error_rates = _error_rates(references, hypotheses, unit)
+    if config.lm.kenlm_model is not None:
+        search = LexiconBeamSearch(config.lm, vocabulary)
+        error_rates["wer_lm"] = word_error_rate(references, _decode(run.model, inputs["test"], search.decode))
     return ASRResult(
-        error_rates=_error_rates(references, hypotheses, unit),
+        error_rates=error_rates,
         valid_error=run.scores[run.best_epoch - 1],
         best_epoch=run.best_epoch,
         epochs_run=run.epochs_run,
@@ -350,12 +365,14 @@ def train_ctc(
 
 @torch.no_grad()
 def _decode(
-    model: _CTCModel, inputs: FrameInputs, vocabulary: Sequence[str], separator: str, batch: int = 32
+    model: _CTCModel,
+    inputs: FrameInputs,
+    search: Callable[[torch.Tensor, torch.Tensor], list[str]],
+    batch: int = 32,
 ) -> list[str]:
-    """Greedy transcripts of every utterance of ``inputs``, in order."""
+    """Transcripts of every utterance of ``inputs``, in order, by ``search(log_probs, lengths)``."""
     model.eval()
     texts = []
     for positions in torch.arange(len(inputs)).split(batch):
-        log_probs, out_lengths = model(*inputs.batch(positions))
-        texts += greedy_decode(log_probs, out_lengths, vocabulary, separator)
+        texts += search(*model(*inputs.batch(positions)))
     return texts

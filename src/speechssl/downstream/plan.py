@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechssl.config import from_dict, to_dict
+from speechssl.config import from_dict, merge, to_dict
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.training import HeadTrainingConfig
@@ -57,7 +57,7 @@ class EvaluationPlan:
         Raises:
             ConfigError: an unknown key or a value of the wrong type, naming ``asr.<key>``.
         """
-        return from_dict(CTCTrainingConfig, {**to_dict(base), **self.asr}, where="asr")
+        return from_dict(CTCTrainingConfig, merge(to_dict(base), self.asr), where="asr")
 
 
 __all__ = ["EvaluationPlan"]
