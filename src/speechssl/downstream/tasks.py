@@ -266,6 +266,8 @@ class QueryByExampleTask(CorpusTask):
 class ASRTask(CorpusTask):
     """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`),
     trained on the manifest's ``train`` rows, selected on ``valid``, scored on ``test``.
+    ``superb_asr`` is SUPERB's ASR task (Yang et al. 2021) as s3prl v0.4 runs it
+    (:data:`~speechssl.downstream.asr.SUPERB_ASR`); ``asr_librispeech`` the small mini one.
 
     Attributes:
         ctc: the task's own head settings (the plan's ``asr`` settings are written over them).
@@ -314,7 +316,8 @@ class PhonemeRecognitionTask(ASRTask):
     """Phoneme recognition: CTC over ARPAbet phones of the word transcripts
     (:func:`~speechssl.data.lexicon.phonemize` with CMUdict), scored by PER. Utterances
     with a word outside the lexicon are left out of every split and counted
-    (``out_of_lexicon`` in each row)."""
+    (``out_of_lexicon`` in each row). ``superb_pr`` is SUPERB's PR task as s3prl v0.4 runs
+    it (:data:`~speechssl.downstream.asr.SUPERB_PR`), CMUdict standing in for its g2p lexicon."""
 
     metric: ClassVar[Metric] = Metric("per", "test PER (lower is better)", False)
     seed_meaning: ClassVar[str] = "PR: the seed sets head initialisation and batch order."
@@ -339,7 +342,7 @@ class PhonemeRecognitionTask(ASRTask):
 
 SUPERB_LIBRISPEECH = {"subsets": ("train-clean-100", "dev-clean", "test-clean"), "split_by": "subset"}
 SUPERB_LIBRISPEECH_RULE = (
-    "LibriSpeech's own split: train-clean-100 / dev-clean (selects the model) / test-clean"
+    "SUPERB (s3prl v0.4 configs): LibriSpeech train-clean-100 / dev-clean (selects the model) / test-clean"
 )
 
 
