@@ -38,7 +38,7 @@ def test_load_corpus_errors(tmp_path):
         load_corpus("fsdd", tmp_path / "nowhere")
     with pytest.raises(
         ValueError,
-        match=r"corpus 'librispeech' has no option 'subset' \(options: subsets, valid_fraction, test_fraction\)",
+        match=r"corpus 'librispeech' has no option 'subset' \(options: subsets, valid_fraction, test_fraction, split_by\)",
     ):
         load_corpus("librispeech", tmp_path, subset="dev-clean")
     with pytest.raises(ValueError, match=r"corpus 'fsdd' has no option 'speakers' \(options: none\)"):
