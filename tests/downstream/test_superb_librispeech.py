@@ -13,7 +13,7 @@ import torch
 
 from speechssl.cli import main
 from speechssl.data.corpora.librispeech import load_librispeech
-from speechssl.data.lexicon import load_cmudict, phonemize
+from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, _CTCModel, greedy_decode
 from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import phone_error_rate, word_error_rate
@@ -203,3 +203,19 @@ def test_superb_pr_runs_end_to_end_and_counts_words_out_of_lexicon(librispeech, 
     lexicon = load_cmudict()
     expected = {" ".join(phonemize(text, lexicon)) for text in SUBSETS["test-clean"][2]}
     assert {reference for reference, _ in row.extras["examples"]} == expected
+    assert row.head["lexicon"] == "cmudict"
+    (librispeech / "LibriSpeech" / "librispeech-lexicon.txt").write_text(
+        "XYZZYQ\tZ IH1 Z IY0\nPLUGH  P L AH1 G\n"
+    )
+    row = _benchmark(librispeech, tmp_path, "superb_pr")
+    assert row.extras["out_of_lexicon"] == 0, "the same output folder: the new lexicon recomputes the row"
+    assert row.head["lexicon"] == "cmudict + librispeech-lexicon.txt (36 bytes)"
+
+
+def test_lexicon_files_read_the_first_pronunciation_and_name_bad_lines(tmp_path):
+    path = tmp_path / "lexicon.txt"
+    path.write_text("read\tR IY1 D\nREAD R EH1 D\n\nA  AH0\n")
+    assert read_lexicon(path) == {"READ": ("R", "IY1", "D"), "A": ("AH0",)}
+    path.write_text("HELLO HH AH0 L OW1\nWORD\n")
+    with pytest.raises(ValueError, match=r"lexicon.txt, line 2: expected 'WORD PHONE \.\.\.', found 'WORD'"):
+        read_lexicon(path)

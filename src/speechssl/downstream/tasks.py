@@ -34,7 +34,7 @@ from speechssl.data import (
     load_corpus,
     within_group_split,
 )
-from speechssl.data.lexicon import load_cmudict, phonemize
+from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
@@ -317,14 +317,30 @@ class PhonemeRecognitionTask(ASRTask):
     (:func:`~speechssl.data.lexicon.phonemize` with CMUdict), scored by PER. Utterances
     with a word outside the lexicon are left out of every split and counted
     (``out_of_lexicon`` in each row). ``superb_pr`` is SUPERB's PR task as s3prl v0.4 runs
-    it (:data:`~speechssl.downstream.asr.SUPERB_PR`), CMUdict standing in for its g2p lexicon."""
+    it (:data:`~speechssl.downstream.asr.SUPERB_PR`). The lexicon is CMUdict, with the
+    entries of :attr:`LEXICON_FILE` in the corpus folder written over it when that file is
+    there (LibriSpeech's own lexicon covers every word of the corpus, as s3prl's does)."""
+
+    LEXICON_FILE: ClassVar[str] = "librispeech-lexicon.txt"
 
     metric: ClassVar[Metric] = Metric("per", "test PER (lower is better)", False)
     seed_meaning: ClassVar[str] = "PR: the seed sets head initialisation and batch order."
     unit: ClassVar[Unit] = "phone"
 
+    def lexicon_source(self, plan: EvaluationPlan) -> str:
+        """Which lexicon the phones come from (recorded with the head settings, so that a
+        lexicon file added later recomputes the rows)."""
+        path = plan.data_root / self.folder / self.LEXICON_FILE
+        return f"cmudict + {self.LEXICON_FILE} ({path.stat().st_size} bytes)" if path.is_file() else "cmudict"
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return {**super().head_settings(plan), "lexicon": self.lexicon_source(plan)}
+
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        lexicon_file = plan.data_root / self.folder / self.LEXICON_FILE
         lexicon = load_cmudict()
+        if lexicon_file.is_file():
+            lexicon.update(read_lexicon(lexicon_file))
         phones = [phonemize(str(text), lexicon) for text in manifest.column(self.label)]
         kept = {i for i, p in enumerate(phones) if p is not None}
         rows = {split: [i for i in r if i in kept] for split, r in manifest.split_rows().items()}
