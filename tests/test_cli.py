@@ -88,7 +88,10 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     }  # fmt: skip
     assert len(list((results / "runs").rglob("seed_*.json"))) == 8
     assert main([*args, "--upstream", "fbank", "head=svm"]) == 2
-    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
+    assert (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"
+        in capsys.readouterr().err
+    )
 
     # a used run directory is refused unless --resume
     assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 2
@@ -134,7 +137,11 @@ def test_ablate_errors_name_its_flags(capsys):
 
 
 def test_unchanged_messages_keep_their_words():
-    for unchanged in ("head.head: expected one of ['linear', 'mlp']", "unknown task 'x'", "layers: 3 tasks"):
+    for unchanged in (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear']",
+        "unknown task 'x'",
+        "layers: 3 tasks",
+    ):
         assert with_flags(unchanged) == unchanged
 
 
@@ -168,7 +175,10 @@ def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| keyword_fsdd |" in out and "feature cache: 0 hit(s), 2 miss(es)" in out
     assert main([*argv, "head=svm"]) == 2
-    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
+    assert (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"
+        in capsys.readouterr().err
+    )
     assert main([*argv[:4], "speaker_timit", *argv[5:]]) == 2
     assert "unknown task 'speaker_timit'" in capsys.readouterr().err
     assert main([*argv, "asr.hiden=64"]) == 2

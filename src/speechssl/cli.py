@@ -148,8 +148,9 @@ def _add_evaluation_options(
         which.add_argument(
             "--suite",
             default=suite,
-            help="a named task set: 'mini' (every task on the shared mini corpora) or 'utterance' "
-            f"(speaker, gender, emotion, keyword); default: {suite or '--tasks'}",
+            help="a named task set: 'mini' (every task on the shared mini corpora), 'utterance' "
+            "(speaker, gender, emotion, keyword) or 'superb' (SUPERB's tasks on their own corpora, "
+            f"skipping those not under --data-root); default: {suite or '--tasks'}",
         )
         which.add_argument(
             "--tasks",
@@ -480,12 +481,15 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _task_names(args: argparse.Namespace) -> list[str]:
     """The registered tasks named by ``--tasks`` (``all``: those whose corpus is present) or ``--suite``."""
-    from speechssl.downstream.tasks import available_tasks, suite_tasks
+    from speechssl.downstream.tasks import available_tasks, select_suite
 
     if args.tasks and args.tasks != "all":
         return args.tasks.split(",")
     if args.suite:
-        return suite_tasks(args.suite, args.data_root)
+        tasks, skipped = select_suite(args.suite, args.data_root)
+        for name, reason in skipped.items():
+            print(f"skipping {name}: {reason}")
+        return tasks
     if args.tasks == "all":
         registry = available_tasks().values()
         tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
@@ -515,6 +519,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         data_root=getattr(args, "data_root", "../shared/data"),
         head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
         asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        head_overrides=apply_overrides({}, head),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
 
@@ -540,11 +545,29 @@ def _run_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_context(args: argparse.Namespace) -> list:
+    """The report tables saying which protocol a suite follows and which of its tasks were skipped."""
+    from speechssl.downstream.report import ReportTable
+    from speechssl.downstream.superb import PROTOCOL_VERSION
+    from speechssl.downstream.tasks import select_suite
+
+    if not args.suite or (args.tasks and args.tasks != "all"):
+        return []
+    _, skipped = select_suite(args.suite, args.data_root)
+    tables = []
+    if args.suite == "superb":
+        tables.append(ReportTable("Protocol", ["suite", "protocol"], [["superb", PROTOCOL_VERSION]]))
+    if skipped:
+        rows = [[name, reason] for name, reason in skipped.items()]
+        tables.append(ReportTable("Skipped tasks", ["task", "reason"], rows))
+    return tables
+
+
 def _run_benchmark(args: argparse.Namespace) -> int:
     from speechssl.downstream.evaluate import run_evaluation
 
     plan = _evaluation_plan(args)
-    run_evaluation(args.upstreams.split(","), plan, args.output)
+    run_evaluation(args.upstreams.split(","), plan, args.output, context=_suite_context(args))
     print(Path(args.output, "report.md").read_text())
     _print_cache_stats(plan)
     return 0

@@ -26,6 +26,9 @@ def test_registry_names():
         "arabic_speech_commands",
         "fluent_speech_commands",
         "speech_commands",
+        "speech_commands_superb",
+        "voxceleb1",
+        "iemocap",
         "folder",
         "manifest",
     }

@@ -1,6 +1,6 @@
 """Downstream heads trained on frozen upstream features.
 
-Utterance-level heads (:class:`LinearHead`, :class:`MLPHead`) take one vector per
+Utterance-level heads (:class:`LinearHead`, :class:`ProjectedLinearHead`, :class:`MLPHead`) take one vector per
 utterance; frame-level heads take ``(batch, frames, dim)`` with ``lengths`` and never let
 padded frames reach their outputs: :class:`MeanPoolingHead` and
 :class:`AttentiveStatisticsPoolingHead` pool over valid frames then classify, and
@@ -64,6 +64,36 @@ class LinearHead(nn.Module):
         """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
         _check_vectors(x, self.in_dim)
         return self.linear(x)
+
+
+class ProjectedLinearHead(nn.Module):
+    """SUPERB's utterance-level linear model on pooled features: ``Linear -> Linear``, no non-linearity.
+
+    Yang et al. 2021 (SUPERB, §3) and s3prl's ``UtteranceLevel`` downstream (used for KS, IC,
+    SID and ER): a linear projector to ``projector_dim`` (256), mean pooling over frames, then
+    a linear classifier. Both maps are linear, so pooling first and projecting after gives the
+    same logits; this head reads the pooled vector.
+
+    Args:
+        in_dim: input feature dimension.
+        projector_dim: width of the linear projector.
+        classes: number of classes (output logits).
+    """
+
+    def __init__(self, in_dim: int, projector_dim: int, classes: int) -> None:
+        super().__init__()
+        if min(in_dim, projector_dim, classes) < 1:
+            raise ValueError(
+                f"in_dim/projector_dim/classes: expected positive sizes, found {in_dim}/{projector_dim}/{classes}"
+            )
+        self.in_dim = in_dim
+        self.projector = nn.Linear(in_dim, projector_dim)
+        self.linear = nn.Linear(projector_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
+        _check_vectors(x, self.in_dim)
+        return self.linear(self.projector(x))
 
 
 class MLPHead(nn.Module):

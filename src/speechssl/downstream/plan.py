@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
@@ -27,6 +28,9 @@ class EvaluationPlan:
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
         asr: CTC head training of ASR tasks.
+        head_overrides: the head-training fields the user set (``--head key=value``); a task
+            with a published protocol (SUPERB) applies them on top of its own settings,
+            the others read ``head``.
         baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
     """
 
@@ -36,6 +40,7 @@ class EvaluationPlan:
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    head_overrides: dict[str, Any] = field(default_factory=dict)
     baselines: Sequence[str] = ()
 
     def __post_init__(self) -> None:

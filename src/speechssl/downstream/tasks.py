@@ -18,6 +18,7 @@ training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,14 @@ from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import evaluate_query_by_example
 from speechssl.downstream.row import Metric, Row
+from speechssl.downstream.superb import (
+    EMOTION_RECOGNITION,
+    INTENT_CLASSIFICATION,
+    KEYWORD_SPOTTING,
+    PROTOCOL_VERSION,
+    SPEAKER_IDENTIFICATION,
+    SuperbProtocol,
+)
 from speechssl.downstream.training import (
     ClassifierResult,
     HeadTrainingConfig,
@@ -66,6 +75,36 @@ def _speaker_disjoint_by_gender(manifest: Manifest) -> list[Manifest]:
 
 def _actor_folds(manifest: Manifest) -> list[Manifest]:
     return group_folds(manifest, folds=4, stratify="gender")
+
+
+def leave_one_session_out(manifest: Manifest, valid_ratio: float = 0.2, seed: int = 0) -> list[Manifest]:
+    """SUPERB's emotion folds (s3prl v0.4 ``downstream/emotion``): fold ``k`` tests on session
+    ``k`` and trains on the others, of which a random ``valid_ratio`` (fixed ``seed``, as
+    s3prl's ``random_split`` after ``torch.manual_seed(0)``) is held out as ``valid``.
+
+    Args:
+        manifest: rows with a ``session`` label column.
+
+    Raises:
+        ValueError: no ``session`` column, or fewer than two sessions.
+    """
+    if "session" not in manifest.label_columns:
+        raise ValueError(
+            f"leave-one-session-out: expected a 'session' column, found {manifest.label_columns}"
+        )
+    sessions = sorted(set(manifest.column("session")))
+    if len(sessions) < 2:
+        raise ValueError(f"leave-one-session-out: expected at least 2 sessions, found {sessions}")
+    folds = []
+    for held_out in sessions:
+        rest = [row.id for row in manifest if row.labels["session"] != held_out]
+        order = np.random.default_rng(seed).permutation(len(rest))
+        num_train = int((1 - valid_ratio) * len(rest))
+        split_of = {rest[i]: "train" if rank < num_train else "valid" for rank, i in enumerate(order)}
+        folds.append(
+            Manifest(dataclasses.replace(row, split=split_of.get(row.id, "test")) for row in manifest)
+        )
+    return folds
 
 
 TASK_KINDS: dict[str, type[CorpusTask]] = {}
@@ -116,6 +155,11 @@ class CorpusTask:
         """The corpus manifest under ``data_root``, with every row (tasks re-split it)."""
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
+    def missing_folders(self, data_root: str | Path) -> list[Path]:
+        """The folders this task reads that are not under ``data_root`` (none: it can run)."""
+        folder = Path(data_root) / self.folder
+        return [] if folder.is_dir() else [folder]
+
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any] | None:
         """The trained head's settings recorded with the task's rows (``None``: nothing is trained)."""
         return None
@@ -161,28 +205,32 @@ class UtteranceTask(CorpusTask):
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
         return asdict(plan.head)
 
+    def training_config(self, plan: EvaluationPlan, num_train: int) -> HeadTrainingConfig:
+        """The head training of a fold with ``num_train`` training utterances: ``plan.head``."""
+        return plan.head
+
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
-        attentive = plan.head.pooling == "attentive"
-        features = (
-            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
-        )
         splits = []
         for fold in self.folds(manifest):
             rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
-            splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
-        return partial(self._run, features, splits, plan.head)
+            config = self.training_config(plan, len(rows["train"]))
+            splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}, config))
+        attentive = splits[0][2].pooling == "attentive"
+        features = (
+            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+        )
+        return partial(self._run, features, splits)
 
     def _run(
         self,
         features: PooledFeatures | FrameFeatures,
-        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
-        config: HeadTrainingConfig,
+        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]], HeadTrainingConfig]],
         seed: int,
     ) -> Row:
         """Test accuracy averaged over folds, with validation accuracy and layer weights."""
         started = time.perf_counter()
-        results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
+        results = [_train_classifier(features, rows, labels, config, seed) for rows, labels, config in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
         return self.row(
             seed,
@@ -193,6 +241,34 @@ class UtteranceTask(CorpusTask):
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
         )
+
+
+@task_kind("superb")
+@dataclass(frozen=True)
+class SuperbTask(UtteranceTask):
+    """An utterance classification task of SUPERB, trained as its protocol says
+    (:mod:`speechssl.downstream.superb`) rather than with ``plan.head``; the fields the user
+    set (``plan.head_overrides``) still apply on top, e.g. fewer epochs for a smoke test.
+
+    Attributes:
+        protocol: the task's SUPERB settings (s3prl's config).
+        also_needs: further folders under the data root the loader reads (e.g. a separate
+            test-set archive).
+    """
+
+    protocol: SuperbProtocol = KEYWORD_SPOTTING
+    also_needs: tuple[str, ...] = ()
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return {"protocol": PROTOCOL_VERSION, **asdict(self.protocol), "overrides": dict(plan.head_overrides)}
+
+    def training_config(self, plan: EvaluationPlan, num_train: int) -> HeadTrainingConfig:
+        """SUPERB's settings for ``num_train`` utterances, with the user's overrides."""
+        return self.protocol.head_config(num_train, plan.head_overrides)
+
+    def missing_folders(self, data_root: str | Path) -> list[Path]:
+        extra = [Path(data_root) / name for name in self.also_needs]
+        return [*super().missing_folders(data_root), *(folder for folder in extra if not folder.is_dir())]
 
 
 def _train_classifier(
@@ -294,6 +370,7 @@ QBE_RULE = (
 VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
+SUPERB = f"{PROTOCOL_VERSION}: "
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -364,6 +441,10 @@ def available_tasks() -> dict[str, Task]:
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
+        SuperbTask("superb_ks", "speech_commands_superb", "speech_commands_v0.01", "keyword", SUPERB + "12 classes; validation_list.txt dev, the v0.01 test-set archive test; 1 s background-noise crops as _silence_", _as_is, KEYWORD_SPOTTING, ("speech_commands_test_set_v0.01",)),
+        SuperbTask("superb_ic", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent", SUPERB + "the corpus's train/valid/test CSVs; correct when action, object and location all are", _as_is, INTENT_CLASSIFICATION),
+        SuperbTask("superb_sid", "voxceleb1", "VoxCeleb1", "speaker", SUPERB + "iden_split.txt sets 1/2/3 as train/dev/test (1,251 speakers)", _as_is, SPEAKER_IDENTIFICATION),
+        SuperbTask("superb_er", "iemocap", "IEMOCAP_full_release", "emotion", SUPERB + "neu/hap(+exc)/ang/sad; leave one session out, 5 folds averaged, a fixed random 20% of the other sessions' utterances as dev", leave_one_session_out, EMOTION_RECOGNITION),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 
@@ -377,19 +458,51 @@ SUITES = {
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
     "utterance": ("speaker_librispeech", "gender_ravdess", "emotion_ravdess", "keyword_asc"),
+    # SUPERB's tasks on its own corpora (Yang et al. 2021), one task a line
+    "superb": (
+        "superb_ks",
+        "superb_ic",
+        "superb_sid",
+        "superb_er",
+    ),
 }  # fmt: skip
 
+# suites that run the tasks whose corpus is under the data root and skip the others, with the reason
+PARTIAL_SUITES = ("superb",)
 
-def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
-    """The task names of ``suite``, after checking that each one's corpus is under ``data_root``."""
+
+def select_suite(suite: str, data_root: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The task names of ``suite`` that can run under ``data_root``, and why each other one cannot.
+
+    A suite of :data:`PARTIAL_SUITES` skips a task whose folders are missing (the reason
+    names them); any other suite needs every corpus.
+
+    Raises:
+        ValueError: unknown suite; a folder missing for a suite that needs every corpus;
+            no task of the suite can run.
+    """
     if suite not in SUITES:
         raise ValueError(f"suite: expected one of {sorted(SUITES)}, found {suite!r}")
     tasks = available_tasks()
-    folders = [Path(data_root) / tasks[name].folder for name in SUITES[suite]]
-    missing = sorted({str(folder) for folder in folders if not folder.is_dir()})
-    if missing:
-        raise ValueError(f"suite {suite}: corpus folder(s) not found: {', '.join(missing)} (check data_root)")
-    return list(SUITES[suite])
+    missing = {name: tasks[name].missing_folders(data_root) for name in SUITES[suite]}
+    skipped = {
+        name: f"not found: {', '.join(str(folder) for folder in folders)}"
+        for name, folders in missing.items()
+        if folders
+    }
+    if skipped and suite not in PARTIAL_SUITES:
+        folders = sorted({str(folder) for found in missing.values() for folder in found})
+        raise ValueError(f"suite {suite}: corpus folder(s) not found: {', '.join(folders)} (check data_root)")
+    selected = [name for name in SUITES[suite] if name not in skipped]
+    if not selected:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        raise ValueError(f"suite {suite}: no task's corpus is under {data_root} ({reasons})")
+    return selected, skipped
+
+
+def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
+    """The task names of ``suite`` that can run under ``data_root`` (see :func:`select_suite`)."""
+    return select_suite(suite, data_root)[0]
 
 
 def get_task(name: str) -> Task:

@@ -35,7 +35,12 @@ from torch import nn
 from speechssl.data import SPLITS
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
-from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
+from speechssl.downstream.heads import (
+    AttentiveStatisticsPoolingHead,
+    LinearHead,
+    MLPHead,
+    ProjectedLinearHead,
+)
 from speechssl.train.optimizer import parameter_groups
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -101,12 +106,16 @@ def train_with_early_stopping(
     settings: StoppingSettings,
     lr: float,
     seed: int,
+    sample_weights: torch.Tensor | None = None,
 ) -> EarlyStoppingRun[Model, Score]:
     """Train a head with AdamW on ``train``, keeping the epoch that scores best on ``valid``.
 
     Early stopping (Prechelt 1998): after every epoch the model is scored on ``valid``; the
     epoch with the largest ``criterion(score)`` is kept (the first, on ties), and training
-    stops after ``settings.patience`` epochs without a larger one. The optimizer is AdamW
+    stops after ``settings.patience`` epochs without a larger one. An epoch is ``num_train``
+    utterances: a permutation of ``train``, or, with ``sample_weights``, drawn with
+    replacement in proportion to them (PyTorch's ``WeightedRandomSampler``, as s3prl
+    balances the classes of keyword spotting). The optimizer is AdamW
     (Loshchilov & Hutter 2019) with the weight decay of
     :func:`~speechssl.train.optimizer.parameter_groups`; gradients are clipped to
     ``settings.max_grad_norm`` when set.
@@ -125,7 +134,13 @@ def train_with_early_stopping(
         settings: batch size, epochs, patience, weight decay and gradient clipping.
         lr: the learning rate.
         seed: seed of initialisation, dropout and data order.
+        sample_weights: ``(num_train,)`` non-negative weights of drawing each training
+            utterance; ``None`` visits each once per epoch.
     """
+    if sample_weights is not None and sample_weights.shape != (num_train,):
+        raise ValueError(
+            f"sample_weights: expected shape ({num_train},), found {tuple(sample_weights.shape)}"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -136,7 +151,11 @@ def train_with_early_stopping(
         best_state: dict[str, torch.Tensor] = {}
         for epoch in range(1, settings.max_epochs + 1):
             model.train()
-            for positions in torch.randperm(num_train, generator=order).split(settings.batch_size):
+            if sample_weights is None:
+                epoch_order = torch.randperm(num_train, generator=order)
+            else:
+                epoch_order = torch.multinomial(sample_weights, num_train, replacement=True, generator=order)
+            for positions in epoch_order.split(settings.batch_size):
                 loss = batch_loss(model, positions)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -161,9 +180,10 @@ class HeadTrainingConfig:
     """How a head is trained on frozen features.
 
     Attributes:
-        head: ``linear`` (:class:`~speechssl.downstream.heads.LinearHead`) or ``mlp``
-            (:class:`~speechssl.downstream.heads.MLPHead`).
-        hidden: hidden width of the ``mlp`` head.
+        head: ``linear`` (:class:`~speechssl.downstream.heads.LinearHead`), ``mlp``
+            (:class:`~speechssl.downstream.heads.MLPHead`) or ``projected_linear``
+            (:class:`~speechssl.downstream.heads.ProjectedLinearHead`, SUPERB's).
+        hidden: hidden width of the ``mlp`` head, projector width of ``projected_linear``.
         dropout: input dropout of the ``mlp`` head.
         lr: AdamW learning rate (ignored when ``lr_sweep`` is given).
         lr_sweep: learning rates to try, each with the same seed; the one with the best
@@ -180,9 +200,11 @@ class HeadTrainingConfig:
         pooling: ``mean`` (the head reads pooled means) or ``attentive`` (the head reads
             frames through attentive statistics pooling; needs ``head="mlp"``).
         attention_dim: width of the attentive pooling's scoring layer.
+        balanced: draw each epoch's training utterances with replacement, every class
+            equally likely (s3prl's class-balanced sampling of keyword spotting).
     """
 
-    head: Literal["linear", "mlp"] = "linear"
+    head: Literal["linear", "mlp", "projected_linear"] = "linear"
     hidden: int = 256
     dropout: float = 0.1
     lr: float = 1e-2
@@ -195,10 +217,11 @@ class HeadTrainingConfig:
     layer: Literal["weighted"] | int = "weighted"
     pooling: Literal["mean", "attentive"] = "mean"
     attention_dim: int = 128
+    balanced: bool = False
 
     def __post_init__(self) -> None:
-        if self.head not in ("linear", "mlp"):
-            raise ValueError(f"head: expected 'linear' or 'mlp', found {self.head!r}")
+        if self.head not in ("linear", "mlp", "projected_linear"):
+            raise ValueError(f"head: expected 'linear', 'mlp' or 'projected_linear', found {self.head!r}")
         if self.pooling not in ("mean", "attentive"):
             raise ValueError(f"pooling: expected 'mean' or 'attentive', found {self.pooling!r}")
         if self.pooling == "attentive" and self.head != "mlp":
@@ -327,6 +350,8 @@ def build_classifier(
         )
     elif config.head == "linear":
         head = LinearHead(feat_dim, num_classes)
+    elif config.head == "projected_linear":
+        head = ProjectedLinearHead(feat_dim, config.hidden, num_classes)
     else:
         head = MLPHead(feat_dim, config.hidden, num_classes, config.dropout)
     return UtteranceClassifier(featurizer, head)
@@ -425,6 +450,11 @@ def fit_head(
         accuracy, loss, _ = _evaluate(model, valid_x, valid_y)
         return accuracy, loss
 
+    weights = None
+    if config.balanced:
+        counts = torch.bincount(train_y, minlength=num_classes).double()  # (classes,)
+        weights = 1.0 / counts[train_y]  # (utterances,): each class drawn equally often
+
     run = train_with_early_stopping(
         lambda: build_classifier(num_layers, feat_dim, num_classes, config),
         batch_loss,
@@ -434,6 +464,7 @@ def fit_head(
         config,
         lr,
         seed,
+        weights,
     )
     return HeadFit(
         model=run.model,

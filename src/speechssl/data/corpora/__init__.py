@@ -20,9 +20,11 @@ from speechssl.data.corpora.detect import detect_corpus
 from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_commands
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
+from speechssl.data.corpora.iemocap import load_iemocap
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.corpora.ravdess import load_ravdess
-from speechssl.data.corpora.speech_commands import load_speech_commands
+from speechssl.data.corpora.speech_commands import load_speech_commands, load_speech_commands_superb
+from speechssl.data.corpora.voxceleb1 import load_voxceleb1
 from speechssl.data.manifest import Manifest
 
 CorpusLoader = Callable[..., Manifest]
@@ -34,6 +36,9 @@ LOADERS: dict[str, CorpusLoader] = {
     "arabic_speech_commands": load_arabic_speech_commands,
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
+    "speech_commands_superb": load_speech_commands_superb,
+    "voxceleb1": load_voxceleb1,
+    "iemocap": load_iemocap,
     "folder": load_folder,
     "manifest": load_manifest_file,
 }
@@ -85,8 +90,11 @@ __all__ = [
     "load_fluent_speech_commands",
     "load_folder",
     "load_fsdd",
+    "load_iemocap",
     "load_librispeech",
     "load_manifest_file",
     "load_ravdess",
     "load_speech_commands",
+    "load_speech_commands_superb",
+    "load_voxceleb1",
 ]

@@ -1,0 +1,101 @@
+"""SUPERB's training protocol for utterance classification: KS, IC, SID and ER.
+
+Yang et al. 2021, *SUPERB: Speech processing Universal PERformance Benchmark*, with the
+settings of s3prl's downstream configs (s3prl v0.4: ``downstream/speech_commands``,
+``fluent_commands``, ``voxceleb1`` and ``emotion``, ``config.yaml`` and ``expert.py``). All
+four train the same model on the frozen upstream: the learnable weighted sum of layers, a
+linear projector to 256 dimensions, mean pooling over frames and a linear classifier
+(:class:`~speechssl.downstream.heads.ProjectedLinearHead`), with Adam at a learning rate of
+1e-4, gradients clipped to norm 1, for a fixed number of updates; the checkpoint with the
+best ``dev`` accuracy is scored once on ``test``.
+
+How the protocol is expressed here (:meth:`SuperbProtocol.head_config`), and where it
+departs from s3prl:
+
+- Adam without weight decay is AdamW with ``weight_decay=0``; the batch is s3prl's
+  ``train_batch_size × gradient_accumulate_steps`` (one update per batch, as in s3prl).
+- ``total_steps`` updates become ``ceil(total_steps · batch / train utterances)`` epochs
+  with no early stopping (``patience`` = epochs): s3prl trains every step and keeps the
+  best ``dev`` checkpoint. ``dev`` is scored after every epoch instead of every
+  ``eval_step`` updates (a finer grid of candidates).
+- Features are computed once (frozen): SID trains on whole utterances instead of random
+  8 s crops, and keyword spotting's silence crops are fixed
+  (:func:`~speechssl.data.corpora.speech_commands.silence_crops`). Pooled features are
+  standardised with ``train`` statistics, as every speechssl head does.
+- KS draws training utterances class-balanced with replacement, as s3prl's
+  ``WeightedRandomSampler``; ``dev`` accuracy is computed on the plain ``dev`` set
+  (s3prl resamples it class-balanced).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from speechssl.config import from_dict
+from speechssl.downstream.training import HeadTrainingConfig
+
+PROTOCOL_VERSION = "SUPERB (Yang et al. 2021), s3prl v0.4 downstream configs"
+
+
+@dataclass(frozen=True)
+class SuperbProtocol:
+    """One SUPERB utterance-classification task's training settings (s3prl's ``config.yaml``).
+
+    Attributes:
+        total_steps: optimizer updates (``runner.total_steps``).
+        batch_size: utterances per update (``train_batch_size × gradient_accumulate_steps``).
+        lr: Adam learning rate (``optimizer.lr``).
+        max_grad_norm: gradient clipping (``runner.gradient_clipping``).
+        projector_dim: the linear projector's width (``modelrc.projector_dim``).
+        balanced: class-balanced sampling of ``train`` (keyword spotting).
+    """
+
+    total_steps: int
+    batch_size: int
+    lr: float = 1e-4
+    max_grad_norm: float = 1.0
+    projector_dim: int = 256
+    balanced: bool = False
+
+    def epochs(self, num_train: int) -> int:
+        """Passes over ``num_train`` utterances that make ``total_steps`` updates (at least 1)."""
+        if num_train < 1:
+            raise ValueError(f"num_train: expected at least one training utterance, found {num_train}")
+        return max(1, math.ceil(self.total_steps * self.batch_size / num_train))
+
+    def head_config(self, num_train: int, overrides: Mapping[str, Any] | None = None) -> HeadTrainingConfig:
+        """The head training of this protocol on ``num_train`` utterances, with ``overrides``
+        (``--head key=value``, e.g. fewer epochs for a smoke test) applied on top."""
+        epochs = self.epochs(num_train)
+        settings = {
+            "head": "projected_linear",
+            "hidden": self.projector_dim,
+            "dropout": 0.0,
+            "lr": self.lr,
+            "weight_decay": 0.0,
+            "batch_size": self.batch_size,
+            "max_epochs": epochs,
+            "patience": epochs,
+            "max_grad_norm": self.max_grad_norm,
+            "balanced": self.balanced,
+        }
+        return from_dict(HeadTrainingConfig, {**settings, **(overrides or {})}, where="head")
+
+
+# s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4), emotion (4 × 8)
+KEYWORD_SPOTTING = SuperbProtocol(total_steps=200_000, batch_size=32, balanced=True)
+INTENT_CLASSIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
+SPEAKER_IDENTIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
+EMOTION_RECOGNITION = SuperbProtocol(total_steps=30_000, batch_size=32)
+
+__all__ = [
+    "EMOTION_RECOGNITION",
+    "INTENT_CLASSIFICATION",
+    "KEYWORD_SPOTTING",
+    "PROTOCOL_VERSION",
+    "SPEAKER_IDENTIFICATION",
+    "SuperbProtocol",
+]
