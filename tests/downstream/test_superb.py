@@ -262,3 +262,38 @@ def test_an_empty_test_file_is_recorded_and_left_out(tmp_path):
         "speech_commands_superb", tmp_path / "speech_commands_v0.01", bad_files=bad, cache_dir=tmp_path / "c"
     )
     assert len(bad) == 1 and "_silence_" not in set(manifest.filter(split="test").column("keyword"))
+
+
+def test_intent_slots_are_one_softmax_each_and_right_only_when_all_are(tmp_path):
+    from speechssl.downstream.training import _class_targets, _evaluate, _loss
+
+    labels = {
+        "train": ["activate|lights|kitchen", "deactivate|lights|none", "increase|volume|none"],
+        "valid": ["activate|volume|none"],
+        "test": ["deactivate|lights|kitchen"],
+    }
+    classes, targets = _class_targets(labels, "|")
+    assert classes.values == (
+        ("activate", "deactivate", "increase"),
+        ("lights", "volume"),
+        ("kitchen", "none"),
+    )
+    assert targets["valid"].tolist() == [[0, 1, 1]], "an unseen combination of seen slot values is fine"
+    logits = torch.tensor([[0.0, 5.0, 0.0, 5.0, 0.0, 5.0, 0.0], [0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 5.0]])
+    y = torch.tensor([[1, 0, 0], [1, 0, 0]])
+    accuracy, loss, predicted = _evaluate(torch.nn.Identity(), logits, y, classes.sizes)
+    assert accuracy == 0.5 and classes.decode(predicted) == [
+        "deactivate|lights|kitchen",
+        "deactivate|lights|none",
+    ]
+    expected = sum(
+        torch.nn.functional.cross_entropy(chunk, y[:, k])
+        for k, chunk in enumerate(logits.split([3, 2, 2], dim=1))
+    )
+    assert abs(loss - float(expected)) < 1e-6 and torch.allclose(_loss(logits, y, [3, 2, 2]), expected)
+    with pytest.raises(
+        ValueError, match=r"labels\['test'\]: expected only classes seen in train, found 1 unseen"
+    ):
+        _class_targets({**labels, "test": ["stop|lights|kitchen"]}, "|")
+    with pytest.raises(ValueError, match="expected the same number of '\\|'-separated slots"):
+        _class_targets({**labels, "test": ["activate|lights"]}, "|")

@@ -5,7 +5,8 @@ settings of s3prl's downstream configs (s3prl v0.4: ``downstream/speech_commands
 ``fluent_commands``, ``voxceleb1`` and ``emotion``, ``config.yaml`` and ``expert.py``). All
 four train the same model on the frozen upstream: the learnable weighted sum of layers, a
 linear projector to 256 dimensions, mean pooling over frames and a linear classifier
-(:class:`~speechssl.downstream.heads.ProjectedLinearHead`), with Adam at a learning rate of
+(:class:`~speechssl.downstream.heads.ProjectedLinearHead`; for IC one softmax per slot,
+action, object and location, their cross-entropies summed), with Adam at a learning rate of
 1e-4, gradients clipped to norm 1, for a fixed number of updates; the checkpoint with the
 best ``dev`` accuracy is scored once on ``test``.
 
@@ -51,6 +52,8 @@ class SuperbProtocol:
         max_grad_norm: gradient clipping (``runner.gradient_clipping``).
         projector_dim: the linear projector's width (``modelrc.projector_dim``).
         balanced: class-balanced sampling of ``train`` (keyword spotting).
+        slot_separator: the label is slots joined by this string, one softmax each
+            (intent classification: ``action|object|location``, right when all three are).
     """
 
     total_steps: int
@@ -59,6 +62,7 @@ class SuperbProtocol:
     max_grad_norm: float = 1.0
     projector_dim: int = 256
     balanced: bool = False
+    slot_separator: str | None = None
 
     def epochs(self, num_train: int) -> int:
         """Passes over ``num_train`` utterances that make ``total_steps`` updates (at least 1)."""
@@ -81,13 +85,14 @@ class SuperbProtocol:
             "patience": epochs,
             "max_grad_norm": self.max_grad_norm,
             "balanced": self.balanced,
+            "slot_separator": self.slot_separator,
         }
         return from_dict(HeadTrainingConfig, {**settings, **(overrides or {})}, where="head")
 
 
 # s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4), emotion (4 × 8)
 KEYWORD_SPOTTING = SuperbProtocol(total_steps=200_000, batch_size=32, balanced=True)
-INTENT_CLASSIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
+INTENT_CLASSIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32, slot_separator="|")
 SPEAKER_IDENTIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
 EMOTION_RECOGNITION = SuperbProtocol(total_steps=30_000, batch_size=32)
 

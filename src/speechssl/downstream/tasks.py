@@ -9,6 +9,7 @@ be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
+``superb`` (utterance tasks trained by SUPERB's protocol, :mod:`speechssl.downstream.superb`),
 ``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
 the features it reads (pooled statistics or frames of every layer), its head and
 training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and

@@ -202,6 +202,11 @@ class HeadTrainingConfig:
         attention_dim: width of the attentive pooling's scoring layer.
         balanced: draw each epoch's training utterances with replacement, every class
             equally likely (s3prl's class-balanced sampling of keyword spotting).
+        slot_separator: labels are slot values joined by this string (``|`` in
+            ``activate|lights|kitchen``): the head gives one softmax per slot over the slot's
+            ``train`` values, the loss is the sum of the slots' cross-entropies and a
+            prediction is right when every slot is (s3prl's intent classification on Fluent
+            Speech Commands); ``None``: each label is one class.
     """
 
     head: Literal["linear", "mlp", "projected_linear"] = "linear"
@@ -218,6 +223,7 @@ class HeadTrainingConfig:
     pooling: Literal["mean", "attentive"] = "mean"
     attention_dim: int = 128
     balanced: bool = False
+    slot_separator: str | None = None
 
     def __post_init__(self) -> None:
         if self.head not in ("linear", "mlp", "projected_linear"):
@@ -239,6 +245,13 @@ class HeadTrainingConfig:
         if self.lr_sweep is not None and len(self.lr_sweep) == 0:
             raise ValueError("lr_sweep: expected a non-empty list of learning rates or null, found []")
         check_stopping_settings(self)
+        if self.slot_separator == "":
+            raise ValueError("slot_separator: expected a non-empty string or null, found ''")
+        if self.balanced and self.slot_separator is not None:
+            raise ValueError(
+                "balanced: class-balanced sampling draws by one class per utterance, expected "
+                f"slot_separator=null, found {self.slot_separator!r}"
+            )
         if self.attention_dim < 1:
             raise ValueError(f"attention_dim: expected an integer >= 1, found {self.attention_dim}")
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
@@ -400,18 +413,35 @@ def _batch(inputs: Inputs, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (inputs[positions],) if isinstance(inputs, torch.Tensor) else inputs.batch(positions)
 
 
+def _loss(logits: torch.Tensor, targets: torch.Tensor, slots: Sequence[int] | None) -> torch.Tensor:
+    """Cross-entropy of ``logits (batch, outputs)``: against ``targets (batch,)``, or summed over
+    the slots of ``targets (batch, slots)``, slot ``k`` reading the next ``slots[k]`` outputs."""
+    if slots is None:
+        return F.cross_entropy(logits, targets)
+    chunks = logits.split(list(slots), dim=-1)  # each (batch, slot values)
+    return torch.stack([F.cross_entropy(chunk, targets[:, k]) for k, chunk in enumerate(chunks)]).sum()
+
+
+def _predict(logits: torch.Tensor, slots: Sequence[int] | None) -> torch.Tensor:
+    """Predicted class ``(batch,)``, or each slot's value ``(batch, slots)``."""
+    if slots is None:
+        return logits.argmax(dim=-1)
+    return torch.stack([chunk.argmax(dim=-1) for chunk in logits.split(list(slots), dim=-1)], dim=1)
+
+
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, x: Inputs, y: torch.Tensor, batch_size: int = 256
+    model: nn.Module, x: Inputs, y: torch.Tensor, slots: Sequence[int] | None = None, batch_size: int = 256
 ) -> tuple[float, float, torch.Tensor]:
-    """Accuracy, mean cross-entropy and ``(utterances,)`` predicted class indices."""
+    """Accuracy (every slot right), mean cross-entropy and the predicted class indices
+    ``(utterances,)`` (or ``(utterances, slots)``)."""
     model.eval()
     logits = torch.cat(
         [model(*_batch(x, positions)) for positions in torch.arange(len(y)).split(batch_size)]
-    )  # (utterances, classes)
-    predicted = logits.argmax(dim=-1)
-    accuracy = int((predicted == y).sum()) / len(y)
-    return accuracy, float(F.cross_entropy(logits, y)), predicted
+    )  # (utterances, outputs)
+    predicted = _predict(logits, slots)
+    correct = predicted == y if slots is None else (predicted == y).all(dim=1)  # (utterances,)
+    return int(correct.sum()) / len(y), float(_loss(logits, y, slots)), predicted
 
 
 def fit_head(
@@ -421,6 +451,7 @@ def fit_head(
     config: HeadTrainingConfig,
     lr: float,
     seed: int,
+    slots: Sequence[int] | None = None,
 ) -> HeadFit:
     """Train one classifier with AdamW and early stopping on validation accuracy.
 
@@ -432,22 +463,25 @@ def fit_head(
 
     Args:
         train: pooled features ``(utterances, layers, feat)`` float32 (or
-            :class:`FrameInputs`) and labels ``(utterances,)`` int64 class indices.
+            :class:`FrameInputs`) and labels ``(utterances,)`` int64 class indices
+            (with ``slots``: ``(utterances, slots)``, each slot's value index).
         valid: the same for the validation split.
-        num_classes: number of classes.
+        num_classes: number of classes (with ``slots``: their sum, the head's outputs).
         config: head, optimiser and stopping settings (its ``lr``/``lr_sweep`` are unused).
         lr: the learning rate.
         seed: seed of initialisation, dropout and data order.
+        slots: the number of values of each slot (see ``HeadTrainingConfig.slot_separator``);
+            ``None``: one label per utterance.
     """
     train_x, train_y = train
     valid_x, valid_y = valid
     num_layers, feat_dim = (train_x if isinstance(train_x, torch.Tensor) else train_x.mean).shape[-2:]
 
     def batch_loss(model: UtteranceClassifier, positions: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(*_batch(train_x, positions)), train_y[positions])
+        return _loss(model(*_batch(train_x, positions)), train_y[positions], slots)
 
     def validate(model: UtteranceClassifier) -> tuple[float, float]:
-        accuracy, loss, _ = _evaluate(model, valid_x, valid_y)
+        accuracy, loss, _ = _evaluate(model, valid_x, valid_y, slots)
         return accuracy, loss
 
     weights = None
@@ -500,26 +534,78 @@ def _check_inputs(
     _check_layer(config, shapes["train"][0])
 
 
-def _class_targets(labels: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """The sorted classes of ``train`` and every split's ``(utterances,)`` int64 class indices."""
-    classes = sorted({str(label) for label in labels["train"]})
-    index = {label: i for i, label in enumerate(classes)}
+@dataclass(frozen=True)
+class ClassSlots:
+    """The classes a head predicts: one slot of classes, or several slots of values.
+
+    Attributes:
+        values: each slot's values, sorted, as seen in ``train``.
+        separator: the string joining slot values into a label; ``None``: one slot.
+    """
+
+    values: tuple[tuple[str, ...], ...]
+    separator: str | None
+
+    @property
+    def sizes(self) -> list[int] | None:
+        """Each slot's number of values, or ``None`` with one slot (plain classes)."""
+        return None if self.separator is None else [len(values) for values in self.values]
+
+    def decode(self, predicted: torch.Tensor) -> list[str]:
+        """The labels of predicted indices ``(utterances,)`` or ``(utterances, slots)``."""
+        if self.separator is None:
+            return [self.values[0][i] for i in predicted.tolist()]
+        return [
+            self.separator.join(self.values[k][i] for k, i in enumerate(row)) for row in predicted.tolist()
+        ]
+
+
+def _class_targets(
+    labels: Mapping[str, Sequence[str]], separator: str | None = None
+) -> tuple[ClassSlots, dict[str, torch.Tensor]]:
+    """The sorted values of ``train`` and every split's int64 targets: ``(utterances,)`` class
+    indices, or with ``separator`` ``(utterances, slots)`` each slot's value index."""
+    split_labels = {
+        split: [
+            (str(label),) if separator is None else tuple(str(label).split(separator))
+            for label in labels[split]
+        ]
+        for split in SPLITS
+    }
+    num_slots = {len(label) for rows in split_labels.values() for label in rows}
+    if len(num_slots) != 1:
+        raise ValueError(
+            f"labels: expected the same number of {separator!r}-separated slots in every label, found {sorted(num_slots)}"
+        )
+    values = tuple(
+        tuple(sorted({label[k] for label in split_labels["train"]})) for k in range(num_slots.pop())
+    )
+    index = [{value: i for i, value in enumerate(slot)} for slot in values]
     targets = {}
     for split in SPLITS:
-        unseen = sorted({str(label) for label in labels[split]} - index.keys())
+        unseen = sorted(
+            {
+                separator.join(label) if separator else label[0]
+                for label in split_labels[split]
+                if any(v not in index[k] for k, v in enumerate(label))
+            }
+        )
         if unseen:
             raise ValueError(
                 f"labels[{split!r}]: expected only classes seen in train, found {len(unseen)} unseen "
                 f"(e.g. {unseen[:3]})"
             )
-        targets[split] = torch.tensor([index[str(label)] for label in labels[split]], dtype=torch.long)
-    return classes, targets
+        indices = torch.tensor(
+            [[index[k][v] for k, v in enumerate(label)] for label in split_labels[split]], dtype=torch.long
+        ).reshape(len(split_labels[split]), len(values))  # (utterances, slots)
+        targets[split] = indices[:, 0] if separator is None else indices  # (utterances,) for one slot
+    return ClassSlots(values, separator), targets
 
 
 def _fit_and_score(
     inputs: Mapping[str, Inputs],
     targets: Mapping[str, torch.Tensor],
-    classes: list[str],
+    classes: ClassSlots,
     config: HeadTrainingConfig,
     seed: int,
 ) -> ClassifierResult:
@@ -529,17 +615,18 @@ def _fit_and_score(
             fit_head(
                 (inputs["train"], targets["train"]),
                 (inputs["valid"], targets["valid"]),
-                len(classes),
+                sum(len(values) for values in classes.values),
                 config,
                 lr,
                 seed,
+                classes.sizes,
             ),
             lr,
         )
         for lr in config.learning_rates()
     ]
     fit, lr = max(fits, key=lambda pair: pair[0].criterion())
-    test_accuracy, _, predicted = _evaluate(fit.model, inputs["test"], targets["test"])
+    test_accuracy, _, predicted = _evaluate(fit.model, inputs["test"], targets["test"], classes.sizes)
     featurizer = fit.model.featurizer
     return ClassifierResult(
         test_accuracy=test_accuracy,
@@ -547,7 +634,7 @@ def _fit_and_score(
         best_epoch=fit.best_epoch,
         lr=lr,
         layer_weights=featurizer.layer_weights() if isinstance(featurizer, WeightedLayerSum) else None,
-        predictions=[classes[i] for i in predicted.tolist()],
+        predictions=classes.decode(predicted),
         epochs_run=fit.epochs_run,
     )
 
@@ -589,7 +676,7 @@ def train_utterance_classifier(
             "(use train_frame_classifier on frames)"
         )
     _check_inputs(features, labels, config)
-    classes, targets = _class_targets(labels)
+    classes, targets = _class_targets(labels, config.slot_separator)
     tensors = {
         # (layers, utterances, feat) -> (utterances, layers, feat)
         split: torch.as_tensor(features[split], dtype=torch.float32).transpose(0, 1).contiguous()
@@ -652,7 +739,7 @@ def train_frame_classifier(
                 f"({len(rows[split])} rows), found {len(labels[split])}"
             )
     _check_layer(config, frames.frames.shape[1])
-    classes, targets = _class_targets(labels)
+    classes, targets = _class_targets(labels, config.slot_separator)
     mean, std = frame_statistics(frames, rows["train"])
     inputs = {split: FrameInputs(frames, rows[split], mean, std) for split in SPLITS}
     return _fit_and_score(inputs, targets, classes, config, seed)
