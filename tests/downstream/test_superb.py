@@ -23,7 +23,7 @@ from superb_fixtures import (
 
 from speechssl.cli import main
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora import load_corpus
+from speechssl.data.corpora import detect_corpus, load_corpus
 from speechssl.downstream.heads import ProjectedLinearHead
 from speechssl.downstream.superb import (
     EMOTION_RECOGNITION,
@@ -85,6 +85,7 @@ def test_keyword_spotting_errors_name_the_folder(tmp_path):
 def test_voxceleb1_reads_iden_split_across_both_archives(tmp_path):
     root = write_voxceleb1(tmp_path)
     manifest = load_corpus("voxceleb1", root)
+    assert detect_corpus(root) == "voxceleb1"
     assert manifest.counts("split") == {"train": 6, "valid": 3, "test": 3}
     assert set(manifest.filter(split="test").column("speaker")) == set(VOX_SPEAKERS)
     assert manifest[0].id == "id10001/video0abcde/00001"
@@ -109,6 +110,7 @@ def test_voxceleb1_reads_iden_split_across_both_archives(tmp_path):
 def test_iemocap_keeps_four_classes_with_excited_merged_into_happy(tmp_path):
     root = write_iemocap(tmp_path)
     manifest = load_corpus("iemocap", root)
+    assert detect_corpus(root) == "iemocap"
     assert manifest.counts("emotion") == {"neu": 10, "hap": 20, "ang": 10, "sad": 10}, (
         "exc -> hap; fru, xxx dropped"
     )
