@@ -492,8 +492,9 @@ def _task_names(args: argparse.Namespace) -> list[str]:
         return tasks
     if args.tasks == "all":
         registry = available_tasks().values()
-        tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
-        skipped = [f"{t.name} ({Path(args.data_root) / t.folder})" for t in registry if t.name not in tasks]
+        missing = {t.name: t.missing_folders(args.data_root) for t in registry}
+        tasks = [name for name, folders in missing.items() if not folders]
+        skipped = [f"{name} ({', '.join(map(str, folders))})" for name, folders in missing.items() if folders]
         if skipped:
             print(f"skipping tasks whose corpus is not under --data-root: {', '.join(skipped)}")
         return tasks

@@ -254,6 +254,15 @@ def test_superb_suite_skips_the_corpora_not_under_the_data_root(tmp_path, capsys
     assert main(_benchmark(tmp_path / "empty", tmp_path / "out2", tmp_path / "cache")) == 2
     assert "--suite superb: no task's corpus is under" in capsys.readouterr().err
 
+    every_task = _benchmark(data_root, tmp_path / "out3", tmp_path / "cache")
+    every_task[every_task.index("--suite") : every_task.index("--suite") + 2] = ["--tasks", "all"]
+    assert main(every_task) == 0
+    printed = capsys.readouterr().out
+    assert f"superb_ks ({data_root / 'speech_commands_test_set_v0.01'})" in printed, (
+        "skipped for its test archive"
+    )
+    assert sorted(p.name for p in (tmp_path / "out3" / "runs" / "fbank").iterdir()) == ["superb_sid"]
+
 
 def test_an_empty_test_file_is_recorded_and_left_out(tmp_path):
     write_speech_commands(tmp_path)

@@ -257,7 +257,7 @@ class SuperbTask(UtteranceTask):
             test-set archive).
     """
 
-    protocol: SuperbProtocol = KEYWORD_SPOTTING
+    protocol: SuperbProtocol
     also_needs: tuple[str, ...] = ()
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
