@@ -4,7 +4,6 @@ the loaders' edge cases, the protocol's settings, and the `superb` suite end to 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from speechssl.data.corpora import detect_corpus, load_corpus
 from speechssl.downstream.heads import ProjectedLinearHead
 from speechssl.downstream.superb import (
     EMOTION_RECOGNITION,
+    INTENT_CLASSIFICATION,
     KEYWORD_SPOTTING,
     PROTOCOL_VERSION,
     SPEAKER_IDENTIFICATION,
@@ -144,19 +144,41 @@ def test_leave_one_session_out_tests_each_session_once_with_a_fixed_dev(tmp_path
         leave_one_session_out(manifest.filter(session="1"))
 
 
-def test_protocol_turns_steps_into_epochs_and_takes_overrides():
-    assert KEYWORD_SPOTTING.epochs(51_088) == math.ceil(200_000 * 32 / 51_088)
-    assert EMOTION_RECOGNITION.epochs(3_500) == math.ceil(30_000 * 32 / 3_500)
-    config = SPEAKER_IDENTIFICATION.head_config(138_361)
+def test_protocol_has_s3prls_settings_and_takes_overrides():
+    assert (KEYWORD_SPOTTING.rounds, EMOTION_RECOGNITION.rounds) == (50, 30), "200k / 4000, 30k / 1000"
+    config = SPEAKER_IDENTIFICATION.head_config()
     assert (config.head, config.hidden, config.lr, config.weight_decay, config.batch_size) == (
         "projected_linear", 256, 1e-4, 0.0, 32,
     )  # fmt: skip
-    assert config.max_grad_norm == 1.0 and config.patience == config.max_epochs == 47 and not config.balanced
-    assert KEYWORD_SPOTTING.head_config(1000).balanced
-    fast = SPEAKER_IDENTIFICATION.head_config(10, {"max_epochs": 5, "lr": 0.01})
-    assert (fast.max_epochs, fast.lr, fast.head) == (5, 0.01, "projected_linear")
+    assert (config.max_grad_norm, config.eval_steps, config.max_epochs, config.patience) == (
+        1.0,
+        4000,
+        50,
+        50,
+    )
+    assert KEYWORD_SPOTTING.head_config().balanced and not config.balanced
+    assert INTENT_CLASSIFICATION.head_config().slot_separator == "|" and config.slot_separator is None
+    fast = SPEAKER_IDENTIFICATION.head_config({"max_epochs": 5, "lr": 0.01, "eval_steps": None})
+    assert (fast.max_epochs, fast.lr, fast.head, fast.eval_steps) == (5, 0.01, "projected_linear", None)
     with pytest.raises(ValueError, match=r"unknown key head\.epochs"):
-        SPEAKER_IDENTIFICATION.head_config(10, {"epochs": 5})
+        SPEAKER_IDENTIFICATION.head_config({"epochs": 5})
+
+
+def test_validation_every_n_updates_counts_rounds_across_epochs():
+    updates = []
+
+    def batch_loss(model, positions):
+        updates.append(len(positions))
+        return model(torch.ones(len(positions), 1)).sum()
+
+    settings = HeadTrainingConfig(batch_size=4, max_epochs=3, patience=3)
+    run = train_with_early_stopping(
+        lambda: torch.nn.Linear(1, 1), batch_loss, 10, lambda m: 0.0, float, settings, 1e-3, 0, eval_steps=5
+    )
+    assert run.epochs_run == 3 and len(updates) == 15, "3 rounds of 5 updates"
+    assert updates == [4, 4, 2] * 5, "epochs of 10 utterances (4 + 4 + 2) run on across the rounds"
+    with pytest.raises(ValueError, match=r"eval_steps: expected an integer >= 1 or null, found 0"):
+        HeadTrainingConfig(eval_steps=0)
 
 
 def test_projected_linear_head_is_two_linear_maps():
@@ -202,7 +224,7 @@ def test_balanced_sampling_draws_every_class_equally_often():
 def _benchmark(data_root: Path, output: Path, cache: Path) -> list[str]:
     return [
         "benchmark", "--upstreams", "fbank", "--suite", "superb", "--data-root", str(data_root),
-        "--seeds", "1", "--output", str(output), "--cache-dir", str(cache), "max_epochs=40", "lr=0.01",
+        "--seeds", "1", "--output", str(output), "--cache-dir", str(cache), "max_epochs=40", "lr=0.01", "eval_steps=2",
     ]  # fmt: skip
 
 
@@ -224,7 +246,11 @@ def test_superb_suite_runs_every_task_end_to_end(tmp_path, capsys, monkeypatch):
         assert row["head"]["protocol"] == PROTOCOL_VERSION and row["head"]["overrides"] == {
             "max_epochs": 40,
             "lr": 0.01,
+            "eval_steps": 2,
         }
+        assert (row["head"]["batch_size"], row["head"]["head"], row["head"]["max_grad_norm"]) == (
+            32, "projected_linear", 1.0,
+        ), "SUPERB's settings where not overridden"  # fmt: skip
     er = json.loads((tmp_path / "out" / "runs" / "fbank" / "superb_er" / "seed_0.json").read_text())
     assert len(er["fold_values"]) == 5, "the mean over the five session folds"
     assert get_task("superb_ic").label == "intent", "correct only when action, object and location all are"

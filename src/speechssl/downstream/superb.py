@@ -15,10 +15,10 @@ departs from s3prl:
 
 - Adam without weight decay is AdamW with ``weight_decay=0``; the batch is s3prl's
   ``train_batch_size × gradient_accumulate_steps`` (one update per batch, as in s3prl).
-- ``total_steps`` updates become ``ceil(total_steps · batch / train utterances)`` epochs
-  with no early stopping (``patience`` = epochs): s3prl trains every step and keeps the
-  best ``dev`` checkpoint. ``dev`` is scored after every epoch instead of every
-  ``eval_step`` updates (a finer grid of candidates).
+- ``total_steps`` updates with ``dev`` scored every ``eval_step`` updates are
+  ``total_steps / eval_step`` rounds of ``eval_steps`` updates, with no early stopping
+  (``patience`` = rounds): s3prl trains every step and keeps the best ``dev`` checkpoint
+  (ties: speechssl keeps the lower ``dev`` cross-entropy, s3prl the first).
 - Features are computed once (frozen): SID trains on whole utterances instead of random
   8 s crops, and keyword spotting's silence crops are fixed
   (:func:`~speechssl.data.corpora.speech_commands.silence_crops`). Pooled features are
@@ -47,6 +47,7 @@ class SuperbProtocol:
 
     Attributes:
         total_steps: optimizer updates (``runner.total_steps``).
+        eval_step: updates between two ``dev`` evaluations (``runner.eval_step``).
         batch_size: utterances per update (``train_batch_size × gradient_accumulate_steps``).
         lr: Adam learning rate (``optimizer.lr``).
         max_grad_norm: gradient clipping (``runner.gradient_clipping``).
@@ -58,22 +59,21 @@ class SuperbProtocol:
 
     total_steps: int
     batch_size: int
+    eval_step: int = 4000
     lr: float = 1e-4
     max_grad_norm: float = 1.0
     projector_dim: int = 256
     balanced: bool = False
     slot_separator: str | None = None
 
-    def epochs(self, num_train: int) -> int:
-        """Passes over ``num_train`` utterances that make ``total_steps`` updates (at least 1)."""
-        if num_train < 1:
-            raise ValueError(f"num_train: expected at least one training utterance, found {num_train}")
-        return max(1, math.ceil(self.total_steps * self.batch_size / num_train))
+    @property
+    def rounds(self) -> int:
+        """``dev`` evaluations in a run: ``total_steps / eval_step`` (rounded up)."""
+        return math.ceil(self.total_steps / self.eval_step)
 
-    def head_config(self, num_train: int, overrides: Mapping[str, Any] | None = None) -> HeadTrainingConfig:
-        """The head training of this protocol on ``num_train`` utterances, with ``overrides``
-        (``--head key=value``, e.g. fewer epochs for a smoke test) applied on top."""
-        epochs = self.epochs(num_train)
+    def head_config(self, overrides: Mapping[str, Any] | None = None) -> HeadTrainingConfig:
+        """The head training of this protocol, with ``overrides`` (``--head key=value``, e.g.
+        ``eval_steps=null max_epochs=20`` for a smoke test) applied on top."""
         settings = {
             "head": "projected_linear",
             "hidden": self.projector_dim,
@@ -81,8 +81,9 @@ class SuperbProtocol:
             "lr": self.lr,
             "weight_decay": 0.0,
             "batch_size": self.batch_size,
-            "max_epochs": epochs,
-            "patience": epochs,
+            "max_epochs": self.rounds,
+            "patience": self.rounds,
+            "eval_steps": self.eval_step,
             "max_grad_norm": self.max_grad_norm,
             "balanced": self.balanced,
             "slot_separator": self.slot_separator,
@@ -90,11 +91,12 @@ class SuperbProtocol:
         return from_dict(HeadTrainingConfig, {**settings, **(overrides or {})}, where="head")
 
 
-# s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4), emotion (4 × 8)
+# s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4), emotion (4 × 8);
+# dev every 4000 updates, emotion every 1000
 KEYWORD_SPOTTING = SuperbProtocol(total_steps=200_000, batch_size=32, balanced=True)
 INTENT_CLASSIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32, slot_separator="|")
 SPEAKER_IDENTIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
-EMOTION_RECOGNITION = SuperbProtocol(total_steps=30_000, batch_size=32)
+EMOTION_RECOGNITION = SuperbProtocol(total_steps=30_000, batch_size=32, eval_step=1000)
 
 __all__ = [
     "EMOTION_RECOGNITION",

@@ -206,32 +206,33 @@ class UtteranceTask(CorpusTask):
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
         return asdict(plan.head)
 
-    def training_config(self, plan: EvaluationPlan, num_train: int) -> HeadTrainingConfig:
-        """The head training of a fold with ``num_train`` training utterances: ``plan.head``."""
+    def training_config(self, plan: EvaluationPlan) -> HeadTrainingConfig:
+        """The head training of this task: ``plan.head``."""
         return plan.head
 
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        config = self.training_config(plan)
+        attentive = config.pooling == "attentive"
+        features = (
+            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+        )
         splits = []
         for fold in self.folds(manifest):
             rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
-            config = self.training_config(plan, len(rows["train"]))
-            splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}, config))
-        attentive = splits[0][2].pooling == "attentive"
-        features = (
-            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
-        )
-        return partial(self._run, features, splits)
+            splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
+        return partial(self._run, features, splits, config)
 
     def _run(
         self,
         features: PooledFeatures | FrameFeatures,
-        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]], HeadTrainingConfig]],
+        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
+        config: HeadTrainingConfig,
         seed: int,
     ) -> Row:
         """Test accuracy averaged over folds, with validation accuracy and layer weights."""
         started = time.perf_counter()
-        results = [_train_classifier(features, rows, labels, config, seed) for rows, labels, config in splits]
+        results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
         return self.row(
             seed,
@@ -261,11 +262,13 @@ class SuperbTask(UtteranceTask):
     also_needs: tuple[str, ...] = ()
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
-        return {"protocol": PROTOCOL_VERSION, **asdict(self.protocol), "overrides": dict(plan.head_overrides)}
+        """The protocol version, the settings trained with and the user's overrides."""
+        resolved = asdict(self.training_config(plan))
+        return {"protocol": PROTOCOL_VERSION, **resolved, "overrides": dict(plan.head_overrides)}
 
-    def training_config(self, plan: EvaluationPlan, num_train: int) -> HeadTrainingConfig:
-        """SUPERB's settings for ``num_train`` utterances, with the user's overrides."""
-        return self.protocol.head_config(num_train, plan.head_overrides)
+    def training_config(self, plan: EvaluationPlan) -> HeadTrainingConfig:
+        """SUPERB's settings, with the user's overrides."""
+        return self.protocol.head_config(plan.head_overrides)
 
     def missing_folders(self, data_root: str | Path) -> list[Path]:
         extra = [Path(data_root) / name for name in self.also_needs]

@@ -22,8 +22,9 @@ Two inputs, one procedure:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -97,6 +98,25 @@ class EarlyStoppingRun(Generic[Model, Score]):
         return len(self.scores)
 
 
+def _epoch_batches(
+    num_train: int, batch_size: int, order: torch.Generator, sample_weights: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    """One epoch's batches of training positions: a permutation, or ``num_train`` weighted draws."""
+    if sample_weights is None:
+        positions = torch.randperm(num_train, generator=order)
+    else:
+        positions = torch.multinomial(sample_weights, num_train, replacement=True, generator=order)
+    return positions.split(batch_size)
+
+
+def _batch_stream(
+    num_train: int, batch_size: int, order: torch.Generator, sample_weights: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    """Batches of one epoch after another, without end."""
+    while True:
+        yield from _epoch_batches(num_train, batch_size, order, sample_weights)
+
+
 def train_with_early_stopping(
     build: Callable[[], Model],
     batch_loss: Callable[[Model, torch.Tensor], torch.Tensor],
@@ -107,6 +127,7 @@ def train_with_early_stopping(
     lr: float,
     seed: int,
     sample_weights: torch.Tensor | None = None,
+    eval_steps: int | None = None,
 ) -> EarlyStoppingRun[Model, Score]:
     """Train a head with AdamW on ``train``, keeping the epoch that scores best on ``valid``.
 
@@ -115,7 +136,10 @@ def train_with_early_stopping(
     stops after ``settings.patience`` epochs without a larger one. An epoch is ``num_train``
     utterances: a permutation of ``train``, or, with ``sample_weights``, drawn with
     replacement in proportion to them (PyTorch's ``WeightedRandomSampler``, as s3prl
-    balances the classes of keyword spotting). The optimizer is AdamW
+    balances the classes of keyword spotting). With ``eval_steps``, the model is scored after
+    every ``eval_steps`` updates instead of after every epoch (s3prl's ``eval_step``; epochs
+    run on across the rounds), and ``max_epochs`` and ``patience`` count these rounds. The
+    optimizer is AdamW
     (Loshchilov & Hutter 2019) with the weight decay of
     :func:`~speechssl.train.optimizer.parameter_groups`; gradients are clipped to
     ``settings.max_grad_norm`` when set.
@@ -136,7 +160,10 @@ def train_with_early_stopping(
         seed: seed of initialisation, dropout and data order.
         sample_weights: ``(num_train,)`` non-negative weights of drawing each training
             utterance; ``None`` visits each once per epoch.
+        eval_steps: updates between two validations; ``None``: one epoch.
     """
+    if eval_steps is not None and eval_steps < 1:
+        raise ValueError(f"eval_steps: expected an integer >= 1 or null, found {eval_steps}")
     if sample_weights is not None and sample_weights.shape != (num_train,):
         raise ValueError(
             f"sample_weights: expected shape ({num_train},), found {tuple(sample_weights.shape)}"
@@ -149,13 +176,14 @@ def train_with_early_stopping(
         scores: list[Score] = []
         best_epoch = 0
         best_state: dict[str, torch.Tensor] = {}
+        stream = _batch_stream(num_train, settings.batch_size, order, sample_weights)
         for epoch in range(1, settings.max_epochs + 1):
             model.train()
-            if sample_weights is None:
-                epoch_order = torch.randperm(num_train, generator=order)
+            if eval_steps is None:
+                batches = _epoch_batches(num_train, settings.batch_size, order, sample_weights)
             else:
-                epoch_order = torch.multinomial(sample_weights, num_train, replacement=True, generator=order)
-            for positions in epoch_order.split(settings.batch_size):
+                batches = itertools.islice(stream, eval_steps)
+            for positions in batches:
                 loss = batch_loss(model, positions)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -202,6 +230,8 @@ class HeadTrainingConfig:
         attention_dim: width of the attentive pooling's scoring layer.
         balanced: draw each epoch's training utterances with replacement, every class
             equally likely (s3prl's class-balanced sampling of keyword spotting).
+        eval_steps: validate after every this many updates (s3prl's ``eval_step``) instead of
+            after every epoch; ``max_epochs`` and ``patience`` then count these rounds.
         slot_separator: labels are slot values joined by this string (``|`` in
             ``activate|lights|kitchen``): the head gives one softmax per slot over the slot's
             ``train`` values, the loss is the sum of the slots' cross-entropies and a
@@ -223,6 +253,7 @@ class HeadTrainingConfig:
     pooling: Literal["mean", "attentive"] = "mean"
     attention_dim: int = 128
     balanced: bool = False
+    eval_steps: int | None = None
     slot_separator: str | None = None
 
     def __post_init__(self) -> None:
@@ -245,6 +276,8 @@ class HeadTrainingConfig:
         if self.lr_sweep is not None and len(self.lr_sweep) == 0:
             raise ValueError("lr_sweep: expected a non-empty list of learning rates or null, found []")
         check_stopping_settings(self)
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps: expected an integer >= 1 or null, found {self.eval_steps}")
         if self.slot_separator == "":
             raise ValueError("slot_separator: expected a non-empty string or null, found ''")
         if self.balanced and self.slot_separator is not None:
@@ -499,6 +532,7 @@ def fit_head(
         lr,
         seed,
         weights,
+        config.eval_steps,
     )
     return HeadFit(
         model=run.model,
