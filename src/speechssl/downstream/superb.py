@@ -13,8 +13,9 @@ best ``dev`` accuracy is scored once on ``test``.
 How the protocol is expressed here (:meth:`SuperbProtocol.head_config`), and where it
 departs from s3prl:
 
-- Adam without weight decay is AdamW with ``weight_decay=0``; the batch is s3prl's
-  ``train_batch_size × gradient_accumulate_steps`` (one update per batch, as in s3prl).
+- Adam without weight decay is AdamW with ``weight_decay=0``. The batch is s3prl's
+  ``train_batch_size × gradient_accumulate_steps`` at once: s3prl averages the accumulated
+  losses, which gives the same gradient per update.
 - ``total_steps`` updates with ``dev`` scored every ``eval_step`` updates are
   ``total_steps / eval_step`` rounds of ``eval_steps`` updates, with no early stopping
   (``patience`` = rounds): s3prl trains every step and keeps the best ``dev`` checkpoint
