@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
+from sklearn.metrics import accuracy_score
 from superb_fixtures import (
     KS_WORDS,
     VOX_SPEAKERS,
@@ -323,6 +324,8 @@ def test_intent_slots_are_one_softmax_each_and_right_only_when_all_are(tmp_path)
         "deactivate|lights|kitchen",
         "deactivate|lights|none",
     ]
+    truth = classes.decode(y)
+    assert accuracy == accuracy_score(truth, classes.decode(predicted)), "sklearn's accuracy of whole intents"
     expected = sum(
         torch.nn.functional.cross_entropy(chunk, y[:, k])
         for k, chunk in enumerate(logits.split([3, 2, 2], dim=1))
