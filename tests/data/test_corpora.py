@@ -27,6 +27,7 @@ def test_registry_names():
         "fluent_speech_commands",
         "speech_commands",
         "folder",
+        "pattern",
         "manifest",
     }
 

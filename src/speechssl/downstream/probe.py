@@ -7,13 +7,12 @@ shared corpora, with their own splits). Every layer's pooled features come from 
 column is then classified on ``train`` with the toolkit's one head trainer,
 :func:`~speechssl.downstream.training.train_utterance_classifier` (early stopping and
 learning rate on ``valid``, ``test`` scored once), on SUPERB's weighted sum of layers or
-on single layers, once per seed, beside the majority-class chance level.
+on single layers, once per seed, beside the chance level of the test labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ import torch
 
 from speechssl.data import SPLITS, Manifest
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
+from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream.base import Upstream
 
@@ -36,7 +36,8 @@ class ProbeRun:
         seed: seed of head initialisation and data order.
         value: test accuracy.
         valid_accuracy: validation accuracy of the chosen epoch (and learning rate).
-        chance: test accuracy of always predicting the most frequent ``train`` class.
+        chance: the chance level: the share of the most frequent ``test`` class, the accuracy of
+            the best constant predictor (:func:`~speechssl.downstream.metrics.chance_accuracy`).
         num_classes: classes seen in ``train``.
         num_train: ``train`` utterances (``num_valid`` and ``num_test`` likewise).
         best_epoch: epoch whose weights were kept.
@@ -126,8 +127,7 @@ def probe_label(
     features = {
         split: np.asarray(pooled.mean[:, indices, :], dtype=np.float32) for split, indices in rows.items()
     }
-    majority = Counter(labels["train"]).most_common(1)[0][0]
-    chance = float(np.mean(np.asarray(labels["test"]) == majority))
+    chance = chance_accuracy(labels["test"])
 
     runs = []
     for layer in layers:
