@@ -591,11 +591,12 @@ def _run_probe(args: argparse.Namespace) -> int:
 
     plan = _evaluation_plan(args, tasks=args.task)
     manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
-    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds)
+    output = Path(args.output) if args.output else None
+    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output)
     print(format_probe_table(rows))
     _print_cache_stats(plan)
-    if args.output:
-        print(f"results in {write_probe_results(rows, plan.head, Path(args.output))}")
+    if output is not None:
+        print(f"results in {write_probe_results(rows, plan.head, output)}")
     return 0
 
 
