@@ -11,6 +11,8 @@ import pytest
 import soundfile
 
 from speechssl.cli import main
+from speechssl.downstream.row import Row
+from speechssl.downstream.statistics import results_table, summarize
 
 EMOTIONS = {"ANG": 300.0, "HAP": 600.0, "SAD": 150.0}  # CREMA-D code -> tone of the fixture's utterances
 SPEAKERS = ("1001", "1002", "1003", "1004", "1005", "1006")
@@ -44,20 +46,27 @@ def test_three_commands_take_a_corpus_without_loader_to_a_report_with_speaker_fo
 
     assert main(["data", "manifest", str(corpus), "--pattern", "crema-d", "-o", str(manifest)]) == 0
     assert "wrote 36 utterances of 6 speakers" in capsys.readouterr().out
-    assert main(["data", "split", str(manifest), "--folds", "3", "-o", str(folds)]) == 0
-    assert "3 speaker-disjoint folds: 0: 12, 1: 12, 2: 12" in capsys.readouterr().out
-    benchmark = ["benchmark", "--upstreams", "fbank,mfcc", "--tasks", f"{folds}:emotion", "--seeds", "2"]
+    assert main(["data", "split", str(manifest), "--folds", "5", "-o", str(folds)]) == 0
+    counts = capsys.readouterr().out.splitlines()[0]
+    sizes = [
+        int(part.split(": ")[1]) for part in counts.removeprefix("5 speaker-disjoint folds: ").split(", ")
+    ]
+    assert sorted(sizes) == [6, 6, 6, 6, 12], "6 speakers of 6 files each, dealt to 5 folds"
+    benchmark = ["benchmark", "--tasks", f"{folds}:emotion", "--upstreams", "fbank,mfcc", "--seeds", "3"]
     benchmark += ["--output", str(output), "--cache-dir", str(tmp_path / "cache"), "max_epochs=5"]
     assert main(benchmark) == 0
 
     report = (output / "report.md").read_text()
-    assert "| emotion_crema_folds |" in report and "Paired tests against fbank" in report
+    assert "| emotion_crema_folds | test accuracy | the manifest's fold column (fold k tests" in report
+    assert "Paired tests against fbank" in report
     rows = sorted((output / "runs" / "mfcc" / "emotion_crema_folds").glob("seed_*.json"))
-    assert [path.name for path in rows] == ["seed_0.json", "seed_1.json"]
-    record = json.loads(rows[0].read_text())
-    assert len(record["fold_values"]) == 3 and record["value"] == pytest.approx(
-        np.mean(record["fold_values"])
+    assert [path.name for path in rows] == ["seed_0.json", "seed_1.json", "seed_2.json"]
+    records = [json.loads(path.read_text()) for path in rows]
+    assert all(
+        len(r["fold_values"]) == 5 and r["value"] == pytest.approx(np.mean(r["fold_values"])) for r in records
     )
+    summary = results_table([Row.from_dict(record) for record in records])["emotion_crema_folds"]["mfcc"]
+    assert summary == summarize(np.ravel([r["fold_values"] for r in records])), "the CI is over folds x seeds"
     stamps = [path.stat().st_mtime_ns for path in rows]
     capsys.readouterr()
     assert main(benchmark) == 0  # a rerun reads the finished seeds back
@@ -84,3 +93,11 @@ def test_speaker_folds_option_and_bad_specs(tmp_path, capsys):
         main(["benchmark", "--tasks", f"{manifest}:emotion:folds=3", "--output", str(tmp_path), *common]) == 2
     )
     assert "unknown option 'folds=3' (expected speaker-folds=K)" in capsys.readouterr().err
+    # speaker-disjoint train/valid/test in the split column: one fold, the split as written
+    split = tmp_path / "crema_split.csv"
+    assert main(["data", "split", str(manifest), "--valid", "0.2", "--test", "0.2", "-o", str(split)]) == 0
+    assert "speaker-disjoint splits: test=6, train=24, valid=6" in capsys.readouterr().out
+    assert main(["benchmark", "--tasks", f"{split}:emotion", "--output", str(tmp_path / "o4"), *common]) == 0
+    assert (
+        "| emotion_crema_split | test accuracy | the manifest's own split column |" in capsys.readouterr().out
+    )

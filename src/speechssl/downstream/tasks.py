@@ -396,10 +396,6 @@ def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
     return list(SUITES[suite])
 
 
-def _fold_column_or_splits(manifest: Manifest) -> list[Manifest]:
-    return folds_from_column(manifest) if FOLD_COLUMN in manifest.label_columns else [manifest]
-
-
 @dataclass(frozen=True)
 class ManifestTask(UtteranceTask):
     """Utterance classification of a label column of the user's own manifest, from a spec
@@ -440,26 +436,37 @@ def manifest_task(spec: str) -> ManifestTask:
     ``_speaker<K>folds``). With ``speaker-folds=K`` the manifest is re-split into ``K``
     speaker-disjoint folds (:func:`~speechssl.data.splits.group_folds`).
 
+    Without it, the manifest's ``fold`` column (``speechssl data split --folds``) gives the
+    folds (:func:`~speechssl.data.splits.folds_from_column`), or else its ``split`` column is used.
+
     Raises:
         ValueError: a spec without a label, an unknown option, or a name that a registered
             task already has.
+        FileNotFoundError: no manifest at ``PATH``.
     """
     path, _, rest = spec.partition(":")
     label, *options = rest.split(":") if rest else [""]
     if not label:
         raise ValueError(f"task {spec!r}: expected PATH:LABEL[:speaker-folds=K], e.g. my.csv:emotion")
-    folds: FoldMaker = _fold_column_or_splits
-    rule = (
-        f"the manifest's {FOLD_COLUMN} column (speaker-disjoint folds) if it has one, else its split column"
-    )
     name = f"{label}_{Path(path).stem}"
-    for option in options:
-        key, _, value = option.partition("=")
-        if key != "speaker-folds" or not value.isdigit():
-            raise ValueError(f"task {spec!r}: unknown option {option!r} (expected speaker-folds=K)")
-        folds = partial(group_folds, folds=int(value))
-        rule = f"{value} speaker-disjoint folds (fold k tests, k+1 validates), averaged"
+    if options:
+        key, _, value = options[0].partition("=")
+        if len(options) > 1 or key != "speaker-folds" or not value.isdigit():
+            raise ValueError(
+                f"task {spec!r}: unknown option {':'.join(options)!r} (expected speaker-folds=K)"
+            )
+        folds: FoldMaker = partial(group_folds, folds=int(value))
+        rule = (
+            f"{value} speaker-disjoint folds made from the manifest (fold k tests, k+1 validates), averaged"
+        )
         name += f"_speaker{value}folds"
+    elif FOLD_COLUMN in Manifest.load(path).label_columns:
+        folds, rule = (
+            folds_from_column,
+            f"the manifest's {FOLD_COLUMN} column (fold k tests, k+1 validates), averaged",
+        )
+    else:
+        folds, rule = _as_is, "the manifest's own split column"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
     if name in available_tasks():
         raise ValueError(f"task {spec!r}: its name {name!r} is a registered task's; rename the manifest")
