@@ -93,6 +93,20 @@ def test_speaker_folds_option_and_bad_specs(tmp_path, capsys):
         main(["benchmark", "--tasks", f"{manifest}:emotion:folds=3", "--output", str(tmp_path), *common]) == 2
     )
     assert "unknown option 'folds=3' (expected speaker-folds=K)" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "benchmark",
+                "--tasks",
+                f"{manifest}:speaker:speaker-folds=3",
+                "--output",
+                str(tmp_path),
+                *common,
+            ]
+        )
+        == 2
+    )
+    assert "speaker-disjoint folds leave no test speaker seen in training" in capsys.readouterr().err
     # speaker-disjoint train/valid/test in the split column: one fold, the split as written
     split = tmp_path / "crema_split.csv"
     assert main(["data", "split", str(manifest), "--valid", "0.2", "--test", "0.2", "-o", str(split)]) == 0

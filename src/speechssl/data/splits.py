@@ -19,7 +19,7 @@ from collections.abc import Hashable, Sequence
 
 from speechssl.data.manifest import Manifest, Utterance
 
-FOLD_COLUMN = "fold"  # the label column of a manifest's group folds (``speechssl data split --folds``)
+FOLD_COLUMN = "fold"  # the label column of a manifest's group folds (:func:`with_fold_column`)
 
 
 def hash_order(keys: Sequence[str], seed: int) -> list[str]:

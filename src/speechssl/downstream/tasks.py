@@ -403,7 +403,7 @@ class ManifestTask(UtteranceTask):
 
     Protocol: speechssl's own (there is no published one for a user's corpus): the head,
     seeds, early stopping and report of every utterance task; the manifest's ``fold`` column
-    (``speechssl data split --folds``) or ``speaker-folds=K`` gives speaker-disjoint folds
+    (:func:`~speechssl.data.splits.with_fold_column`) or ``speaker-folds=K`` gives speaker-disjoint folds
     (fold ``k`` tests, ``k+1`` validates, the rest trains), each a dimension of the statistics
     beside the seeds; otherwise its ``split`` column is used as is.
     """
@@ -436,12 +436,12 @@ def manifest_task(spec: str) -> ManifestTask:
     ``_speaker<K>folds``). With ``speaker-folds=K`` the manifest is re-split into ``K``
     speaker-disjoint folds (:func:`~speechssl.data.splits.group_folds`).
 
-    Without it, the manifest's ``fold`` column (``speechssl data split --folds``) gives the
+    Without it, the manifest's ``fold`` column (:func:`~speechssl.data.splits.with_fold_column`) gives the
     folds (:func:`~speechssl.data.splits.folds_from_column`), or else its ``split`` column is used.
 
     Raises:
-        ValueError: a spec without a label, an unknown option, or a name that a registered
-            task already has.
+        ValueError: a spec without a label, an unknown option, ``speaker-folds`` for the
+            ``speaker`` column, or a name that a registered task already has.
         FileNotFoundError: no manifest at ``PATH``.
     """
     path, _, rest = spec.partition(":")
@@ -455,6 +455,8 @@ def manifest_task(spec: str) -> ManifestTask:
             raise ValueError(
                 f"task {spec!r}: unknown option {':'.join(options)!r} (expected speaker-folds=K)"
             )
+        if label == "speaker":
+            raise ValueError(f"task {spec!r}: speaker-disjoint folds leave no test speaker seen in training")
         folds: FoldMaker = partial(group_folds, folds=int(value))
         rule = (
             f"{value} speaker-disjoint folds made from the manifest (fold k tests, k+1 validates), averaged"

@@ -136,7 +136,8 @@ def resolve_pattern(pattern: str) -> NamedPattern:
     if "{" not in pattern and "(?P<" not in pattern:
         raise ValueError(
             f"pattern {pattern!r}: expected one of {', '.join(NAMED_PATTERNS)}, a format such as "
-            "'{speaker}_{emotion}_{}' or a regular expression with named groups"
+            "'{speaker}_{emotion}_{}' or a regular expression with named groups (corpora with a loader "
+            "of their own, e.g. ravdess, are read by that loader)"
         )
     return NamedPattern(pattern)
 
