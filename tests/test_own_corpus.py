@@ -86,9 +86,11 @@ def test_speaker_folds_option_and_bad_specs(tmp_path, capsys):
     assert (
         main(["benchmark", "--tasks", f"{manifest}:emotion", "--output", str(tmp_path / "o2"), *common]) == 2
     )
-    assert "the split column has no valid/test rows" in capsys.readouterr().err
+    assert "the split column needs train, valid and test rows (valid chooses" in capsys.readouterr().err
     assert main(["benchmark", "--tasks", f"{manifest}:mood", "--output", str(tmp_path / "o3"), *common]) == 2
-    assert "has no column 'mood' (label columns: sentence, emotion, level)" in capsys.readouterr().err
+    assert "expected a label column of the manifest, found ['emotion', 'level', 'sentence', 'speaker']" in (
+        capsys.readouterr().err
+    )
     assert (
         main(["benchmark", "--tasks", f"{manifest}:emotion:folds=3", "--output", str(tmp_path), *common]) == 2
     )

@@ -17,7 +17,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
-from speechssl.data.manifest import Manifest, Utterance
+from speechssl.data.manifest import SPLITS, Manifest, Utterance
 
 FOLD_COLUMN = "fold"  # the label column of a manifest's group folds (:func:`with_fold_column`)
 
@@ -202,3 +202,31 @@ def folds_from_column(manifest: Manifest, column: str = FOLD_COLUMN) -> list[Man
             f"column {column!r}: expected fold numbers 0 … K-1 with K >= 3, found {sorted(found, key=str)}"
         )
     return _folds_of(manifest, [int(value) for value in values], len(found))
+
+
+def require_label(manifest: Manifest, column: str, where: str) -> None:
+    """Check that ``column`` is ``speaker`` or a label column of ``manifest``.
+
+    Raises:
+        ValueError: naming ``where`` (the task, the file) and the columns there are.
+    """
+    if column != "speaker" and column not in manifest.label_columns:
+        raise ValueError(
+            f"{where}: expected a label column of the manifest, found {sorted({'speaker', *manifest.label_columns})}"
+        )
+
+
+def require_splits(manifest: Manifest, where: str) -> dict[str, list[int]]:
+    """``manifest``'s rows per split (:meth:`Manifest.split_rows`), checked to hold ``train``,
+    ``valid`` (which chooses a head's epoch and learning rate) and ``test`` rows.
+
+    Raises:
+        ValueError: naming ``where`` and the splits found.
+    """
+    rows = manifest.split_rows()
+    if not all(rows[split] for split in SPLITS):
+        raise ValueError(
+            f"{where}: the split column needs train, valid and test rows (valid chooses the epoch and "
+            f"learning rate), found {sorted(manifest.counts('split'))}"
+        )
+    return rows

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from speechssl.data import SPLITS, Manifest
+from speechssl.data import Manifest
+from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
 from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
@@ -82,17 +83,6 @@ def extract_pooled_features(
     )
 
 
-def _split_rows(manifest: Manifest, task: str) -> dict[str, list[int]]:
-    rows = manifest.split_rows()
-    empty = [split for split in SPLITS if len(rows[split]) == 0]
-    if empty:
-        raise ValueError(
-            f"task {task!r}: the manifest's split column needs train, valid and test rows (valid chooses "
-            f"the epoch and learning rate), found {sorted(manifest.counts('split'))}"
-        )
-    return rows
-
-
 def probe_label(
     pooled: PooledFeatures,
     manifest: Manifest,
@@ -116,12 +106,8 @@ def probe_label(
             ``valid``/``test`` hold a class that ``train`` lacks.
     """
     config = config or HeadTrainingConfig()
-    if task != "speaker" and task not in manifest.label_columns:
-        raise ValueError(
-            f"task {task!r}: expected a label column of the manifest, found "
-            f"{sorted({'speaker', *manifest.label_columns})}"
-        )
-    rows = _split_rows(manifest, task)
+    require_label(manifest, task, f"task {task!r}")
+    rows = require_splits(manifest, f"task {task!r}")
     column = np.asarray(manifest.column(task), dtype=object).astype(str)
     labels = {split: column[indices].tolist() for split, indices in rows.items()}
     features = {

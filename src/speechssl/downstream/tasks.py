@@ -38,6 +38,7 @@ from speechssl.data import (
     within_group_split,
 )
 from speechssl.data.manifest import MANIFEST_SUFFIXES
+from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
@@ -410,21 +411,15 @@ class ManifestTask(UtteranceTask):
 
     def load(self, data_root: str | Path) -> Manifest:
         """The manifest file (``folder`` holds its absolute path), checked against the task's
-        label and folds, so that a wrong spec fails before any feature is extracted."""
+        label and folds (as ``probe`` checks its manifest), so that a wrong spec fails before
+        any feature is extracted."""
         manifest = load_corpus(self.corpus, self.folder)
-        if self.label != "speaker" and self.label not in manifest.label_columns:
-            raise ValueError(
-                f"task {self.name!r}: {self.folder} has no column {self.label!r} "
-                f"(label columns: {', '.join(manifest.label_columns) or 'none'})"
+        require_label(manifest, self.label, f"task {self.name!r}: {self.folder}")
+        folds = self.folds(manifest)
+        for k, fold in enumerate(folds):
+            require_splits(
+                fold, f"task {self.name!r}: {self.folder}" + (f", fold {k}" if len(folds) > 1 else "")
             )
-        for k, fold in enumerate(self.folds(manifest)):
-            empty = [split for split, rows in fold.split_rows().items() if not rows]
-            if empty:
-                where = f"fold {k}" if FOLD_COLUMN in manifest.label_columns else "the split column"
-                raise ValueError(
-                    f"task {self.name!r}: {self.folder}: {where} has no {'/'.join(empty)} rows; expected "
-                    f"train, valid and test (write them with speechssl data split)"
-                )
         return manifest
 
 
