@@ -29,6 +29,11 @@ def test_codes_map_to_shared_emotion_names():
     assert parse_path("YAF_dog_ps", "tess")["emotion"] == "surprised"
     assert parse_path("JK_su15", "savee") == {"speaker": "JK", "emotion": "surprised", "sentence": "15"}
     assert parse_path("JK_sa03", "savee")["emotion"] == "sad"
+    assert parse_path("AudioData/KL/n30", "savee") == {
+        "speaker": "KL",
+        "emotion": "neutral",
+        "sentence": "30",
+    }
     assert parse_path("16b10Wb", "emodb")["emotion"] == "angry"
     assert parse_path("1091_WSI_SAD_HI", "crema-d")["emotion"] == "sad"
 

@@ -20,7 +20,7 @@ agree across corpora as they do with RAVDESS (read by its own loader,
 - ``tess``: Pichora-Fuller & Dupuis, *Toronto Emotional Speech Set (TESS)*, 2020:
   ``OAF_back_angry.wav``.
 - ``savee``: Haq & Jackson, *Surrey Audio-Visual Expressed Emotion (SAVEE)*, 2009:
-  ``DC_a01.wav``.
+  ``DC_a01.wav``, or ``AudioData/DC/a01.wav`` as distributed.
 - ``emodb``: Burkhardt et al., *A Database of German Emotional Speech*, Interspeech 2005:
   ``03a01Fa.wav`` (speaker, text, emotion letter, version).
 - ``speech-commands``: Warden, arXiv:1804.03209, 2018: ``word/speaker_nohash_n.wav``.
@@ -73,7 +73,7 @@ NAMED_PATTERNS: dict[str, NamedPattern] = {
         "OAF_back_angry.wav",
     ),
     "savee": NamedPattern(
-        r"(?P<speaker>[A-Za-z]+)_(?P<emotion>[a-z]+?)(?P<sentence>\d+)",
+        r"(?P<speaker>[A-Za-z]+)[_/](?P<emotion>[a-z]+?)(?P<sentence>\d+)",
         {
             "emotion": {
                 "a": "angry", "d": "disgust", "f": "fearful", "h": "happy", "n": "neutral", "sa": "sad",
