@@ -21,6 +21,7 @@ from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_com
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands
 from speechssl.data.manifest import Manifest
@@ -35,6 +36,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
     "folder": load_folder,
+    "pattern": load_pattern,
     "manifest": load_manifest_file,
 }
 
@@ -77,6 +79,7 @@ def load_corpus(
 
 
 __all__ = [
+    "NAMED_PATTERNS",
     "CorpusLoader",
     "available_corpora",
     "detect_corpus",
@@ -87,6 +90,7 @@ __all__ = [
     "load_fsdd",
     "load_librispeech",
     "load_manifest_file",
+    "load_pattern",
     "load_ravdess",
     "load_speech_commands",
 ]
