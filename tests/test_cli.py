@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from speechssl.cli import main, with_flags
+from speechssl.upstream import build_upstream
 
 
 def test_data_list_names_every_native_corpus(capsys):
@@ -86,7 +87,19 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     assert {(r["upstream"], r["task"], r["n"]) for r in summary} == {
         (str(run), "gender", 2), (str(run), "word", 2), ("fbank", "gender", 2), ("fbank", "word", 2)
     }  # fmt: skip
-    assert len(list((results / "runs").rglob("seed_*.json"))) == 8
+    # every layer's rows are kept ('best' is chosen from them), so a rerun trains nothing
+    layers = build_upstream(str(run)).num_layers + build_upstream("fbank").num_layers
+    kept = sorted((results / "runs").rglob("seed_*.json"))
+    assert len(kept) == layers * 2 * 2
+    stamps = [path.stat().st_mtime_ns for path in kept]
+    assert (
+        main([*args, *upstreams, "--layer", "best", "--seeds", "2", "--output", str(results), "max_epochs=5"])
+        == 0
+    )
+    assert "feature cache: 0 hit(s), 0 miss(es)" in capsys.readouterr().out
+    assert sum(s != path.stat().st_mtime_ns for s, path in zip(stamps, kept, strict=True)) == 8, (
+        "best rows rewritten only"
+    )
     assert main([*args, "--upstream", "fbank", "head=svm"]) == 2
     assert (
         "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"

@@ -24,8 +24,29 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
 
     manifest = data_sub.add_parser("manifest", help="build a manifest (CSV or JSONL) from a corpus folder")
     manifest.add_argument("root", help="corpus folder in its native layout")
-    manifest.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    which = manifest.add_mutually_exclusive_group()
+    which.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    which.add_argument(
+        "--pattern",
+        help="take the speaker and labels from each file's path: a named layout (crema-d, tess, savee, "
+        "emodb, speech-commands), a format like '{speaker}_{sentence}_{emotion}_{}' or a regex with named groups",
+    )
     manifest.add_argument("-o", "--output", required=True, help="manifest file to write (.csv or .jsonl)")
+
+    split = data_sub.add_parser(
+        "split",
+        help="re-split a manifest speaker-disjointly: train/valid/test, or k folds in a 'fold' column",
+    )
+    split.add_argument("manifest", help="manifest file (.csv or .jsonl)")
+    split.add_argument("-o", "--output", required=True, help="manifest file to write (.csv or .jsonl)")
+    split.add_argument(
+        "--folds", type=int, help="k speaker-disjoint folds (fold k tests, k+1 validates); default: one split"
+    )
+    split.add_argument("--valid", type=float, default=0.1, help="share of speakers in valid (no --folds)")
+    split.add_argument("--test", type=float, default=0.2, help="share of speakers in test (no --folds)")
+    split.add_argument("--group", default="speaker", help="column whose values never span two splits")
+    split.add_argument("--stratify", help="a column constant within each group to balance (e.g. gender)")
+    split.add_argument("--seed", type=int, default=0, help="seed of the group order")
 
     validate = data_sub.add_parser(
         "validate", help="report counts, durations, label sets and bad files of a corpus folder or manifest"
@@ -354,6 +375,10 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
 OPTION_FLAGS = {
     "corpora": "--corpora",
     "data_root": "--data-root",
+    "folds": "--folds",
+    "stratify": "--stratify",
+    "valid_fraction": "--valid",
+    "test_fraction": "--test",
     "frame_rate_of": "--frame-rate-of",
     "lambdas": "--lambdas",
     "layer": "--layer",
@@ -426,9 +451,43 @@ def _run_data(args: argparse.Namespace) -> int:
             print(f"{name:24s} {summary}")
         return 0
     if args.data_command == "manifest":
-        manifest = _load_corpus(args.root, args.corpus)
+        from speechssl.data import BadFileSummary, load_corpus
+
+        bad_files = BadFileSummary()
+        if args.pattern:
+            manifest = load_corpus("pattern", args.root, bad_files, pattern=args.pattern)
+        else:
+            manifest = _load_corpus(args.root, args.corpus)
         manifest.save(args.output)
-        print(f"wrote {len(manifest)} utterances to {args.output}")
+        labels = ", ".join(f"{c} ({len(manifest.counts(c))} values)" for c in manifest.label_columns)
+        print(
+            f"wrote {len(manifest)} utterances of {len(manifest.counts('speaker'))} speakers to {args.output}"
+            f"; labels: {labels or 'none'}"
+        )
+        if bad_files:
+            print(bad_files.format(limit=5))
+        return 0
+    if args.data_command == "split":
+        from speechssl.data import Manifest, group_disjoint_split, with_fold_column
+
+        manifest = Manifest.load(args.manifest)
+        if args.folds is not None:
+            manifest = with_fold_column(manifest, args.folds, args.group, args.stratify, args.seed)
+            counts = manifest.counts("fold")
+            print(
+                f"{args.folds} {args.group}-disjoint folds: "
+                + ", ".join(f"{k}: {n}" for k, n in counts.items())
+            )
+        else:
+            manifest = group_disjoint_split(
+                manifest, args.valid, args.test, args.group, args.stratify, args.seed
+            )
+            print(
+                f"{args.group}-disjoint splits: "
+                + ", ".join(f"{k}={n}" for k, n in manifest.counts("split").items())
+            )
+        manifest.save(args.output)
+        print(f"wrote {args.output}")
         return 0
     if args.data_command == "validate":
         from speechssl.data import BadFileSummary, validate_manifest
@@ -538,11 +597,12 @@ def _run_probe(args: argparse.Namespace) -> int:
 
     plan = _evaluation_plan(args, tasks=args.task)
     manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
-    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds)
+    output = Path(args.output) if args.output else None
+    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output)
     print(format_probe_table(rows))
     _print_cache_stats(plan)
-    if args.output:
-        print(f"results in {write_probe_results(rows, plan.head, Path(args.output))}")
+    if output is not None:
+        print(f"results in {write_probe_results(rows, plan.head, output)}")
     return 0
 
 

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sklearn.dummy import DummyClassifier
 
 from speechssl.downstream.metrics import (
     accuracy,
+    chance_accuracy,
     character_error_rate,
     cosine_scores,
     dtw_align,
@@ -268,3 +270,19 @@ def test_mtwv_matches_the_definition(scores: np.ndarray, data: st.DataObject, be
             values.append(misses + beta * false_alarms)
         best = max(best, 1.0 - float(np.mean(values)))
     assert maximum_term_weighted_value(scores, relevant, beta=beta) == pytest.approx(best, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("train", "test"),
+    [
+        (["a", "a", "a", "b"], ["b", "b", "c"]),  # train's majority absent from test: not 0
+        (["a", "b"], ["a", "a", "b", "c"]),
+        (["x"], ["x"]),
+    ],
+)
+def test_chance_is_the_best_constant_predictor_on_test(train: list[str], test: list[str]) -> None:
+    reference = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(test), 1)), test)
+    assert chance_accuracy(test) == pytest.approx(reference.score(np.zeros((len(test), 1)), test))
+    assert chance_accuracy(test) >= max(np.mean(np.asarray(test) == label) for label in set(train))
+    with pytest.raises(ValueError, match="expected non-empty 1-D"):
+        chance_accuracy([])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from speechssl.downstream.row import Row
 from speechssl.downstream.statistics import Summary, group_by_seed, paired_test, results_table, summarize
 
 
@@ -128,3 +130,31 @@ def test_results_table_rejects_bad_rows() -> None:
         results_table([{"upstream": "bt", "task": "ks", "seed": 0}])
     with pytest.raises(ValueError, match="metric='eer'"):
         results_table([row("bt", "ks", 0, 0.9)], metric="eer")
+
+
+def test_folds_are_a_dimension_beside_seeds() -> None:
+    rows = [
+        Row("er", seed, "accuracy", float(np.mean(folds)), extras={"fold_values": folds}, upstream=upstream)
+        for upstream, per_seed in {
+            "a": [[0.5, 0.7, 0.6], [0.6, 0.8, 0.7]],
+            "b": [[0.4, 0.6, 0.5], [0.4, 0.7, 0.5]],
+        }.items()
+        for seed, folds in enumerate(per_seed)
+    ]
+    by_seed = group_by_seed(rows)
+    assert by_seed["er"]["a"] == {
+        (0, 0): 0.5,
+        (0, 1): 0.7,
+        (0, 2): 0.6,
+        (1, 0): 0.6,
+        (1, 1): 0.8,
+        (1, 2): 0.7,
+    }
+    summary = results_table(rows)["er"]["a"]
+    # six values, not the two fold means: the interval uses t with 5 degrees of freedom
+    assert summary == summarize([0.5, 0.7, 0.6, 0.6, 0.8, 0.7]) and summary.n == 6
+    assert summary.ci_high - summary.ci_low < summarize([0.6, 0.7]).ci_high - summarize([0.6, 0.7]).ci_low
+    one_fold = Row("ks", 0, "accuracy", 0.9, extras={"fold_values": [0.9]}, upstream="a")
+    assert group_by_seed([one_fold])["ks"]["a"] == {0: 0.9}
+    with pytest.raises(ValueError, match="found seed 0 twice"):
+        group_by_seed([rows[0], rows[0]])

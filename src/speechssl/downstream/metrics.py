@@ -2,7 +2,7 @@
 Universal PERformance Benchmark", Interspeech 2021).
 
 * Classification (keyword spotting, speaker identification, gender, emotion):
-  accuracy and macro-averaged F1.
+  accuracy and macro-averaged F1, beside the chance level of the test labels.
 * Speaker verification: equal error rate and the normalised minimum detection cost of
   the NIST SRE / VoxCeleb evaluations, from trial scores and binary target labels.
 * ASR: corpus-level word and character error rates (jiwer).
@@ -59,6 +59,28 @@ def accuracy(predictions: ArrayLike, targets: ArrayLike) -> float:
     """
     predictions, targets = _paired_labels(predictions, targets)
     return float(accuracy_score(targets, predictions))
+
+
+def chance_accuracy(targets: ArrayLike) -> float:
+    """The chance level of a classification test set: the accuracy of the best constant predictor,
+    i.e. the share of its most frequent class (scikit-learn's ``DummyClassifier("most_frequent")``
+    fitted and scored on ``targets``).
+
+    It depends on the test labels alone, so it never drops to 0 when the training set's most
+    frequent class is absent from test, and it is the floor any head can reach by ignoring
+    its input.
+
+    Args:
+        targets: ``(utterances,)`` reference class labels of the test set.
+
+    Raises:
+        ValueError: if ``targets`` is not 1-D or is empty.
+    """
+    targets = np.asarray(targets)
+    if targets.ndim != 1 or len(targets) == 0:
+        raise ValueError(f"expected non-empty 1-D (utterances,) targets, found shape {targets.shape}")
+    _, counts = np.unique(targets, return_counts=True)
+    return float(counts.max() / len(targets))
 
 
 def macro_f1(predictions: ArrayLike, targets: ArrayLike) -> float:
@@ -428,6 +450,7 @@ def maximum_term_weighted_value(scores: ArrayLike, relevant: ArrayLike, beta: fl
 __all__ = [
     "DTWAlignment",
     "accuracy",
+    "chance_accuracy",
     "character_error_rate",
     "cosine_scores",
     "dtw_align",

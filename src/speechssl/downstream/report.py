@@ -104,7 +104,7 @@ def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequenc
     by_seed = group_by_seed(rows)
     tables = [
         ReportTable(
-            "Results (mean ± std [95% confidence interval] over seeds)",
+            "Results (mean ± std [95% confidence interval] over seeds, × folds where a task has folds)",
             ["task", "metric", "split", *upstreams],
             [
                 [task.name, task.metric.title, task.split_rule]
@@ -194,7 +194,7 @@ def write_report(
             plot_layer_weights(weights, output / f"layer_weights_{task.name}.png")
             figures.append((f"learnt layer weights, {task.name}", f"layer_weights_{task.name}.png"))
 
-    seeds = len(next(iter(by_seed.values()))[upstreams[0]])
+    seeds = len({row.seed for row in rows})
     seed_note = " ".join(dict.fromkeys(type(task).seed_meaning for task in tasks))
     intro = f"{len(upstreams)} upstreams, {len(tasks)} tasks, {seeds} seeds. {seed_note}"
     tables = [*context, *report_tables(rows, tasks, upstreams)]

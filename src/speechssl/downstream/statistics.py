@@ -4,7 +4,10 @@ Each (upstream, task) pair is evaluated with several seeds (downstream initialis
 data order). :func:`summarize` gives the mean and a t interval over seeds;
 :func:`paired_test` compares two upstreams evaluated on the *same* seeds, pairing the
 runs by seed (Dror et al., "The Hitchhiker's Guide to Testing Statistical Significance in
-Natural Language Processing", ACL 2018, for the choice between the two tests).
+Natural Language Processing", ACL 2018, for the choice between the two tests). A task
+evaluated over several folds (e.g. speaker-disjoint folds, as SUPERB's emotion task over IEMOCAP
+sessions) contributes one value per (seed, fold): folds are a dimension of the sample beside
+seeds (:func:`group_by_seed`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from scipy import stats
 from speechssl.downstream.row import Row
 
 ROW_KEYS = ("upstream", "task", "metric", "seed", "value")
+FOLD_VALUES = "fold_values"  # the extras key of a row's per-fold test values
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,10 @@ def paired_test(a: ArrayLike, b: ArrayLike, method: Literal["wilcoxon", "ttest"]
 def group_by_seed(
     rows: Iterable[Row | Mapping[str, Any]], metric: str | None = None
 ) -> dict[str, dict[str, dict[Hashable, float]]]:
-    """Per-seed values nested as ``{task: {upstream: {seed: value}}}``.
+    """Per-seed values nested as ``{task: {upstream: {seed: value}}}``; a row of several folds
+    (``fold_values``, e.g. speaker-disjoint folds) gives one value per ``(seed, fold)`` instead, so that
+    means, confidence intervals and paired tests are taken over folds × seeds, not over the seeds'
+    fold averages alone (the folds' test speakers are a source of variance of their own).
 
     Args:
         rows: :class:`~speechssl.downstream.row.Row` objects, or records with the keys
@@ -194,12 +201,16 @@ def group_by_seed(
                 f"{task_metrics[task]!r} and {row['metric']!r}"
             )
         seeds = grouped.setdefault(task, {}).setdefault(row["upstream"], {})
-        if row["seed"] in seeds:
+        if row["seed"] in seeds or (row["seed"], 0) in seeds:
             raise ValueError(
                 f"row {index}: expected one value per seed, found seed {row['seed']!r} twice for "
                 f"upstream {row['upstream']!r}, task {task!r}, metric {row['metric']!r}"
             )
-        seeds[row["seed"]] = float(row["value"])
+        folds = row.get(FOLD_VALUES) or []
+        if len(folds) > 1:
+            seeds.update({(row["seed"], fold): float(value) for fold, value in enumerate(folds)})
+        else:
+            seeds[row["seed"]] = float(row["value"])
     if not grouped:
         raise ValueError(f"expected at least one result row (metric={metric!r}), found none")
     return grouped

@@ -20,6 +20,7 @@ training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,12 +31,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from speechssl.data import (
+    FOLD_COLUMN,
     Manifest,
+    folds_from_column,
     group_disjoint_split,
     group_folds,
     load_corpus,
     within_group_split,
 )
+from speechssl.data.manifest import MANIFEST_SUFFIXES
+from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
@@ -509,9 +514,87 @@ def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
     return select_suite(suite, data_root)[0]
 
 
+@dataclass(frozen=True)
+class ManifestTask(UtteranceTask):
+    """Utterance classification of a label column of the user's own manifest, from a spec
+    ``PATH:LABEL[:speaker-folds=K]`` (:func:`manifest_task`).
+
+    Protocol: speechssl's own (there is no published one for a user's corpus): the head,
+    seeds, early stopping and report of every utterance task; the manifest's ``fold`` column
+    (:func:`~speechssl.data.splits.with_fold_column`) or ``speaker-folds=K`` gives speaker-disjoint folds
+    (fold ``k`` tests, ``k+1`` validates, the rest trains), each a dimension of the statistics
+    beside the seeds; otherwise its ``split`` column is used as is.
+    """
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The manifest file (``folder`` holds its absolute path), checked against the task's
+        label and folds (as ``probe`` checks its manifest), so that a wrong spec fails before
+        any feature is extracted."""
+        manifest = load_corpus(self.corpus, self.folder)
+        require_label(manifest, self.label, f"task {self.name!r}: {self.folder}")
+        folds = self.folds(manifest)
+        for k, fold in enumerate(folds):
+            require_splits(
+                fold, f"task {self.name!r}: {self.folder}" + (f", fold {k}" if len(folds) > 1 else "")
+            )
+        return manifest
+
+
+def manifest_task(spec: str) -> ManifestTask:
+    """The task of a spec ``PATH:LABEL[:speaker-folds=K]``: classify column ``LABEL`` of the
+    manifest at ``PATH`` (``.csv``/``.jsonl``, relative to the working folder).
+
+    Its name, used in the report and result folders, is ``<LABEL>_<manifest stem>`` (plus
+    ``_speaker<K>folds``). With ``speaker-folds=K`` the manifest is re-split into ``K``
+    speaker-disjoint folds (:func:`~speechssl.data.splits.group_folds`).
+
+    Without it, the manifest's ``fold`` column (:func:`~speechssl.data.splits.with_fold_column`) gives the
+    folds (:func:`~speechssl.data.splits.folds_from_column`), or else its ``split`` column is used.
+
+    Raises:
+        ValueError: a spec without a label, an unknown option, ``speaker-folds`` for the
+            ``speaker`` column, or a name that a registered task already has.
+        FileNotFoundError: no manifest at ``PATH``.
+    """
+    path, _, rest = spec.partition(":")
+    label, *options = rest.split(":") if rest else [""]
+    if not label:
+        raise ValueError(f"task {spec!r}: expected PATH:LABEL[:speaker-folds=K], e.g. my.csv:emotion")
+    name = f"{label}_{Path(path).stem}"
+    if options:
+        key, _, value = options[0].partition("=")
+        if len(options) > 1 or key != "speaker-folds" or not value.isdigit():
+            raise ValueError(
+                f"task {spec!r}: unknown option {':'.join(options)!r} (expected speaker-folds=K)"
+            )
+        if label == "speaker":
+            raise ValueError(f"task {spec!r}: speaker-disjoint folds leave no test speaker seen in training")
+        folds: FoldMaker = partial(group_folds, folds=int(value))
+        rule = (
+            f"{value} speaker-disjoint folds made from the manifest (fold k tests, k+1 validates), averaged"
+        )
+        name += f"_speaker{value}folds"
+    elif FOLD_COLUMN in Manifest.load(path).label_columns:
+        folds, rule = (
+            folds_from_column,
+            f"the manifest's {FOLD_COLUMN} column (fold k tests, k+1 validates), averaged",
+        )
+    else:
+        folds, rule = _as_is, "the manifest's own split column"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if name in available_tasks():
+        raise ValueError(f"task {spec!r}: its name {name!r} is a registered task's; rename the manifest")
+    return ManifestTask(name, "manifest", str(Path(path).absolute()), label, rule, folds)
+
+
 def get_task(name: str) -> Task:
-    """The registered task called ``name``."""
+    """The registered task called ``name``, or the task of a manifest spec
+    ``PATH.csv:LABEL[:speaker-folds=K]`` (:func:`manifest_task`)."""
     tasks = available_tasks()
-    if name not in tasks:
-        raise ValueError(f"unknown task {name!r} (expected one of: {', '.join(tasks)})")
-    return tasks[name]
+    if name in tasks:
+        return tasks[name]
+    if Path(name.partition(":")[0]).suffix.lower() in MANIFEST_SUFFIXES:
+        return manifest_task(name)
+    raise ValueError(
+        f"unknown task {name!r} (expected one of: {', '.join(tasks)}, or a manifest spec PATH.csv:LABEL)"
+    )

@@ -148,7 +148,8 @@ def run_comparison(
         lines.append(f"| {task} | {metric[task]} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"p: two-sided Wilcoxon signed-rank test over paired seeds; differences with p < {SIGNIFICANCE} "
+        "p: two-sided Wilcoxon signed-rank test over paired seeds (× folds where a task has folds); "
+        f"differences with p < {SIGNIFICANCE} "
         "are unlikely to be seed noise.",
         "",
         "## Aim",

@@ -22,6 +22,7 @@ from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.iemocap import load_iemocap
 from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands, load_speech_commands_superb
 from speechssl.data.corpora.voxceleb1 import load_voxceleb1
@@ -40,6 +41,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "voxceleb1": load_voxceleb1,
     "iemocap": load_iemocap,
     "folder": load_folder,
+    "pattern": load_pattern,
     "manifest": load_manifest_file,
 }
 
@@ -82,6 +84,7 @@ def load_corpus(
 
 
 __all__ = [
+    "NAMED_PATTERNS",
     "CorpusLoader",
     "available_corpora",
     "detect_corpus",
@@ -93,6 +96,7 @@ __all__ = [
     "load_iemocap",
     "load_librispeech",
     "load_manifest_file",
+    "load_pattern",
     "load_ravdess",
     "load_speech_commands",
     "load_speech_commands_superb",

@@ -15,7 +15,12 @@ import re
 from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.corpora.common import (
+    PendingUtterance,
+    probe_utterances,
+    require_folder,
+    warn_missing_listed,
+)
 from speechssl.data.manifest import Manifest
 
 CORPUS = "iemocap"
@@ -41,10 +46,12 @@ def load_iemocap(root: str | Path, bad_files: BadFileSummary | None = None) -> M
     speaker's gender (``Ses01F``: the last part's first letter). Label columns:
     ``emotion`` (``neu``, ``hap``, ``ang``, ``sad``), ``session`` (``1``..``5``) and
     ``gender``. Every row's split is ``train``: tasks make leave-one-session-out folds.
+    Utterances labelled but without their wav are counted and named in a warning
+    (:func:`~speechssl.data.corpora.common.warn_missing_listed`) and left out.
 
     Raises:
-        FileNotFoundError: no such folder, a missing ``Session{1..5}`` or ``EmoEvaluation``
-            folder, or (with ``bad_files=None``) a labelled utterance without its wav.
+        FileNotFoundError: no such folder, or a missing ``Session{1..5}`` or ``EmoEvaluation``
+            folder.
         AudioError: with ``bad_files=None``, a file whose header is bad.
     """
     root = require_folder(root, CORPUS)
@@ -54,17 +61,16 @@ def load_iemocap(root: str | Path, bad_files: BadFileSummary | None = None) -> M
             f"corpus {CORPUS!r}: expected {', '.join(f'{s}/dialog/EmoEvaluation' for s in missing)} "
             f"under {root} (leave-one-session-out needs all five sessions)"
         )
-    candidates = []
+    candidates, missing = [], []
     for number, session in enumerate(SESSIONS, start=1):
         for evaluation in sorted((root / session / "dialog" / "EmoEvaluation").glob("*.txt")):
             for utterance, label in sorted(_evaluation_labels(evaluation).items()):
                 if label not in EMOTION_OF_LABEL:
                     continue
                 path = root / session / "sentences" / "wav" / evaluation.stem / f"{utterance}.wav"
-                if bad_files is None and not path.is_file():
-                    raise FileNotFoundError(
-                        f"corpus {CORPUS!r}: {evaluation} labels {utterance}, found no {path}"
-                    )
+                if not path.is_file():
+                    missing.append(path.relative_to(root).as_posix())
+                    continue
                 gender = utterance.rsplit("_", 1)[-1][0]
                 candidates.append(
                     PendingUtterance(
@@ -79,4 +85,5 @@ def load_iemocap(root: str | Path, bad_files: BadFileSummary | None = None) -> M
                         },
                     )
                 )
+    warn_missing_listed(CORPUS, root, {"dialog/EmoEvaluation labels": missing})
     return Manifest(probe_utterances(candidates, bad_files))

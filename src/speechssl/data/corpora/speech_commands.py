@@ -22,7 +22,12 @@ import numpy as np
 import soundfile
 
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE, BadFileSummary, load_audio
-from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.corpora.common import (
+    PendingUtterance,
+    probe_utterances,
+    require_folder,
+    warn_missing_listed,
+)
 from speechssl.data.manifest import Manifest
 from speechssl.storage import cached_entry
 
@@ -44,9 +49,12 @@ def load_speech_commands(root: str | Path, bad_files: BadFileSummary | None = No
     recorded in ``bad_files`` and left out (see
     :func:`~speechssl.data.corpora.common.probe_utterances`).
 
+    A folder holding part of the corpus is read as it is: files the split lists name but the
+    folder lacks are counted and named in a warning (see
+    :func:`~speechssl.data.corpora.common.warn_missing_listed`), not an error.
+
     Raises:
-        FileNotFoundError: no such folder, no word folders with ``.wav`` files, or a file
-            named in a split list is missing.
+        FileNotFoundError: no such folder, or no word folders with ``.wav`` files.
         ValueError: a file name not of the form ``{speaker}_nohash_{n}.wav``.
         AudioError: with ``bad_files=None``, a file whose header is bad.
     """
@@ -56,13 +64,11 @@ def load_speech_commands(root: str | Path, bad_files: BadFileSummary | None = No
     if not files:
         raise FileNotFoundError(f"corpus 'speech_commands': no {{word}}/*.wav files under {root}")
     present = {path.relative_to(root).as_posix() for path in files}
-    for split, names in lists.items():
-        missing = sorted(names - present)
-        if missing:
-            raise FileNotFoundError(
-                f"corpus 'speech_commands': {root / SPLIT_LISTS[split]} names {missing[0]}, "
-                f"which is not under {root} ({len(missing)} missing in all)"
-            )
+    warn_missing_listed(
+        "speech_commands",
+        root,
+        {SPLIT_LISTS[split]: sorted(names - present) for split, names in lists.items()},
+    )
     candidates = []
     for path in files:
         relative = path.relative_to(root).as_posix()
@@ -172,8 +178,7 @@ def load_speech_commands_superb(
     Label columns: ``keyword`` (the 12-class label) and ``word`` (the folder name).
 
     Raises:
-        FileNotFoundError: ``root``, its background noise or the test folder is missing,
-            or a split list names a missing file.
+        FileNotFoundError: ``root``, its background noise or the test folder is missing.
         ValueError: a test-set folder that is not one of the 12 classes, or a file name not
             of the form ``{speaker}_nohash_{n}.wav``.
         AudioError: with ``bad_files=None``, a file whose header is bad.

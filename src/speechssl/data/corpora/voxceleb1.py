@@ -13,7 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.corpora.common import (
+    PendingUtterance,
+    probe_utterances,
+    require_folder,
+    warn_missing_listed,
+)
 from speechssl.data.manifest import Manifest
 
 CORPUS = "voxceleb1"
@@ -25,13 +30,12 @@ def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) ->
     """Manifest of VoxCeleb1's identification split at ``root`` (the folder holding ``iden_split.txt``).
 
     Ids are the list's paths without ``.wav`` (``id10001/1zcIwhmdeo4/00001``); the speaker
-    is their first part and the label column is ``speaker`` itself. A file named in the
-    list but absent from every ``wav`` folder is recorded in ``bad_files`` and left out;
-    with ``bad_files=None`` it is an error naming the list line.
+    is their first part and the label column is ``speaker`` itself. A folder holding part of
+    the corpus is read as it is: files the list names but no ``wav`` folder holds are counted
+    and named in a warning (:func:`~speechssl.data.corpora.common.warn_missing_listed`).
 
     Raises:
-        FileNotFoundError: no such folder, no ``iden_split.txt``, no ``wav`` folder, or
-            (with ``bad_files=None``) a listed file is missing.
+        FileNotFoundError: no such folder, no ``iden_split.txt`` or no ``wav`` folder.
         ValueError: a line that is not ``{1|2|3} {speaker}/{video}/{file}.wav``.
         AudioError: with ``bad_files=None``, a file whose header is bad.
     """
@@ -42,7 +46,7 @@ def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) ->
     wav_folders = [folder for folder in [root / "wav", *sorted(root.glob("*/wav"))] if folder.is_dir()]
     if not wav_folders:
         raise FileNotFoundError(f"corpus {CORPUS!r}: no wav/ or */wav/ folder under {root}")
-    candidates = []
+    candidates, missing = [], []
     for number, line in enumerate(split_file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -54,16 +58,16 @@ def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) ->
                 f"'{{1|2|3}} {{speaker}}/{{video}}/{{file}}.wav', found {line.strip()!r}"
             )
         path = next((folder / relative for folder in wav_folders if (folder / relative).is_file()), None)
-        if path is None and bad_files is None:
-            raise FileNotFoundError(
-                f"corpus {CORPUS!r}: {split_file}, line {number}: {relative} is in no wav folder under {root}"
-            )
+        if path is None:
+            missing.append(relative)
+            continue
         candidates.append(
             PendingUtterance(
-                path or wav_folders[0] / relative,
+                path,
                 id=relative.removesuffix(".wav"),
                 speaker=Path(relative).parts[0],
                 split=SPLIT_OF_SET[fields[0]],
             )
         )
+    warn_missing_listed(CORPUS, root, {SPLIT_FILE: missing})
     return Manifest(probe_utterances(candidates, bad_files))
