@@ -45,7 +45,13 @@ from speechssl.downstream.training import (
     train_frame_classifier,
     train_utterance_classifier,
 )
-from speechssl.downstream.verification import evaluate_verification
+from speechssl.downstream.verification import PROTOCOL as ASV_PROTOCOL
+from speechssl.downstream.verification import (
+    Trial,
+    evaluate_verification,
+    read_trials,
+    train_xvector_verification,
+)
 from speechssl.upstream.base import Upstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
@@ -234,6 +240,41 @@ class VerificationTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_verification")
+@dataclass(frozen=True)
+class SuperbVerificationTask(CorpusTask):
+    """SUPERB ASV: an x-vector head trained with AM-softmax on the corpus's ``train``
+    speakers, cosine scoring of the corpus's own trial list
+    (:func:`~speechssl.downstream.verification.train_xvector_verification`).
+
+    Attributes:
+        trials: the trial list's file name in the corpus folder (``veri_test.txt``).
+    """
+
+    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    seed_meaning: ClassVar[str] = "SUPERB ASV: the seed sets head initialisation and batch order."
+
+    trials: str = "veri_test.txt"
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.xvector)
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        trials = read_trials(Path(plan.data_root) / self.folder / self.trials)
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, trials, plan)
+
+    def _run(
+        self, frames: FrameFeatures, manifest: Manifest, trials: list[Trial], plan: EvaluationPlan, seed: int
+    ) -> Row:
+        """Test EER, with minDCF, dev EER and the protocol version."""
+        result = train_xvector_verification(frames, manifest, trials, plan.xvector, seed)
+        return self.row(
+            seed, result.eer, result.layer_weights, min_dcf=result.min_dcf, dev_eer=result.dev_eer,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, num_trials=result.num_trials,
+            num_speakers=result.num_speakers, protocol=ASV_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("query_by_example")
 class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
@@ -294,6 +335,8 @@ QBE_RULE = (
 VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
+
+ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -364,6 +407,7 @@ def available_tasks() -> dict[str, Task]:
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
+        SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 

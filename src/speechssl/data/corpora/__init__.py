@@ -23,6 +23,7 @@ from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands
+from speechssl.data.corpora.voxceleb1_verification import load_voxceleb1_verification
 from speechssl.data.manifest import Manifest
 
 CorpusLoader = Callable[..., Manifest]
@@ -34,6 +35,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "arabic_speech_commands": load_arabic_speech_commands,
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
+    "voxceleb1_verification": load_voxceleb1_verification,
     "folder": load_folder,
     "manifest": load_manifest_file,
 }
@@ -89,4 +91,5 @@ __all__ = [
     "load_manifest_file",
     "load_ravdess",
     "load_speech_commands",
+    "load_voxceleb1_verification",
 ]
