@@ -44,3 +44,72 @@ def write_voxceleb1(root: Path, dev_speakers: int = 6, test_speakers: int = 3, p
                 lines.append(f"0 {utterances[speaker][a]} {utterances[other][b]}")
     (root / "veri_test.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+QUESST_RATE = 8000
+
+
+def _word(word: int, rng: np.random.Generator) -> np.ndarray:
+    """A spoken-term stand-in: three 0.12 s tones whose frequencies spell ``word``."""
+    scale = 1 + rng.normal(0, 0.01)
+    tones = [300.0 * (1.5 ** ((word + k * 2) % 7)) * scale for k in range(3)]
+    t = np.arange(int(0.12 * QUESST_RATE)) / QUESST_RATE
+    return np.concatenate([0.3 * np.sin(2 * np.pi * f * t) for f in tones])
+
+
+def _noise(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    return 0.02 * rng.normal(size=int(seconds * QUESST_RATE))
+
+
+def write_quesst14(root: Path, words: int = 4, documents: int = 12) -> Path:
+    """``quesst14Database`` as distributed: ``Audio/`` documents, ``dev_queries/`` and
+    ``eval_queries/`` (one query per word, words split between dev and eval), and the NIST STD
+    ground truth of each set under ``scoring/groundtruth_quesst14_{dev,eval}/``. Document
+    ``d`` holds word ``d % (words + 2)`` (words ``words`` and ``words + 1`` are never queried)
+    and a distractor word between stretches of noise, so each query occurs in 1/6 of the
+    documents and a found occurrence's per-query z-score exceeds 2 (a YES decision)."""
+    rng = np.random.default_rng(0)
+    (root / "Audio").mkdir(parents=True)
+    contents = {}
+    for d in range(documents):
+        name = f"quesst14_{d + 1:05d}"
+        held = [d % (words + 2), words + 2]
+        parts = [
+            _noise(0.2, rng),
+            _word(held[0], rng),
+            _noise(0.3, rng),
+            _word(held[1], rng),
+            _noise(0.2, rng),
+        ]
+        sf.write(root / "Audio" / f"{name}.wav", np.concatenate(parts).astype(np.float32), QUESST_RATE)
+        contents[name] = held
+    sets = {"dev": range(0, words // 2), "eval": range(words // 2, words)}
+    for query_set, query_words in sets.items():
+        (root / f"{query_set}_queries").mkdir()
+        truth = root / "scoring" / f"groundtruth_quesst14_{query_set}"
+        truth.mkdir(parents=True)
+        terms, rttm = [], []
+        for number, word in enumerate(query_words, start=1):
+            termid = f"quesst14_{query_set}_{number:04d}"
+            audio = np.concatenate([_noise(0.05, rng), _word(word, rng), _noise(0.05, rng)])
+            sf.write(root / f"{query_set}_queries" / f"{termid}.wav", audio.astype(np.float32), QUESST_RATE)
+            terms.append(f'  <term termid="{termid}"><termtext>{termid}</termtext></term>')
+            for name, held in contents.items():
+                for position, held_word in enumerate(held):
+                    if held_word == word:
+                        start = 0.2 + position * 0.66
+                        rttm.append(f"LEXEME {name} 1 {start:.2f} 0.36 {termid} lex <NA> <NA>")
+        excerpts = [
+            f'  <excerpt audio_filename="Audio/{name}.wav" channel="1" tbeg="0.000" dur="1.22" source_type="splitcts"/>'
+            for name in contents
+        ]
+        (truth / "quesst14.ecf.xml").write_text(
+            '<ecf source_signal_duration="9.76" version="quesst14">\n' + "\n".join(excerpts) + "\n</ecf>\n"
+        )
+        (truth / f"quesst14_{query_set}.tlist.xml").write_text(
+            '<termlist ecf_filename="quesst14.ecf.xml" version="1" language="multiple" encoding="UTF-8">\n'
+            + "\n".join(terms)
+            + "\n</termlist>\n"
+        )
+        (truth / f"quesst14_{query_set}.rttm").write_text("\n".join(rttm) + "\n")
+    return root

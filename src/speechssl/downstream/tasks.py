@@ -34,10 +34,11 @@ from speechssl.data import (
     load_corpus,
     within_group_split,
 )
+from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
-from speechssl.downstream.query_by_example import evaluate_query_by_example
+from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
 from speechssl.downstream.row import Metric, Row
 from speechssl.downstream.training import (
     ClassifierResult,
@@ -297,6 +298,38 @@ class QueryByExampleTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_query_by_example")
+class QuesstTask(CorpusTask):
+    """SUPERB QbE: DTW over frame features of the QUESST 2014 queries and documents, scored
+    with the corpus's own ground truth (:func:`~speechssl.downstream.query_by_example.evaluate_quesst`);
+    the layer is chosen on the dev queries, the eval queries are scored once."""
+
+    metric: ClassVar[Metric] = Metric("mtwv", "eval MTWV (QUESST 2014)", True, ("atwv", "ATWV"))
+    seed_meaning: ClassVar[str] = (
+        "SUPERB QbE: nothing is trained or drawn, so every seed gives the same value."
+    )
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        root = Path(plan.data_root) / self.folder
+        dev, eval_ = read_ground_truth(root, "dev"), read_ground_truth(root, "eval")
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, dev, eval_)
+
+    def _run(
+        self,
+        frames: FrameFeatures,
+        manifest: Manifest,
+        dev: QuesstGroundTruth,
+        eval_: QuesstGroundTruth,
+        seed: int,
+    ) -> Row:
+        """Eval MTWV, with ATWV, MAP, the layer chosen on dev and the protocol version."""
+        result = evaluate_quesst(frames, manifest, dev, eval_)
+        return self.row(
+            seed, result.mtwv, atwv=result.atwv, map=result.map, layer=result.layer, dev_mtwv=result.dev_mtwv,
+            num_queries=result.num_queries, num_documents=result.num_documents, protocol=QUESST_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("asr")
 class ASRTask(CorpusTask):
     """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`),
@@ -337,6 +370,7 @@ VERIFICATION_RULE = (
 )
 
 ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
+QUESST_RULE = "QUESST 2014 dev queries pick the layer, eval queries scored once against every document"
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -408,6 +442,7 @@ def available_tasks() -> dict[str, Task]:
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
         SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
+        QuesstTask("superb_qbe", "quesst14", "quesst14Database", "role", QUESST_RULE),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 

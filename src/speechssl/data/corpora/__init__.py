@@ -21,6 +21,7 @@ from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_com
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.corpora.quesst14 import load_quesst14
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands
 from speechssl.data.corpora.voxceleb1_verification import load_voxceleb1_verification
@@ -36,6 +37,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
     "voxceleb1_verification": load_voxceleb1_verification,
+    "quesst14": load_quesst14,
     "folder": load_folder,
     "manifest": load_manifest_file,
 }
@@ -89,6 +91,7 @@ __all__ = [
     "load_fsdd",
     "load_librispeech",
     "load_manifest_file",
+    "load_quesst14",
     "load_ravdess",
     "load_speech_commands",
     "load_voxceleb1_verification",
