@@ -28,6 +28,8 @@ def test_registry_names():
         "speech_commands",
         "folder",
         "manifest",
+        "voxceleb1_verification",
+        "quesst14",
     }
 
 
