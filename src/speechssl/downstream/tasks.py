@@ -9,7 +9,8 @@ be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
-``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
+``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
 the features it reads (pooled statistics or frames of every layer), its head and
 training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
 ``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
