@@ -247,7 +247,9 @@ class VerificationTask(CorpusTask):
 class SuperbVerificationTask(CorpusTask):
     """SUPERB ASV: an x-vector head trained with AM-softmax on the corpus's ``train``
     speakers, cosine scoring of the corpus's own trial list
-    (:func:`~speechssl.downstream.verification.train_xvector_verification`).
+    (:func:`~speechssl.downstream.verification.train_xvector_verification`). Protocol:
+    SUPERB (Yang et al. 2021) with s3prl's ``sv_voxceleb1/configs/amsoftmax.yaml`` at commit
+    034970b7 (:data:`~speechssl.downstream.verification.PROTOCOL`, written into every row).
 
     Attributes:
         trials: the trial list's file name in the corpus folder (``veri_test.txt``).
@@ -303,7 +305,9 @@ class QueryByExampleTask(CorpusTask):
 class QuesstTask(CorpusTask):
     """SUPERB QbE: DTW over frame features of the QUESST 2014 queries and documents, scored
     with the corpus's own ground truth (:func:`~speechssl.downstream.query_by_example.evaluate_quesst`);
-    the layer is chosen on the dev queries, the eval queries are scored once."""
+    the layer is chosen on the dev queries, the eval queries are scored once. Protocol: SUPERB
+    (Yang et al. 2021) with s3prl's ``quesst14_dtw`` at commit 24115f13 and the QUESST 2014 TWV
+    (:data:`~speechssl.downstream.query_by_example.QUESST_PROTOCOL`, written into every row)."""
 
     metric: ClassVar[Metric] = Metric("mtwv", "eval MTWV (QUESST 2014)", True, ("atwv", "ATWV"))
     seed_meaning: ClassVar[str] = (
