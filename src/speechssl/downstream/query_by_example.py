@@ -25,11 +25,15 @@ What the official scoring (NIST STD 2006 term-weighted value, as QUESST's
 number or place of its occurrences; the tool's default ignores the time of a detection);
 ``P_miss(q) = misses / N_true(q)`` and ``P_FA(q) = false alarms / (documents − N_true(q))``
 are averaged over the queries with at least one occurrence;
-``β = (C_fa / C_miss)(1 / P_target − 1)`` with QUESST's ``P_target = 0.0008``,
-``C_miss = 100``, ``C_fa = 1`` (β ≈ 12.49, :data:`QUESST_BETA`); MTWV is the maximum over one
-threshold shared by every query, applied to the per-query normalised scores; ATWV is TWV at
-the YES decisions. Not followed: the primary QUESST metric Cnxe (calibration) is not
-computed. The layer with the best dev MTWV is scored once on the eval queries.
+``β = (C_fa / C_miss)(1 / P_target − 1)`` with ``P_target = 0.0008``, ``C_miss = 100``,
+``C_fa = 1`` (β ≈ 12.49, :data:`QUESST_BETA`), the MediaEval SWS 2013 / QUESST 2014 values
+as their task descriptions give them (the constants inside the ``MediaEvalQUESST`` jar could
+not be read here: check them against the tool before comparing with published MTWV); MTWV
+is the maximum over one threshold shared by every query, applied to the per-query
+normalised scores (the tool reports it as ``maxTWV``); ATWV is TWV at s3prl's YES
+decisions (the tool's ``actTWV`` reads the scores as log-likelihood ratios and may place
+its threshold differently). Not followed: the primary QUESST metric Cnxe (calibration) is
+not computed. The layer with the best dev MTWV is scored once on the eval queries.
 """
 
 from __future__ import annotations
