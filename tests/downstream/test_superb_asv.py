@@ -3,6 +3,7 @@ EER/minDCF against independent computations, and the task end to end through the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -170,6 +171,13 @@ def test_superb_asv_through_the_benchmark_command(tmp_path, capsys):
     row = json.loads((tmp_path / "out" / "runs" / "fbank" / "superb_asv" / "seed_0.json").read_text())
     assert row["metric"] == "eer" and 0.0 <= row["value"] <= 1.0 and 0.0 <= row["min_dcf"] <= 1.0
     assert "s3prl sv_voxceleb1" in row["protocol"] and row["head"]["margin"] == 0.4
-    assert get_task("superb_asv").folder == "VoxCeleb1"
+    task = get_task("superb_asv")
+    assert task.folder == "VoxCeleb1" and task.trials == "veri_test.txt"
+    cleaned = tmp_path / "data" / "VoxCeleb1" / "veri_test2.txt"
+    cleaned.write_text(
+        "".join(f"1 {a} {b}\n" for a, b in [("id10005/video0/00001.wav", "id10005/video1/00002.wav")])
+    )
+    manifest = dataclasses.replace(task, trials="veri_test2.txt").load(tmp_path / "data")
+    assert sorted(set(manifest.filter(split="test").column("speaker"))) == ["id10005"]
     assert main([*argv, "xvector.margin=-1"]) == 2
     assert "scale/margin: expected scale > 0 and margin >= 0" in capsys.readouterr().err

@@ -260,6 +260,10 @@ class SuperbVerificationTask(CorpusTask):
 
     trials: str = "veri_test.txt"
 
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest, its test speakers those of :attr:`trials`."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder, trials=self.trials)
+
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
         return asdict(plan.xvector)
 
