@@ -192,7 +192,8 @@ def _add_evaluation_options(
         action="append",
         default=[],
         help="head-training key=value (repeatable), e.g. --head lr=3e-3; asr.<key>=value for the CTC "
-        "head, e.g. --head asr.hidden=256",
+        "head, e.g. --head asr.hidden=256; xvector.<key>=value for the ASV x-vector head, e.g. "
+        "--head xvector.max_epochs=5",
     )
     if head_positional:
         parser.add_argument(
@@ -563,10 +564,12 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.plan import EvaluationPlan
     from speechssl.downstream.training import HeadTrainingConfig
+    from speechssl.downstream.verification import XVectorTrainingConfig
 
     overrides = [*args.head, *getattr(args, "head_overrides", [])]
-    head = [o for o in overrides if not o.startswith("asr.")]
+    head = [o for o in overrides if not o.startswith(("asr.", "xvector."))]
     asr = [o.removeprefix("asr.") for o in overrides if o.startswith("asr.")]
+    xvector = [o.removeprefix("xvector.") for o in overrides if o.startswith("xvector.")]
     return EvaluationPlan(
         tasks=_task_names(args) if tasks is None else tasks,
         seeds=range(args.seeds),
@@ -574,6 +577,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         data_root=getattr(args, "data_root", "../shared/data"),
         head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
         asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        xvector=from_dict(XVectorTrainingConfig, apply_overrides({}, xvector), where="xvector"),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
 

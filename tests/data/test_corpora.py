@@ -29,6 +29,8 @@ def test_registry_names():
         "folder",
         "pattern",
         "manifest",
+        "voxceleb1_verification",
+        "quesst14",
     }
 
 

@@ -38,6 +38,8 @@ def test_registry_covers_utterance_verification_and_query_by_example_tasks():
         "intent_fsc",
         "keyword_gsc",
         "asr_librispeech",
+        "superb_asv",
+        "superb_qbe",
     }
     assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others
     with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
@@ -72,7 +74,7 @@ def test_task_folds_on_real_data(shared_data, name):
 
 def test_suites_name_registered_tasks_and_check_their_corpora(tmp_path):
     tasks = available_tasks()
-    assert set(SUITES["mini"]) == set(tasks) - {"intent_fsc", "keyword_gsc"}, (
+    assert set(SUITES["mini"]) == set(tasks) - {"intent_fsc", "keyword_gsc", "superb_asv", "superb_qbe"}, (
         "every task on the shared corpora"
     )
     assert all(name in tasks for suite in SUITES.values() for name in suite)

@@ -14,6 +14,7 @@ from pathlib import Path
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.verification import XVectorTrainingConfig
 
 
 @dataclass
@@ -27,6 +28,7 @@ class EvaluationPlan:
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
         asr: CTC head training of ASR tasks.
+        xvector: x-vector head training of SUPERB's speaker verification (ASV).
         baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
     """
 
@@ -36,6 +38,7 @@ class EvaluationPlan:
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    xvector: XVectorTrainingConfig = field(default_factory=XVectorTrainingConfig)
     baselines: Sequence[str] = ()
 
     def __post_init__(self) -> None:

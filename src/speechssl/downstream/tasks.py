@@ -9,7 +9,8 @@ be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
-``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
+``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
 the features it reads (pooled statistics or frames of every layer), its head and
 training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
 ``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
@@ -37,12 +38,13 @@ from speechssl.data import (
     load_corpus,
     within_group_split,
 )
+from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.data.manifest import MANIFEST_SUFFIXES
 from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
-from speechssl.downstream.query_by_example import evaluate_query_by_example
+from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
 from speechssl.downstream.row import Metric, Row
 from speechssl.downstream.training import (
     ClassifierResult,
@@ -50,7 +52,13 @@ from speechssl.downstream.training import (
     train_frame_classifier,
     train_utterance_classifier,
 )
-from speechssl.downstream.verification import evaluate_verification
+from speechssl.downstream.verification import PROTOCOL as ASV_PROTOCOL
+from speechssl.downstream.verification import (
+    Trial,
+    evaluate_verification,
+    read_trials,
+    train_xvector_verification,
+)
 from speechssl.upstream.base import Upstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
@@ -239,6 +247,47 @@ class VerificationTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_verification")
+@dataclass(frozen=True)
+class SuperbVerificationTask(CorpusTask):
+    """SUPERB ASV: an x-vector head trained with AM-softmax on the corpus's ``train``
+    speakers, cosine scoring of the corpus's own trial list
+    (:func:`~speechssl.downstream.verification.train_xvector_verification`). Protocol:
+    SUPERB (Yang et al. 2021) with s3prl's ``sv_voxceleb1/configs/amsoftmax.yaml`` at commit
+    034970b7 (:data:`~speechssl.downstream.verification.PROTOCOL`, written into every row).
+
+    Attributes:
+        trials: the trial list's file name in the corpus folder (``veri_test.txt``).
+    """
+
+    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    seed_meaning: ClassVar[str] = "SUPERB ASV: the seed sets head initialisation and batch order."
+
+    trials: str = "veri_test.txt"
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest, its test speakers those of :attr:`trials`."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder, trials=self.trials)
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.xvector)
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        trials = read_trials(Path(plan.data_root) / self.folder / self.trials)
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, trials, plan)
+
+    def _run(
+        self, frames: FrameFeatures, manifest: Manifest, trials: list[Trial], plan: EvaluationPlan, seed: int
+    ) -> Row:
+        """Test EER, with minDCF, dev EER and the protocol version."""
+        result = train_xvector_verification(frames, manifest, trials, plan.xvector, seed)
+        return self.row(
+            seed, result.eer, result.layer_weights, min_dcf=result.min_dcf, dev_eer=result.dev_eer,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, num_trials=result.num_trials,
+            num_speakers=result.num_speakers, protocol=ASV_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("query_by_example")
 class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
@@ -258,6 +307,40 @@ class QueryByExampleTask(CorpusTask):
         return self.row(
             seed, result.map, mtwv=result.mtwv, layer=result.layer, dev_map=result.dev_map,
             num_queries=result.num_queries, num_documents=result.num_documents,
+        )  # fmt: skip
+
+
+@task_kind("superb_query_by_example")
+class QuesstTask(CorpusTask):
+    """SUPERB QbE: DTW over frame features of the QUESST 2014 queries and documents, scored
+    with the corpus's own ground truth (:func:`~speechssl.downstream.query_by_example.evaluate_quesst`);
+    the layer is chosen on the dev queries, the eval queries are scored once. Protocol: SUPERB
+    (Yang et al. 2021) with s3prl's ``quesst14_dtw`` at commit 24115f13 and the QUESST 2014 TWV
+    (:data:`~speechssl.downstream.query_by_example.QUESST_PROTOCOL`, written into every row)."""
+
+    metric: ClassVar[Metric] = Metric("mtwv", "eval MTWV (QUESST 2014)", True, ("atwv", "ATWV"))
+    seed_meaning: ClassVar[str] = (
+        "SUPERB QbE: nothing is trained or drawn, so every seed gives the same value."
+    )
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        root = Path(plan.data_root) / self.folder
+        dev, eval_ = read_ground_truth(root, "dev"), read_ground_truth(root, "eval")
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, dev, eval_)
+
+    def _run(
+        self,
+        frames: FrameFeatures,
+        manifest: Manifest,
+        dev: QuesstGroundTruth,
+        eval_: QuesstGroundTruth,
+        seed: int,
+    ) -> Row:
+        """Eval MTWV, with ATWV, MAP, the layer chosen on dev and the protocol version."""
+        result = evaluate_quesst(frames, manifest, dev, eval_)
+        return self.row(
+            seed, result.mtwv, atwv=result.atwv, map=result.map, layer=result.layer, dev_mtwv=result.dev_mtwv,
+            num_queries=result.num_queries, num_documents=result.num_documents, protocol=QUESST_PROTOCOL,
         )  # fmt: skip
 
 
@@ -299,6 +382,9 @@ QBE_RULE = (
 VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
+
+ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
+QUESST_RULE = "QUESST 2014 dev queries pick the layer, eval queries scored once against every document"
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -369,6 +455,8 @@ def available_tasks() -> dict[str, Task]:
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
+        SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
+        QuesstTask("superb_qbe", "quesst14", "quesst14Database", "role", QUESST_RULE),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 

@@ -22,8 +22,10 @@ from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
+from speechssl.data.corpora.quesst14 import load_quesst14
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands
+from speechssl.data.corpora.voxceleb1_verification import load_voxceleb1_verification
 from speechssl.data.manifest import Manifest
 
 CorpusLoader = Callable[..., Manifest]
@@ -35,6 +37,8 @@ LOADERS: dict[str, CorpusLoader] = {
     "arabic_speech_commands": load_arabic_speech_commands,
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
+    "voxceleb1_verification": load_voxceleb1_verification,
+    "quesst14": load_quesst14,
     "folder": load_folder,
     "pattern": load_pattern,
     "manifest": load_manifest_file,
@@ -91,6 +95,8 @@ __all__ = [
     "load_librispeech",
     "load_manifest_file",
     "load_pattern",
+    "load_quesst14",
     "load_ravdess",
     "load_speech_commands",
+    "load_voxceleb1_verification",
 ]
