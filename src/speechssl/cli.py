@@ -193,7 +193,8 @@ def _add_evaluation_options(
         action="append",
         default=[],
         help="head-training key=value (repeatable), e.g. --head lr=3e-3; asr.<key>=value for the CTC "
-        "head, e.g. --head asr.hidden=256",
+        "head, e.g. --head asr.hidden=256; xvector.<key>=value for the ASV x-vector head, e.g. "
+        "--head xvector.max_epochs=5",
     )
     if head_positional:
         parser.add_argument(
@@ -551,7 +552,7 @@ def _task_names(args: argparse.Namespace) -> list[str]:
         return tasks
     if args.tasks == "all":
         registry = available_tasks().values()
-        missing = {t.name: t.missing_folders(args.data_root) for t in registry}
+        missing = {t.name: t.missing_paths(args.data_root) for t in registry}
         tasks = [name for name, folders in missing.items() if not folders]
         skipped = [f"{name} ({', '.join(map(str, folders))})" for name, folders in missing.items() if folders]
         if skipped:
@@ -568,10 +569,12 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.plan import EvaluationPlan
     from speechssl.downstream.training import HeadTrainingConfig
+    from speechssl.downstream.verification import XVectorTrainingConfig
 
     overrides = [*args.head, *getattr(args, "head_overrides", [])]
-    head = [o for o in overrides if not o.startswith("asr.")]
+    head = [o for o in overrides if not o.startswith(("asr.", "xvector."))]
     asr = [o.removeprefix("asr.") for o in overrides if o.startswith("asr.")]
+    xvector = [o.removeprefix("xvector.") for o in overrides if o.startswith("xvector.")]
     return EvaluationPlan(
         tasks=_task_names(args) if tasks is None else tasks,
         seeds=range(args.seeds),
@@ -579,6 +582,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         data_root=getattr(args, "data_root", "../shared/data"),
         head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
         asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        xvector=from_dict(XVectorTrainingConfig, apply_overrides({}, xvector), where="xvector"),
         head_overrides=apply_overrides({}, head),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
@@ -617,7 +621,8 @@ def _suite_context(args: argparse.Namespace) -> list:
     _, skipped = select_suite(args.suite, args.data_root)
     tables = []
     if args.suite == "superb":
-        tables.append(ReportTable("Protocol", ["suite", "protocol"], [["superb", PROTOCOL_VERSION]]))
+        rows = [["superb_ks, superb_ic, superb_sid, superb_er", PROTOCOL_VERSION]]
+        tables.append(ReportTable("Protocol", ["tasks", "protocol"], rows))
     if skipped:
         rows = [[name, reason] for name, reason in skipped.items()]
         tables.append(ReportTable("Skipped tasks", ["task", "reason"], rows))

@@ -32,6 +32,8 @@ def test_registry_names():
         "folder",
         "pattern",
         "manifest",
+        "voxceleb1_verification",
+        "quesst14",
     }
 
 

@@ -1,146 +1,115 @@
-"""Tiny SUPERB corpora in their native layouts: Speech Commands v0.01 (with its test-set
-archive), Fluent Speech Commands, VoxCeleb1 and IEMOCAP, of generated audio.
-
-Every class is a tone of its own frequency (plus a little noise), so that log-mel features
-separate the classes and a trained head scores well above chance.
-"""
+"""Tiny SUPERB corpora in their native layouts, written with generated audio (no download)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import soundfile
+import soundfile as sf
 
 RATE = 16000
 
 
-def write_tone(
-    path: Path, frequency: float, seconds: float = 0.3, seed: int = 0, amplitude: float = 0.3
-) -> Path:
-    """A sine of ``frequency`` Hz (``amplitude`` 0: noise only) written as a 16 kHz wav."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    time = np.arange(round(seconds * RATE)) / RATE
-    noise = 0.02 * np.random.default_rng(seed).standard_normal(len(time))
-    soundfile.write(
-        str(path), (amplitude * np.sin(2 * np.pi * frequency * time) + noise).astype(np.float32), RATE
-    )
-    return path
+def speaker_tone(f0: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A voiced-like tone: harmonics of ``f0`` (slightly jittered per call) plus a little noise."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    f = f0 * (1 + rng.normal(0, 0.01))
+    wave = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 6))
+    return (0.2 * wave + 0.01 * rng.normal(size=len(t))).astype(np.float32)
 
 
-KS_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed")
-KS_FREQUENCY = {word: 200.0 + 150.0 * i for i, word in enumerate(KS_WORDS)}
-KS_FREQUENCY["_unknown_"] = KS_FREQUENCY["bed"]
-KS_SPEAKERS = {"0a0b0c0d": "train", "1a1b1c1d": "train", "2a2b2c2d": "valid", "3a3b3c3d": "test"}
-
-
-def write_speech_commands(data_root: Path, noise_seconds: float = 3.5) -> Path:
-    """``speech_commands_v0.01`` (10 keywords and ``bed``, 4 speakers, the two list files and
-    ``_background_noise_``) and ``speech_commands_test_set_v0.01`` (one file per class)."""
-    root = data_root / "speech_commands_v0.01"
-    lists: dict[str, list[str]] = {"valid": [], "test": []}
-    seed = 0
-    for word in KS_WORDS:
-        for speaker, split in KS_SPEAKERS.items():
-            for n in range(2 if split == "train" else 1):
-                relative = f"{word}/{speaker}_nohash_{n}.wav"
-                write_tone(root / relative, KS_FREQUENCY[word], seed=(seed := seed + 1))
-                if split != "train":
-                    lists[split].append(relative)
-    (root / "validation_list.txt").write_text("\n".join(lists["valid"]) + "\n")
-    (root / "testing_list.txt").write_text("\n".join(lists["test"]) + "\n")
-    write_tone(root / "_background_noise_" / "white_noise.wav", 0.0, seconds=noise_seconds, amplitude=0.0)
-    (root / "_background_noise_" / "README.md").write_text("noise\n")
-    test = data_root / "speech_commands_test_set_v0.01"
-    for word in (*KS_WORDS[:10], "_unknown_"):
-        write_tone(
-            test / word / f"4a4b4c4d_nohash_0{'_bed' if word == '_unknown_' else ''}.wav",
-            KS_FREQUENCY[word],
-            seed=99,
-        )
-    write_tone(test / "_silence_" / "silence_0.wav", 0.0, seconds=1.0, amplitude=0.0, seed=98)
-    return root
-
-
-FSC_INTENTS = (
-    ("activate", "lights", "kitchen"),
-    ("deactivate", "lights", "none"),
-    ("increase", "volume", "none"),
-)
-FSC_SPEAKERS = {
-    "2BqVo8kVB2Skwgyb": "train",
-    "4aGjX3AG5xcxeL7a": "train",
-    "7B4XmNppyrCK977p": "valid",
-    "4BrX8aDqK2cLZRYl": "test",
-}
-
-
-def write_fluent_speech_commands(data_root: Path) -> Path:
-    """``fluent_speech_commands_dataset``: 3 intents, speaker-disjoint split CSVs."""
-    root = data_root / "fluent_speech_commands_dataset"
-    lines = {
-        split: [",path,speakerId,transcription,action,object,location\n"]
-        for split in ("train", "valid", "test")
-    }
-    for s, (speaker, split) in enumerate(FSC_SPEAKERS.items()):
-        for i, (action, obj, location) in enumerate(FSC_INTENTS):
-            for n in range(2 if split == "train" else 1):
-                relative = f"wavs/speakers/{speaker}/{s}{i}{n}-uuid.wav"
-                write_tone(root / relative, 300.0 + 400.0 * i, seed=100 * s + 10 * i + n)
-                lines[split].append(
-                    f"{len(lines[split]) - 1},{relative},{speaker},{action} {obj},{action},{obj},{location}\n"
-                )
-    (root / "data").mkdir(parents=True, exist_ok=True)
-    for split, name in (("train", "train_data.csv"), ("valid", "valid_data.csv"), ("test", "test_data.csv")):
-        (root / "data" / name).write_text("".join(lines[split]))
-    return root
-
-
-VOX_SPEAKERS = ("id10001", "id10002", "id10003")
-
-
-def write_voxceleb1(data_root: Path) -> Path:
-    """``VoxCeleb1`` with ``vox1_dev_wav/wav`` and ``vox1_test_wav/wav`` and ``iden_split.txt``:
-    3 speakers, 4 videos each (2 train, 1 dev, 1 test)."""
-    root = data_root / "VoxCeleb1"
+def write_voxceleb1(root: Path, dev_speakers: int = 6, test_speakers: int = 3, per_speaker: int = 4) -> Path:
+    """VoxCeleb1 as distributed: ``vox1_dev_wav/wav`` and ``vox1_test_wav/wav`` folders of
+    ``{speaker}/{video}/{NNNNN}.wav`` and a ``veri_test.txt`` over the test speakers
+    (every same-speaker pair and as many different-speaker pairs). Each speaker has its own
+    pitch, so speakers are easy to tell apart."""
+    rng = np.random.default_rng(0)
+    utterances: dict[str, list[str]] = {}
+    for index in range(dev_speakers + test_speakers):
+        speaker = f"id1{index:04d}"
+        archive = "vox1_test_wav" if index >= dev_speakers else "vox1_dev_wav"
+        for u in range(per_speaker):
+            relative = f"{speaker}/video{u % 2}/{u + 1:05d}.wav"
+            path = root / archive / "wav" / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, speaker_tone(110.0 * 1.25**index, 0.5, rng), RATE)
+            utterances.setdefault(speaker, []).append(relative)
+    test = [s for s in sorted(utterances)[dev_speakers:]]
     lines = []
-    for s, speaker in enumerate(VOX_SPEAKERS):
-        for v, identification_set in enumerate((1, 1, 2, 3)):
-            relative = f"{speaker}/video{v}abcde/{v + 1:05d}.wav"
-            archive = "vox1_test_wav" if speaker == VOX_SPEAKERS[-1] else "vox1_dev_wav"
-            write_tone(root / archive / "wav" / relative, 250.0 + 500.0 * s, seed=10 * s + v)
-            lines.append(f"{identification_set} {relative}")
-    (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
+    for i, speaker in enumerate(test):
+        other = test[(i + 1) % len(test)]
+        for a in range(per_speaker):
+            for b in range(a + 1, per_speaker):
+                lines.append(f"1 {utterances[speaker][a]} {utterances[speaker][b]}")
+                lines.append(f"0 {utterances[speaker][a]} {utterances[other][b]}")
+    (root / "veri_test.txt").write_text("\n".join(lines) + "\n")
     return root
 
 
-ER_FREQUENCY = {"neu": 300.0, "hap": 800.0, "exc": 800.0, "ang": 1300.0, "sad": 1800.0, "fru": 2300.0}
-ER_LABELS = ("neu", "hap", "exc", "ang", "sad", "fru", "xxx")
+QUESST_RATE = 8000
 
 
-def write_iemocap(data_root: Path) -> Path:
-    """``IEMOCAP_full_release`` with Session1..5, one improvised dialog each, one utterance per
-    label of :data:`ER_LABELS` per speaker (``fru`` and ``xxx`` are not among SUPERB's four)."""
-    root = data_root / "IEMOCAP_full_release"
-    for number in range(1, 6):
-        session = root / f"Session{number}"
-        dialog = f"Ses0{number}F_impro01"
-        lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
-        for g, gender in enumerate("FM"):
-            for i, label in enumerate(ER_LABELS):
-                utterance = f"{dialog}_{gender}{i:03d}"
-                frequency = ER_FREQUENCY.get(label, 2800.0)
-                write_tone(
-                    session / "sentences" / "wav" / dialog / f"{utterance}.wav",
-                    frequency,
-                    seed=100 * number + 10 * g + i,
-                )
-                lines += [
-                    f"[{i}.0000 - {i}.5000]\t{utterance}\t{label}\t[2.5000, 2.5000, 2.5000]",
-                    f"C-E1:\t{label};\t()",
-                    "",
-                ]
-        evaluation = session / "dialog" / "EmoEvaluation" / f"{dialog}.txt"
-        evaluation.parent.mkdir(parents=True)
-        evaluation.write_text("\n".join(lines) + "\n")
+def _word(word: int, rng: np.random.Generator) -> np.ndarray:
+    """A spoken-term stand-in: three 0.12 s tones whose frequencies spell ``word``."""
+    scale = 1 + rng.normal(0, 0.01)
+    tones = [300.0 * (1.5 ** ((word + k * 2) % 7)) * scale for k in range(3)]
+    t = np.arange(int(0.12 * QUESST_RATE)) / QUESST_RATE
+    return np.concatenate([0.3 * np.sin(2 * np.pi * f * t) for f in tones])
+
+
+def _noise(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    return 0.02 * rng.normal(size=int(seconds * QUESST_RATE))
+
+
+def write_quesst14(root: Path, words: int = 4, documents: int = 12) -> Path:
+    """``quesst14Database`` as distributed: ``Audio/`` documents, ``dev_queries/`` and
+    ``eval_queries/`` (one query per word, words split between dev and eval), and the NIST STD
+    ground truth of each set under ``scoring/groundtruth_quesst14_{dev,eval}/``. Document
+    ``d`` holds word ``d % (words + 2)`` (words ``words`` and ``words + 1`` are never queried)
+    and a distractor word between stretches of noise, so each query occurs in 1/6 of the
+    documents and a found occurrence's per-query z-score exceeds 2 (a YES decision)."""
+    rng = np.random.default_rng(0)
+    (root / "Audio").mkdir(parents=True)
+    contents = {}
+    for d in range(documents):
+        name = f"quesst14_{d + 1:05d}"
+        held = [d % (words + 2), words + 2]
+        parts = [
+            _noise(0.2, rng),
+            _word(held[0], rng),
+            _noise(0.3, rng),
+            _word(held[1], rng),
+            _noise(0.2, rng),
+        ]
+        sf.write(root / "Audio" / f"{name}.wav", np.concatenate(parts).astype(np.float32), QUESST_RATE)
+        contents[name] = held
+    sets = {"dev": range(0, words // 2), "eval": range(words // 2, words)}
+    for query_set, query_words in sets.items():
+        (root / f"{query_set}_queries").mkdir()
+        truth = root / "scoring" / f"groundtruth_quesst14_{query_set}"
+        truth.mkdir(parents=True)
+        terms, rttm = [], []
+        for number, word in enumerate(query_words, start=1):
+            termid = f"quesst14_{query_set}_{number:04d}"
+            audio = np.concatenate([_noise(0.05, rng), _word(word, rng), _noise(0.05, rng)])
+            sf.write(root / f"{query_set}_queries" / f"{termid}.wav", audio.astype(np.float32), QUESST_RATE)
+            terms.append(f'  <term termid="{termid}"><termtext>{termid}</termtext></term>')
+            for name, held in contents.items():
+                for position, held_word in enumerate(held):
+                    if held_word == word:
+                        start = 0.2 + position * 0.66
+                        rttm.append(f"LEXEME {name} 1 {start:.2f} 0.36 {termid} lex <NA> <NA>")
+        excerpts = [
+            f'  <excerpt audio_filename="Audio/{name}.wav" channel="1" tbeg="0.000" dur="1.22" source_type="splitcts"/>'
+            for name in contents
+        ]
+        (truth / "quesst14.ecf.xml").write_text(
+            '<ecf source_signal_duration="9.76" version="quesst14">\n' + "\n".join(excerpts) + "\n</ecf>\n"
+        )
+        (truth / f"quesst14_{query_set}.tlist.xml").write_text(
+            '<termlist ecf_filename="quesst14.ecf.xml" version="1" language="multiple" encoding="UTF-8">\n'
+            + "\n".join(terms)
+            + "\n</termlist>\n"
+        )
+        (truth / f"quesst14_{query_set}.rttm").write_text("\n".join(rttm) + "\n")
     return root

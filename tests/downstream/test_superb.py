@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 from sklearn.metrics import accuracy_score
-from superb_fixtures import (
+from superb_cls_fixtures import (
     KS_WORDS,
     VOX_SPEAKERS,
     write_fluent_speech_commands,
@@ -237,10 +237,13 @@ def test_superb_suite_runs_every_task_end_to_end(tmp_path, capsys, monkeypatch):
     write_fluent_speech_commands(data_root)
     write_voxceleb1(data_root)
     write_iemocap(data_root)
-    assert select_suite("superb", data_root) == (["superb_ks", "superb_ic", "superb_sid", "superb_er"], {})
+    tasks, skipped = select_suite("superb", data_root)
+    assert tasks == ["superb_ks", "superb_ic", "superb_sid", "superb_er"]
+    assert set(skipped) == {"superb_asv", "superb_qbe"}, "no veri_test.txt, no QUESST here"
     assert main(_benchmark(data_root, tmp_path / "out", tmp_path / "cache")) == 0
     report = capsys.readouterr().out
-    assert PROTOCOL_VERSION in report and "skipping" not in report
+    assert PROTOCOL_VERSION in report
+    assert f"skipping superb_asv: not found: {data_root / 'VoxCeleb1' / 'veri_test.txt'}" in report
     chance = {"superb_ks": 1 / 12, "superb_ic": 1 / 3, "superb_sid": 1 / 3, "superb_er": 1 / 4}
     for task, level in chance.items():
         row = json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text())
@@ -269,6 +272,8 @@ def test_superb_suite_skips_the_corpora_not_under_the_data_root(tmp_path, capsys
         "superb_ks": f"not found: {data_root / 'speech_commands_test_set_v0.01'}",
         "superb_ic": f"not found: {data_root / 'fluent_speech_commands_dataset'}",
         "superb_er": f"not found: {data_root / 'IEMOCAP_full_release'}",
+        "superb_asv": f"not found: {data_root / 'VoxCeleb1' / 'veri_test.txt'}",
+        "superb_qbe": f"not found: {data_root / 'quesst14Database'}",
     }
     assert main(_benchmark(data_root, tmp_path / "out", tmp_path / "cache")) == 0
     printed = capsys.readouterr().out
@@ -281,6 +286,12 @@ def test_superb_suite_skips_the_corpora_not_under_the_data_root(tmp_path, capsys
 
     assert main(_benchmark(tmp_path / "empty", tmp_path / "out2", tmp_path / "cache")) == 2
     assert "--suite superb: no task's corpus is under" in capsys.readouterr().err
+
+    (data_root / "VoxCeleb1" / "iden_split.txt").rename(data_root / "VoxCeleb1" / "veri_test.txt")
+    without_iden = {name: reason for name, reason in skipped.items() if name != "superb_asv"}
+    without_iden["superb_sid"] = f"not found: {data_root / 'VoxCeleb1' / 'iden_split.txt'}"
+    assert select_suite("superb", data_root) == (["superb_asv"], without_iden), "SID needs iden_split.txt"
+    (data_root / "VoxCeleb1" / "veri_test.txt").rename(data_root / "VoxCeleb1" / "iden_split.txt")
 
     every_task = _benchmark(data_root, tmp_path / "out3", tmp_path / "cache")
     every_task[every_task.index("--suite") : every_task.index("--suite") + 2] = ["--tasks", "all"]

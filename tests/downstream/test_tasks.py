@@ -38,6 +38,8 @@ def test_registry_covers_utterance_verification_and_query_by_example_tasks():
         "intent_fsc",
         "keyword_gsc",
         "asr_librispeech",
+        "superb_asv",
+        "superb_qbe",
     }
     superb = {"superb_ks", "superb_ic", "superb_sid", "superb_er"}
     assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others | superb

@@ -447,6 +447,37 @@ def maximum_term_weighted_value(scores: ArrayLike, relevant: ArrayLike, beta: fl
     return float(max(0.0, np.max(twv[last_of_tie])))
 
 
+def term_weighted_value(detected: ArrayLike, relevant: ArrayLike, beta: float = 999.9) -> float:
+    """Term-weighted value of fixed yes/no decisions (NIST 2006 STD evaluation plan); the
+    *actual* TWV (ATWV) when the decisions are the system's own.
+
+    ``TWV = 1 − mean_t [P_miss(t) + β · P_FA(t)]`` over the terms with ``N_true(t) > 0``,
+    with ``P_miss`` and ``P_FA`` as in :func:`maximum_term_weighted_value`; unlike MTWV it
+    can be negative (down to ``−β``).
+
+    Args:
+        detected: ``(queries, documents)`` bool, the system said YES.
+        relevant: ``(queries, documents)`` bool, whether the document contains the query.
+        beta: false-alarm weight (see :func:`maximum_term_weighted_value`).
+
+    Raises:
+        ValueError: as :func:`maximum_term_weighted_value`, or non-boolean decisions.
+    """
+    if beta < 0.0:
+        raise ValueError(f"beta: expected >= 0, found {beta}")
+    detected = np.asarray(detected)
+    if not set(np.unique(detected).tolist()) <= {0, 1}:
+        raise ValueError(f"expected boolean decisions, found values {sorted(np.unique(detected).tolist())}")
+    _, relevant = _retrieval_trials(detected.astype(np.float64), relevant)
+    detected = detected.astype(bool)
+    scored = relevant.any(axis=1)
+    targets = relevant[scored].sum(axis=1)
+    non_targets = relevant.shape[1] - targets
+    misses = (relevant & ~detected)[scored].sum(axis=1) / targets
+    false_alarms = (~relevant & detected)[scored].sum(axis=1) / np.maximum(non_targets, 1)
+    return float(1.0 - np.mean(misses + beta * false_alarms))
+
+
 __all__ = [
     "DTWAlignment",
     "accuracy",
@@ -460,5 +491,6 @@ __all__ = [
     "maximum_term_weighted_value",
     "mean_average_precision",
     "min_dcf",
+    "term_weighted_value",
     "word_error_rate",
 ]

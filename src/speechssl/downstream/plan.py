@@ -15,6 +15,7 @@ from typing import Any
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.verification import XVectorTrainingConfig
 
 
 @dataclass
@@ -28,6 +29,7 @@ class EvaluationPlan:
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
         asr: CTC head training of ASR tasks.
+        xvector: x-vector head training of SUPERB's speaker verification (ASV).
         head_overrides: the head-training fields the user set (``--head key=value``); a task
             with a published protocol (SUPERB) applies them on top of its own settings,
             the others read ``head``.
@@ -40,6 +42,7 @@ class EvaluationPlan:
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
     asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    xvector: XVectorTrainingConfig = field(default_factory=XVectorTrainingConfig)
     head_overrides: dict[str, Any] = field(default_factory=dict)
     baselines: Sequence[str] = ()
 

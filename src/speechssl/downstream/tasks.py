@@ -10,7 +10,8 @@ SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
 ``superb`` (utterance tasks trained by SUPERB's protocol, :mod:`speechssl.downstream.superb`),
-``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
+``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
 the features it reads (pooled statistics or frames of every layer), its head and
 training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
 ``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
@@ -39,12 +40,13 @@ from speechssl.data import (
     load_corpus,
     within_group_split,
 )
+from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.data.manifest import MANIFEST_SUFFIXES
 from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
-from speechssl.downstream.query_by_example import evaluate_query_by_example
+from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
 from speechssl.downstream.row import Metric, Row
 from speechssl.downstream.superb import (
     EMOTION_RECOGNITION,
@@ -60,7 +62,13 @@ from speechssl.downstream.training import (
     train_frame_classifier,
     train_utterance_classifier,
 )
-from speechssl.downstream.verification import evaluate_verification
+from speechssl.downstream.verification import PROTOCOL as ASV_PROTOCOL
+from speechssl.downstream.verification import (
+    Trial,
+    evaluate_verification,
+    read_trials,
+    train_xvector_verification,
+)
 from speechssl.upstream.base import Upstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
@@ -161,8 +169,8 @@ class CorpusTask:
         """The corpus manifest under ``data_root``, with every row (tasks re-split it)."""
         return load_corpus(self.corpus, Path(data_root) / self.folder)
 
-    def missing_folders(self, data_root: str | Path) -> list[Path]:
-        """The folders this task reads that are not under ``data_root`` (none: it can run)."""
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        """The folders and files this task needs that are not under ``data_root`` (none: it can run)."""
         folder = Path(data_root) / self.folder
         return [] if folder.is_dir() else [folder]
 
@@ -259,8 +267,8 @@ class SuperbTask(UtteranceTask):
 
     Attributes:
         protocol: the task's SUPERB settings (s3prl's config).
-        also_needs: further folders under the data root the loader reads (e.g. a separate
-            test-set archive).
+        also_needs: further folders or files under the data root the loader reads (e.g. a
+            separate test-set archive, a split list).
     """
 
     protocol: SuperbProtocol
@@ -275,9 +283,9 @@ class SuperbTask(UtteranceTask):
         """SUPERB's settings, with the user's overrides."""
         return self.protocol.head_config(plan.head_overrides)
 
-    def missing_folders(self, data_root: str | Path) -> list[Path]:
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
         extra = [Path(data_root) / name for name in self.also_needs]
-        return [*super().missing_folders(data_root), *(folder for folder in extra if not folder.is_dir())]
+        return [*super().missing_paths(data_root), *(path for path in extra if not path.exists())]
 
 
 def _train_classifier(
@@ -319,6 +327,52 @@ class VerificationTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_verification")
+@dataclass(frozen=True)
+class SuperbVerificationTask(CorpusTask):
+    """SUPERB ASV: an x-vector head trained with AM-softmax on the corpus's ``train``
+    speakers, cosine scoring of the corpus's own trial list
+    (:func:`~speechssl.downstream.verification.train_xvector_verification`). Protocol:
+    SUPERB (Yang et al. 2021) with s3prl's ``sv_voxceleb1/configs/amsoftmax.yaml`` at commit
+    034970b7 (:data:`~speechssl.downstream.verification.PROTOCOL`, written into every row).
+
+    Attributes:
+        trials: the trial list's file name in the corpus folder (``veri_test.txt``).
+    """
+
+    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    seed_meaning: ClassVar[str] = "SUPERB ASV: the seed sets head initialisation and batch order."
+
+    trials: str = "veri_test.txt"
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest, its test speakers those of :attr:`trials`."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder, trials=self.trials)
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.xvector)
+
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        """The corpus folder, else its trial list, when missing."""
+        folder = Path(data_root) / self.folder
+        return [folder] if not folder.is_dir() else [p for p in [folder / self.trials] if not p.is_file()]
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        trials = read_trials(Path(plan.data_root) / self.folder / self.trials)
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, trials, plan)
+
+    def _run(
+        self, frames: FrameFeatures, manifest: Manifest, trials: list[Trial], plan: EvaluationPlan, seed: int
+    ) -> Row:
+        """Test EER, with minDCF, dev EER and the protocol version."""
+        result = train_xvector_verification(frames, manifest, trials, plan.xvector, seed)
+        return self.row(
+            seed, result.eer, result.layer_weights, min_dcf=result.min_dcf, dev_eer=result.dev_eer,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, num_trials=result.num_trials,
+            num_speakers=result.num_speakers, protocol=ASV_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("query_by_example")
 class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
@@ -338,6 +392,40 @@ class QueryByExampleTask(CorpusTask):
         return self.row(
             seed, result.map, mtwv=result.mtwv, layer=result.layer, dev_map=result.dev_map,
             num_queries=result.num_queries, num_documents=result.num_documents,
+        )  # fmt: skip
+
+
+@task_kind("superb_query_by_example")
+class QuesstTask(CorpusTask):
+    """SUPERB QbE: DTW over frame features of the QUESST 2014 queries and documents, scored
+    with the corpus's own ground truth (:func:`~speechssl.downstream.query_by_example.evaluate_quesst`);
+    the layer is chosen on the dev queries, the eval queries are scored once. Protocol: SUPERB
+    (Yang et al. 2021) with s3prl's ``quesst14_dtw`` at commit 24115f13 and the QUESST 2014 TWV
+    (:data:`~speechssl.downstream.query_by_example.QUESST_PROTOCOL`, written into every row)."""
+
+    metric: ClassVar[Metric] = Metric("mtwv", "eval MTWV (QUESST 2014)", True, ("atwv", "ATWV"))
+    seed_meaning: ClassVar[str] = (
+        "SUPERB QbE: nothing is trained or drawn, so every seed gives the same value."
+    )
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        root = Path(plan.data_root) / self.folder
+        dev, eval_ = read_ground_truth(root, "dev"), read_ground_truth(root, "eval")
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, dev, eval_)
+
+    def _run(
+        self,
+        frames: FrameFeatures,
+        manifest: Manifest,
+        dev: QuesstGroundTruth,
+        eval_: QuesstGroundTruth,
+        seed: int,
+    ) -> Row:
+        """Eval MTWV, with ATWV, MAP, the layer chosen on dev and the protocol version."""
+        result = evaluate_quesst(frames, manifest, dev, eval_)
+        return self.row(
+            seed, result.mtwv, atwv=result.atwv, map=result.map, layer=result.layer, dev_mtwv=result.dev_mtwv,
+            num_queries=result.num_queries, num_documents=result.num_documents, protocol=QUESST_PROTOCOL,
         )  # fmt: skip
 
 
@@ -380,6 +468,9 @@ VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
 SUPERB = f"{PROTOCOL_VERSION}: "
+
+ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
+QUESST_RULE = "QUESST 2014 dev queries pick the layer, eval queries scored once against every document"
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -452,8 +543,10 @@ def available_tasks() -> dict[str, Task]:
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
         SuperbTask("superb_ks", "speech_commands_superb", "speech_commands_v0.01", "keyword", SUPERB + "12 classes; validation_list.txt dev, the v0.01 test-set archive test; 1 s background-noise crops as _silence_", _as_is, KEYWORD_SPOTTING, ("speech_commands_test_set_v0.01",)),
         SuperbTask("superb_ic", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent", SUPERB + "the corpus's train/valid/test CSVs; correct when action, object and location all are", _as_is, INTENT_CLASSIFICATION),
-        SuperbTask("superb_sid", "voxceleb1", "VoxCeleb1", "speaker", SUPERB + "iden_split.txt sets 1/2/3 as train/dev/test (1,251 speakers)", _as_is, SPEAKER_IDENTIFICATION),
+        SuperbTask("superb_sid", "voxceleb1", "VoxCeleb1", "speaker", SUPERB + "iden_split.txt sets 1/2/3 as train/dev/test (1,251 speakers)", _as_is, SPEAKER_IDENTIFICATION, ("VoxCeleb1/iden_split.txt",)),
         SuperbTask("superb_er", "iemocap", "IEMOCAP_full_release", "emotion", SUPERB + "neu/hap(+exc)/ang/sad; leave one session out, 5 folds averaged, a fixed random 20% of the other sessions' utterances as dev", leave_one_session_out, EMOTION_RECOGNITION),
+        SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
+        QuesstTask("superb_qbe", "quesst14", "quesst14Database", "role", QUESST_RULE),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 
@@ -473,6 +566,8 @@ SUITES = {
         "superb_ic",
         "superb_sid",
         "superb_er",
+        "superb_asv",
+        "superb_qbe",
     ),
 }  # fmt: skip
 
@@ -493,7 +588,7 @@ def select_suite(suite: str, data_root: str | Path) -> tuple[list[str], dict[str
     if suite not in SUITES:
         raise ValueError(f"suite: expected one of {sorted(SUITES)}, found {suite!r}")
     tasks = available_tasks()
-    missing = {name: tasks[name].missing_folders(data_root) for name in SUITES[suite]}
+    missing = {name: tasks[name].missing_paths(data_root) for name in SUITES[suite]}
     skipped = {
         name: f"not found: {', '.join(str(folder) for folder in folders)}"
         for name, folders in missing.items()

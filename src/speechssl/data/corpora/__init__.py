@@ -23,9 +23,11 @@ from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.iemocap import load_iemocap
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
+from speechssl.data.corpora.quesst14 import load_quesst14
 from speechssl.data.corpora.ravdess import load_ravdess
 from speechssl.data.corpora.speech_commands import load_speech_commands, load_speech_commands_superb
 from speechssl.data.corpora.voxceleb1 import load_voxceleb1
+from speechssl.data.corpora.voxceleb1_verification import load_voxceleb1_verification
 from speechssl.data.manifest import Manifest
 
 CorpusLoader = Callable[..., Manifest]
@@ -40,6 +42,8 @@ LOADERS: dict[str, CorpusLoader] = {
     "speech_commands_superb": load_speech_commands_superb,
     "voxceleb1": load_voxceleb1,
     "iemocap": load_iemocap,
+    "voxceleb1_verification": load_voxceleb1_verification,
+    "quesst14": load_quesst14,
     "folder": load_folder,
     "pattern": load_pattern,
     "manifest": load_manifest_file,
@@ -97,8 +101,10 @@ __all__ = [
     "load_librispeech",
     "load_manifest_file",
     "load_pattern",
+    "load_quesst14",
     "load_ravdess",
     "load_speech_commands",
     "load_speech_commands_superb",
     "load_voxceleb1",
+    "load_voxceleb1_verification",
 ]
