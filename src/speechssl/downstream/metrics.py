@@ -61,6 +61,20 @@ def accuracy(predictions: ArrayLike, targets: ArrayLike) -> float:
     return float(accuracy_score(targets, predictions))
 
 
+def chance_accuracy(targets: ArrayLike) -> float:
+    """Accuracy of the best constant predictor on ``targets``: the share of the most frequent
+    test class (the chance level a classifier has to beat, whatever the training split holds).
+
+    Raises:
+        ValueError: no targets.
+    """
+    targets = np.asarray(targets, dtype=object)
+    if targets.ndim != 1 or len(targets) == 0:
+        raise ValueError(f"expected a non-empty (utterances,) label sequence, found shape {targets.shape}")
+    _, counts = np.unique(targets.astype(str), return_counts=True)
+    return float(counts.max() / len(targets))
+
+
 def macro_f1(predictions: ArrayLike, targets: ArrayLike) -> float:
     """Unweighted mean over classes of the per-class F1 score (sklearn ``average="macro"``).
 
@@ -428,6 +442,7 @@ def maximum_term_weighted_value(scores: ArrayLike, relevant: ArrayLike, beta: fl
 __all__ = [
     "DTWAlignment",
     "accuracy",
+    "chance_accuracy",
     "character_error_rate",
     "cosine_scores",
     "dtw_align",
