@@ -35,7 +35,8 @@ class Progress:
         description: what is being done, e.g. ``"features fbank / speaker_librispeech"``.
         unit: the items' name, plural (``"utterances"``, ``"epochs"``).
         stream: where to write; ``sys.stderr`` by default (read when constructed).
-        interval_s: seconds between log lines when ``stream`` is not a terminal.
+        interval_s: seconds between log lines when ``stream`` is not a terminal
+            (:data:`LOG_INTERVAL_S` by default, read when constructed).
         clock: seconds of a monotonic clock (tests pass a fake one).
     """
 
@@ -45,11 +46,12 @@ class Progress:
         description: str,
         unit: str = "items",
         stream: TextIO | None = None,
-        interval_s: float = LOG_INTERVAL_S,
+        interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if total is not None and total < 0:
             raise ValueError(f"progress {description!r}: expected a total >= 0, found {total}")
+        interval_s = LOG_INTERVAL_S if interval_s is None else interval_s
         if interval_s < 0:
             raise ValueError(f"progress {description!r}: expected interval_s >= 0, found {interval_s}")
         self.total = total
@@ -76,7 +78,9 @@ class Progress:
         )
 
     def update(self, count: int = 1) -> None:
-        """``count`` more items are done."""
+        """``count`` more items are done (``0``: nothing to show)."""
+        if count == 0:
+            return
         self.done += count
         if self._bar is not None:
             self._bar.update(count)
