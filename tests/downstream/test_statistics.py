@@ -15,6 +15,7 @@ from speechssl.downstream.statistics import (
     paired_test,
     results_table,
     seeds_for_significance,
+    significance_floor_note,
     summarize,
     wilcoxon_min_p_value,
 )
@@ -201,3 +202,18 @@ def test_seeds_needed_for_significance() -> None:
     assert seeds_for_significance(2, 0.01) == 9  # 2 · 2/2^8 = 0.0156 > 0.01 >= 2 · 2/2^9 = 0.0078
     with pytest.raises(ValueError, match="comparisons: expected at least 1, found 0"):
         seeds_for_significance(0)
+
+
+def test_significance_floor_note_names_the_seeds_needed() -> None:
+    assert significance_floor_note(6, 1) is None  # 2/2^6 = 0.03125 <= 0.05
+    assert significance_floor_note(5, 1) == (
+        "with 5 seeds the smallest two-sided Wilcoxon p-value is 2/2^5 = 0.0625: no difference can "
+        "reach p < 0.05 whatever its size; 6 seeds are needed."
+    )
+    note = significance_floor_note(8, 19)  # 19 · 2/2^8 = 0.148
+    assert (
+        note is not None
+        and "Holm multiplies the smallest of 19 by 19" in note
+        and note.endswith("10 seeds are needed.")
+    )
+    assert significance_floor_note(10, 19) is None

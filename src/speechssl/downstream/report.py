@@ -2,9 +2,12 @@
 
 :func:`write_report` turns the :class:`~speechssl.downstream.row.Row` objects of
 :func:`~speechssl.downstream.evaluate.run_evaluation` into ``report.md`` and
-``report.html``: the table of each task's metric over seeds (mean ± std and 95%
-confidence interval), secondary metrics, paired significance tests against the first
-upstream, ASR example decodings, box plots and the learned layer weights.
+``report.html``: where each upstream's weights come from (pretrained once: the seeds vary
+the probe only), the table of each task's metric over seeds (mean ± std and 95% confidence
+interval clipped to the metric's range; upstreams in rows when there are many), secondary
+metrics, paired Wilcoxon tests against the first upstream with Holm–Bonferroni correction
+per task and a note where the seed count cannot reach significance, ASR example decodings,
+box plots with the chance level and the learned layer weights as an upstream × layer heatmap.
 :func:`format_probe_table` and :func:`format_accuracy_matrix` print ``probe`` results.
 """
 
@@ -25,11 +28,10 @@ from speechssl.downstream.statistics import (
     group_by_seed,
     holm_bonferroni,
     paired_test,
-    seeds_for_significance,
+    significance_floor_note,
     summarize,
-    wilcoxon_min_p_value,
 )
-from speechssl.downstream.tasks import Task
+from speechssl.downstream.tasks import Task, UtteranceTask
 from speechssl.upstream import weights_origin
 
 SIGNIFICANCE = 0.05  # family-wise error rate of each task's paired tests
@@ -51,8 +53,8 @@ def format_summary(summary: Summary) -> str:
 
 
 def format_probe_table(rows: Sequence[dict]) -> str:
-    """One line per (upstream, task, layer): test accuracy over seeds (mean ± std [95% CI]),
-    the number of seeds, chance and classes."""
+    """One line per (upstream, task, layer): test accuracy over seeds (mean ± std [95% CI,
+    clipped to [0, 1]]), the number of seeds, chance and classes."""
     header = (
         f"{'upstream':32s} {'task':12s} {'layer':>8s} {'accuracy over seeds':>32s} "
         f"{'seeds':>5s} {'chance':>7s} {'classes':>7s}"
@@ -60,7 +62,7 @@ def format_probe_table(rows: Sequence[dict]) -> str:
     lines = [header, "-" * len(header)]
     for (upstream, task, layer), group in _groups(rows).items():
         name = upstream if len(upstream) <= 32 else "…" + upstream[-31:]
-        summary = summarize([r["value"] for r in group])
+        summary = summarize([r["value"] for r in group], bounds=UtteranceTask.metric.bounds)
         lines.append(
             f"{name:32s} {task:12s} {layer!s:>8s} {format_summary(summary):>32s} {summary.n:5d} "
             f"{group[0]['chance']:7.3f} {group[0]['num_classes']:7d}"
@@ -193,14 +195,9 @@ def paired_tests_table(
                     [task.name, upstream, f"{test.mean_difference:+.3f}", str(test.n), f"{test.p_value:.3g}",
                      f"{holm:.3g}", "yes" if significant else "no"]
                 )  # fmt: skip
-            seeds = min(test.n for _, test in tested)
-            if len(tested) * wilcoxon_min_p_value(seeds) > SIGNIFICANCE:
-                notes.append(
-                    f"{task.name}: with {seeds} seeds the smallest two-sided Wilcoxon p-value is "
-                    f"2/2^{seeds} = {wilcoxon_min_p_value(seeds):.3g}, and Holm multiplies the smallest of "
-                    f"{len(tested)} by {len(tested)}: no difference can reach p < {SIGNIFICANCE} whatever its "
-                    f"size; {seeds_for_significance(len(tested), SIGNIFICANCE)} seeds are needed."
-                )
+            note = significance_floor_note(min(test.n for _, test in tested), len(tested), SIGNIFICANCE)
+            if note is not None:
+                notes.append(f"{task.name}: {note}")
         paired += untested
     return ReportTable(
         f"Paired tests against {upstreams[0]} (two-sided Wilcoxon signed-rank over seeds; "

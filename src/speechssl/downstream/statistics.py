@@ -246,6 +246,19 @@ def seeds_for_significance(comparisons: int = 1, alpha: float = 0.05) -> int:
     return n
 
 
+def significance_floor_note(seeds: int, comparisons: int = 1, alpha: float = 0.05) -> str | None:
+    """A sentence for a report when ``seeds`` paired seeds cannot make any of ``comparisons``
+    Holm-corrected Wilcoxon tests reach ``alpha``, whatever the differences (``None`` when they can)."""
+    if comparisons * wilcoxon_min_p_value(seeds) <= alpha:
+        return None
+    holm = f", and Holm multiplies the smallest of {comparisons} by {comparisons}" if comparisons > 1 else ""
+    return (
+        f"with {seeds} seeds the smallest two-sided Wilcoxon p-value is 2/2^{seeds} = "
+        f"{wilcoxon_min_p_value(seeds):.3g}{holm}: no difference can reach p < {alpha} whatever its size; "
+        f"{seeds_for_significance(comparisons, alpha)} seeds are needed."
+    )
+
+
 def group_by_seed(
     rows: Iterable[Row | Mapping[str, Any]], metric: str | None = None
 ) -> dict[str, dict[str, dict[Hashable, float]]]:
@@ -319,6 +332,7 @@ __all__ = [
     "paired_test",
     "results_table",
     "seeds_for_significance",
+    "significance_floor_note",
     "summarize",
     "wilcoxon_min_p_value",
 ]
