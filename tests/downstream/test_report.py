@@ -54,7 +54,7 @@ def test_paired_tests_are_holm_corrected_and_too_few_seeds_are_named(tmp_path):
     )
     seven = {name: [*seeds, seeds[-1] + (0.2 if name == "b" else 0.02)] for name, seeds in values.items()}
     markdown = write_report(accuracy_rows(seven), [KWS], list(seven), tmp_path).read_text()
-    # 7 seeds: p = 2/128 = 0.0156, Holm ×2 = 0.03125 -> significant, and no note
+    # 7 seeds, b − a = 0.75 + 0.33 over 7: p = 2/128 = 0.0156, Holm ×2 = 0.03125 -> significant, no note
     assert "| kws_toy | b | +0.154 | 7 | 0.0156 | 0.0312 | yes |" in markdown
     assert "seeds are needed" not in markdown
 
@@ -83,6 +83,7 @@ def test_many_upstreams_are_rows_and_few_are_columns(tmp_path):
     html = (tmp_path / "report.html").read_text()
     results = html.split("<h2>Results")[1].split("</table>")[0]
     assert results.count("<tr>") == 21 and results.count("<th>") == 2  # 20 rows, 2 columns
+    assert '<div class="scroll"><table>' in html  # a wide table scrolls instead of overflowing the page
     few = {"a": [0.5, 0.6], "b": [0.6, 0.7]}
     text = write_report(accuracy_rows(few), [KWS], list(few), tmp_path).read_text()
     assert "| task | metric | split | a | b |" in text

@@ -201,7 +201,7 @@ def paired_tests_table(
         paired += untested
     return ReportTable(
         f"Paired tests against {upstreams[0]} (two-sided Wilcoxon signed-rank over seeds; "
-        f"Holm–Bonferroni over each task's comparisons, significant: Holm p < {SIGNIFICANCE})",
+        f"Holm–Bonferroni over each task's comparisons, significant: Holm p ≤ {SIGNIFICANCE})",
         ["task", "upstream", "mean difference", "seeds", "p-value", "Holm p-value", "significant"],
         paired,
         list(dict.fromkeys(notes)),

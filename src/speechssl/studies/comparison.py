@@ -168,7 +168,7 @@ def run_comparison(
     lines += [
         "",
         f"p: two-sided Wilcoxon signed-rank test over paired seeds; Holm p: corrected with Holm–Bonferroni "
-        f"over the {len(tested)} comparisons of this page; differences with Holm p < {SIGNIFICANCE} are "
+        f"over the {len(tested)} comparisons of this page; differences with Holm p ≤ {SIGNIFICANCE} are "
         "unlikely to be seed noise. The model was pretrained once: the seeds vary the probe only, "
         "not the pretraining.",
         *([f"Too few seeds: {floor}"] if floor else []),
