@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
@@ -68,7 +70,7 @@ def test_evaluation_reports_progress_of_features_head_fits_and_seeds(
         ["keyword_fsdd"], [0, 1], FeatureCache(tmp_path / "cache"), shared_data("fsdd").parent,
         HeadTrainingConfig(max_epochs=2),
     )  # fmt: skip
-    run_evaluation(["fbank"], plan, tmp_path / "out")
+    rows = run_evaluation(["fbank"], plan, tmp_path / "out")
     err = capsys.readouterr().err
     assert "features fbank: " in err and "utterances (100%)" in err
     assert "head fit (lr 0.01, seed 1): 2/2 epochs (100%)" in err
@@ -78,6 +80,8 @@ def test_evaluation_reports_progress_of_features_head_fits_and_seeds(
         and "evaluation: 2/2 seeds (100%)" in err
         and "ETA" in err
     )
+    # FSDD's test split holds the 10 digits equally often: the best constant guess scores 0.1
+    assert rows[0].extras["chance"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
