@@ -86,6 +86,7 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     assert {(r["upstream"], r["task"], r["n"]) for r in summary} == {
         (str(run), "gender", 2), (str(run), "word", 2), ("fbank", "gender", 2), ("fbank", "word", 2)
     }  # fmt: skip
+    assert all("clipped" in r and (r["ci_high"] is None or r["ci_high"] <= 1.0) for r in summary)
     assert len(list((results / "runs").rglob("seed_*.json"))) == 8
     assert main([*args, "--upstream", "fbank", "head=svm"]) == 2
     assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err

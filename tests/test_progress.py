@@ -73,3 +73,28 @@ def test_a_terminal_gets_a_bar() -> None:
 def test_bad_totals_are_refused() -> None:
     with pytest.raises(ValueError, match="progress 'x': expected a total >= 0, found -1"):
         Progress(-1, "x", stream=io.StringIO())
+
+
+def test_a_resumed_loop_counts_its_rate_from_the_new_items_and_shows_the_postfix() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(
+        1000, "pretraining", "steps", stream=stream, interval_s=10.0, clock=clock, initial=600
+    )
+    progress.set_postfix({"loss": "2.31"})
+    clock.now = 20.0
+    progress.update(100)  # 100 new steps in 20 s: 5 steps/s, 300 left -> 60 s
+    progress.close()
+    first, last = stream.getvalue().splitlines()
+    assert first.endswith("pretraining: 700/1000 steps (70%), 5 steps/s, ETA 01:00, loss 2.31")
+    assert last.endswith("pretraining: 700/1000 steps (70%), 5 steps/s, done in 00:20, loss 2.31")
+
+
+def test_the_pretraining_logger_reports_steps_with_the_loss(tmp_path, monkeypatch, capsys) -> None:
+    from speechssl.train.logging import MetricsLogger
+
+    monkeypatch.setattr("speechssl.progress.LOG_INTERVAL_S", 0.0)
+    with MetricsLogger(tmp_path, total_steps=4, initial_step=2) as logger:
+        logger.log({"step": 3, "loss": 1.5})
+        logger.advance()
+    err = capsys.readouterr().err
+    assert "pretraining: 3/4 steps (75%)" in err and "loss 1.5" in err

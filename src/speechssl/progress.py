@@ -1,7 +1,7 @@
 """Progress of long loops: a tqdm bar on a terminal, periodic log lines elsewhere.
 
-Feature extraction, head fits, unit fitting and labelling and the studies report how far
-they are through one :class:`Progress`. On a terminal it draws a tqdm bar (nested bars
+Pretraining steps, feature extraction, head fits, unit fitting and labelling and the
+studies report how far they are through one :class:`Progress`. On a terminal it draws a tqdm bar (nested bars
 are cleared when done, the outermost stays). When the stream is not a terminal (a log
 file, a batch job, CI), bars would write carriage returns into the log, so it writes a
 line every :data:`LOG_INTERVAL_S` seconds instead, with done/total, rate and ETA::
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TextIO, TypeVar
 
@@ -38,6 +38,7 @@ class Progress:
         interval_s: seconds between log lines when ``stream`` is not a terminal
             (:data:`LOG_INTERVAL_S` by default, read when constructed).
         clock: seconds of a monotonic clock (tests pass a fake one).
+        initial: items done before (a resumed run); the rate counts only the new ones.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class Progress:
         stream: TextIO | None = None,
         interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        initial: int = 0,
     ) -> None:
         if total is not None and total < 0:
             raise ValueError(f"progress {description!r}: expected a total >= 0, found {total}")
@@ -57,7 +59,8 @@ class Progress:
         self.total = total
         self.description = description
         self.unit = unit
-        self.done = 0
+        self.done = self._initial = initial
+        self._postfix: dict[str, str] = {}
         self._stream = stream if stream is not None else sys.stderr
         self._interval_s = interval_s
         self._clock = clock
@@ -67,6 +70,7 @@ class Progress:
         self._bar = (
             tqdm(
                 total=total,
+                initial=initial,
                 desc=description,
                 unit=f" {unit}",
                 file=self._stream,
@@ -90,10 +94,17 @@ class Progress:
             self._write(self.line(now))
             self._last_line = now
 
-    def line(self, now: float) -> str:
-        """The log line at clock time ``now``: done/total, percentage, rate and ETA."""
+    def set_postfix(self, values: Mapping[str, str]) -> None:
+        """The latest values shown after the counts (e.g. ``{"loss": "1.23"}``), on the bar or the next line."""
+        self._postfix = dict(values)
+        if self._bar is not None:
+            self._bar.set_postfix(self._postfix, refresh=False)
+
+    def line(self, now: float, closing: bool = False) -> str:
+        """The log line at clock time ``now``: done/total, percentage, rate, then the ETA (or, when
+        ``closing``, the elapsed time) and the postfix values."""
         elapsed = now - self._started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self._initial) / elapsed if elapsed > 0 else 0.0
         text = f"{self.description}: {self.done}"
         if self.total is not None:
             text += f"/{self.total} {self.unit}"
@@ -102,9 +113,11 @@ class Progress:
         else:
             text += f" {self.unit}"
         text += f", {rate:.3g} {self.unit}/s"
-        if self.total is not None and rate > 0:
+        if closing:
+            text += f", done in {tqdm.format_interval(elapsed)}"
+        elif self.total is not None and rate > 0:
             text += f", ETA {tqdm.format_interval(max(self.total - self.done, 0) / rate)}"
-        return text
+        return text + "".join(f", {key} {value}" for key, value in self._postfix.items())
 
     def close(self) -> None:
         """End the bar, or write the closing line if the work outlasted one interval."""
@@ -113,9 +126,7 @@ class Progress:
             return
         now = self._clock()
         if self._lines or now - self._started >= self._interval_s:
-            self._write(
-                f"{self.line(now).split(', ETA')[0]}, done in {tqdm.format_interval(now - self._started)}"
-            )
+            self._write(self.line(now, closing=True))
 
     def _write(self, text: str) -> None:
         self._stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
