@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from speechssl.downstream.report import task_chance, upstreams_as_rows, write_report
 from speechssl.downstream.row import Row
-from speechssl.downstream.tasks import ASRTask, UtteranceTask
+from speechssl.downstream.tasks import ASRTask, UtteranceTask, VerificationTask
 
 
 def test_report_lists_secondary_metrics_paired_tests_and_decodings(tmp_path):
@@ -82,11 +82,16 @@ def test_many_upstreams_are_rows_and_few_are_columns(tmp_path):
     assert text.count("| upstream_") == 20 + 19 + 20  # results rows, paired tests, weights table
     html = (tmp_path / "report.html").read_text()
     results = html.split("<h2>Results")[1].split("</table>")[0]
-    assert results.count("<tr>") == 21 and results.count("<th>") == 2  # 20 rows, 2 columns
+    assert results.count("<tr>") == 22 and results.count("<th>") == 2  # 20 upstreams and chance, 2 columns
+    assert "| chance | 0.250 |" in text
     assert '<div class="scroll"><table>' in html  # a wide table scrolls instead of overflowing the page
     few = {"a": [0.5, 0.6], "b": [0.6, 0.7]}
     text = write_report(accuracy_rows(few), [KWS], list(few), tmp_path).read_text()
-    assert "| task | metric | split | a | b |" in text
+    assert "| task | metric | split | a | b | chance |" in text
+    assert (
+        "| kws_toy | test accuracy | toy split | 0.550 ± 0.071 [0.000, 1.000] | 0.650 ± 0.071 [0.015, 1.000] | 0.250 |"
+        in text
+    )
 
 
 def test_boxplots_show_the_rows_chance_and_the_layer_weights_are_a_heatmap(tmp_path):
@@ -96,6 +101,8 @@ def test_boxplots_show_the_rows_chance_and_the_layer_weights_are_a_heatmap(tmp_p
     write_report([replace(r, extras={}) for r in rows], [KWS], ["a", "b"], tmp_path)
     assert (tmp_path / "boxplots.png").read_bytes() != with_chance
     assert task_chance(rows, KWS) == 0.25 and task_chance([replace(r, extras={}) for r in rows], KWS) is None
+    verification = VerificationTask("sv_toy", "toy", "toy", "speaker", "toy trials")
+    assert task_chance([], verification) == 0.5  # EER of a scorer that ignores its input, whatever the data
     assert (tmp_path / "layer_weights_kws_toy.png").is_file()
 
 

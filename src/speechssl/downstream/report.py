@@ -136,6 +136,7 @@ def task_upstream_table(
     upstreams: Sequence[str],
     cell: Callable[[str, str], str],
     task_header: Sequence[str] = ("task",),
+    reference: tuple[str, Callable[[str], str]] | None = None,
 ) -> ReportTable:
     """A table of ``cell(task, upstream)``, oriented by :func:`upstreams_as_rows`.
 
@@ -147,17 +148,27 @@ def task_upstream_table(
         upstreams: upstream names.
         cell: the text of one (task name, upstream) cell.
         task_header: headings of the tuple's fields.
+        reference: ``(name, text of a task)`` of a value every upstream is read against (the
+            chance level): a last row beside the upstreams, or a last column.
     """
     if upstreams_as_rows(len(upstreams), len(tasks)):
-        return ReportTable(
+        table = ReportTable(
             title,
             ["upstream", *(" · ".join(task) for task in tasks)],
             [[upstream, *(cell(task[0], upstream) for task in tasks)] for upstream in upstreams],
         )
+        if reference is not None:
+            table.rows.append([reference[0], *(reference[1](task[0]) for task in tasks)])
+        return table
+    extra = [reference[0]] if reference is not None else []
     return ReportTable(
         title,
-        [*task_header, *upstreams],
-        [[*task, *(cell(task[0], upstream) for upstream in upstreams)] for task in tasks],
+        [*task_header, *upstreams, *extra],
+        [
+            [*task, *(cell(task[0], upstream) for upstream in upstreams)]
+            + ([reference[1](task[0])] if reference is not None else [])
+            for task in tasks
+        ],
     )
 
 
@@ -212,6 +223,7 @@ def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequenc
     """The report's tables: main metric per task, secondary metrics, paired tests, example decodings."""
     by_seed = group_by_seed(rows)
     bounds = {task.name: task.metric.bounds for task in tasks}
+    chance = {task.name: task_chance(rows, task) for task in tasks}
     tables = [
         task_upstream_table(
             "Results (mean ± std [95% confidence interval, clipped to the metric's range] over seeds)",
@@ -221,6 +233,7 @@ def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequenc
                 summarize(list(by_seed[task][upstream].values()), bounds=bounds[task])
             ),
             ("task", "metric", "split"),
+            ("chance", lambda task: "n/a" if chance[task] is None else f"{chance[task]:.3f}"),
         )
     ]
     secondary = {task.name: task.metric for task in tasks if task.metric.secondary is not None}
