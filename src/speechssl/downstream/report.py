@@ -4,10 +4,11 @@
 :func:`~speechssl.downstream.evaluate.run_evaluation` into ``report.md`` and
 ``report.html``: where each upstream's weights come from (pretrained once: the seeds vary
 the probe only), the table of each task's metric over seeds (mean ± std and 95% confidence
-interval clipped to the metric's range; upstreams in rows when there are many), secondary
-metrics, paired Wilcoxon tests against the first upstream with Holm–Bonferroni correction
-per task and a note where the seed count cannot reach significance, ASR example decodings,
-box plots with the chance level and the learned layer weights as an upstream × layer heatmap.
+interval clipped to the metric's range, and the chance level; upstreams in rows when there
+are many), secondary metrics, paired Wilcoxon tests against the first upstream with
+Holm–Bonferroni correction per task and a note where the seed count cannot reach
+significance, ASR example decodings, box plots with the chance level and the learned layer
+weights as an upstream × layer heatmap.
 :func:`format_probe_table` and :func:`format_accuracy_matrix` print ``probe`` results.
 """
 
