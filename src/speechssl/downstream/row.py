@@ -7,6 +7,7 @@ report (:mod:`speechssl.downstream.report`) and the studies read them back typed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -21,12 +22,21 @@ class Metric:
         higher_is_better: the direction of improvement.
         secondary: ``(extras key, display name)`` of a second metric every row carries,
             shown in the report's secondary table (e.g. ``("cer", "CER")``), or ``None``.
+        bounds: ``(low, high)`` values the metric can take; the report clips confidence
+            intervals to it (``(0, 1)`` for accuracy, EER, MAP; WER has no upper bound).
+        secondary_bounds: the same for the secondary metric (minDCF ``(0, 1)``, MTWV ``(−∞, 1)``).
+        chance: the metric of a system that ignores its input, where it does not depend on
+            the data (EER 0.5); tasks whose chance depends on the labels put a ``chance``
+            value in each row's extras instead.
     """
 
     name: str
     title: str
     higher_is_better: bool = True
     secondary: tuple[str, str] | None = None
+    bounds: tuple[float, float] = (0.0, 1.0)
+    secondary_bounds: tuple[float, float] = (-math.inf, math.inf)
+    chance: float | None = None
 
 
 @dataclass

@@ -36,6 +36,7 @@ from speechssl.data import SPLITS
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
 from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
+from speechssl.progress import Progress
 from speechssl.train.optimizer import parameter_groups
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -134,23 +135,25 @@ def train_with_early_stopping(
         scores: list[Score] = []
         best_epoch = 0
         best_state: dict[str, torch.Tensor] = {}
-        for epoch in range(1, settings.max_epochs + 1):
-            model.train()
-            for positions in torch.randperm(num_train, generator=order).split(settings.batch_size):
-                loss = batch_loss(model, positions)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                scores.append(validate(model))
-            if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
-                best_epoch = epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= settings.patience:
-                break
+        with Progress(settings.max_epochs, f"head fit (lr {lr:g}, seed {seed})", "epochs") as progress:
+            for epoch in range(1, settings.max_epochs + 1):
+                model.train()
+                for positions in torch.randperm(num_train, generator=order).split(settings.batch_size):
+                    loss = batch_loss(model, positions)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if settings.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    scores.append(validate(model))
+                progress.update()
+                if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
+                    best_epoch = epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                elif epoch - best_epoch >= settings.patience:
+                    break
     model.load_state_dict(best_state)
     model.eval()
     return EarlyStoppingRun(model=model, best_epoch=best_epoch, scores=scores)
