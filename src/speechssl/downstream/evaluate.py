@@ -51,7 +51,7 @@ def run_evaluation(
     """Evaluate every upstream spec on every task of ``plan`` over its seeds; write per-seed JSONs and a report.
 
     A run is resumable: a seed whose JSON already holds a result of the same upstream weights
-    (fingerprint), corpus manifest (digest) and head settings is read back, not recomputed,
+    (fingerprint), corpus manifest (audio digest, and the digest of its splits and labels) and head settings is read back, not recomputed,
     so an interrupted benchmark restarted with the same command only computes what is missing.
 
     Args:
@@ -79,6 +79,7 @@ def run_evaluation(
                     "upstream": spec,
                     "upstream_fingerprint": upstream.fingerprint(),
                     "data_digest": manifest.digest(),
+                    "annotation_digest": manifest.annotation_digest(),
                     "head": task.head_settings(plan),
                 }
                 folder = output / "runs" / safe_name(spec) / task.name

@@ -53,7 +53,8 @@ class Row:
         extras: the task kind's other values (secondary metrics, the chosen layer, decodings, ...).
         upstream: the upstream spec ("" until the evaluator fills in where it came from).
         upstream_fingerprint: the upstream weights' fingerprint.
-        data_digest: digest of the task's corpus manifest.
+        data_digest: digest of the task's corpus manifest (its audio).
+        annotation_digest: digest of the manifest's speakers, splits and labels.
         head: the trained head's settings, or ``None`` when nothing is trained.
     """
 
@@ -67,6 +68,7 @@ class Row:
     upstream: str = ""
     upstream_fingerprint: str = ""
     data_digest: str = ""
+    annotation_digest: str = ""
     head: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
