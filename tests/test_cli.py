@@ -87,6 +87,7 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     assert {(r["upstream"], r["task"], r["n"]) for r in summary} == {
         (str(run), "gender", 2), (str(run), "word", 2), ("fbank", "gender", 2), ("fbank", "word", 2)
     }  # fmt: skip
+    assert all("clipped" in r and (r["ci_high"] is None or r["ci_high"] <= 1.0) for r in summary)
     # every layer's rows are kept ('best' is chosen from them), so a rerun trains nothing
     layers = build_upstream(str(run)).num_layers + build_upstream("fbank").num_layers
     kept = sorted((results / "runs").rglob("seed_*.json"))

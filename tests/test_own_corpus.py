@@ -73,6 +73,13 @@ def test_three_commands_take_a_corpus_without_loader_to_a_report_with_speaker_fo
     assert [path.stat().st_mtime_ns for path in rows] == stamps
     assert "feature cache: 0 hit(s), 0 miss(es)" in capsys.readouterr().out
 
+    # new folds (another split seed), same audio: the seeds are recomputed, the features reused
+    assert main(["data", "split", str(manifest), "--folds", "5", "--seed", "1", "-o", str(folds)]) == 0
+    capsys.readouterr()
+    assert main(benchmark) == 0
+    assert all(path.stat().st_mtime_ns != stamp for path, stamp in zip(rows, stamps, strict=True))
+    assert "feature cache: 2 hit(s), 0 miss(es)" in capsys.readouterr().out
+
 
 def test_speaker_folds_option_and_bad_specs(tmp_path, capsys):
     corpus = write_crema_d_like(tmp_path / "AudioWAV")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
@@ -58,6 +60,28 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
         tmp_path / "out",
     )  # fmt: skip
     assert changed[0].head["max_epochs"] == 3 and cache.stats.hits == 5, "new head settings recompute"
+
+
+def test_evaluation_reports_progress_of_features_head_fits_and_seeds(
+    shared_data, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("speechssl.progress.LOG_INTERVAL_S", 0.0)  # a log line on every update
+    plan = EvaluationPlan(
+        ["keyword_fsdd"], [0, 1], FeatureCache(tmp_path / "cache"), shared_data("fsdd").parent,
+        HeadTrainingConfig(max_epochs=2),
+    )  # fmt: skip
+    rows = run_evaluation(["fbank"], plan, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "features fbank: " in err and "utterances (100%)" in err
+    assert "head fit (lr 0.01, seed 1): 2/2 epochs (100%)" in err
+    assert (
+        "evaluation: 0/2" not in err
+        and "evaluation: 1/2 seeds (50%)" in err
+        and "evaluation: 2/2 seeds (100%)" in err
+        and "ETA" in err
+    )
+    # FSDD's test split holds the 10 digits equally often: the best constant guess scores 0.1
+    assert rows[0].extras["chance"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):

@@ -14,6 +14,7 @@ from speechssl.downstream.evaluate import safe_name
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
 from speechssl.downstream.statistics import summarize
+from speechssl.downstream.tasks import UtteranceTask
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
@@ -119,7 +120,8 @@ def probe_upstreams(
 
 def write_probe_results(rows: Sequence[dict], config: HeadTrainingConfig, output: Path) -> Path:
     """One JSON per row at ``runs/<upstream>/<task>/layer_<layer>/seed_<seed>.json`` (with the head
-    settings) and ``summary.json``: per (upstream, task, layer), the seeds' mean, std and 95% CI."""
+    settings) and ``summary.json``: per (upstream, task, layer), the seeds' mean, std and 95% CI
+    (clipped to the accuracy's range)."""
     groups: dict[tuple[str, str, str | int], list[float]] = {}
     for row in rows:
         path = probe_row_path(output, row["upstream"], row["task"], row["layer"], row["seed"])
@@ -130,9 +132,12 @@ def write_probe_results(rows: Sequence[dict], config: HeadTrainingConfig, output
             "upstream": upstream,
             "task": task,
             "layer": layer,
-            "metric": "accuracy",
+            "metric": UtteranceTask.metric.name,
             # a single seed has no spread: null, not the non-standard JSON NaN
-            **{k: None if v != v else v for k, v in asdict(summarize(values)).items()},
+            **{
+                k: None if v != v else v
+                for k, v in asdict(summarize(values, bounds=UtteranceTask.metric.bounds)).items()
+            },
         }
         for (upstream, task, layer), values in groups.items()
     ]

@@ -21,6 +21,7 @@ training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from speechssl.data.manifest import MANIFEST_SUFFIXES
 from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
+from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
 from speechssl.downstream.row import Metric, Row
@@ -243,7 +245,8 @@ class UtteranceTask(CorpusTask):
         config: HeadTrainingConfig,
         seed: int,
     ) -> Row:
-        """Test accuracy averaged over folds, with validation accuracy and layer weights."""
+        """Test accuracy averaged over folds, with validation accuracy, layer weights and the
+        chance level (best constant predictor on each fold's test labels)."""
         started = time.perf_counter()
         results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
@@ -253,6 +256,7 @@ class UtteranceTask(CorpusTask):
             np.mean(weights, axis=0).tolist() if weights else None,
             valid_accuracy=float(np.mean([r.valid_accuracy for r in results])),
             fold_values=[r.test_accuracy for r in results],
+            chance=float(np.mean([chance_accuracy(labels["test"]) for _, labels in splits])),
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
         )
@@ -308,7 +312,14 @@ class VerificationTask(CorpusTask):
     any training (:mod:`speechssl.downstream.verification`); trial lists are kept under
     ``<output>/trials/<task>``."""
 
-    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    metric: ClassVar[Metric] = Metric(
+        "eer",
+        "test EER (lower is better)",
+        False,
+        ("min_dcf", "minDCF"),
+        secondary_bounds=(0.0, 1.0),
+        chance=0.5,
+    )
     seed_meaning: ClassVar[str] = (
         "Verification: the seed sets the dev/test speaker partition and the non-target trials."
     )
@@ -378,7 +389,9 @@ class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
     (:mod:`speechssl.downstream.query_by_example`)."""
 
-    metric: ClassVar[Metric] = Metric("map", "test MAP (query-by-example)", True, ("mtwv", "MTWV"))
+    metric: ClassVar[Metric] = Metric(
+        "map", "test MAP (query-by-example)", True, ("mtwv", "MTWV"), secondary_bounds=(-math.inf, 1.0)
+    )
     seed_meaning: ClassVar[str] = (
         "Query-by-example: the seed sets the speaker halves, the queries and the search sets."
     )
@@ -434,7 +447,9 @@ class ASRTask(CorpusTask):
     """Character CTC speech recognition on frame features (:mod:`speechssl.downstream.asr`),
     trained on the manifest's ``train`` rows, stopped on ``valid``, scored on ``test``."""
 
-    metric: ClassVar[Metric] = Metric("wer", "test WER (lower is better)", False, ("cer", "CER"))
+    metric: ClassVar[Metric] = Metric(
+        "wer", "test WER (lower is better)", False, ("cer", "CER"), (0.0, math.inf), (0.0, math.inf)
+    )
     seed_meaning: ClassVar[str] = "ASR: the seed sets head initialisation and batch order."
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from speechssl.downstream.heads import (
     MLPHead,
     ProjectedLinearHead,
 )
+from speechssl.progress import Progress
 from speechssl.train.optimizer import parameter_groups
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -177,27 +178,30 @@ def train_with_early_stopping(
         best_epoch = 0
         best_state: dict[str, torch.Tensor] = {}
         stream = _batch_stream(num_train, settings.batch_size, order, sample_weights)
-        for epoch in range(1, settings.max_epochs + 1):
-            model.train()
-            if eval_steps is None:
-                batches = _epoch_batches(num_train, settings.batch_size, order, sample_weights)
-            else:
-                batches = itertools.islice(stream, eval_steps)
-            for positions in batches:
-                loss = batch_loss(model, positions)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-            model.eval()
-            with torch.no_grad():
-                scores.append(validate(model))
-            if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
-                best_epoch = epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= settings.patience:
-                break
+        unit = "epochs" if eval_steps is None else f"rounds of {eval_steps} updates"
+        with Progress(settings.max_epochs, f"head fit (lr {lr:g}, seed {seed})", unit) as progress:
+            for epoch in range(1, settings.max_epochs + 1):
+                model.train()
+                if eval_steps is None:
+                    batches = _epoch_batches(num_train, settings.batch_size, order, sample_weights)
+                else:
+                    batches = itertools.islice(stream, eval_steps)
+                for positions in batches:
+                    loss = batch_loss(model, positions)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if settings.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    scores.append(validate(model))
+                progress.update()
+                if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
+                    best_epoch = epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                elif epoch - best_epoch >= settings.patience:
+                    break
     model.load_state_dict(best_state)
     model.eval()
     return EarlyStoppingRun(model=model, best_epoch=best_epoch, scores=scores)
