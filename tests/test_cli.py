@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from speechssl.cli import main, with_flags
+from speechssl.upstream import build_upstream
 
 
 def test_data_list_names_every_native_corpus(capsys):
@@ -86,9 +87,25 @@ def test_pretrain_then_probe(tmp_path, capsys, tiny_pretrain_overrides):
     assert {(r["upstream"], r["task"], r["n"]) for r in summary} == {
         (str(run), "gender", 2), (str(run), "word", 2), ("fbank", "gender", 2), ("fbank", "word", 2)
     }  # fmt: skip
-    assert len(list((results / "runs").rglob("seed_*.json"))) == 8
+    assert all("clipped" in r and (r["ci_high"] is None or r["ci_high"] <= 1.0) for r in summary)
+    # every layer's rows are kept ('best' is chosen from them), so a rerun trains nothing
+    layers = build_upstream(str(run)).num_layers + build_upstream("fbank").num_layers
+    kept = sorted((results / "runs").rglob("seed_*.json"))
+    assert len(kept) == layers * 2 * 2
+    stamps = [path.stat().st_mtime_ns for path in kept]
+    assert (
+        main([*args, *upstreams, "--layer", "best", "--seeds", "2", "--output", str(results), "max_epochs=5"])
+        == 0
+    )
+    assert "feature cache: 0 hit(s), 0 miss(es)" in capsys.readouterr().out
+    assert sum(s != path.stat().st_mtime_ns for s, path in zip(stamps, kept, strict=True)) == 8, (
+        "best rows rewritten only"
+    )
     assert main([*args, "--upstream", "fbank", "head=svm"]) == 2
-    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
+    assert (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"
+        in capsys.readouterr().err
+    )
 
     # a used run directory is refused unless --resume
     assert main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run), *overrides]) == 2
@@ -134,7 +151,11 @@ def test_ablate_errors_name_its_flags(capsys):
 
 
 def test_unchanged_messages_keep_their_words():
-    for unchanged in ("head.head: expected one of ['linear', 'mlp']", "unknown task 'x'", "layers: 3 tasks"):
+    for unchanged in (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear']",
+        "unknown task 'x'",
+        "layers: 3 tasks",
+    ):
         assert with_flags(unchanged) == unchanged
 
 
@@ -168,7 +189,10 @@ def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| keyword_fsdd |" in out and "feature cache: 0 hit(s), 2 miss(es)" in out
     assert main([*argv, "head=svm"]) == 2
-    assert "head.head: expected one of ['linear', 'mlp'], found 'svm'" in capsys.readouterr().err
+    assert (
+        "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"
+        in capsys.readouterr().err
+    )
     assert main([*argv[:4], "speaker_timit", *argv[5:]]) == 2
     assert "unknown task 'speaker_timit'" in capsys.readouterr().err
     assert main([*argv, "asr.hiden=64"]) == 2

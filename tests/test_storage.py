@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -137,3 +139,14 @@ def test_an_entry_whose_write_fails_leaves_nothing(tmp_path):
     with pytest.raises(OSError, match="no space"):
         cached_entry(tmp_path, {"input": 1}, [], fail, _read)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_published_files_and_folders_get_the_umask_permissions_not_tempfiles_private_ones(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    file = atomic_write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask
+    with staging_folder(tmp_path / "folder") as staging:
+        (staging / "b.txt").write_text("y")
+        publish_folder(staging, tmp_path / "folder")
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o777 & ~umask

@@ -24,8 +24,29 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
 
     manifest = data_sub.add_parser("manifest", help="build a manifest (CSV or JSONL) from a corpus folder")
     manifest.add_argument("root", help="corpus folder in its native layout")
-    manifest.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    which = manifest.add_mutually_exclusive_group()
+    which.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
+    which.add_argument(
+        "--pattern",
+        help="take the speaker and labels from each file's path: a named layout (crema-d, tess, savee, "
+        "emodb, speech-commands), a format like '{speaker}_{sentence}_{emotion}_{}' or a regex with named groups",
+    )
     manifest.add_argument("-o", "--output", required=True, help="manifest file to write (.csv or .jsonl)")
+
+    split = data_sub.add_parser(
+        "split",
+        help="re-split a manifest speaker-disjointly: train/valid/test, or k folds in a 'fold' column",
+    )
+    split.add_argument("manifest", help="manifest file (.csv or .jsonl)")
+    split.add_argument("-o", "--output", required=True, help="manifest file to write (.csv or .jsonl)")
+    split.add_argument(
+        "--folds", type=int, help="k speaker-disjoint folds (fold k tests, k+1 validates); default: one split"
+    )
+    split.add_argument("--valid", type=float, default=0.1, help="share of speakers in valid (no --folds)")
+    split.add_argument("--test", type=float, default=0.2, help="share of speakers in test (no --folds)")
+    split.add_argument("--group", default="speaker", help="column whose values never span two splits")
+    split.add_argument("--stratify", help="a column constant within each group to balance (e.g. gender)")
+    split.add_argument("--seed", type=int, default=0, help="seed of the group order")
 
     validate = data_sub.add_parser(
         "validate", help="report counts, durations, label sets and bad files of a corpus folder or manifest"
@@ -148,8 +169,9 @@ def _add_evaluation_options(
         which.add_argument(
             "--suite",
             default=suite,
-            help="a named task set: 'mini' (every task on the shared mini corpora) or 'utterance' "
-            f"(speaker, gender, emotion, keyword); default: {suite or '--tasks'}",
+            help="a named task set: 'mini' (every task on the shared mini corpora), 'utterance' "
+            "(speaker, gender, emotion, keyword) or 'superb' (SUPERB's tasks on their own corpora, "
+            f"skipping those not under --data-root); default: {suite or '--tasks'}",
         )
         which.add_argument(
             "--tasks",
@@ -171,7 +193,8 @@ def _add_evaluation_options(
         action="append",
         default=[],
         help="head-training key=value (repeatable), e.g. --head lr=3e-3; asr.<key>=value for the CTC "
-        "head, e.g. --head asr.hidden=256",
+        "head, e.g. --head asr.hidden=256; xvector.<key>=value for the ASV x-vector head, e.g. "
+        "--head xvector.max_epochs=5",
     )
     if head_positional:
         parser.add_argument(
@@ -353,6 +376,10 @@ def _add_units_parser(sub: argparse._SubParsersAction) -> None:
 OPTION_FLAGS = {
     "corpora": "--corpora",
     "data_root": "--data-root",
+    "folds": "--folds",
+    "stratify": "--stratify",
+    "valid_fraction": "--valid",
+    "test_fraction": "--test",
     "frame_rate_of": "--frame-rate-of",
     "lambdas": "--lambdas",
     "layer": "--layer",
@@ -425,9 +452,43 @@ def _run_data(args: argparse.Namespace) -> int:
             print(f"{name:24s} {summary}")
         return 0
     if args.data_command == "manifest":
-        manifest = _load_corpus(args.root, args.corpus)
+        from speechssl.data import BadFileSummary, load_corpus
+
+        bad_files = BadFileSummary()
+        if args.pattern:
+            manifest = load_corpus("pattern", args.root, bad_files, pattern=args.pattern)
+        else:
+            manifest = _load_corpus(args.root, args.corpus)
         manifest.save(args.output)
-        print(f"wrote {len(manifest)} utterances to {args.output}")
+        labels = ", ".join(f"{c} ({len(manifest.counts(c))} values)" for c in manifest.label_columns)
+        print(
+            f"wrote {len(manifest)} utterances of {len(manifest.counts('speaker'))} speakers to {args.output}"
+            f"; labels: {labels or 'none'}"
+        )
+        if bad_files:
+            print(bad_files.format(limit=5))
+        return 0
+    if args.data_command == "split":
+        from speechssl.data import Manifest, group_disjoint_split, with_fold_column
+
+        manifest = Manifest.load(args.manifest)
+        if args.folds is not None:
+            manifest = with_fold_column(manifest, args.folds, args.group, args.stratify, args.seed)
+            counts = manifest.counts("fold")
+            print(
+                f"{args.folds} {args.group}-disjoint folds: "
+                + ", ".join(f"{k}: {n}" for k, n in counts.items())
+            )
+        else:
+            manifest = group_disjoint_split(
+                manifest, args.valid, args.test, args.group, args.stratify, args.seed
+            )
+            print(
+                f"{args.group}-disjoint splits: "
+                + ", ".join(f"{k}={n}" for k, n in manifest.counts("split").items())
+            )
+        manifest.save(args.output)
+        print(f"wrote {args.output}")
         return 0
     if args.data_command == "validate":
         from speechssl.data import BadFileSummary, validate_manifest
@@ -480,16 +541,20 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _task_names(args: argparse.Namespace) -> list[str]:
     """The registered tasks named by ``--tasks`` (``all``: those whose corpus is present) or ``--suite``."""
-    from speechssl.downstream.tasks import available_tasks, suite_tasks
+    from speechssl.downstream.tasks import available_tasks, select_suite
 
     if args.tasks and args.tasks != "all":
         return args.tasks.split(",")
     if args.suite:
-        return suite_tasks(args.suite, args.data_root)
+        tasks, skipped = select_suite(args.suite, args.data_root)
+        for name, reason in skipped.items():
+            print(f"skipping {name}: {reason}")
+        return tasks
     if args.tasks == "all":
         registry = available_tasks().values()
-        tasks = [t.name for t in registry if (Path(args.data_root) / t.folder).is_dir()]
-        skipped = [f"{t.name} ({Path(args.data_root) / t.folder})" for t in registry if t.name not in tasks]
+        missing = {t.name: t.missing_paths(args.data_root) for t in registry}
+        tasks = [name for name, folders in missing.items() if not folders]
+        skipped = [f"{name} ({', '.join(map(str, folders))})" for name, folders in missing.items() if folders]
         if skipped:
             print(f"skipping tasks whose corpus is not under --data-root: {', '.join(skipped)}")
         return tasks
@@ -500,20 +565,26 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
     """The :class:`~speechssl.downstream.plan.EvaluationPlan` of the options that
     :func:`_add_evaluation_options` declared (``tasks``: instead of ``--tasks``/``--suite``)."""
     from speechssl.config import apply_overrides, from_dict
+    from speechssl.downstream.asr import CTCTrainingConfig
     from speechssl.downstream.cache import FeatureCache
     from speechssl.downstream.plan import EvaluationPlan
     from speechssl.downstream.training import HeadTrainingConfig
+    from speechssl.downstream.verification import XVectorTrainingConfig
 
     overrides = [*args.head, *getattr(args, "head_overrides", [])]
-    head = [o for o in overrides if not o.startswith("asr.")]
+    head = [o for o in overrides if not o.startswith(("asr.", "xvector."))]
     asr = [o.removeprefix("asr.") for o in overrides if o.startswith("asr.")]
+    xvector = [o.removeprefix("xvector.") for o in overrides if o.startswith("xvector.")]
     return EvaluationPlan(
         tasks=_task_names(args) if tasks is None else tasks,
         seeds=range(args.seeds),
         cache=FeatureCache(args.cache_dir, enabled=not args.no_cache),
         data_root=getattr(args, "data_root", "../shared/data"),
         head=from_dict(HeadTrainingConfig, apply_overrides({}, head), where="head"),
-        asr=apply_overrides({}, asr),
+        asr=from_dict(CTCTrainingConfig, apply_overrides({}, asr), where="asr"),
+        xvector=from_dict(XVectorTrainingConfig, apply_overrides({}, xvector), where="xvector"),
+        head_overrides=apply_overrides({}, head),
+        asr_overrides=apply_overrides({}, asr),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
     )
 
@@ -531,19 +602,39 @@ def _run_probe(args: argparse.Namespace) -> int:
 
     plan = _evaluation_plan(args, tasks=args.task)
     manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
-    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds)
+    output = Path(args.output) if args.output else None
+    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output)
     print(format_probe_table(rows))
     _print_cache_stats(plan)
-    if args.output:
-        print(f"results in {write_probe_results(rows, plan.head, Path(args.output))}")
+    if output is not None:
+        print(f"results in {write_probe_results(rows, plan.head, output)}")
     return 0
+
+
+def _suite_context(args: argparse.Namespace) -> list:
+    """The report tables saying which protocol a suite follows and which of its tasks were skipped."""
+    from speechssl.downstream.report import ReportTable
+    from speechssl.downstream.superb import PROTOCOL_VERSION
+    from speechssl.downstream.tasks import select_suite
+
+    if not args.suite or (args.tasks and args.tasks != "all"):
+        return []
+    _, skipped = select_suite(args.suite, args.data_root)
+    tables = []
+    if args.suite == "superb":
+        rows = [["superb_ks, superb_ic, superb_sid, superb_er", PROTOCOL_VERSION]]
+        tables.append(ReportTable("Protocol", ["tasks", "protocol"], rows))
+    if skipped:
+        rows = [[name, reason] for name, reason in skipped.items()]
+        tables.append(ReportTable("Skipped tasks", ["task", "reason"], rows))
+    return tables
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     from speechssl.downstream.evaluate import run_evaluation
 
     plan = _evaluation_plan(args)
-    run_evaluation(args.upstreams.split(","), plan, args.output)
+    run_evaluation(args.upstreams.split(","), plan, args.output, context=_suite_context(args))
     print(Path(args.output, "report.md").read_text())
     _print_cache_stats(plan)
     return 0

@@ -20,7 +20,9 @@ one, never a half-written file, even after a crash or power loss.
   recomputed when damaged, and published atomically when computed.
 
 Temporary names start with ``.`` and end with :data:`PARTIAL_SUFFIX`
-(:func:`is_partial`), so leftovers of a crashed write can be recognised and removed.
+(:func:`is_partial`), so leftovers of a crashed write can be recognised and removed. The
+temporary files and folders are private while they are written; what is published gets the
+permissions an ordinary ``open``/``mkdir`` would give (the process's umask).
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ META_FILE = "meta.json"
 IDS_FILE = "ids.json"
 
 Entry = TypeVar("Entry")
+
+
+def _read_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()  # read once, at import, before any thread could create files
+
+
+def _publishable(path: Path) -> None:
+    """Give ``path``, made private by ``tempfile``, the mode ``open``/``mkdir`` would have given it."""
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~_UMASK)
 
 
 def is_partial(path: str | Path) -> bool:
@@ -77,6 +93,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     temporary = Path(name)
     try:
         write(temporary)
+        _publishable(temporary)
         fsync_path(temporary)
         os.replace(temporary, path)
     except BaseException:
@@ -135,6 +152,7 @@ def publish_folder(staging: str | Path, destination: str | Path, replace: bool =
         ``destination`` existed).
     """
     staging, destination = Path(staging), Path(destination)
+    _publishable(staging)
     _fsync_tree(staging)
     aside = None
     if replace and destination.exists():

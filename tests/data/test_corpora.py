@@ -26,8 +26,14 @@ def test_registry_names():
         "arabic_speech_commands",
         "fluent_speech_commands",
         "speech_commands",
+        "speech_commands_superb",
+        "voxceleb1",
+        "iemocap",
         "folder",
+        "pattern",
         "manifest",
+        "voxceleb1_verification",
+        "quesst14",
     }
 
 
@@ -159,7 +165,12 @@ def test_arabic_speech_commands_without_csvs_lists_the_folders(tmp_path, write_a
     assert manifest.counts("speaker") == {"00000001": 2, "00000002": 2}
     (tmp_path / "train.csv").write_text("file,class\ndataset/left/00000001_NO_01.wav,left\n")  # .wav -> .flac
     (tmp_path / "test.csv").write_text("file,class\ndataset/left/00000009_NO_01.wav,left\n")
-    with pytest.raises(FileNotFoundError, match=r"test.csv, line 2: audio file not found"):
+    with pytest.warns(UserWarning, match=r"left out: test.csv names 1 \(dataset/left/00000009_NO_01.wav\)"):
+        manifest = load_corpus("arabic_speech_commands", tmp_path)
+    assert manifest.ids == ["left/00000001_NO_01"] and manifest.column("split") == ["train"]
+    (tmp_path / "train.csv").write_text("file,class\ndataset/left/00000007_NO_01.wav,left\n")
+    no_file = r"no file named in train.csv, test.csv is under"
+    with pytest.raises(FileNotFoundError, match=no_file), pytest.warns(UserWarning, match="left out"):
         load_corpus("arabic_speech_commands", tmp_path)
 
 
@@ -184,9 +195,15 @@ def test_speech_commands_fixture(tmp_path, write_audio):
     assert manifest.counts("speaker") == {"0a7c2a8d": 3, "b00c4c53": 1, "c1d39ce8": 2}
     assert "no/c1d39ce8_nohash_2" in manifest.ids
     assert manifest[0].duration == pytest.approx(0.25)
-    (tmp_path / "testing_list.txt").write_text("no/ffffffff_nohash_0.wav\n")
-    with pytest.raises(FileNotFoundError, match=r"testing_list.txt names no/ffffffff_nohash_0.wav"):
-        load_corpus("speech_commands", tmp_path)
+    # a subset of the corpus: the lists name files the folder lacks; the files present are used
+    listed = [f"no/{n:08x}_nohash_0.wav" for n in range(5)] + ["no/c1d39ce8_nohash_0.wav"]
+    (tmp_path / "testing_list.txt").write_text("\n".join(listed) + "\n")
+    missing = r"testing_list.txt names 5 \(no/00000000_nohash_0.wav, no/00000001_nohash_0.wav, no/00000002_nohash_0.wav, ...\)"
+    with pytest.warns(
+        UserWarning, match=rf"corpus 'speech_commands': files not under .*, left out: {missing}$"
+    ):
+        manifest = load_corpus("speech_commands", tmp_path)
+    assert manifest.counts("split") == {"test": 1, "train": 4, "valid": 1}
 
 
 def test_folder_loader_and_manifest_files(tmp_path, write_audio):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from speechssl.data import Manifest, Utterance
 from speechssl.data.splits import (
+    FOLD_COLUMN,
+    folds_from_column,
     group_disjoint_split,
     group_folds,
     hash_order,
+    with_fold_column,
     within_group_split,
 )
 
@@ -90,3 +95,31 @@ def test_split_rows_lists_each_splits_rows_in_manifest_order():
         assert indices == sorted(indices)
         assert [split.ids[i] for i in indices] == split.filter(split=name).ids
     assert split.split_rows(("dev", "test")) == {"dev": [], "test": rows["test"]}
+
+
+def test_fold_column_round_trips_to_the_group_folds():
+    manifest = _corpus()
+    written = with_fold_column(manifest, folds=4, stratify="gender", seed=3)
+    assert written.label_columns == ("gender", "emotion", FOLD_COLUMN)
+    for row in written:  # one fold per speaker
+        assert {r.labels[FOLD_COLUMN] for r in written if r.speaker == row.speaker} == {
+            row.labels[FOLD_COLUMN]
+        }
+    read = folds_from_column(written)
+    expected = group_folds(manifest, folds=4, stratify="gender", seed=3)
+    assert [fold.column("split") for fold in read] == [fold.column("split") for fold in expected]
+    for k, fold in enumerate(read):
+        assert set(fold.filter(split="test").column(FOLD_COLUMN)) == {str(k)}
+        assert set(fold.filter(split="valid").column(FOLD_COLUMN)) == {str((k + 1) % 4)}
+    with pytest.raises(ValueError, match="already has a 'fold' column"):
+        with_fold_column(written, folds=4)
+    with pytest.raises(ValueError, match="expected a fold column 'fold'"):
+        folds_from_column(manifest)
+    gaps = Manifest(
+        dataclasses.replace(row, labels={**row.labels, FOLD_COLUMN: str(i % 3 * 2)})
+        for i, row in enumerate(manifest)
+    )
+    with pytest.raises(
+        ValueError, match=r"expected fold numbers 0 … K-1 with K >= 3, found \['0', '2', '4'\]"
+    ):
+        folds_from_column(gaps)

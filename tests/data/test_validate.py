@@ -76,3 +76,26 @@ def test_fsdd_validates_quickly(shared_data):
     assert report.sample_rates == {8000: 3000}
     assert report.label_counts["keyword"] == {str(d): 300 for d in range(10)}
     assert "speakers: 6 (test=6, train=6, valid=6)" in report.format()
+
+
+def test_warns_about_labels_of_valid_and_test_that_train_lacks(tmp_path, write_audio, capsys):
+    audio = write_audio(tmp_path / "a.wav", seconds=0.1)
+    layout = [  # split, emotion, free-text column
+        ("train", "angry"), ("train", "happy"), ("train", "angry"), ("valid", "sad"),
+        ("valid", "angry"), ("test", "sad"), ("test", "fearful"), ("test", "happy"),
+    ]  # fmt: skip
+    rows = [
+        Utterance(f"u{i}", audio, 0.1, 16000, "s", split, {"emotion": emotion, "text": f"words {i}"})
+        for i, (split, emotion) in enumerate(layout)
+    ]
+    report = validate_manifest(Manifest(rows), decode=False)
+    assert report.unseen_labels == {"emotion": {"valid": ["sad"], "test": ["fearful", "sad"]}}, (
+        "text is no class"
+    )
+    assert report.ok, "a warning, not a bad file"
+    text = report.format()
+    assert "warning: label emotion: 2 value(s) in test but not in train: 'fearful', 'sad'" in text
+    assert "warning: label emotion: 1 value(s) in valid but not in train: 'sad'" in text
+    assert json.loads(json.dumps(report.to_dict()))["unseen_labels"]["emotion"]["test"] == ["fearful", "sad"]
+    only_train = Manifest([row for row in rows if row.split == "train"])
+    assert validate_manifest(only_train, decode=False).unseen_labels == {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
@@ -58,6 +60,28 @@ def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_pa
         tmp_path / "out",
     )  # fmt: skip
     assert changed[0].head["max_epochs"] == 3 and cache.stats.hits == 5, "new head settings recompute"
+
+
+def test_evaluation_reports_progress_of_features_head_fits_and_seeds(
+    shared_data, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("speechssl.progress.LOG_INTERVAL_S", 0.0)  # a log line on every update
+    plan = EvaluationPlan(
+        ["keyword_fsdd"], [0, 1], FeatureCache(tmp_path / "cache"), shared_data("fsdd").parent,
+        HeadTrainingConfig(max_epochs=2),
+    )  # fmt: skip
+    rows = run_evaluation(["fbank"], plan, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "features fbank: " in err and "utterances (100%)" in err
+    assert "head fit (lr 0.01, seed 1): 2/2 epochs (100%)" in err
+    assert (
+        "evaluation: 0/2" not in err
+        and "evaluation: 1/2 seeds (50%)" in err
+        and "evaluation: 2/2 seeds (100%)" in err
+        and "ETA" in err
+    )
+    # FSDD's test split holds the 10 digits equally often: the best constant guess scores 0.1
+    assert rows[0].extras["chance"] == pytest.approx(0.1, abs=0.01)
 
 
 def test_verification_rows_report_eer_and_save_trials(shared_data, tmp_path):
@@ -146,6 +170,7 @@ def test_intent_task_on_a_fluent_speech_commands_layout(tmp_path):
 
 def test_asr_rows_report_wer_cer_and_examples(tmp_path):
     from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+    from speechssl.downstream.asr import CTCTrainingConfig
     from speechssl.downstream.tasks import ASRTask
     from speechssl.upstream import build_upstream
 
@@ -153,7 +178,7 @@ def test_asr_rows_report_wer_cer_and_examples(tmp_path):
         SyntheticConfig(num_utterances=60, num_speakers=3), tmp_path / "corpus"
     )
     task = ASRTask("asr_synthetic", "synthetic", "corpus", "word", "synthetic words")
-    config = {"hidden": 16, "num_layers": 1, "max_epochs": 2, "patience": 2}
+    config = CTCTrainingConfig(hidden=16, num_layers=1, max_epochs=2, patience=2)
     plan = EvaluationPlan([task.name], [0], FeatureCache(tmp_path / "cache"), asr=config)
     row = task.prepare(build_upstream("fbank"), manifest, plan, tmp_path / "out")(0)
     assert row.metric == "wer" and not row.higher_is_better and row.value >= 0.0 and row.extras["cer"] >= 0.0

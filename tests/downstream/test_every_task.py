@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
@@ -20,7 +21,7 @@ def test_task_runs_end_to_end_on_a_tiny_subset(shared_data, tmp_path, tiny_tasks
     cache = FeatureCache(tmp_path / "cache")
     plan = EvaluationPlan(
         [name], [0, 1], cache, data_root,
-        HeadTrainingConfig(max_epochs=3), {"hidden": 8, "num_layers": 1, "max_epochs": 1},
+        HeadTrainingConfig(max_epochs=3), CTCTrainingConfig(hidden=8, num_layers=1, max_epochs=1),
     )  # fmt: skip
     rows = run_evaluation(["fbank"], plan, tmp_path / "out")
     assert [(r.task, r.seed) for r in rows] == [(name, 0), (name, 1)]

@@ -78,3 +78,19 @@ def test_layer_weights_write_a_png(tmp_path: Path) -> None:
 def test_layer_weights_reject_bad_weights(tmp_path: Path, weights: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plot_layer_weights(weights, tmp_path / "bad.png")
+
+
+def test_layer_weights_of_20_upstreams_are_a_heatmap_row_each(tmp_path: Path) -> None:
+    weights = {f"upstream_{i:02d}": [1 / 13] * 13 for i in range(19)} | {"shallow": [0.25] * 4}
+    height, width, _ = matplotlib.image.imread(plot_layer_weights(weights, tmp_path / "h.png", "ks")).shape
+    assert 20 * 20 < height < 1200 and width < 1200  # one row of cells per upstream, not 20 × 13 bars
+    few_height = matplotlib.image.imread(plot_layer_weights({"a": [0.5, 0.5]}, tmp_path / "s.png")).shape[0]
+    assert few_height < height / 3
+
+
+def test_boxplots_draw_the_chance_level(tmp_path: Path) -> None:
+    plain = plot_boxplots(VALUES, tmp_path / "plain.png").read_bytes()
+    chance = plot_boxplots(VALUES, tmp_path / "chance.png", chance={"keyword_spotting": 0.0833}).read_bytes()
+    assert chance != plain
+    with pytest.raises(ValueError, match=r"chance: expected levels of plotted tasks .*found \['sid'\]"):
+        plot_boxplots(VALUES, tmp_path / "bad.png", chance={"sid": 0.5})

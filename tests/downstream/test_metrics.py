@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sklearn.dummy import DummyClassifier
 
 from speechssl.downstream.metrics import (
     accuracy,
+    chance_accuracy,
     character_error_rate,
     cosine_scores,
     dtw_align,
@@ -32,6 +34,17 @@ def test_accuracy_and_macro_f1_by_hand() -> None:
     assert accuracy(predictions, targets) == pytest.approx(3 / 4)
     # class 0: P = R = 1 -> F1 = 1; class 1: P = 1/2, R = 1 -> F1 = 2/3; class 2: P = 1, R = 1/2 -> 2/3
     assert macro_f1(predictions, targets) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_chance_is_the_best_constant_predictor_on_test() -> None:
+
+    # the training majority ("yes") is absent from test: a train-majority chance would say 0.000
+    test = ["no", "up", "up", "down", "up", "no"]
+    reference = DummyClassifier(strategy="most_frequent").fit([[0]] * len(test), test)
+    assert chance_accuracy(test) == reference.score([[0]] * len(test), test) == pytest.approx(3 / 6)
+    assert chance_accuracy([3, 3, 1, 2]) == 0.5
+    with pytest.raises(ValueError, match="non-empty"):
+        chance_accuracy([])
 
 
 def test_classification_rejects_mismatched_lengths() -> None:

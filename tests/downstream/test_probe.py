@@ -10,6 +10,7 @@ import torch
 
 from speechssl.data import Manifest, Utterance, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
+from speechssl.downstream import runner
 from speechssl.downstream.cache import FeatureCache, PooledFeatures
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
@@ -168,3 +169,31 @@ def test_probe_upstreams_reads_features_from_the_cache(tmp_path, monkeypatch):
     assert (cache.stats.hits, cache.stats.misses) == (1, 1)
     assert [row["layer"] for row in again] == [0, 0] and [row["layer"] for row in first] == [0]
     assert again[0]["value"] == first[0]["value"], "same seed, same cached features, same result"
+
+
+def test_probe_resumes_finished_seeds_and_retrains_when_the_head_changes(tmp_path, monkeypatch):
+    manifest = generate_synthetic_corpus(SyntheticConfig(num_utterances=60, num_speakers=2), tmp_path / "c")
+    plan = EvaluationPlan(
+        ["gender"], [0, 1], FeatureCache(tmp_path / "cache"), head=HeadTrainingConfig(max_epochs=3)
+    )
+    first = probe_upstreams(["fbank"], manifest, plan, layer="last", output=tmp_path / "out")
+    saved = json.loads(
+        (tmp_path / "out" / "runs" / "fbank" / "gender" / "layer_0" / "seed_1.json").read_text()
+    )
+    assert saved["value"] == first[1]["value"] and saved["head"]["max_epochs"] == 3
+
+    trained = []
+    original = runner.probe_label
+
+    def counting(pooled, manifest, task, layers, seeds, config):
+        trained.extend(seeds)
+        return original(pooled, manifest, task, layers, seeds, config)
+
+    monkeypatch.setattr(runner, "probe_label", counting)
+    plan.seeds = [0, 1, 2]
+    again = probe_upstreams(["fbank"], manifest, plan, layer="last", output=tmp_path / "out")
+    assert trained == [2], "seeds 0 and 1 are read back, only seed 2 is trained"
+    assert again[:2] == first
+    plan.head = HeadTrainingConfig(max_epochs=4)
+    probe_upstreams(["fbank"], manifest, plan, layer="last", output=tmp_path / "out")
+    assert trained == [2, 0, 1, 2], "other head settings: every seed is trained again"

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speechssl.downstream.statistics import Summary, group_by_seed, paired_test, results_table, summarize
+from speechssl.downstream.row import Row
+from speechssl.downstream.statistics import (
+    Summary,
+    group_by_seed,
+    holm_bonferroni,
+    paired_test,
+    results_table,
+    seeds_for_significance,
+    significance_floor_note,
+    summarize,
+    wilcoxon_min_p_value,
+)
 
 
 def test_summary_interval_by_hand() -> None:
@@ -33,9 +45,24 @@ def test_summary_of_one_seed_has_no_interval() -> None:
     assert math.isnan(summary.std) and math.isnan(summary.ci_low) and math.isnan(summary.ci_high)
 
 
+def test_summary_interval_is_clipped_to_the_metric_range() -> None:
+    values = [0.98, 1.0, 1.0]
+    free, clipped = summarize(values), summarize(values, bounds=(0.0, 1.0))
+    assert free.ci_high > 1.0 and not free.clipped  # the symmetric t interval leaves [0, 1]
+    assert clipped.ci_high == 1.0 and clipped.ci_low == free.ci_low and clipped.clipped
+    assert (clipped.mean, clipped.std) == (free.mean, free.std)
+    inside = summarize([0.5, 0.6, 0.7], bounds=(0.0, 1.0))
+    assert not inside.clipped and inside == summarize([0.5, 0.6, 0.7])
+    low = summarize([0.0, 0.0, 0.03], bounds=(0.0, math.inf))  # e.g. a WER: no upper bound
+    assert low.ci_low == 0.0 and low.clipped
+    assert low.ci_high == pytest.approx(summarize([0.0, 0.0, 0.03]).ci_high)
+
+
 @pytest.mark.parametrize(
     ("values", "kwargs", "message"),
     [
+        ([1.2, 0.5], {"bounds": (0.0, 1.0)}, r"within the metric's range \(0.0, 1.0\), found \[1.2, 0.5\]"),
+        ([0.5, 0.6], {"bounds": (1.0, 0.0)}, "low < high"),
         ([], {}, "at least one value"),
         ([1.0, math.nan], {}, "finite"),
         ([[1.0, 2.0]], {}, r"1-D \(seeds,\).*\(1, 2\)"),
@@ -128,3 +155,95 @@ def test_results_table_rejects_bad_rows() -> None:
         results_table([{"upstream": "bt", "task": "ks", "seed": 0}])
     with pytest.raises(ValueError, match="metric='eer'"):
         results_table([row("bt", "ks", 0, 0.9)], metric="eer")
+
+
+def test_folds_are_a_dimension_beside_seeds() -> None:
+    rows = [
+        Row("er", seed, "accuracy", float(np.mean(folds)), extras={"fold_values": folds}, upstream=upstream)
+        for upstream, per_seed in {
+            "a": [[0.5, 0.7, 0.6], [0.6, 0.8, 0.7]],
+            "b": [[0.4, 0.6, 0.5], [0.4, 0.7, 0.5]],
+        }.items()
+        for seed, folds in enumerate(per_seed)
+    ]
+    by_seed = group_by_seed(rows)
+    assert by_seed["er"]["a"] == {
+        (0, 0): 0.5,
+        (0, 1): 0.7,
+        (0, 2): 0.6,
+        (1, 0): 0.6,
+        (1, 1): 0.8,
+        (1, 2): 0.7,
+    }
+    summary = results_table(rows)["er"]["a"]
+    # six values, not the two fold means: the interval uses t with 5 degrees of freedom
+    assert summary == summarize([0.5, 0.7, 0.6, 0.6, 0.8, 0.7]) and summary.n == 6
+    assert summary.ci_high - summary.ci_low < summarize([0.6, 0.7]).ci_high - summarize([0.6, 0.7]).ci_low
+    one_fold = Row("ks", 0, "accuracy", 0.9, extras={"fold_values": [0.9]}, upstream="a")
+    assert group_by_seed([one_fold])["ks"]["a"] == {0: 0.9}
+    with pytest.raises(ValueError, match="found seed 0 twice"):
+        group_by_seed([rows[0], rows[0]])
+
+
+def test_holm_by_hand_with_statsmodels_semantics() -> None:
+    # sorted: 0.005, 0.01, 0.03, 0.04 -> ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04 -> running max
+    # 0.02, 0.03, 0.06, 0.06 (0.04 may not be rejected after 0.03 was not: step-down stops there)
+    adjusted, rejected = holm_bonferroni([0.01, 0.04, 0.03, 0.005], alpha=0.05)
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected.tolist() == [True, False, False, True]
+    # statsmodels' step-down rule: reject while p_(i) <= alpha / (m − i + 1): 0.005 <= 0.05 / 4,
+    # 0.01 <= 0.05 / 3, then 0.03 > 0.05 / 2 stops, and 0.04 is kept although 0.04 <= 0.05 / 1
+    assert (0.005 <= 0.05 / 4, 0.01 <= 0.05 / 3, 0.03 <= 0.05 / 2, 0.04 <= 0.05 / 1) == (
+        True,
+        True,
+        False,
+        True,
+    )
+
+
+def test_holm_caps_at_one_keeps_ties_and_one_test_is_unchanged() -> None:
+    adjusted, rejected = holm_bonferroni([0.5, 0.6, 0.02, 0.02])
+    # sorted 0.02, 0.02, 0.5, 0.6 -> 0.08, 0.06 -> 0.08, 1.0, 0.6 -> 1.0, 1.0
+    assert adjusted.tolist() == pytest.approx([1.0, 1.0, 0.08, 0.08]) and not rejected.any()
+    single, reject_single = holm_bonferroni([0.049])
+    assert single.tolist() == [0.049] and reject_single.tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("p_values", "alpha", "message"),
+    [([0.2, 1.5], 0.05, r"probabilities in \[0, 1\], found \[0.2, 1.5\]"), ([0.2], 1.0, "alpha")],
+)
+def test_holm_rejects_bad_input(p_values: list[float], alpha: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        holm_bonferroni(p_values, alpha)
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 8])
+def test_wilcoxon_floor_is_the_exact_test_of_same_sign_differences(n: int) -> None:
+    a = [1.0 + 0.1 * i for i in range(n)]
+    b = [0.5 + 0.01 * i for i in range(n)]  # every difference positive, all distinct
+    assert paired_test(a, b).p_value == pytest.approx(wilcoxon_min_p_value(n)) == 2 / 2**n
+
+
+def test_seeds_needed_for_significance() -> None:
+    assert seeds_for_significance(1, 0.05) == 6  # 2/2^5 = 0.0625 > 0.05 >= 2/2^6 = 0.03125
+    # 20 upstreams against one reference: 19 · 2/2^9 = 0.074 > 0.05 >= 19 · 2/2^10 = 0.037
+    assert seeds_for_significance(19, 0.05) == 10
+    assert seeds_for_significance(2, 0.01) == 9  # 2 · 2/2^8 = 0.0156 > 0.01 >= 2 · 2/2^9 = 0.0078
+    with pytest.raises(ValueError, match="comparisons: expected at least 1, found 0"):
+        seeds_for_significance(0)
+
+
+def test_significance_floor_note_names_the_seeds_needed() -> None:
+    assert significance_floor_note(6, 1) is None  # 2/2^6 = 0.03125 <= 0.05
+    assert significance_floor_note(5, 1) == (
+        "with 5 seeds the smallest two-sided Wilcoxon p-value is 2/2^5 = 0.0625: no difference can "
+        "reach p < 0.05 whatever its size; 6 seeds are needed."
+    )
+    note = significance_floor_note(8, 19)  # 19 · 2/2^8 = 0.148
+    assert (
+        note is not None
+        and "Holm multiplies the smallest of 19 by 19" in note
+        and note.endswith("10 seeds are needed.")
+    )
+    assert significance_floor_note(10, 19) is None

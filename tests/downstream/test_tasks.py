@@ -40,8 +40,11 @@ def test_registry_covers_utterance_verification_and_query_by_example_tasks():
         "asr_librispeech",
         "superb_asr",
         "superb_pr",
+        "superb_asv",
+        "superb_qbe",
     }
-    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others
+    superb = {"superb_ks", "superb_ic", "superb_sid", "superb_er"}
+    assert set(available_tasks()) == SPEAKER_DISJOINT | SAME_SPEAKERS | others | superb
     with pytest.raises(ValueError, match="unknown task 'asr_timit'"):
         get_task("asr_timit")
 
@@ -74,11 +77,13 @@ def test_task_folds_on_real_data(shared_data, name):
 
 def test_suites_name_registered_tasks_and_check_their_corpora(tmp_path):
     tasks = available_tasks()
-    assert set(SUITES["mini"]) == set(tasks) - {"intent_fsc", "keyword_gsc", "superb_asr", "superb_pr"}, (
+    assert set(SUITES["mini"]) == set(tasks) - {"intent_fsc", "keyword_gsc", *SUITES["superb"]}, (
         "every task on the shared corpora"
     )
     assert all(name in tasks for suite in SUITES.values() for name in suite)
-    with pytest.raises(ValueError, match=r"^suite: expected one of \['mini', 'utterance'\], found 'tiny'"):
+    with pytest.raises(
+        ValueError, match=r"^suite: expected one of \['mini', 'superb', 'utterance'\], found 'tiny'"
+    ):
         suite_tasks("tiny", tmp_path)
     (tmp_path / "fsdd").mkdir()
     with pytest.raises(

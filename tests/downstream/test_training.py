@@ -145,7 +145,7 @@ def test_layer_weights_concentrate_on_the_informative_layer():
 
 
 def test_config_validation_says_expected_and_found():
-    with pytest.raises(ValueError, match="head: expected 'linear' or 'mlp', found 'svm'"):
+    with pytest.raises(ValueError, match="head: expected 'linear', 'mlp' or 'projected_linear', found 'svm'"):
         HeadTrainingConfig(head="svm")
     with pytest.raises(ValueError, match=r"lr_sweep: expected finite learning rates > 0, found -0\.1"):
         HeadTrainingConfig(lr_sweep=[0.01, -0.1])

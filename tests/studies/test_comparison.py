@@ -63,4 +63,8 @@ def test_compare_command_writes_the_results_page(shared_data, tmp_path, tiny_tas
     assert "| keyword_fsdd | accuracy |" in page and "| speaker_fsdd | accuracy |" in page
     assert "- pretraining: method `barlow_twins`" in page
     assert page.count("(aim: at least") == 2
+    assert "Holm–Bonferroni over the 4 comparisons" in page and "pretrained once" in page
+    # 2 seeds: the smallest Wilcoxon p is 2/2^2 = 0.5; 4 · 2/2^n <= 0.05 needs n = 8
+    assert "Too few seeds: with 2 seeds the smallest two-sided Wilcoxon p-value is 2/2^2 = 0.5" in page
+    assert "8 seeds are needed." in page
     assert (tmp_path / "compare" / "report.md").is_file()

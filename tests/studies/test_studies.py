@@ -40,8 +40,9 @@ def test_ablation_grid_names_and_overrides():
 
 
 def test_ablation_pretrains_each_variant_and_reports_them(
-    shared_data, tmp_path, tiny_tasks, tiny_pretrain_overrides
+    shared_data, tmp_path, tiny_tasks, tiny_pretrain_overrides, monkeypatch, capsys
 ):
+    monkeypatch.setattr("speechssl.progress.LOG_INTERVAL_S", 0.0)  # a progress line on every update
     data_root = shared_data("fsdd").parent
     overrides = [*tiny_pretrain_overrides, f"data.root={tmp_path / 'corpus'}"]
     plan = EvaluationPlan(
@@ -55,6 +56,9 @@ def test_ablation_pretrains_each_variant_and_reports_them(
     saved = json.loads((tmp_path / "ablate" / "variants.json").read_text())
     assert saved["vicreg_p32x32"]["config"]["objective"]["loss"] == "vicreg"
     assert len(result.rows) == 3 * 2  # (fbank + 2 variants) x 2 seeds
+    assert "| vicreg_p32x32 | pretrained once |" in report and "| fbank | no learned weights |" in report
+    err = capsys.readouterr().err
+    assert "study: pretraining variants: 2/2 variants (100%)" in err and "evaluation: 6/6 seeds" in err
     # the runs' last training values: Barlow Twins logs its diagonal, VICReg its variance term
     training = report.split("## Pretraining: last logged training values")[1].split("## ")[0]
     bt_row = next(line for line in training.splitlines() if line.startswith("| bt_l0.005_p32x32 | 3 |"))

@@ -94,3 +94,15 @@ def test_an_error_leaves_no_entry_and_no_partial_files(tone_corpus, tmp_path):
 
 def test_units_dtype_widens_for_large_inventories():
     assert units_dtype(500) == np.int16 and units_dtype(40000) == np.int32
+
+
+def test_units_fit_and_label_report_progress_on_a_log_stream(tone_corpus, tmp_path, monkeypatch, capsys):
+    from speechssl.models.kmeans import KMeansConfig, fit_units
+
+    monkeypatch.setattr("speechssl.progress.LOG_INTERVAL_S", 0.0)  # a line on every update
+    features = UnitFeatures(UnitFeatureConfig(source="mfcc", deltas=False))
+    tokenizer, _ = fit_units(features, tone_corpus, KMeansConfig(k=3, max_frames=60, backend="sklearn"))
+    label_corpus(tokenizer, tone_corpus, tmp_path / "cache", max_batch_seconds=1.5)
+    err = capsys.readouterr().err
+    assert "units fit: sampling frames: " in err and "units label: 12/12 utterances (100%)" in err
+    assert "units label: " in err and "ETA" in err and "done in" in err

@@ -37,6 +37,9 @@ _EXPORTS = {
     "generate_synthetic_corpus": "speechssl.data.synthetic",
     "group_disjoint_split": "speechssl.data.splits",
     "group_folds": "speechssl.data.splits",
+    "folds_from_column": "speechssl.data.splits",
+    "with_fold_column": "speechssl.data.splits",
+    "FOLD_COLUMN": "speechssl.data.splits",
     "lengths_to_padding_mask": "speechssl.data.batch",
     "load_audio": "speechssl.data.audio",
     "load_corpus": "speechssl.data.corpora",
@@ -56,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FOLD_COLUMN",
     "REQUIRED_COLUMNS",
     "SPLITS",
     "AudioBatch",
@@ -79,6 +83,7 @@ __all__ = [
     "crop_offset",
     "default_cache_dir",
     "detect_corpus",
+    "folds_from_column",
     "generate_synthetic_corpus",
     "group_disjoint_split",
     "group_folds",
@@ -88,5 +93,6 @@ __all__ = [
     "load_manifest",
     "scan_bad_files",
     "validate_manifest",
+    "with_fold_column",
     "within_group_split",
 ]

@@ -163,6 +163,16 @@ class Manifest:
             digest.update(b"\n")
         return digest.hexdigest()
 
+    def annotation_digest(self) -> str:
+        """SHA-256 of the rows' ids, speakers, splits and label columns: what a probe's results
+        depend on beyond the audio (:meth:`digest`), e.g. a new split or fold column."""
+        digest = hashlib.sha256()
+        for row in self._rows:
+            record = [row.id, row.speaker, row.split, sorted(row.labels.items())]
+            digest.update(json.dumps(record, default=str).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
+
     @property
     def durations(self) -> np.ndarray:
         """``(utterances,)`` float64 durations in seconds."""

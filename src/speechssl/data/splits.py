@@ -4,7 +4,9 @@ Which split is honest depends on the task: speaker identification needs the same
 in train and test (:func:`within_group_split`); gender, emotion and keyword tasks must not
 reward recognising a voice, so their splits keep every speaker in one split
 (:func:`group_disjoint_split`), and small corpora are evaluated over several such folds
-(:func:`group_folds`, as SUPERB does for emotion by session). Every assignment is a pure
+(:func:`group_folds`, as SUPERB does for emotion by session), which
+:func:`with_fold_column` writes into a manifest as a ``fold`` column and
+:func:`folds_from_column` reads back. Every assignment is a pure
 function of the ids and the seed, so splits are reproducible and need no stored list.
 """
 
@@ -15,7 +17,9 @@ import zlib
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
-from speechssl.data.manifest import Manifest, Utterance
+from speechssl.data.manifest import SPLITS, Manifest, Utterance
+
+FOLD_COLUMN = "fold"  # the label column of a manifest's group folds (:func:`with_fold_column`)
 
 
 def hash_order(keys: Sequence[str], seed: int) -> list[str]:
@@ -120,15 +124,10 @@ def group_disjoint_split(
     return _with_splits(manifest, {row.id: split_of_group[_group_of(row, group)] for row in manifest})
 
 
-def group_folds(
-    manifest: Manifest, folds: int, group: str = "speaker", stratify: str | None = None, seed: int = 0
-) -> list[Manifest]:
-    """``folds`` group-disjoint re-splits: fold ``k`` tests on group set ``k``, validates on set
-    ``k+1`` (cyclically) and trains on the rest; every group is tested exactly once.
-
-    Groups are dealt to the sets round-robin in :func:`hash_order` within each stratum, so
-    with ``stratify`` every set holds each stratum in equal measure where counts allow.
-    """
+def _fold_of_groups(
+    manifest: Manifest, folds: int, group: str, stratify: str | None, seed: int
+) -> dict[str, int]:
+    """Group -> fold index: groups dealt round-robin in :func:`hash_order` within each stratum."""
     _check_group(manifest, group)
     strata = _groups_by_stratum(manifest, group, stratify)
     total = sum(len(groups) for groups in strata.values())
@@ -140,9 +139,94 @@ def group_folds(
         for key in hash_order(strata[value], seed):
             fold_of[key] = dealt % folds
             dealt += 1
+    return fold_of
+
+
+def _folds_of(manifest: Manifest, fold_of_row: list[int], folds: int) -> list[Manifest]:
+    """Fold ``k`` tests on the rows of fold ``k``, validates on fold ``k+1`` (cyclically), trains on the rest."""
     result = []
     for k in range(folds):
         names = {k: "test", (k + 1) % folds: "valid"}
-        split_of = {row.id: names.get(fold_of[_group_of(row, group)], "train") for row in manifest}
+        split_of = {row.id: names.get(fold, "train") for row, fold in zip(manifest, fold_of_row, strict=True)}
         result.append(_with_splits(manifest, split_of))
     return result
+
+
+def group_folds(
+    manifest: Manifest, folds: int, group: str = "speaker", stratify: str | None = None, seed: int = 0
+) -> list[Manifest]:
+    """``folds`` group-disjoint re-splits: fold ``k`` tests on group set ``k``, validates on set
+    ``k+1`` (cyclically) and trains on the rest; every group is tested exactly once.
+
+    Groups are dealt to the sets round-robin in :func:`hash_order` within each stratum, so
+    with ``stratify`` every set holds each stratum in equal measure where counts allow.
+    """
+    fold_of = _fold_of_groups(manifest, folds, group, stratify, seed)
+    return _folds_of(manifest, [fold_of[_group_of(row, group)] for row in manifest], folds)
+
+
+def with_fold_column(
+    manifest: Manifest,
+    folds: int,
+    group: str = "speaker",
+    stratify: str | None = None,
+    seed: int = 0,
+    column: str = FOLD_COLUMN,
+) -> Manifest:
+    """``manifest`` with a label column ``column`` holding each row's group fold (``0`` … ``folds-1``),
+    the sets of :func:`group_folds`; :func:`folds_from_column` turns it back into the folds."""
+    if column in manifest.label_columns:
+        raise ValueError(f"column: the manifest already has a {column!r} column")
+    fold_of = _fold_of_groups(manifest, folds, group, stratify, seed)
+    return Manifest(
+        dataclasses.replace(row, labels={**row.labels, column: str(fold_of[_group_of(row, group)])})
+        for row in manifest
+    )
+
+
+def folds_from_column(manifest: Manifest, column: str = FOLD_COLUMN) -> list[Manifest]:
+    """The re-splits of a fold column (:func:`with_fold_column`): fold ``k`` tests on the rows whose
+    ``column`` is ``k``, validates on ``k+1`` (cyclically) and trains on the rest.
+
+    Raises:
+        ValueError: no such column, values that are not ``0`` … ``K-1``, or fewer than 3 folds.
+    """
+    if column not in manifest.label_columns:
+        raise ValueError(
+            f"column: expected a fold column {column!r} in the manifest, found {manifest.label_columns}"
+        )
+    values = manifest.column(column)
+    found = set(values)
+    if found != {str(k) for k in range(len(found))} or len(found) < 3:
+        raise ValueError(
+            f"column {column!r}: expected fold numbers 0 … K-1 with K >= 3, found {sorted(found, key=str)}"
+        )
+    return _folds_of(manifest, [int(value) for value in values], len(found))
+
+
+def require_label(manifest: Manifest, column: str, where: str) -> None:
+    """Check that ``column`` is ``speaker`` or a label column of ``manifest``.
+
+    Raises:
+        ValueError: naming ``where`` (the task, the file) and the columns there are.
+    """
+    if column != "speaker" and column not in manifest.label_columns:
+        raise ValueError(
+            f"{where}: expected a label column of the manifest, found {sorted({'speaker', *manifest.label_columns})}"
+        )
+
+
+def require_splits(manifest: Manifest, where: str) -> dict[str, list[int]]:
+    """``manifest``'s rows per split (:meth:`Manifest.split_rows`), checked to hold ``train``,
+    ``valid`` (which chooses a head's epoch and learning rate) and ``test`` rows.
+
+    Raises:
+        ValueError: naming ``where`` and the splits found.
+    """
+    rows = manifest.split_rows()
+    if not all(rows[split] for split in SPLITS):
+        raise ValueError(
+            f"{where}: the split column needs train, valid and test rows (valid chooses the epoch and "
+            f"learning rate), found {sorted(manifest.counts('split'))}"
+        )
+    return rows

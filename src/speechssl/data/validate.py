@@ -1,4 +1,5 @@
-"""Sanity report on a manifest: counts, durations, label sets, sample rates and bad files."""
+"""Sanity report on a manifest: counts, durations, label sets, sample rates, bad files, and the
+label values of ``valid``/``test`` that ``train`` lacks."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class ValidationReport:
             the manifest's files that failed to decode (or whose header failed with
             ``decode=False``).
         decoded: whether every file was decoded.
+        unseen_labels: per label column, per split (``valid``, ``test``), the values absent from
+            ``train``: classes no head trained on ``train`` can predict (columns of free text,
+            most of whose values are distinct, are left out).
     """
 
     num_utterances: int
@@ -39,6 +43,7 @@ class ValidationReport:
     sample_rates: dict[int, int]
     bad_files: BadFileSummary = field(default_factory=BadFileSummary)
     decoded: bool = True
+    unseen_labels: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -65,6 +70,13 @@ class ValidationReport:
             shown = ", ".join(f"{_shorten(value)!r}: {count}" for value, count in ranked[:max_values])
             more = f", ... ({len(counts) - max_values} more)" if len(counts) > max_values else ""
             lines.append(f"label {column}: {len(counts)} values: {shown}{more}")
+        for column, splits in self.unseen_labels.items():
+            for split, values in splits.items():
+                shown = ", ".join(repr(_shorten(value)) for value in values[:max_values])
+                more = f", ... ({len(values) - max_values} more)" if len(values) > max_values else ""
+                lines.append(
+                    f"warning: label {column}: {len(values)} value(s) in {split} but not in train: {shown}{more}"
+                )
         checked = "decoded" if self.decoded else "headers checked"
         lines.append(f"files {checked}: {self.bad_files.format() if self.bad_files else 'all good'}")
         return "\n".join(lines)
@@ -84,11 +96,33 @@ class ValidationReport:
             "sample_rates": {str(rate): count for rate, count in self.sample_rates.items()},
             "bad_files": self.bad_files.to_dict(),
             "decoded": self.decoded,
+            "unseen_labels": {column: dict(splits) for column, splits in self.unseen_labels.items()},
         }
 
 
 def _shorten(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def unseen_labels(manifest: Manifest) -> dict[str, dict[str, list[str]]]:
+    """Per label column, the values of ``valid`` and of ``test`` rows that no ``train`` row has.
+
+    Columns with more distinct values than half their rows (transcripts, ids) are not classes
+    and are skipped; so is a manifest without ``train`` rows.
+    """
+    train = manifest.filter(split="train")
+    if not len(train):
+        return {}
+    unseen: dict[str, dict[str, list[str]]] = {}
+    for column in manifest.label_columns:
+        if len(manifest.counts(column)) > len(manifest) / 2:
+            continue
+        known = set(train.column(column))
+        for split in ("valid", "test"):
+            values = sorted(set(manifest.filter(split=split).column(column)) - known)
+            if values:
+                unseen.setdefault(column, {})[split] = values
+    return unseen
 
 
 def validate_manifest(
@@ -125,4 +159,5 @@ def validate_manifest(
         sample_rates=manifest.counts("sample_rate"),
         bad_files=found,
         decoded=decode,
+        unseen_labels=unseen_labels(manifest),
     )

@@ -62,7 +62,7 @@ class CTCTrainingConfig:
         weight_decay: AdamW decoupled weight decay of the weight matrices (biases and
             the layer logits are not decayed); 0 is Adam.
         batch_size: utterances per update.
-        max_epochs: passes over ``train`` at most.
+        max_epochs: passes over ``train`` at most (rounds of ``eval_steps`` updates when set).
         patience: validations without a better score before stopping.
         max_grad_norm: gradients are clipped to this global L2 norm (BiLSTMs' exploding
             gradients); ``None`` does not clip.
@@ -76,8 +76,8 @@ class CTCTrainingConfig:
             (s3prl also warps time, which is left out here).
         select_on: validation error rate that picks the model of a character task,
             ``cer`` or ``wer`` (SUPERB ASR: dev-clean WER); phone tasks select on PER.
-        max_steps: updates at most (s3prl's ``total_steps``); ``None``: ``max_epochs`` only.
         eval_steps: updates between validations (s3prl's ``eval_step``); ``None``: one epoch.
+            s3prl's ``total_steps`` is ``max_epochs`` rounds of ``eval_steps`` updates.
         lm: n-gram beam search of the selected model's ``test`` outputs, reported as
             ``wer_lm`` beside the greedy WER (characters only; off by default).
     """
@@ -97,7 +97,6 @@ class CTCTrainingConfig:
     standardize: bool = True
     spec_augment: bool = False
     select_on: Literal["cer", "wer"] = "cer"
-    max_steps: int | None = None
     eval_steps: int | None = None
     lm: LMDecodingConfig = field(default_factory=LMDecodingConfig)
 
@@ -109,7 +108,7 @@ class CTCTrainingConfig:
         for name in ("hidden", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, found {getattr(self, name)}")
-        for name in ("projection", "max_steps", "eval_steps"):
+        for name in ("projection", "eval_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1 or null, found {getattr(self, name)}")
         check_stopping_settings(self)
@@ -129,23 +128,23 @@ class CTCTrainingConfig:
 
 SUPERB_ASR = CTCTrainingConfig(
     head="bilstm", hidden=1024, num_layers=2, dropout=0.2, projection=1024, lr=1e-4, weight_decay=0.0,
-    batch_size=32, max_epochs=1_000, patience=100, max_grad_norm=1.0, max_frame_rate=None,
-    standardize=False, spec_augment=True, select_on="wer", max_steps=200_000, eval_steps=2_000,
+    batch_size=32, max_epochs=100, patience=100, max_grad_norm=1.0, max_frame_rate=None,
+    standardize=False, spec_augment=True, select_on="wer", eval_steps=2_000,
 )  # fmt: skip
 """SUPERB ASR (s3prl v0.4 ``downstream/asr/config.yaml``): the weighted sum projected to 1024,
 2 BiLSTM layers of 1024 units per direction with dropout 0.2, no downsampling, Adam at
 1e-4, batches of 32, gradients clipped to 1, SpecAugment on the features, 200k updates with
-dev-clean WER every 2k (all 100 validations run; ``max_epochs`` is never reached: 200k
-updates are about 224 epochs of train-clean-100)."""
+dev-clean WER every 2k: 100 rounds of 2k updates, all of them run (no early stopping)."""
 
 SUPERB_PR = CTCTrainingConfig(
     head="linear", projection=256, dropout=0.0, lr=1e-2, weight_decay=0.0, batch_size=32,
-    max_epochs=1_000, patience=100, max_grad_norm=1.0, max_frame_rate=None, standardize=False,
-    max_steps=100_000, eval_steps=1_000,
+    max_epochs=100, patience=100, max_grad_norm=1.0, max_frame_rate=None, standardize=False,
+    eval_steps=1_000,
 )  # fmt: skip
 """SUPERB PR (s3prl v0.4 ``downstream/ctc/libriphone.yaml``): the weighted sum projected to
 256, then a linear layer over the phones (``FrameLevel``), Adam at 1e-2, batches of 16 with
-2 accumulated (32 per update), gradients clipped to 1, 100k updates with dev PER every 1k."""
+2 accumulated (32 per update), gradients clipped to 1, 100k updates with dev PER every 1k
+(100 rounds of 1k updates)."""
 
 
 @dataclass
@@ -344,8 +343,7 @@ def train_ctc(
         config,
         config.lr,
         seed,
-        eval_every=config.eval_steps,
-        max_updates=config.max_steps,
+        eval_steps=config.eval_steps,
     )
     hypotheses = _decode(run.model, inputs["test"], greedy)
     references = [texts[i] for i in rows["test"]]

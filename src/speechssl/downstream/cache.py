@@ -45,6 +45,7 @@ import torch
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.pooling import masked_mean_std
+from speechssl.progress import Progress
 from speechssl.storage import cached_entry, entry_path, staging_folder
 from speechssl.upstream.base import Upstream
 
@@ -179,16 +180,18 @@ def _batches(
     dataset = AudioDataset(manifest, sample_rate=upstream.sample_rate)
     sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
     row_of = {utt_id: row for row, utt_id in enumerate(manifest.ids)}
-    for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
-        batch = batch.to(device)
-        output = upstream(batch.waveforms, batch.lengths)
-        if len(output.hidden_states) != upstream.num_layers:
-            raise ValueError(
-                f"upstream {upstream.name!r}: expected {upstream.num_layers} hidden states "
-                f"(num_layers), found {len(output.hidden_states)}"
-            )
-        hidden = [output.hidden_states[layer].float() for layer in layers]
-        yield [row_of[utt_id] for utt_id in batch.ids], hidden, output.lengths.to(device)
+    with Progress(len(manifest), f"features {upstream.name}", "utterances") as progress:
+        for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
+            batch = batch.to(device)
+            output = upstream(batch.waveforms, batch.lengths)
+            if len(output.hidden_states) != upstream.num_layers:
+                raise ValueError(
+                    f"upstream {upstream.name!r}: expected {upstream.num_layers} hidden states "
+                    f"(num_layers), found {len(output.hidden_states)}"
+                )
+            hidden = [output.hidden_states[layer].float() for layer in layers]
+            yield [row_of[utt_id] for utt_id in batch.ids], hidden, output.lengths.to(device)
+            progress.update(len(batch.ids))
 
 
 def _fill_pooled(

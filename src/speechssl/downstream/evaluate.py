@@ -21,6 +21,7 @@ from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import ReportTable, write_report
 from speechssl.downstream.row import Row
 from speechssl.downstream.tasks import get_task
+from speechssl.progress import Progress
 from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
 
@@ -50,7 +51,7 @@ def run_evaluation(
     """Evaluate every upstream spec on every task of ``plan`` over its seeds; write per-seed JSONs and a report.
 
     A run is resumable: a seed whose JSON already holds a result of the same upstream weights
-    (fingerprint), corpus manifest (digest) and head settings is read back, not recomputed,
+    (fingerprint), corpus manifest (audio digest, and the digest of its splits and labels) and head settings is read back, not recomputed,
     so an interrupted benchmark restarted with the same command only computes what is missing.
 
     Args:
@@ -69,24 +70,28 @@ def run_evaluation(
     tasks = [get_task(name) for name in plan.tasks]
     manifests = {task.name: task.load(plan.data_root) for task in tasks}
     rows: list[Row] = []
-    for spec in upstreams:
-        upstream = build_upstream(spec)
-        for task in tasks:
-            manifest = manifests[task.name]
-            provenance = {
-                "upstream": spec,
-                "upstream_fingerprint": upstream.fingerprint(),
-                "data_digest": manifest.digest(),
-                "head": task.head_settings(plan),
-            }
-            folder = output / "runs" / safe_name(spec) / task.name
-            done = {seed: _finished(folder / f"seed_{seed}.json", provenance) for seed in plan.seeds}
-            todo = [seed for seed in plan.seeds if done[seed] is None]
-            run = task.prepare(upstream, manifest, plan, output) if todo else None
-            for seed in todo:
-                done[seed] = row = replace(run(seed), **provenance)
-                atomic_write_json(folder / f"seed_{seed}.json", row.to_dict())
-            rows += [done[seed] for seed in plan.seeds]
+    with Progress(len(upstreams) * len(tasks) * len(plan.seeds), "evaluation", "seeds") as progress:
+        for spec in upstreams:
+            upstream = build_upstream(spec)
+            for task in tasks:
+                manifest = manifests[task.name]
+                provenance = {
+                    "upstream": spec,
+                    "upstream_fingerprint": upstream.fingerprint(),
+                    "data_digest": manifest.digest(),
+                    "annotation_digest": manifest.annotation_digest(),
+                    "head": task.head_settings(plan),
+                }
+                folder = output / "runs" / safe_name(spec) / task.name
+                done = {seed: _finished(folder / f"seed_{seed}.json", provenance) for seed in plan.seeds}
+                todo = [seed for seed in plan.seeds if done[seed] is None]
+                run = task.prepare(upstream, manifest, plan, output) if todo else None
+                progress.update(len(plan.seeds) - len(todo))
+                for seed in todo:
+                    done[seed] = row = replace(run(seed), **provenance)
+                    atomic_write_json(folder / f"seed_{seed}.json", row.to_dict())
+                    progress.update()
+                rows += [done[seed] for seed in plan.seeds]
     write_report(rows, tasks, upstreams, output, labels, context)
     return rows
 

@@ -1,22 +1,25 @@
 """Downstream heads trained on frozen upstream features.
 
-Utterance-level heads (:class:`LinearHead`, :class:`MLPHead`) take one vector per
+Utterance-level heads (:class:`LinearHead`, :class:`ProjectedLinearHead`, :class:`MLPHead`) take one vector per
 utterance; frame-level heads take ``(batch, frames, dim)`` with ``lengths`` and never let
 padded frames reach their outputs: :class:`MeanPoolingHead` and
 :class:`AttentiveStatisticsPoolingHead` pool over valid frames then classify, and
 :class:`CTCHead` emits per-frame log-probabilities for connectionist temporal
-classification (Graves et al. 2006).
+classification (Graves et al. 2006). :class:`XVectorHead` embeds an utterance for speaker
+verification and :class:`AdditiveMarginSoftmax` is the speaker-classification loss it is
+trained with (SUPERB's ASV head).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.heads import ProjectorMLP
 from speechssl.models.padding import reverse_padded
-from speechssl.models.pooling import masked_mean
+from speechssl.models.pooling import masked_mean, masked_mean_std
 
 
 def _check_vectors(x: torch.Tensor, in_dim: int) -> None:
@@ -64,6 +67,36 @@ class LinearHead(nn.Module):
         """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
         _check_vectors(x, self.in_dim)
         return self.linear(x)
+
+
+class ProjectedLinearHead(nn.Module):
+    """SUPERB's utterance-level linear model on pooled features: ``Linear -> Linear``, no non-linearity.
+
+    Yang et al. 2021 (SUPERB, §3) and s3prl's ``UtteranceLevel`` downstream (used for KS, IC,
+    SID and ER): a linear projector to ``projector_dim`` (256), mean pooling over frames, then
+    a linear classifier. Both maps are linear, so pooling first and projecting after gives the
+    same logits; this head reads the pooled vector.
+
+    Args:
+        in_dim: input feature dimension.
+        projector_dim: width of the linear projector.
+        classes: number of classes (output logits).
+    """
+
+    def __init__(self, in_dim: int, projector_dim: int, classes: int) -> None:
+        super().__init__()
+        if min(in_dim, projector_dim, classes) < 1:
+            raise ValueError(
+                f"in_dim/projector_dim/classes: expected positive sizes, found {in_dim}/{projector_dim}/{classes}"
+            )
+        self.in_dim = in_dim
+        self.projector = nn.Linear(in_dim, projector_dim)
+        self.linear = nn.Linear(projector_dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, in_dim)`` -> logits ``(batch, classes)``."""
+        _check_vectors(x, self.in_dim)
+        return self.linear(self.projector(x))
 
 
 class MLPHead(nn.Module):
@@ -207,6 +240,107 @@ class AttentiveStatisticsPoolingHead(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``x (batch, frames, in_dim)``, ``lengths (batch,)`` -> logits ``(batch, classes)``."""
         return self.classifier(self.pooling(x, lengths))
+
+
+class XVectorHead(nn.Module):
+    """The x-vector speaker embedding network of SUPERB's ASV task on frozen frames.
+
+    Snyder et al. 2018, "X-Vectors: Robust DNN Embeddings for Speaker Recognition", Table 1,
+    with the sizes of s3prl's ``sv_voxceleb1`` model (``XVector``, ``SP``,
+    ``UtteranceExtractor``): a linear connector to ``hidden`` dimensions, five TDNN layers
+    (frame contexts ``[t-2, t+2]``, ``{t-2, t, t+2}``, ``{t-3, t, t+3}``, ``{t}``, ``{t}``;
+    the last widening to ``pooled_dim``) each followed by ReLU, statistics pooling over the
+    valid frames (:func:`~speechssl.models.pooling.masked_mean_std`), then ``segment6``
+    (linear to ``hidden``, ReLU), which is the embedding, and ``segment7`` (linear, ReLU)
+    which only training uses. A TDNN layer is a dilated 1-D convolution without padding,
+    so the layers read ``receptive_field = 15`` frames and an utterance of ``L`` frames
+    leaves ``L − 14`` frames to pool.
+
+    Args:
+        in_dim: frame feature dimension of the upstream.
+        hidden: connector, TDNN and embedding width (s3prl ``input_dim``: 512).
+        pooled_dim: width of the last TDNN layer (s3prl ``agg_dim``: 1500).
+    """
+
+    CONTEXTS = ((5, 1), (3, 2), (3, 3), (1, 1), (1, 1))  # (kernel size, dilation) of each TDNN layer
+    receptive_field = 1 + sum((kernel - 1) * dilation for kernel, dilation in CONTEXTS)
+
+    def __init__(self, in_dim: int, hidden: int = 512, pooled_dim: int = 1500) -> None:
+        super().__init__()
+        if min(in_dim, hidden, pooled_dim) < 1:
+            raise ValueError(
+                f"in_dim/hidden/pooled_dim: expected positive sizes, found {in_dim}/{hidden}/{pooled_dim}"
+            )
+        self.in_dim = in_dim
+        self.connector = nn.Linear(in_dim, hidden)
+        widths = [hidden] * len(self.CONTEXTS) + [pooled_dim]
+        self.tdnn = nn.ModuleList(
+            nn.Conv1d(widths[i], widths[i + 1], kernel, dilation=dilation)
+            for i, (kernel, dilation) in enumerate(self.CONTEXTS)
+        )
+        self.segment6 = nn.Linear(2 * pooled_dim, hidden)
+        self.segment7 = nn.Linear(hidden, hidden)
+
+    def embed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The x-vector (``segment6`` after ReLU) of each utterance.
+
+        Args:
+            x: ``(batch, frames, in_dim)``; frames at or after ``lengths`` are ignored.
+            lengths: ``(batch,)`` valid frames, each in ``[receptive_field, frames]``.
+
+        Returns:
+            ``(batch, hidden)``.
+        """
+        _check_frames(x, lengths, self.in_dim)
+        if int(lengths.min()) < self.receptive_field:
+            raise ValueError(
+                f"lengths: the x-vector TDNN reads {self.receptive_field} frames, found an utterance "
+                f"of {int(lengths.min())}"
+            )
+        h = self.connector(_zero_padding(x, lengths)).transpose(1, 2)  # (batch, hidden, frames)
+        for layer in self.tdnn:
+            h = torch.relu(layer(h))  # (batch, width, frames − context)
+        pooled = masked_mean_std(
+            h.transpose(1, 2), lengths - (self.receptive_field - 1)
+        )  # (batch, 2 * pooled_dim)
+        return torch.relu(self.segment6(pooled))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The training output (``segment7`` after ReLU): ``x (batch, frames, in_dim)``,
+        ``lengths (batch,)`` -> ``(batch, hidden)``."""
+        return torch.relu(self.segment7(self.embed(x, lengths)))
+
+
+class AdditiveMarginSoftmax(nn.Module):
+    """Additive margin softmax loss (AM-softmax; Wang et al. 2018, "Additive Margin Softmax
+    for Face Verification", eq. 6): cross-entropy of ``s · (cos θ_j − m·[j = y])``, where
+    ``cos θ_j`` is the cosine of the embedding and class ``j``'s weight vector.
+
+    Args:
+        dim: embedding dimension.
+        classes: number of training speakers.
+        scale: ``s`` (s3prl ``sv_voxceleb1``: 30).
+        margin: ``m`` (s3prl: 0.4).
+    """
+
+    def __init__(self, dim: int, classes: int, scale: float = 30.0, margin: float = 0.4) -> None:
+        super().__init__()
+        if dim < 1 or classes < 2:
+            raise ValueError(f"dim/classes: expected dim >= 1 and >= 2 classes, found {dim}/{classes}")
+        self.scale = scale
+        self.margin = margin
+        self.weight = nn.Parameter(torch.empty(classes, dim))  # (classes, dim)
+        nn.init.xavier_normal_(self.weight)
+
+    def cosines(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (batch, dim)`` -> ``(batch, classes)`` cosine of each embedding and class weight."""
+        return F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+    def forward(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss of embeddings ``x (batch, dim)`` with class indices ``targets (batch,)``."""
+        cosines = self.cosines(x)  # (batch, classes)
+        margins = F.one_hot(targets, cosines.shape[1]).to(cosines.dtype) * self.margin  # (batch, classes)
+        return F.cross_entropy(self.scale * (cosines - margins), targets)
 
 
 class CTCHead(nn.Module):

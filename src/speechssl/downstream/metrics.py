@@ -2,7 +2,7 @@
 Universal PERformance Benchmark", Interspeech 2021).
 
 * Classification (keyword spotting, speaker identification, gender, emotion):
-  accuracy and macro-averaged F1.
+  accuracy and macro-averaged F1, beside the chance level of the test labels.
 * Speaker verification: equal error rate and the normalised minimum detection cost of
   the NIST SRE / VoxCeleb evaluations, from trial scores and binary target labels.
 * ASR: corpus-level word and character error rates (jiwer).
@@ -59,6 +59,28 @@ def accuracy(predictions: ArrayLike, targets: ArrayLike) -> float:
     """
     predictions, targets = _paired_labels(predictions, targets)
     return float(accuracy_score(targets, predictions))
+
+
+def chance_accuracy(targets: ArrayLike) -> float:
+    """The chance level of a classification test set: the accuracy of the best constant predictor,
+    i.e. the share of its most frequent class (scikit-learn's ``DummyClassifier("most_frequent")``
+    fitted and scored on ``targets``).
+
+    It depends on the test labels alone, so it never drops to 0 when the training set's most
+    frequent class is absent from test, and it is the floor any head can reach by ignoring
+    its input.
+
+    Args:
+        targets: ``(utterances,)`` reference class labels of the test set.
+
+    Raises:
+        ValueError: if ``targets`` is not 1-D or is empty.
+    """
+    targets = np.asarray(targets)
+    if targets.ndim != 1 or len(targets) == 0:
+        raise ValueError(f"expected non-empty 1-D (utterances,) targets, found shape {targets.shape}")
+    _, counts = np.unique(targets, return_counts=True)
+    return float(counts.max() / len(targets))
 
 
 def macro_f1(predictions: ArrayLike, targets: ArrayLike) -> float:
@@ -443,9 +465,41 @@ def maximum_term_weighted_value(scores: ArrayLike, relevant: ArrayLike, beta: fl
     return float(max(0.0, np.max(twv[last_of_tie])))
 
 
+def term_weighted_value(detected: ArrayLike, relevant: ArrayLike, beta: float = 999.9) -> float:
+    """Term-weighted value of fixed yes/no decisions (NIST 2006 STD evaluation plan); the
+    *actual* TWV (ATWV) when the decisions are the system's own.
+
+    ``TWV = 1 − mean_t [P_miss(t) + β · P_FA(t)]`` over the terms with ``N_true(t) > 0``,
+    with ``P_miss`` and ``P_FA`` as in :func:`maximum_term_weighted_value`; unlike MTWV it
+    can be negative (down to ``−β``).
+
+    Args:
+        detected: ``(queries, documents)`` bool, the system said YES.
+        relevant: ``(queries, documents)`` bool, whether the document contains the query.
+        beta: false-alarm weight (see :func:`maximum_term_weighted_value`).
+
+    Raises:
+        ValueError: as :func:`maximum_term_weighted_value`, or non-boolean decisions.
+    """
+    if beta < 0.0:
+        raise ValueError(f"beta: expected >= 0, found {beta}")
+    detected = np.asarray(detected)
+    if not set(np.unique(detected).tolist()) <= {0, 1}:
+        raise ValueError(f"expected boolean decisions, found values {sorted(np.unique(detected).tolist())}")
+    _, relevant = _retrieval_trials(detected.astype(np.float64), relevant)
+    detected = detected.astype(bool)
+    scored = relevant.any(axis=1)
+    targets = relevant[scored].sum(axis=1)
+    non_targets = relevant.shape[1] - targets
+    misses = (relevant & ~detected)[scored].sum(axis=1) / targets
+    false_alarms = (~relevant & detected)[scored].sum(axis=1) / np.maximum(non_targets, 1)
+    return float(1.0 - np.mean(misses + beta * false_alarms))
+
+
 __all__ = [
     "DTWAlignment",
     "accuracy",
+    "chance_accuracy",
     "character_error_rate",
     "cosine_scores",
     "dtw_align",
@@ -456,5 +510,6 @@ __all__ = [
     "mean_average_precision",
     "min_dcf",
     "phone_error_rate",
+    "term_weighted_value",
     "word_error_rate",
 ]

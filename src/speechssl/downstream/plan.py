@@ -7,7 +7,7 @@ studies, or by library callers) and handed to
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from speechssl.config import from_dict, merge, to_dict
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.downstream.verification import XVectorTrainingConfig
 
 
 @dataclass
@@ -28,8 +29,13 @@ class EvaluationPlan:
         cache: the feature cache (default: the user's speechssl cache folder).
         data_root: folder holding the corpora (``../shared/data`` layout).
         head: head training of utterance classification tasks.
-        asr: CTC head settings (:class:`~speechssl.downstream.asr.CTCTrainingConfig`
-            fields) written over each CTC task's own configuration, e.g. ``{"hidden": 8}``.
+        asr: CTC head training of ASR tasks.
+        xvector: x-vector head training of SUPERB's speaker verification (ASV).
+        head_overrides: the head-training fields the user set (``--head key=value``); a task
+            with a published protocol (SUPERB) applies them on top of its own settings,
+            the others read ``head``.
+        asr_overrides: the CTC head fields the user set (``--head asr.key=value``); a CTC task
+            with its own settings (SUPERB's ASR and PR) applies them on top, the others read ``asr``.
         baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
     """
 
@@ -38,7 +44,10 @@ class EvaluationPlan:
     cache: FeatureCache = field(default_factory=FeatureCache)
     data_root: Path = Path("../shared/data")
     head: HeadTrainingConfig = field(default_factory=HeadTrainingConfig)
-    asr: Mapping[str, Any] = field(default_factory=dict)
+    asr: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    xvector: XVectorTrainingConfig = field(default_factory=XVectorTrainingConfig)
+    head_overrides: dict[str, Any] = field(default_factory=dict)
+    asr_overrides: dict[str, Any] = field(default_factory=dict)
     baselines: Sequence[str] = ()
 
     def __post_init__(self) -> None:
@@ -48,16 +57,17 @@ class EvaluationPlan:
             raise ValueError("tasks: expected at least one task, found none")
         if not self.seeds:
             raise ValueError("seeds: expected at least one seed, found none")
-        self.asr = dict(self.asr)
-        self.ctc_config(CTCTrainingConfig())
 
-    def ctc_config(self, base: CTCTrainingConfig) -> CTCTrainingConfig:
-        """``base`` (a CTC task's own head settings) with :attr:`asr` written over it.
+    def ctc_config(self, base: CTCTrainingConfig | None) -> CTCTrainingConfig:
+        """A CTC task's head settings: ``base`` (its own, e.g. SUPERB's) with
+        :attr:`asr_overrides` written over it, or :attr:`asr` for a task without its own.
 
         Raises:
             ConfigError: an unknown key or a value of the wrong type, naming ``asr.<key>``.
         """
-        return from_dict(CTCTrainingConfig, merge(to_dict(base), self.asr), where="asr")
+        if base is None:
+            return self.asr
+        return from_dict(CTCTrainingConfig, merge(to_dict(base), self.asr_overrides), where="asr")
 
 
 __all__ = ["EvaluationPlan"]

@@ -7,21 +7,22 @@ shared corpora, with their own splits). Every layer's pooled features come from 
 column is then classified on ``train`` with the toolkit's one head trainer,
 :func:`~speechssl.downstream.training.train_utterance_classifier` (early stopping and
 learning rate on ``valid``, ``test`` scored once), on SUPERB's weighted sum of layers or
-on single layers, once per seed, beside the majority-class chance level.
+on single layers, once per seed, beside the chance level of the test labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from speechssl.data import SPLITS, Manifest
+from speechssl.data import Manifest
+from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
+from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
 from speechssl.upstream.base import Upstream
 
@@ -36,7 +37,8 @@ class ProbeRun:
         seed: seed of head initialisation and data order.
         value: test accuracy.
         valid_accuracy: validation accuracy of the chosen epoch (and learning rate).
-        chance: test accuracy of always predicting the most frequent ``train`` class.
+        chance: the chance level: the share of the most frequent ``test`` class, the accuracy of
+            the best constant predictor (:func:`~speechssl.downstream.metrics.chance_accuracy`).
         num_classes: classes seen in ``train``.
         num_train: ``train`` utterances (``num_valid`` and ``num_test`` likewise).
         best_epoch: epoch whose weights were kept.
@@ -81,17 +83,6 @@ def extract_pooled_features(
     )
 
 
-def _split_rows(manifest: Manifest, task: str) -> dict[str, list[int]]:
-    rows = manifest.split_rows()
-    empty = [split for split in SPLITS if len(rows[split]) == 0]
-    if empty:
-        raise ValueError(
-            f"task {task!r}: the manifest's split column needs train, valid and test rows (valid chooses "
-            f"the epoch and learning rate), found {sorted(manifest.counts('split'))}"
-        )
-    return rows
-
-
 def probe_label(
     pooled: PooledFeatures,
     manifest: Manifest,
@@ -115,19 +106,14 @@ def probe_label(
             ``valid``/``test`` hold a class that ``train`` lacks.
     """
     config = config or HeadTrainingConfig()
-    if task != "speaker" and task not in manifest.label_columns:
-        raise ValueError(
-            f"task {task!r}: expected a label column of the manifest, found "
-            f"{sorted({'speaker', *manifest.label_columns})}"
-        )
-    rows = _split_rows(manifest, task)
+    require_label(manifest, task, f"task {task!r}")
+    rows = require_splits(manifest, f"task {task!r}")
     column = np.asarray(manifest.column(task), dtype=object).astype(str)
     labels = {split: column[indices].tolist() for split, indices in rows.items()}
     features = {
         split: np.asarray(pooled.mean[:, indices, :], dtype=np.float32) for split, indices in rows.items()
     }
-    majority = Counter(labels["train"]).most_common(1)[0][0]
-    chance = float(np.mean(np.asarray(labels["test"]) == majority))
+    chance = chance_accuracy(labels["test"])
 
     runs = []
     for layer in layers:

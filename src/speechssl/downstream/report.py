@@ -2,17 +2,21 @@
 
 :func:`write_report` turns the :class:`~speechssl.downstream.row.Row` objects of
 :func:`~speechssl.downstream.evaluate.run_evaluation` into ``report.md`` and
-``report.html``: the table of each task's metric over seeds (mean ± std and 95%
-confidence interval), secondary metrics, paired significance tests against the first
-upstream, ASR example decodings, box plots and the learned layer weights.
+``report.html``: where each upstream's weights come from (pretrained once: the seeds vary
+the probe only), the table of each task's metric over seeds (mean ± std and 95% confidence
+interval clipped to the metric's range, and the chance level; upstreams in rows when there
+are many), secondary metrics, paired Wilcoxon tests against the first upstream with
+Holm–Bonferroni correction per task and a note where the seed count cannot reach
+significance, ASR example decodings, box plots with the chance level and the learned layer
+weights as an upstream × layer heatmap.
 :func:`format_probe_table` and :func:`format_accuracy_matrix` print ``probe`` results.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 
@@ -20,8 +24,19 @@ import numpy as np
 
 from speechssl.downstream.figures import plot_boxplots, plot_layer_weights
 from speechssl.downstream.row import Row
-from speechssl.downstream.statistics import Summary, group_by_seed, paired_test, summarize
-from speechssl.downstream.tasks import Task
+from speechssl.downstream.statistics import (
+    Summary,
+    group_by_seed,
+    holm_bonferroni,
+    paired_test,
+    significance_floor_note,
+    summarize,
+)
+from speechssl.downstream.tasks import Task, UtteranceTask
+from speechssl.upstream import weights_origin
+
+SIGNIFICANCE = 0.05  # family-wise error rate of each task's paired tests
+UPSTREAM_COLUMNS = 4  # more upstreams than this (and than tasks) go in rows
 
 
 def _groups(rows: Sequence[dict]) -> dict[tuple[str, str, str | int], list[dict]]:
@@ -39,8 +54,8 @@ def format_summary(summary: Summary) -> str:
 
 
 def format_probe_table(rows: Sequence[dict]) -> str:
-    """One line per (upstream, task, layer): test accuracy over seeds (mean ± std [95% CI]),
-    the number of seeds, chance and classes."""
+    """One line per (upstream, task, layer): test accuracy over seeds (mean ± std [95% CI,
+    clipped to [0, 1]]), the number of seeds, chance and classes."""
     header = (
         f"{'upstream':32s} {'task':12s} {'layer':>8s} {'accuracy over seeds':>32s} "
         f"{'seeds':>5s} {'chance':>7s} {'classes':>7s}"
@@ -48,7 +63,7 @@ def format_probe_table(rows: Sequence[dict]) -> str:
     lines = [header, "-" * len(header)]
     for (upstream, task, layer), group in _groups(rows).items():
         name = upstream if len(upstream) <= 32 else "…" + upstream[-31:]
-        summary = summarize([r["value"] for r in group])
+        summary = summarize([r["value"] for r in group], bounds=UtteranceTask.metric.bounds)
         lines.append(
             f"{name:32s} {task:12s} {layer!s:>8s} {format_summary(summary):>32s} {summary.n:5d} "
             f"{group[0]['chance']:7.3f} {group[0]['num_classes']:7d}"
@@ -78,11 +93,12 @@ def format_accuracy_matrix(rows: Sequence[dict], upstreams: Sequence[str], tasks
 
 @dataclass
 class ReportTable:
-    """A titled table of strings, rendered as Markdown and HTML alike."""
+    """A titled table of strings with notes under it, rendered as Markdown and HTML alike."""
 
     title: str
     header: list[str]
     rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> list[str]:
         lines = [
@@ -91,61 +107,158 @@ class ReportTable:
             "| " + " | ".join(self.header) + " |",
             "|---" * len(self.header) + "|",
         ]
-        return [*lines, *("| " + " | ".join(row) + " |" for row in self.rows), ""]
+        notes = [line for note in self.notes for line in (note, "")]
+        return [*lines, *("| " + " | ".join(row) + " |" for row in self.rows), "", *notes]
 
     def html(self) -> list[str]:
         head = "".join(f"<th>{escape(cell)}</th>" for cell in self.header)
         body = ["<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in self.rows]
-        return [f"<h2>{escape(self.title)}</h2>", "<table>", f"<tr>{head}</tr>", *body, "</table>"]
+        notes = [f"<p>{escape(note)}</p>" for note in self.notes]
+        return [
+            f"<h2>{escape(self.title)}</h2>",
+            '<div class="scroll"><table>',
+            f"<tr>{head}</tr>",
+            *body,
+            "</table></div>",
+            *notes,
+        ]
+
+
+def upstreams_as_rows(num_upstreams: int, num_tasks: int) -> bool:
+    """Whether a task × upstream table puts the upstreams in rows: when there are more than
+    :data:`UPSTREAM_COLUMNS` of them and more upstreams than tasks (a few upstreams are easier to
+    compare side by side; 20 as columns overflow the page)."""
+    return num_upstreams > UPSTREAM_COLUMNS and num_upstreams > num_tasks
+
+
+def task_upstream_table(
+    title: str,
+    tasks: Sequence[tuple[str, ...]],
+    upstreams: Sequence[str],
+    cell: Callable[[str, str], str],
+    task_header: Sequence[str] = ("task",),
+    reference: tuple[str, Callable[[str], str]] | None = None,
+) -> ReportTable:
+    """A table of ``cell(task, upstream)``, oriented by :func:`upstreams_as_rows`.
+
+    Args:
+        title: the table's heading.
+        tasks: one tuple per task, its name first, then what ``task_header`` names
+            (e.g. ``(name, metric, split)``); with upstreams as rows the tuple is joined
+            into the column heading.
+        upstreams: upstream names.
+        cell: the text of one (task name, upstream) cell.
+        task_header: headings of the tuple's fields.
+        reference: ``(name, text of a task)`` of a value every upstream is read against (the
+            chance level): a last row beside the upstreams, or a last column.
+    """
+    if upstreams_as_rows(len(upstreams), len(tasks)):
+        table = ReportTable(
+            title,
+            ["upstream", *(" · ".join(task) for task in tasks)],
+            [[upstream, *(cell(task[0], upstream) for task in tasks)] for upstream in upstreams],
+        )
+        if reference is not None:
+            table.rows.append([reference[0], *(reference[1](task[0]) for task in tasks)])
+        return table
+    extra = [reference[0]] if reference is not None else []
+    return ReportTable(
+        title,
+        [*task_header, *upstreams, *extra],
+        [
+            [*task, *(cell(task[0], upstream) for upstream in upstreams)]
+            + ([reference[1](task[0])] if reference is not None else [])
+            for task in tasks
+        ],
+    )
+
+
+def task_chance(rows: Sequence[Row], task: Task) -> float | None:
+    """The chance level of ``task``: the mean of its rows' ``chance`` extras where the rows carry
+    one (it depends on the labels), else the metric's fixed :attr:`~speechssl.downstream.row.Metric.chance`."""
+    values = [r.extras["chance"] for r in rows if r.task == task.name and "chance" in r.extras]
+    return float(np.mean(values)) if values else task.metric.chance
+
+
+def paired_tests_table(
+    tasks: Sequence[Task], upstreams: Sequence[str], by_seed: Mapping[str, Mapping[str, Mapping[int, float]]]
+) -> ReportTable:
+    """Wilcoxon signed-rank tests of every upstream against the first, Holm-corrected per task,
+    with a note where the seed count cannot reach :data:`SIGNIFICANCE` at all."""
+    paired, notes = [], []
+    for task in tasks:
+        reference = by_seed[task.name][upstreams[0]]
+        tested, untested = [], []
+        for upstream in upstreams[1:]:
+            other = by_seed[task.name][upstream]
+            common = sorted(set(reference) & set(other))
+            if len(common) < 2:
+                difference = other[common[0]] - reference[common[0]] if common else float("nan")
+                untested.append(
+                    [task.name, upstream, f"{difference:+.3f}", str(len(common)), "n/a", "n/a", "n/a"]
+                )
+                continue
+            test = paired_test([other[s] for s in common], [reference[s] for s in common])
+            tested.append((upstream, test))
+        if tested:
+            adjusted, rejected = holm_bonferroni([test.p_value for _, test in tested], SIGNIFICANCE)
+            for (upstream, test), holm, significant in zip(tested, adjusted, rejected, strict=True):
+                paired.append(
+                    [task.name, upstream, f"{test.mean_difference:+.3f}", str(test.n), f"{test.p_value:.3g}",
+                     f"{holm:.3g}", "yes" if significant else "no"]
+                )  # fmt: skip
+            note = significance_floor_note(min(test.n for _, test in tested), len(tested), SIGNIFICANCE)
+            if note is not None:
+                notes.append(f"{task.name}: {note}")
+        paired += untested
+    return ReportTable(
+        f"Paired tests against {upstreams[0]} (two-sided Wilcoxon signed-rank over seeds; "
+        f"Holm–Bonferroni over each task's comparisons, significant: Holm p ≤ {SIGNIFICANCE})",
+        ["task", "upstream", "mean difference", "seeds", "p-value", "Holm p-value", "significant"],
+        paired,
+        list(dict.fromkeys(notes)),
+    )
 
 
 def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequence[str]) -> list[ReportTable]:
     """The report's tables: main metric per task, secondary metrics, paired tests, example decodings."""
     by_seed = group_by_seed(rows)
+    bounds = {task.name: task.metric.bounds for task in tasks}
+    chance = {task.name: task_chance(rows, task) for task in tasks}
     tables = [
-        ReportTable(
-            "Results (mean ± std [95% confidence interval] over seeds)",
-            ["task", "metric", "split", *upstreams],
-            [
-                [task.name, task.metric.title, task.split_rule]
-                + [format_summary(summarize(list(by_seed[task.name][u].values()))) for u in upstreams]
-                for task in tasks
-            ],
+        task_upstream_table(
+            "Results (mean ± std [95% confidence interval, clipped to the metric's range] over seeds, × folds where a task has folds)",
+            [(task.name, task.metric.title, task.split_rule) for task in tasks],
+            upstreams,
+            lambda task, upstream: format_summary(
+                summarize(list(by_seed[task][upstream].values()), bounds=bounds[task])
+            ),
+            ("task", "metric", "split"),
+            ("chance", lambda task: "n/a" if chance[task] is None else f"{chance[task]:.3f}"),
         )
     ]
-    secondary = []
-    for task in tasks:
-        if task.metric.secondary is not None:
-            key, name = task.metric.secondary
-            cells = [
-                format_summary(
-                    summarize([r.extras[key] for r in rows if r.task == task.name and r.upstream == u])
-                )
-                for u in upstreams
-            ]
-            secondary.append([task.name, name, *cells])
+    secondary = {task.name: task.metric for task in tasks if task.metric.secondary is not None}
     if secondary:
-        tables.append(ReportTable("Secondary metrics", ["task", "metric", *upstreams], secondary))
-    if len(upstreams) > 1:
-        paired = []
-        for task in tasks:
-            reference = by_seed[task.name][upstreams[0]]
-            for upstream in upstreams[1:]:
-                other = by_seed[task.name][upstream]
-                common = sorted(set(reference) & set(other))
-                if len(common) < 2:
-                    difference = other[common[0]] - reference[common[0]] if common else float("nan")
-                    paired.append([task.name, upstream, f"{difference:+.3f}", "n/a (one seed)"])
-                    continue
-                test = paired_test([other[s] for s in common], [reference[s] for s in common])
-                paired.append([task.name, upstream, f"{test.mean_difference:+.3f}", f"{test.p_value:.3g}"])
         tables.append(
-            ReportTable(
-                f"Paired tests against {upstreams[0]} (Wilcoxon signed-rank over seeds)",
-                ["task", "upstream", "mean difference", "p-value"],
-                paired,
+            task_upstream_table(
+                "Secondary metrics",
+                [(name, metric.secondary[1]) for name, metric in secondary.items()],
+                upstreams,
+                lambda task, upstream: format_summary(
+                    summarize(
+                        [
+                            r.extras[secondary[task].secondary[0]]
+                            for r in rows
+                            if r.task == task and r.upstream == upstream
+                        ],
+                        bounds=secondary[task].secondary_bounds,
+                    )
+                ),
+                ("task", "metric"),
             )
         )
+    if len(upstreams) > 1:
+        tables.append(paired_tests_table(tasks, upstreams, by_seed))
     examples = [
         [r.task, r.upstream, reference, hypothesis]
         for r in rows
@@ -163,6 +276,21 @@ def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequenc
     return tables
 
 
+def weights_table(specs: Sequence[str], labels: Mapping[str, str]) -> ReportTable:
+    """Where each upstream's weights come from (:func:`~speechssl.upstream.weights_origin`), with
+    the note that the seeds vary the probe only."""
+    return ReportTable(
+        "Upstreams",
+        ["upstream", "weights"],
+        [[labels.get(spec, spec), weights_origin(spec)] for spec in specs],
+        [
+            "Every upstream's weights are the same in every seed: a model pretrained once is one "
+            "pretraining run, and the seeds vary the probe only (see the seed meaning above), so the "
+            "intervals and tests measure the probe's variance, not the pretraining's."
+        ],
+    )
+
+
 def write_report(
     rows: Sequence[Row],
     tasks: Sequence[Task],
@@ -175,15 +303,18 @@ def write_report(
     ``layer_weights_<task>.png`` in ``output``; upstreams appear under their ``labels`` where given, and
     the ``context`` tables come before the results. Returns the Markdown report's path."""
     labels = labels or {}
+    origins = weights_table(upstreams, labels)
     rows = [replace(row, upstream=labels.get(row.upstream, row.upstream)) for row in rows]
     upstreams = [labels.get(upstream, upstream) for upstream in upstreams]
     by_seed = group_by_seed(rows)
+    chance = {task.name: task_chance(rows, task) for task in tasks}
     plot_boxplots(
         {t.name: {u: list(by_seed[t.name][u].values()) for u in upstreams} for t in tasks},
         output / "boxplots.png",
         {t.name: t.metric.title for t in tasks},
+        {name: level for name, level in chance.items() if level is not None},
     )
-    figures = [("box plots: every seed of every upstream", "boxplots.png")]
+    figures = [("box plots: every seed of every upstream, chance level dashed", "boxplots.png")]
     for task in tasks:
         weights = {}
         for upstream in upstreams:
@@ -191,19 +322,19 @@ def write_report(
             if learned and all(w is not None and len(w) > 1 for w in learned):
                 weights[upstream] = np.mean(learned, axis=0).tolist()
         if weights:
-            plot_layer_weights(weights, output / f"layer_weights_{task.name}.png")
+            plot_layer_weights(weights, output / f"layer_weights_{task.name}.png", task.name)
             figures.append((f"learnt layer weights, {task.name}", f"layer_weights_{task.name}.png"))
 
-    seeds = len(next(iter(by_seed.values()))[upstreams[0]])
+    seeds = len({row.seed for row in rows})
     seed_note = " ".join(dict.fromkeys(type(task).seed_meaning for task in tasks))
     intro = f"{len(upstreams)} upstreams, {len(tasks)} tasks, {seeds} seeds. {seed_note}"
-    tables = [*context, *report_tables(rows, tasks, upstreams)]
+    tables = [*context, origins, *report_tables(rows, tasks, upstreams)]
     markdown = ["# Downstream evaluation", "", intro, ""]
     html = [
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"><title>speechssl downstream evaluation</title>',
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-        "table{border-collapse:collapse;margin-bottom:1em}"
+        ".scroll{overflow-x:auto;margin-bottom:1em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}</style>",
         "</head><body>",
         "<h1>Downstream evaluation</h1>",

@@ -7,6 +7,7 @@ report (:mod:`speechssl.downstream.report`) and the studies read them back typed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -21,12 +22,21 @@ class Metric:
         higher_is_better: the direction of improvement.
         secondary: ``(extras key, display name)`` of a second metric every row carries,
             shown in the report's secondary table (e.g. ``("cer", "CER")``), or ``None``.
+        bounds: ``(low, high)`` values the metric can take; the report clips confidence
+            intervals to it (``(0, 1)`` for accuracy, EER, MAP; WER has no upper bound).
+        secondary_bounds: the same for the secondary metric (minDCF ``(0, 1)``, MTWV ``(−∞, 1)``).
+        chance: the metric of a system that ignores its input, where it does not depend on
+            the data (EER 0.5); tasks whose chance depends on the labels put a ``chance``
+            value in each row's extras instead.
     """
 
     name: str
     title: str
     higher_is_better: bool = True
     secondary: tuple[str, str] | None = None
+    bounds: tuple[float, float] = (0.0, 1.0)
+    secondary_bounds: tuple[float, float] = (-math.inf, math.inf)
+    chance: float | None = None
 
 
 @dataclass
@@ -43,7 +53,8 @@ class Row:
         extras: the task kind's other values (secondary metrics, the chosen layer, decodings, ...).
         upstream: the upstream spec ("" until the evaluator fills in where it came from).
         upstream_fingerprint: the upstream weights' fingerprint.
-        data_digest: digest of the task's corpus manifest.
+        data_digest: digest of the task's corpus manifest (its audio).
+        annotation_digest: digest of the manifest's speakers, splits and labels.
         head: the trained head's settings, or ``None`` when nothing is trained.
     """
 
@@ -57,6 +68,7 @@ class Row:
     upstream: str = ""
     upstream_fingerprint: str = ""
     data_digest: str = ""
+    annotation_digest: str = ""
     head: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from speechssl.downstream.evaluate import safe_name
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
 from speechssl.downstream.statistics import summarize
+from speechssl.downstream.tasks import UtteranceTask
 from speechssl.downstream.training import HeadTrainingConfig
+from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
 
 LAYER_CHOICES = "'weighted', 'last', 'all', 'best' (chosen on the validation split) or a layer index"
@@ -53,12 +55,26 @@ def select_best_layer(rows: list[dict]) -> list[dict]:
     return chosen
 
 
+def probe_row_path(output: Path, upstream: str, task: str, layer: str | int, seed: int) -> Path:
+    """Where the row of (upstream spec, label column, layer, seed) is kept under ``output``."""
+    return output / "runs" / safe_name(upstream) / task / f"layer_{layer}" / f"seed_{seed}.json"
+
+
+def _finished_row(path: Path, provenance: dict) -> dict | None:
+    """The row saved at ``path`` if it came from the same upstream weights, manifest and head settings."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if all(record.get(key) == value for key, value in provenance.items()) else None
+
+
 def probe_upstreams(
     specs: Sequence[str],
     manifest: Manifest,
     plan: EvaluationPlan,
     layer: str = "weighted",
     max_batch_seconds: float = 60.0,
+    output: Path | None = None,
 ) -> list[dict]:
     """Probe each upstream spec on each label column ``plan.tasks`` of ``manifest`` over
     ``plan.seeds`` with ``plan.head``; one JSON-able row per (upstream, task, layer, seed).
@@ -66,46 +82,63 @@ def probe_upstreams(
     Every layer's pooled features are extracted once per upstream, read from (or stored
     in) ``plan.cache``. Random-weight upstreams (``random:...``) are always initialised
     with seed 0, so that the seeds vary the probe, not the representation.
+
+    With ``output``, a probe is resumable as ``benchmark`` is: each new row is written at
+    :func:`probe_row_path` as soon as it is trained, and a row already there from the same
+    upstream weights (fingerprint), manifest (digest) and head settings is read back, not
+    retrained; an upstream whose rows are all there is not run at all.
     """
     rows = []
+    digest = manifest.digest()
     for spec in specs:
         upstream = build_upstream(spec)
-        pooled = extract_pooled_features(
-            upstream, manifest, max_batch_seconds=max_batch_seconds, cache=plan.cache
-        )
         layers = layer_choices(layer, upstream.num_layers)
-        spec_rows = [
-            {"upstream": spec, **asdict(run)}
-            for task in plan.tasks
-            for run in probe_label(pooled, manifest, task, layers, plan.seeds, plan.head)
-        ]
+        provenance = {
+            "upstream_fingerprint": upstream.fingerprint(),
+            "data_digest": digest,
+            "head": asdict(plan.head),
+        }
+        keys = [(task, choice, seed) for task in plan.tasks for choice in layers for seed in plan.seeds]
+        done = {
+            key: _finished_row(probe_row_path(output, spec, *key), provenance) if output else None
+            for key in keys
+        }
+        if any(row is None for row in done.values()):
+            pooled = extract_pooled_features(
+                upstream, manifest, max_batch_seconds=max_batch_seconds, cache=plan.cache
+            )
+            for task, choice in dict.fromkeys((task, choice) for task, choice, _ in keys):
+                seeds = [seed for seed in plan.seeds if done[(task, choice, seed)] is None]
+                for run in probe_label(pooled, manifest, task, [choice], seeds, plan.head) if seeds else []:
+                    done[(task, choice, run.seed)] = row = {"upstream": spec, **asdict(run), **provenance}
+                    if output is not None:
+                        atomic_write_json(probe_row_path(output, spec, task, choice, run.seed), row)
+        spec_rows = [done[key] for key in keys]
         rows += select_best_layer(spec_rows) if layer == "best" else spec_rows
     return rows
 
 
 def write_probe_results(rows: Sequence[dict], config: HeadTrainingConfig, output: Path) -> Path:
     """One JSON per row at ``runs/<upstream>/<task>/layer_<layer>/seed_<seed>.json`` (with the head
-    settings) and ``summary.json``: per (upstream, task, layer), the seeds' mean, std and 95% CI."""
+    settings) and ``summary.json``: per (upstream, task, layer), the seeds' mean, std and 95% CI
+    (clipped to the accuracy's range)."""
     groups: dict[tuple[str, str, str | int], list[float]] = {}
     for row in rows:
-        path = (
-            output / "runs" / safe_name(row["upstream"]) / row["task"] / f"layer_{row['layer']}"
-            / f"seed_{row['seed']}.json"
-        )  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**row, "head": asdict(config)}, indent=2))
+        path = probe_row_path(output, row["upstream"], row["task"], row["layer"], row["seed"])
+        atomic_write_json(path, {**row, "head": asdict(config)})
         groups.setdefault((row["upstream"], row["task"], row["layer"]), []).append(row["value"])
     summary = [
         {
             "upstream": upstream,
             "task": task,
             "layer": layer,
-            "metric": "accuracy",
+            "metric": UtteranceTask.metric.name,
             # a single seed has no spread: null, not the non-standard JSON NaN
-            **{k: None if v != v else v for k, v in asdict(summarize(values)).items()},
+            **{
+                k: None if v != v else v
+                for k, v in asdict(summarize(values, bounds=UtteranceTask.metric.bounds)).items()
+            },
         }
         for (upstream, task, layer), values in groups.items()
     ]
-    path = output / "summary.json"
-    path.write_text(json.dumps(summary, indent=2))
-    return path
+    return atomic_write_json(output / "summary.json", summary)

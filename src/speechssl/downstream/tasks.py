@@ -9,7 +9,9 @@ be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds
 SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
-``verification``, ``query_by_example``, ``asr``) that owns what differs between tasks:
+``superb`` (utterance tasks trained by SUPERB's protocol, :mod:`speechssl.downstream.superb`),
+``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
+``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
 the features it reads (pooled statistics or frames of every layer), its head and
 training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), and
 ``run(seed) -> Row``. A new kind subclasses :class:`CorpusTask`, registers with
@@ -18,6 +20,9 @@ training, its metric and direction (:class:`~speechssl.downstream.row.Metric`), 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,25 +33,45 @@ from typing import Any, ClassVar
 import numpy as np
 
 from speechssl.data import (
+    FOLD_COLUMN,
     Manifest,
+    folds_from_column,
     group_disjoint_split,
     group_folds,
     load_corpus,
     within_group_split,
 )
+from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
+from speechssl.data.manifest import MANIFEST_SUFFIXES
+from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
+from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.plan import EvaluationPlan
-from speechssl.downstream.query_by_example import evaluate_query_by_example
+from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
 from speechssl.downstream.row import Metric, Row
+from speechssl.downstream.superb import (
+    EMOTION_RECOGNITION,
+    INTENT_CLASSIFICATION,
+    KEYWORD_SPOTTING,
+    PROTOCOL_VERSION,
+    SPEAKER_IDENTIFICATION,
+    SuperbProtocol,
+)
 from speechssl.downstream.training import (
     ClassifierResult,
     HeadTrainingConfig,
     train_frame_classifier,
     train_utterance_classifier,
 )
-from speechssl.downstream.verification import evaluate_verification
+from speechssl.downstream.verification import PROTOCOL as ASV_PROTOCOL
+from speechssl.downstream.verification import (
+    Trial,
+    evaluate_verification,
+    read_trials,
+    train_xvector_verification,
+)
 from speechssl.upstream.base import Upstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
@@ -67,6 +92,36 @@ def _speaker_disjoint_by_gender(manifest: Manifest) -> list[Manifest]:
 
 def _actor_folds(manifest: Manifest) -> list[Manifest]:
     return group_folds(manifest, folds=4, stratify="gender")
+
+
+def leave_one_session_out(manifest: Manifest, valid_ratio: float = 0.2, seed: int = 0) -> list[Manifest]:
+    """SUPERB's emotion folds (s3prl v0.4 ``downstream/emotion``): fold ``k`` tests on session
+    ``k`` and trains on the others, of which a random ``valid_ratio`` (fixed ``seed``, as
+    s3prl's ``random_split`` after ``torch.manual_seed(0)``) is held out as ``valid``.
+
+    Args:
+        manifest: rows with a ``session`` label column.
+
+    Raises:
+        ValueError: no ``session`` column, or fewer than two sessions.
+    """
+    if "session" not in manifest.label_columns:
+        raise ValueError(
+            f"leave-one-session-out: expected a 'session' column, found {manifest.label_columns}"
+        )
+    sessions = sorted(set(manifest.column("session")))
+    if len(sessions) < 2:
+        raise ValueError(f"leave-one-session-out: expected at least 2 sessions, found {sessions}")
+    folds = []
+    for held_out in sessions:
+        rest = [row.id for row in manifest if row.labels["session"] != held_out]
+        order = np.random.default_rng(seed).permutation(len(rest))
+        num_train = int((1 - valid_ratio) * len(rest))
+        split_of = {rest[i]: "train" if rank < num_train else "valid" for rank, i in enumerate(order)}
+        folds.append(
+            Manifest(dataclasses.replace(row, split=split_of.get(row.id, "test")) for row in manifest)
+        )
+    return folds
 
 
 TASK_KINDS: dict[str, type[CorpusTask]] = {}
@@ -121,6 +176,11 @@ class CorpusTask:
         """Options of the corpus loader (e.g. LibriSpeech's ``subsets``); none by default."""
         return {}
 
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        """The folders and files this task needs that are not under ``data_root`` (none: it can run)."""
+        folder = Path(data_root) / self.folder
+        return [] if folder.is_dir() else [folder]
+
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any] | None:
         """The trained head's settings recorded with the task's rows (``None``: nothing is trained)."""
         return None
@@ -166,8 +226,13 @@ class UtteranceTask(CorpusTask):
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
         return asdict(plan.head)
 
+    def training_config(self, plan: EvaluationPlan) -> HeadTrainingConfig:
+        """The head training of this task: ``plan.head``."""
+        return plan.head
+
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
-        attentive = plan.head.pooling == "attentive"
+        config = self.training_config(plan)
+        attentive = config.pooling == "attentive"
         features = (
             plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
         )
@@ -176,7 +241,7 @@ class UtteranceTask(CorpusTask):
             rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
             splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
-        return partial(self._run, features, splits, plan.head)
+        return partial(self._run, features, splits, config)
 
     def _run(
         self,
@@ -185,7 +250,8 @@ class UtteranceTask(CorpusTask):
         config: HeadTrainingConfig,
         seed: int,
     ) -> Row:
-        """Test accuracy averaged over folds, with validation accuracy and layer weights."""
+        """Test accuracy averaged over folds, with validation accuracy, layer weights and the
+        chance level (best constant predictor on each fold's test labels)."""
         started = time.perf_counter()
         results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
@@ -195,9 +261,40 @@ class UtteranceTask(CorpusTask):
             np.mean(weights, axis=0).tolist() if weights else None,
             valid_accuracy=float(np.mean([r.valid_accuracy for r in results])),
             fold_values=[r.test_accuracy for r in results],
+            chance=float(np.mean([chance_accuracy(labels["test"]) for _, labels in splits])),
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
         )
+
+
+@task_kind("superb")
+@dataclass(frozen=True)
+class SuperbTask(UtteranceTask):
+    """An utterance classification task of SUPERB, trained as its protocol says
+    (:mod:`speechssl.downstream.superb`) rather than with ``plan.head``; the fields the user
+    set (``plan.head_overrides``) still apply on top, e.g. fewer epochs for a smoke test.
+
+    Attributes:
+        protocol: the task's SUPERB settings (s3prl's config).
+        also_needs: further folders or files under the data root the loader reads (e.g. a
+            separate test-set archive, a split list).
+    """
+
+    protocol: SuperbProtocol
+    also_needs: tuple[str, ...] = ()
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        """The protocol version, the settings trained with and the user's overrides."""
+        resolved = asdict(self.training_config(plan))
+        return {"protocol": PROTOCOL_VERSION, **resolved, "overrides": dict(plan.head_overrides)}
+
+    def training_config(self, plan: EvaluationPlan) -> HeadTrainingConfig:
+        """SUPERB's settings, with the user's overrides."""
+        return self.protocol.head_config(plan.head_overrides)
+
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        extra = [Path(data_root) / name for name in self.also_needs]
+        return [*super().missing_paths(data_root), *(path for path in extra if not path.exists())]
 
 
 def _train_classifier(
@@ -220,7 +317,14 @@ class VerificationTask(CorpusTask):
     any training (:mod:`speechssl.downstream.verification`); trial lists are kept under
     ``<output>/trials/<task>``."""
 
-    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    metric: ClassVar[Metric] = Metric(
+        "eer",
+        "test EER (lower is better)",
+        False,
+        ("min_dcf", "minDCF"),
+        secondary_bounds=(0.0, 1.0),
+        chance=0.5,
+    )
     seed_meaning: ClassVar[str] = (
         "Verification: the seed sets the dev/test speaker partition and the non-target trials."
     )
@@ -239,12 +343,60 @@ class VerificationTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_verification")
+@dataclass(frozen=True)
+class SuperbVerificationTask(CorpusTask):
+    """SUPERB ASV: an x-vector head trained with AM-softmax on the corpus's ``train``
+    speakers, cosine scoring of the corpus's own trial list
+    (:func:`~speechssl.downstream.verification.train_xvector_verification`). Protocol:
+    SUPERB (Yang et al. 2021) with s3prl's ``sv_voxceleb1/configs/amsoftmax.yaml`` at commit
+    034970b7 (:data:`~speechssl.downstream.verification.PROTOCOL`, written into every row).
+
+    Attributes:
+        trials: the trial list's file name in the corpus folder (``veri_test.txt``).
+    """
+
+    metric: ClassVar[Metric] = Metric("eer", "test EER (lower is better)", False, ("min_dcf", "minDCF"))
+    seed_meaning: ClassVar[str] = "SUPERB ASV: the seed sets head initialisation and batch order."
+
+    trials: str = "veri_test.txt"
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest, its test speakers those of :attr:`trials`."""
+        return load_corpus(self.corpus, Path(data_root) / self.folder, trials=self.trials)
+
+    def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
+        return asdict(plan.xvector)
+
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        """The corpus folder, else its trial list, when missing."""
+        folder = Path(data_root) / self.folder
+        return [folder] if not folder.is_dir() else [p for p in [folder / self.trials] if not p.is_file()]
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        trials = read_trials(Path(plan.data_root) / self.folder / self.trials)
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, trials, plan)
+
+    def _run(
+        self, frames: FrameFeatures, manifest: Manifest, trials: list[Trial], plan: EvaluationPlan, seed: int
+    ) -> Row:
+        """Test EER, with minDCF, dev EER and the protocol version."""
+        result = train_xvector_verification(frames, manifest, trials, plan.xvector, seed)
+        return self.row(
+            seed, result.eer, result.layer_weights, min_dcf=result.min_dcf, dev_eer=result.dev_eer,
+            best_epoch=result.best_epoch, epochs_run=result.epochs_run, num_trials=result.num_trials,
+            num_speakers=result.num_speakers, protocol=ASV_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("query_by_example")
 class QueryByExampleTask(CorpusTask):
     """Query-by-example spoken term detection by DTW on frame features
     (:mod:`speechssl.downstream.query_by_example`)."""
 
-    metric: ClassVar[Metric] = Metric("map", "test MAP (query-by-example)", True, ("mtwv", "MTWV"))
+    metric: ClassVar[Metric] = Metric(
+        "map", "test MAP (query-by-example)", True, ("mtwv", "MTWV"), secondary_bounds=(-math.inf, 1.0)
+    )
     seed_meaning: ClassVar[str] = (
         "Query-by-example: the seed sets the speaker halves, the queries and the search sets."
     )
@@ -261,6 +413,40 @@ class QueryByExampleTask(CorpusTask):
         )  # fmt: skip
 
 
+@task_kind("superb_query_by_example")
+class QuesstTask(CorpusTask):
+    """SUPERB QbE: DTW over frame features of the QUESST 2014 queries and documents, scored
+    with the corpus's own ground truth (:func:`~speechssl.downstream.query_by_example.evaluate_quesst`);
+    the layer is chosen on the dev queries, the eval queries are scored once. Protocol: SUPERB
+    (Yang et al. 2021) with s3prl's ``quesst14_dtw`` at commit 24115f13 and the QUESST 2014 TWV
+    (:data:`~speechssl.downstream.query_by_example.QUESST_PROTOCOL`, written into every row)."""
+
+    metric: ClassVar[Metric] = Metric("mtwv", "eval MTWV (QUESST 2014)", True, ("atwv", "ATWV"))
+    seed_meaning: ClassVar[str] = (
+        "SUPERB QbE: nothing is trained or drawn, so every seed gives the same value."
+    )
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        root = Path(plan.data_root) / self.folder
+        dev, eval_ = read_ground_truth(root, "dev"), read_ground_truth(root, "eval")
+        return partial(self._run, plan.cache.frames(upstream, manifest), manifest, dev, eval_)
+
+    def _run(
+        self,
+        frames: FrameFeatures,
+        manifest: Manifest,
+        dev: QuesstGroundTruth,
+        eval_: QuesstGroundTruth,
+        seed: int,
+    ) -> Row:
+        """Eval MTWV, with ATWV, MAP, the layer chosen on dev and the protocol version."""
+        result = evaluate_quesst(frames, manifest, dev, eval_)
+        return self.row(
+            seed, result.mtwv, atwv=result.atwv, map=result.map, layer=result.layer, dev_mtwv=result.dev_mtwv,
+            num_queries=result.num_queries, num_documents=result.num_documents, protocol=QUESST_PROTOCOL,
+        )  # fmt: skip
+
+
 @task_kind("asr")
 @dataclass(frozen=True)
 class ASRTask(CorpusTask):
@@ -270,19 +456,28 @@ class ASRTask(CorpusTask):
     (:data:`~speechssl.downstream.asr.SUPERB_ASR`); ``asr_librispeech`` the small mini one.
 
     Attributes:
-        ctc: the task's own head settings (the plan's ``asr`` settings are written over them).
+        ctc: the task's own head settings, the plan's ``asr_overrides`` written over them;
+            ``None``: the plan's ``asr``.
         corpus_options: options of the corpus loader (e.g. LibriSpeech's subsets and split).
     """
 
-    metric: ClassVar[Metric] = Metric("wer", "test WER (lower is better)", False, ("cer", "CER"))
+    metric: ClassVar[Metric] = Metric(
+        "wer", "test WER (lower is better)", False, ("cer", "CER"), (0.0, math.inf), (0.0, math.inf)
+    )
     seed_meaning: ClassVar[str] = "ASR: the seed sets head initialisation and batch order."
     unit: ClassVar[Unit] = "character"
 
-    ctc: CTCTrainingConfig = field(default_factory=CTCTrainingConfig)
+    ctc: CTCTrainingConfig | None = None
     corpus_options: Mapping[str, Any] = field(default_factory=dict)
 
     def loader_options(self) -> dict[str, Any]:
         return dict(self.corpus_options)
+
+    def missing_paths(self, data_root: str | Path) -> list[Path]:
+        """The corpus folder, else the subset folders of :attr:`corpus_options`, when missing."""
+        folder = Path(data_root) / self.folder
+        subsets = [folder / name for name in self.corpus_options.get("subsets", ())]
+        return super().missing_paths(data_root) or [path for path in subsets if not path.is_dir()]
 
     def head_settings(self, plan: EvaluationPlan) -> dict[str, Any]:
         return asdict(plan.ctc_config(self.ctc))
@@ -358,7 +553,7 @@ class PhonemeRecognitionTask(ASRTask):
 
 SUPERB_LIBRISPEECH = {"subsets": ("train-clean-100", "dev-clean", "test-clean"), "split_by": "subset"}
 SUPERB_LIBRISPEECH_RULE = (
-    "SUPERB (s3prl v0.4 configs): LibriSpeech train-clean-100 / dev-clean (selects the model) / test-clean"
+    f"{PROTOCOL_VERSION}: LibriSpeech train-clean-100 / dev-clean (selects the model) / test-clean"
 )
 
 
@@ -369,6 +564,10 @@ QBE_RULE = (
 VERIFICATION_RULE = (
     "speakers split per seed into dev (1/3, picks the layer) and test; all target pairs + as many non-targets"
 )
+SUPERB = f"{PROTOCOL_VERSION}: "
+
+ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
+QUESST_RULE = "QUESST 2014 dev queries pick the layer, eval queries scored once against every document"
 
 
 REGISTERED_TASKS: dict[str, Task] = {}
@@ -447,6 +646,12 @@ def available_tasks() -> dict[str, Task]:
         ),
         QueryByExampleTask("qbe_fsdd", "fsdd", "fsdd", "keyword", QBE_RULE),
         QueryByExampleTask("qbe_asc", "arabic_speech_commands", "arabic_speech_commands", "keyword", QBE_RULE),
+        SuperbTask("superb_ks", "speech_commands_superb", "speech_commands_v0.01", "keyword", SUPERB + "12 classes; validation_list.txt dev, the v0.01 test-set archive test; 1 s background-noise crops as _silence_", _as_is, KEYWORD_SPOTTING, ("speech_commands_test_set_v0.01",)),
+        SuperbTask("superb_ic", "fluent_speech_commands", "fluent_speech_commands_dataset", "intent", SUPERB + "the corpus's train/valid/test CSVs; correct when action, object and location all are", _as_is, INTENT_CLASSIFICATION),
+        SuperbTask("superb_sid", "voxceleb1", "VoxCeleb1", "speaker", SUPERB + "iden_split.txt sets 1/2/3 as train/dev/test (1,251 speakers)", _as_is, SPEAKER_IDENTIFICATION, ("VoxCeleb1/iden_split.txt",)),
+        SuperbTask("superb_er", "iemocap", "IEMOCAP_full_release", "emotion", SUPERB + "neu/hap(+exc)/ang/sad; leave one session out, 5 folds averaged, a fixed random 20% of the other sessions' utterances as dev", leave_one_session_out, EMOTION_RECOGNITION),
+        SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
+        QuesstTask("superb_qbe", "quesst14", "quesst14Database", "role", QUESST_RULE),
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 
@@ -460,24 +665,138 @@ SUITES = {
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
     "utterance": ("speaker_librispeech", "gender_ravdess", "emotion_ravdess", "keyword_asc"),
+    # SUPERB's tasks on its own corpora (Yang et al. 2021), one task a line
+    "superb": (
+        "superb_ks",
+        "superb_ic",
+        "superb_sid",
+        "superb_er",
+        "superb_asv",
+        "superb_qbe",
+        "superb_asr",
+        "superb_pr",
+    ),
 }  # fmt: skip
 
+# suites that run the tasks whose corpus is under the data root and skip the others, with the reason
+PARTIAL_SUITES = ("superb",)
 
-def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
-    """The task names of ``suite``, after checking that each one's corpus is under ``data_root``."""
+
+def select_suite(suite: str, data_root: str | Path) -> tuple[list[str], dict[str, str]]:
+    """The task names of ``suite`` that can run under ``data_root``, and why each other one cannot.
+
+    A suite of :data:`PARTIAL_SUITES` skips a task whose folders are missing (the reason
+    names them); any other suite needs every corpus.
+
+    Raises:
+        ValueError: unknown suite; a folder missing for a suite that needs every corpus;
+            no task of the suite can run.
+    """
     if suite not in SUITES:
         raise ValueError(f"suite: expected one of {sorted(SUITES)}, found {suite!r}")
     tasks = available_tasks()
-    folders = [Path(data_root) / tasks[name].folder for name in SUITES[suite]]
-    missing = sorted({str(folder) for folder in folders if not folder.is_dir()})
-    if missing:
-        raise ValueError(f"suite {suite}: corpus folder(s) not found: {', '.join(missing)} (check data_root)")
-    return list(SUITES[suite])
+    missing = {name: tasks[name].missing_paths(data_root) for name in SUITES[suite]}
+    skipped = {
+        name: f"not found: {', '.join(str(folder) for folder in folders)}"
+        for name, folders in missing.items()
+        if folders
+    }
+    if skipped and suite not in PARTIAL_SUITES:
+        folders = sorted({str(folder) for found in missing.values() for folder in found})
+        raise ValueError(f"suite {suite}: corpus folder(s) not found: {', '.join(folders)} (check data_root)")
+    selected = [name for name in SUITES[suite] if name not in skipped]
+    if not selected:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        raise ValueError(f"suite {suite}: no task's corpus is under {data_root} ({reasons})")
+    return selected, skipped
+
+
+def suite_tasks(suite: str, data_root: str | Path) -> list[str]:
+    """The task names of ``suite`` that can run under ``data_root`` (see :func:`select_suite`)."""
+    return select_suite(suite, data_root)[0]
+
+
+@dataclass(frozen=True)
+class ManifestTask(UtteranceTask):
+    """Utterance classification of a label column of the user's own manifest, from a spec
+    ``PATH:LABEL[:speaker-folds=K]`` (:func:`manifest_task`).
+
+    Protocol: speechssl's own (there is no published one for a user's corpus): the head,
+    seeds, early stopping and report of every utterance task; the manifest's ``fold`` column
+    (:func:`~speechssl.data.splits.with_fold_column`) or ``speaker-folds=K`` gives speaker-disjoint folds
+    (fold ``k`` tests, ``k+1`` validates, the rest trains), each a dimension of the statistics
+    beside the seeds; otherwise its ``split`` column is used as is.
+    """
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The manifest file (``folder`` holds its absolute path), checked against the task's
+        label and folds (as ``probe`` checks its manifest), so that a wrong spec fails before
+        any feature is extracted."""
+        manifest = load_corpus(self.corpus, self.folder)
+        require_label(manifest, self.label, f"task {self.name!r}: {self.folder}")
+        folds = self.folds(manifest)
+        for k, fold in enumerate(folds):
+            require_splits(
+                fold, f"task {self.name!r}: {self.folder}" + (f", fold {k}" if len(folds) > 1 else "")
+            )
+        return manifest
+
+
+def manifest_task(spec: str) -> ManifestTask:
+    """The task of a spec ``PATH:LABEL[:speaker-folds=K]``: classify column ``LABEL`` of the
+    manifest at ``PATH`` (``.csv``/``.jsonl``, relative to the working folder).
+
+    Its name, used in the report and result folders, is ``<LABEL>_<manifest stem>`` (plus
+    ``_speaker<K>folds``). With ``speaker-folds=K`` the manifest is re-split into ``K``
+    speaker-disjoint folds (:func:`~speechssl.data.splits.group_folds`).
+
+    Without it, the manifest's ``fold`` column (:func:`~speechssl.data.splits.with_fold_column`) gives the
+    folds (:func:`~speechssl.data.splits.folds_from_column`), or else its ``split`` column is used.
+
+    Raises:
+        ValueError: a spec without a label, an unknown option, ``speaker-folds`` for the
+            ``speaker`` column, or a name that a registered task already has.
+        FileNotFoundError: no manifest at ``PATH``.
+    """
+    path, _, rest = spec.partition(":")
+    label, *options = rest.split(":") if rest else [""]
+    if not label:
+        raise ValueError(f"task {spec!r}: expected PATH:LABEL[:speaker-folds=K], e.g. my.csv:emotion")
+    name = f"{label}_{Path(path).stem}"
+    if options:
+        key, _, value = options[0].partition("=")
+        if len(options) > 1 or key != "speaker-folds" or not value.isdigit():
+            raise ValueError(
+                f"task {spec!r}: unknown option {':'.join(options)!r} (expected speaker-folds=K)"
+            )
+        if label == "speaker":
+            raise ValueError(f"task {spec!r}: speaker-disjoint folds leave no test speaker seen in training")
+        folds: FoldMaker = partial(group_folds, folds=int(value))
+        rule = (
+            f"{value} speaker-disjoint folds made from the manifest (fold k tests, k+1 validates), averaged"
+        )
+        name += f"_speaker{value}folds"
+    elif FOLD_COLUMN in Manifest.load(path).label_columns:
+        folds, rule = (
+            folds_from_column,
+            f"the manifest's {FOLD_COLUMN} column (fold k tests, k+1 validates), averaged",
+        )
+    else:
+        folds, rule = _as_is, "the manifest's own split column"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if name in available_tasks():
+        raise ValueError(f"task {spec!r}: its name {name!r} is a registered task's; rename the manifest")
+    return ManifestTask(name, "manifest", str(Path(path).absolute()), label, rule, folds)
 
 
 def get_task(name: str) -> Task:
-    """The registered task called ``name``."""
+    """The registered task called ``name``, or the task of a manifest spec
+    ``PATH.csv:LABEL[:speaker-folds=K]`` (:func:`manifest_task`)."""
     tasks = available_tasks()
-    if name not in tasks:
-        raise ValueError(f"unknown task {name!r} (expected one of: {', '.join(tasks)})")
-    return tasks[name]
+    if name in tasks:
+        return tasks[name]
+    if Path(name.partition(":")[0]).suffix.lower() in MANIFEST_SUFFIXES:
+        return manifest_task(name)
+    raise ValueError(
+        f"unknown task {name!r} (expected one of: {', '.join(tasks)}, or a manifest spec PATH.csv:LABEL)"
+    )

@@ -36,7 +36,13 @@ from torch import nn
 from speechssl.data import SPLITS
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
-from speechssl.downstream.heads import AttentiveStatisticsPoolingHead, LinearHead, MLPHead
+from speechssl.downstream.heads import (
+    AttentiveStatisticsPoolingHead,
+    LinearHead,
+    MLPHead,
+    ProjectedLinearHead,
+)
+from speechssl.progress import Progress
 from speechssl.train.optimizer import parameter_groups
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -93,6 +99,25 @@ class EarlyStoppingRun(Generic[Model, Score]):
         return len(self.scores)
 
 
+def _epoch_batches(
+    num_train: int, batch_size: int, order: torch.Generator, sample_weights: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    """One epoch's batches of training positions: a permutation, or ``num_train`` weighted draws."""
+    if sample_weights is None:
+        positions = torch.randperm(num_train, generator=order)
+    else:
+        positions = torch.multinomial(sample_weights, num_train, replacement=True, generator=order)
+    return positions.split(batch_size)
+
+
+def _batch_stream(
+    num_train: int, batch_size: int, order: torch.Generator, sample_weights: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    """Batches of one epoch after another, without end."""
+    while True:
+        yield from _epoch_batches(num_train, batch_size, order, sample_weights)
+
+
 def train_with_early_stopping(
     build: Callable[[], Model],
     batch_loss: Callable[[Model, torch.Tensor], torch.Tensor],
@@ -102,18 +127,20 @@ def train_with_early_stopping(
     settings: StoppingSettings,
     lr: float,
     seed: int,
-    eval_every: int | None = None,
-    max_updates: int | None = None,
+    sample_weights: torch.Tensor | None = None,
+    eval_steps: int | None = None,
 ) -> EarlyStoppingRun[Model, Score]:
     """Train a head with AdamW on ``train``, keeping the epoch that scores best on ``valid``.
 
     Early stopping (Prechelt 1998): after every epoch the model is scored on ``valid``; the
     epoch with the largest ``criterion(score)`` is kept (the first, on ties), and training
-    stops after ``settings.patience`` epochs without a larger one. With ``eval_every``
-    the model is scored every ``eval_every`` updates instead (s3prl's ``eval_step``), and
-    "epoch" in :class:`EarlyStoppingRun` and ``patience`` means one such round; training
-    also stops after ``max_updates`` updates (s3prl's ``total_steps``) or ``max_epochs``
-    passes over ``train``, whichever comes first. The optimizer is AdamW
+    stops after ``settings.patience`` epochs without a larger one. An epoch is ``num_train``
+    utterances: a permutation of ``train``, or, with ``sample_weights``, drawn with
+    replacement in proportion to them (PyTorch's ``WeightedRandomSampler``, as s3prl
+    balances the classes of keyword spotting). With ``eval_steps``, the model is scored after
+    every ``eval_steps`` updates instead of after every epoch (s3prl's ``eval_step``; epochs
+    run on across the rounds), and ``max_epochs`` and ``patience`` count these rounds. The
+    optimizer is AdamW
     (Loshchilov & Hutter 2019) with the weight decay of
     :func:`~speechssl.train.optimizer.parameter_groups`; gradients are clipped to
     ``settings.max_grad_norm`` when set.
@@ -132,12 +159,16 @@ def train_with_early_stopping(
         settings: batch size, epochs, patience, weight decay and gradient clipping.
         lr: the learning rate.
         seed: seed of initialisation, dropout and data order.
-        eval_every: updates between two validations; ``None``: one pass over ``train``.
-        max_updates: updates at most; ``None``: ``settings.max_epochs`` passes only.
+        sample_weights: ``(num_train,)`` non-negative weights of drawing each training
+            utterance; ``None`` visits each once per epoch.
+        eval_steps: updates between two validations; ``None``: one epoch.
     """
-    for name, value in (("eval_every", eval_every), ("max_updates", max_updates)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name}: expected an integer >= 1 or None, found {value}")
+    if eval_steps is not None and eval_steps < 1:
+        raise ValueError(f"eval_steps: expected an integer >= 1 or null, found {eval_steps}")
+    if sample_weights is not None and sample_weights.shape != (num_train,):
+        raise ValueError(
+            f"sample_weights: expected shape ({num_train},), found {tuple(sample_weights.shape)}"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         order = torch.Generator().manual_seed(seed)
@@ -146,42 +177,34 @@ def train_with_early_stopping(
         scores: list[Score] = []
         best_epoch = 0
         best_state: dict[str, torch.Tensor] = {}
-        batches = _batches(num_train, settings.batch_size, settings.max_epochs, max_updates, order)
-        round_size = eval_every or math.ceil(num_train / settings.batch_size)
-        for epoch in itertools.count(1):
-            model.train()
-            updates = 0
-            for positions in itertools.islice(batches, round_size):
-                loss = batch_loss(model, positions)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if settings.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-                updates += 1
-            if updates == 0:
-                break
-            model.eval()
-            with torch.no_grad():
-                scores.append(validate(model))
-            if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
-                best_epoch = epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= settings.patience:
-                break
+        stream = _batch_stream(num_train, settings.batch_size, order, sample_weights)
+        unit = "epochs" if eval_steps is None else f"rounds of {eval_steps} updates"
+        with Progress(settings.max_epochs, f"head fit (lr {lr:g}, seed {seed})", unit) as progress:
+            for epoch in range(1, settings.max_epochs + 1):
+                model.train()
+                if eval_steps is None:
+                    batches = _epoch_batches(num_train, settings.batch_size, order, sample_weights)
+                else:
+                    batches = itertools.islice(stream, eval_steps)
+                for positions in batches:
+                    loss = batch_loss(model, positions)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if settings.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                    optimizer.step()
+                model.eval()
+                with torch.no_grad():
+                    scores.append(validate(model))
+                progress.update()
+                if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
+                    best_epoch = epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                elif epoch - best_epoch >= settings.patience:
+                    break
     model.load_state_dict(best_state)
     model.eval()
     return EarlyStoppingRun(model=model, best_epoch=best_epoch, scores=scores)
-
-
-def _batches(
-    num_train: int, batch_size: int, max_epochs: int, max_updates: int | None, order: torch.Generator
-) -> Iterator[torch.Tensor]:
-    """Training positions, batch by batch: a fresh permutation of ``range(num_train)`` per
-    epoch (the last batch of an epoch may be smaller), for ``max_epochs`` epochs or
-    ``max_updates`` batches, whichever ends first."""
-    epochs = (torch.randperm(num_train, generator=order).split(batch_size) for _ in range(max_epochs))
-    return itertools.islice(itertools.chain.from_iterable(epochs), max_updates)
 
 
 @dataclass
@@ -189,9 +212,10 @@ class HeadTrainingConfig:
     """How a head is trained on frozen features.
 
     Attributes:
-        head: ``linear`` (:class:`~speechssl.downstream.heads.LinearHead`) or ``mlp``
-            (:class:`~speechssl.downstream.heads.MLPHead`).
-        hidden: hidden width of the ``mlp`` head.
+        head: ``linear`` (:class:`~speechssl.downstream.heads.LinearHead`), ``mlp``
+            (:class:`~speechssl.downstream.heads.MLPHead`) or ``projected_linear``
+            (:class:`~speechssl.downstream.heads.ProjectedLinearHead`, SUPERB's).
+        hidden: hidden width of the ``mlp`` head, projector width of ``projected_linear``.
         dropout: input dropout of the ``mlp`` head.
         lr: AdamW learning rate (ignored when ``lr_sweep`` is given).
         lr_sweep: learning rates to try, each with the same seed; the one with the best
@@ -208,9 +232,18 @@ class HeadTrainingConfig:
         pooling: ``mean`` (the head reads pooled means) or ``attentive`` (the head reads
             frames through attentive statistics pooling; needs ``head="mlp"``).
         attention_dim: width of the attentive pooling's scoring layer.
+        balanced: draw each epoch's training utterances with replacement, every class
+            equally likely (s3prl's class-balanced sampling of keyword spotting).
+        eval_steps: validate after every this many updates (s3prl's ``eval_step``) instead of
+            after every epoch; ``max_epochs`` and ``patience`` then count these rounds.
+        slot_separator: labels are slot values joined by this string (``|`` in
+            ``activate|lights|kitchen``): the head gives one softmax per slot over the slot's
+            ``train`` values, the loss is the sum of the slots' cross-entropies and a
+            prediction is right when every slot is (s3prl's intent classification on Fluent
+            Speech Commands); ``None``: each label is one class.
     """
 
-    head: Literal["linear", "mlp"] = "linear"
+    head: Literal["linear", "mlp", "projected_linear"] = "linear"
     hidden: int = 256
     dropout: float = 0.1
     lr: float = 1e-2
@@ -223,10 +256,13 @@ class HeadTrainingConfig:
     layer: Literal["weighted"] | int = "weighted"
     pooling: Literal["mean", "attentive"] = "mean"
     attention_dim: int = 128
+    balanced: bool = False
+    eval_steps: int | None = None
+    slot_separator: str | None = None
 
     def __post_init__(self) -> None:
-        if self.head not in ("linear", "mlp"):
-            raise ValueError(f"head: expected 'linear' or 'mlp', found {self.head!r}")
+        if self.head not in ("linear", "mlp", "projected_linear"):
+            raise ValueError(f"head: expected 'linear', 'mlp' or 'projected_linear', found {self.head!r}")
         if self.pooling not in ("mean", "attentive"):
             raise ValueError(f"pooling: expected 'mean' or 'attentive', found {self.pooling!r}")
         if self.pooling == "attentive" and self.head != "mlp":
@@ -244,6 +280,15 @@ class HeadTrainingConfig:
         if self.lr_sweep is not None and len(self.lr_sweep) == 0:
             raise ValueError("lr_sweep: expected a non-empty list of learning rates or null, found []")
         check_stopping_settings(self)
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps: expected an integer >= 1 or null, found {self.eval_steps}")
+        if self.slot_separator == "":
+            raise ValueError("slot_separator: expected a non-empty string or null, found ''")
+        if self.balanced and self.slot_separator is not None:
+            raise ValueError(
+                "balanced: class-balanced sampling draws by one class per utterance, expected "
+                f"slot_separator=null, found {self.slot_separator!r}"
+            )
         if self.attention_dim < 1:
             raise ValueError(f"attention_dim: expected an integer >= 1, found {self.attention_dim}")
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
@@ -355,6 +400,8 @@ def build_classifier(
         )
     elif config.head == "linear":
         head = LinearHead(feat_dim, num_classes)
+    elif config.head == "projected_linear":
+        head = ProjectedLinearHead(feat_dim, config.hidden, num_classes)
     else:
         head = MLPHead(feat_dim, config.hidden, num_classes, config.dropout)
     return UtteranceClassifier(featurizer, head)
@@ -403,18 +450,35 @@ def _batch(inputs: Inputs, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (inputs[positions],) if isinstance(inputs, torch.Tensor) else inputs.batch(positions)
 
 
+def _loss(logits: torch.Tensor, targets: torch.Tensor, slots: Sequence[int] | None) -> torch.Tensor:
+    """Cross-entropy of ``logits (batch, outputs)``: against ``targets (batch,)``, or summed over
+    the slots of ``targets (batch, slots)``, slot ``k`` reading the next ``slots[k]`` outputs."""
+    if slots is None:
+        return F.cross_entropy(logits, targets)
+    chunks = logits.split(list(slots), dim=-1)  # each (batch, slot values)
+    return torch.stack([F.cross_entropy(chunk, targets[:, k]) for k, chunk in enumerate(chunks)]).sum()
+
+
+def _predict(logits: torch.Tensor, slots: Sequence[int] | None) -> torch.Tensor:
+    """Predicted class ``(batch,)``, or each slot's value ``(batch, slots)``."""
+    if slots is None:
+        return logits.argmax(dim=-1)
+    return torch.stack([chunk.argmax(dim=-1) for chunk in logits.split(list(slots), dim=-1)], dim=1)
+
+
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, x: Inputs, y: torch.Tensor, batch_size: int = 256
+    model: nn.Module, x: Inputs, y: torch.Tensor, slots: Sequence[int] | None = None, batch_size: int = 256
 ) -> tuple[float, float, torch.Tensor]:
-    """Accuracy, mean cross-entropy and ``(utterances,)`` predicted class indices."""
+    """Accuracy (every slot right), mean cross-entropy and the predicted class indices
+    ``(utterances,)`` (or ``(utterances, slots)``)."""
     model.eval()
     logits = torch.cat(
         [model(*_batch(x, positions)) for positions in torch.arange(len(y)).split(batch_size)]
-    )  # (utterances, classes)
-    predicted = logits.argmax(dim=-1)
-    accuracy = int((predicted == y).sum()) / len(y)
-    return accuracy, float(F.cross_entropy(logits, y)), predicted
+    )  # (utterances, outputs)
+    predicted = _predict(logits, slots)
+    correct = predicted == y if slots is None else (predicted == y).all(dim=1)  # (utterances,)
+    return int(correct.sum()) / len(y), float(_loss(logits, y, slots)), predicted
 
 
 def fit_head(
@@ -424,6 +488,7 @@ def fit_head(
     config: HeadTrainingConfig,
     lr: float,
     seed: int,
+    slots: Sequence[int] | None = None,
 ) -> HeadFit:
     """Train one classifier with AdamW and early stopping on validation accuracy.
 
@@ -435,23 +500,31 @@ def fit_head(
 
     Args:
         train: pooled features ``(utterances, layers, feat)`` float32 (or
-            :class:`FrameInputs`) and labels ``(utterances,)`` int64 class indices.
+            :class:`FrameInputs`) and labels ``(utterances,)`` int64 class indices
+            (with ``slots``: ``(utterances, slots)``, each slot's value index).
         valid: the same for the validation split.
-        num_classes: number of classes.
+        num_classes: number of classes (with ``slots``: their sum, the head's outputs).
         config: head, optimiser and stopping settings (its ``lr``/``lr_sweep`` are unused).
         lr: the learning rate.
         seed: seed of initialisation, dropout and data order.
+        slots: the number of values of each slot (see ``HeadTrainingConfig.slot_separator``);
+            ``None``: one label per utterance.
     """
     train_x, train_y = train
     valid_x, valid_y = valid
     num_layers, feat_dim = (train_x if isinstance(train_x, torch.Tensor) else train_x.mean).shape[-2:]
 
     def batch_loss(model: UtteranceClassifier, positions: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(*_batch(train_x, positions)), train_y[positions])
+        return _loss(model(*_batch(train_x, positions)), train_y[positions], slots)
 
     def validate(model: UtteranceClassifier) -> tuple[float, float]:
-        accuracy, loss, _ = _evaluate(model, valid_x, valid_y)
+        accuracy, loss, _ = _evaluate(model, valid_x, valid_y, slots)
         return accuracy, loss
+
+    weights = None
+    if config.balanced:
+        counts = torch.bincount(train_y, minlength=num_classes).double()  # (classes,)
+        weights = 1.0 / counts[train_y]  # (utterances,): each class drawn equally often
 
     run = train_with_early_stopping(
         lambda: build_classifier(num_layers, feat_dim, num_classes, config),
@@ -462,6 +535,8 @@ def fit_head(
         config,
         lr,
         seed,
+        weights,
+        config.eval_steps,
     )
     return HeadFit(
         model=run.model,
@@ -497,26 +572,78 @@ def _check_inputs(
     _check_layer(config, shapes["train"][0])
 
 
-def _class_targets(labels: Mapping[str, Sequence[str]]) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """The sorted classes of ``train`` and every split's ``(utterances,)`` int64 class indices."""
-    classes = sorted({str(label) for label in labels["train"]})
-    index = {label: i for i, label in enumerate(classes)}
+@dataclass(frozen=True)
+class ClassSlots:
+    """The classes a head predicts: one slot of classes, or several slots of values.
+
+    Attributes:
+        values: each slot's values, sorted, as seen in ``train``.
+        separator: the string joining slot values into a label; ``None``: one slot.
+    """
+
+    values: tuple[tuple[str, ...], ...]
+    separator: str | None
+
+    @property
+    def sizes(self) -> list[int] | None:
+        """Each slot's number of values, or ``None`` with one slot (plain classes)."""
+        return None if self.separator is None else [len(values) for values in self.values]
+
+    def decode(self, predicted: torch.Tensor) -> list[str]:
+        """The labels of predicted indices ``(utterances,)`` or ``(utterances, slots)``."""
+        if self.separator is None:
+            return [self.values[0][i] for i in predicted.tolist()]
+        return [
+            self.separator.join(self.values[k][i] for k, i in enumerate(row)) for row in predicted.tolist()
+        ]
+
+
+def _class_targets(
+    labels: Mapping[str, Sequence[str]], separator: str | None = None
+) -> tuple[ClassSlots, dict[str, torch.Tensor]]:
+    """The sorted values of ``train`` and every split's int64 targets: ``(utterances,)`` class
+    indices, or with ``separator`` ``(utterances, slots)`` each slot's value index."""
+    split_labels = {
+        split: [
+            (str(label),) if separator is None else tuple(str(label).split(separator))
+            for label in labels[split]
+        ]
+        for split in SPLITS
+    }
+    num_slots = {len(label) for rows in split_labels.values() for label in rows}
+    if len(num_slots) != 1:
+        raise ValueError(
+            f"labels: expected the same number of {separator!r}-separated slots in every label, found {sorted(num_slots)}"
+        )
+    values = tuple(
+        tuple(sorted({label[k] for label in split_labels["train"]})) for k in range(num_slots.pop())
+    )
+    index = [{value: i for i, value in enumerate(slot)} for slot in values]
     targets = {}
     for split in SPLITS:
-        unseen = sorted({str(label) for label in labels[split]} - index.keys())
+        unseen = sorted(
+            {
+                separator.join(label) if separator else label[0]
+                for label in split_labels[split]
+                if any(v not in index[k] for k, v in enumerate(label))
+            }
+        )
         if unseen:
             raise ValueError(
                 f"labels[{split!r}]: expected only classes seen in train, found {len(unseen)} unseen "
                 f"(e.g. {unseen[:3]})"
             )
-        targets[split] = torch.tensor([index[str(label)] for label in labels[split]], dtype=torch.long)
-    return classes, targets
+        indices = torch.tensor(
+            [[index[k][v] for k, v in enumerate(label)] for label in split_labels[split]], dtype=torch.long
+        ).reshape(len(split_labels[split]), len(values))  # (utterances, slots)
+        targets[split] = indices[:, 0] if separator is None else indices  # (utterances,) for one slot
+    return ClassSlots(values, separator), targets
 
 
 def _fit_and_score(
     inputs: Mapping[str, Inputs],
     targets: Mapping[str, torch.Tensor],
-    classes: list[str],
+    classes: ClassSlots,
     config: HeadTrainingConfig,
     seed: int,
 ) -> ClassifierResult:
@@ -526,17 +653,18 @@ def _fit_and_score(
             fit_head(
                 (inputs["train"], targets["train"]),
                 (inputs["valid"], targets["valid"]),
-                len(classes),
+                sum(len(values) for values in classes.values),
                 config,
                 lr,
                 seed,
+                classes.sizes,
             ),
             lr,
         )
         for lr in config.learning_rates()
     ]
     fit, lr = max(fits, key=lambda pair: pair[0].criterion())
-    test_accuracy, _, predicted = _evaluate(fit.model, inputs["test"], targets["test"])
+    test_accuracy, _, predicted = _evaluate(fit.model, inputs["test"], targets["test"], classes.sizes)
     featurizer = fit.model.featurizer
     return ClassifierResult(
         test_accuracy=test_accuracy,
@@ -544,7 +672,7 @@ def _fit_and_score(
         best_epoch=fit.best_epoch,
         lr=lr,
         layer_weights=featurizer.layer_weights() if isinstance(featurizer, WeightedLayerSum) else None,
-        predictions=[classes[i] for i in predicted.tolist()],
+        predictions=classes.decode(predicted),
         epochs_run=fit.epochs_run,
     )
 
@@ -586,7 +714,7 @@ def train_utterance_classifier(
             "(use train_frame_classifier on frames)"
         )
     _check_inputs(features, labels, config)
-    classes, targets = _class_targets(labels)
+    classes, targets = _class_targets(labels, config.slot_separator)
     tensors = {
         # (layers, utterances, feat) -> (utterances, layers, feat)
         split: torch.as_tensor(features[split], dtype=torch.float32).transpose(0, 1).contiguous()
@@ -649,7 +777,7 @@ def train_frame_classifier(
                 f"({len(rows[split])} rows), found {len(labels[split])}"
             )
     _check_layer(config, frames.frames.shape[1])
-    classes, targets = _class_targets(labels)
+    classes, targets = _class_targets(labels, config.slot_separator)
     mean, std = frame_statistics(frames, rows["train"])
     inputs = {split: FrameInputs(frames, rows[split], mean, std) for split in SPLITS}
     return _fit_and_score(inputs, targets, classes, config, seed)

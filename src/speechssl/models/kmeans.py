@@ -35,6 +35,7 @@ from speechssl.config import to_dict
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader
 from speechssl.models.encoder import UnitTokenizerConfig
 from speechssl.models.units import UnitFeatures, UnitTokenizer
+from speechssl.progress import Progress
 
 BACKENDS = ("auto", "sklearn", "faiss")
 
@@ -147,16 +148,20 @@ def sample_frames(
     features = features.to(device)
     dataset = AudioDataset(subset, sample_rate=features.sample_rate)
     sampler = DurationBatchSampler(subset.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
-    for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
-        frames, lengths = features(
-            batch.waveforms.to(device), batch.lengths.to(device)
-        )  # (batch, frames, dim)
-        for item, utt_id in enumerate(batch.ids):
-            wanted = positions[row_of[utt_id]]
-            wanted = wanted[wanted < int(lengths[item])]
-            picked = frames[item, torch.from_numpy(wanted).to(frames.device)].cpu().numpy()  # (picked, dim)
-            buffer[filled : filled + len(picked)] = picked
-            filled += len(picked)
+    with Progress(len(subset), "units fit: sampling frames", "utterances") as progress:
+        for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
+            frames, lengths = features(
+                batch.waveforms.to(device), batch.lengths.to(device)
+            )  # (batch, frames, dim)
+            for item, utt_id in enumerate(batch.ids):
+                wanted = positions[row_of[utt_id]]
+                wanted = wanted[wanted < int(lengths[item])]
+                picked = (
+                    frames[item, torch.from_numpy(wanted).to(frames.device)].cpu().numpy()
+                )  # (picked, dim)
+                buffer[filled : filled + len(picked)] = picked
+                filled += len(picked)
+            progress.update(len(batch.ids))
     return buffer[:filled], len(chosen_rows)
 
 

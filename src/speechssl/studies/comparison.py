@@ -6,12 +6,14 @@ encoder left at its random initialisation, which isolates what pretraining taugh
 (2) log-mel features, the classic input. ``speechssl study compare`` evaluates the three
 upstreams on the same tasks and seeds with the downstream harness (its full report, box
 plots and per-seed JSONs land in the same folder) and writes ``results.md``: each task's
-mean with its 95% confidence interval, the paired differences with Wilcoxon p-values, and
-whether the model beats each reference on how many tasks, against a stated aim.
+mean with its 95% confidence interval (clipped to the metric's range), the paired differences
+with Wilcoxon p-values and their Holm–Bonferroni correction over every comparison of the page,
+and whether the model beats each reference on how many tasks, against a stated aim.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,14 @@ import yaml
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.row import Row
-from speechssl.downstream.statistics import group_by_seed, paired_test, summarize
+from speechssl.downstream.statistics import (
+    group_by_seed,
+    holm_bonferroni,
+    paired_test,
+    significance_floor_note,
+    summarize,
+)
+from speechssl.downstream.tasks import get_task
 
 SIGNIFICANCE = 0.05
 
@@ -122,6 +131,13 @@ def run_comparison(
     by_seed = group_by_seed(rows)
     metric = {row.task: row.metric for row in rows}
     versus = {reference: compare(rows, model, reference) for reference in (random_init, baseline)}
+    tested = [c for outcomes in versus.values() for c in outcomes if not math.isnan(c.p_value)]
+    holm = (
+        dict(zip(tested, holm_bonferroni([c.p_value for c in tested], SIGNIFICANCE)[0], strict=True))
+        if tested
+        else {}
+    )
+    floor = significance_floor_note(len(plan.seeds), len(tested), SIGNIFICANCE) if tested else None
 
     lines = [
         "# Pretrained vs random-init vs baseline",
@@ -133,23 +149,29 @@ def run_comparison(
         f"- {len(plan.seeds)} seeds per task (head initialisation and data order; features fixed); "
         "mean ± std [95% confidence interval]",
         "",
-        "| task | metric | model | random-init | baseline | model vs random-init (p) | model vs baseline (p) |",
+        "| task | metric | model | random-init | baseline | model vs random-init (p, Holm p) "
+        "| model vs baseline (p, Holm p) |",
         "|---|---|---|---|---|---|---|",
     ]
     for task in by_seed:
         cells = []
         for upstream in upstreams:
-            s = summarize(list(by_seed[task][upstream].values()))
+            s = summarize(list(by_seed[task][upstream].values()), bounds=get_task(task).metric.bounds)
             cells.append(f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
         outcomes = [next(c for c in versus[reference] if c.task == task) for reference in versus]
         cells += [
-            f"{'better' if c.wins else 'worse'} by {abs(c.advantage):.3f} ({c.p_value:.2g})" for c in outcomes
+            f"{'better' if c.wins else 'worse'} by {abs(c.advantage):.3f} "
+            f"({c.p_value:.2g}, {holm.get(c, math.nan):.2g})"
+            for c in outcomes
         ]
         lines.append(f"| {task} | {metric[task]} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"p: two-sided Wilcoxon signed-rank test over paired seeds; differences with p < {SIGNIFICANCE} "
-        "are unlikely to be seed noise.",
+        f"p: two-sided Wilcoxon signed-rank test over paired seeds (× folds where a task has folds); Holm p: corrected with Holm–Bonferroni "
+        f"over the {len(tested)} comparisons of this page; differences with Holm p ≤ {SIGNIFICANCE} are "
+        "unlikely to be seed noise. The model was pretrained once: the seeds vary the probe only, "
+        "not the pretraining.",
+        *([f"Too few seeds: {floor}"] if floor else []),
         "",
         "## Aim",
         "",

@@ -20,6 +20,7 @@ from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import ReportTable
 from speechssl.downstream.row import Row
+from speechssl.progress import Progress
 from speechssl.train import PretrainConfig, pretrain
 from speechssl.train.logging import read_metrics
 
@@ -74,9 +75,11 @@ def run_pretraining_grid(
         json.dumps({name: {"config": to_dict(config)} for name, config in variants.items()}, indent=2)
     )
     checkpoints = {}
-    for name, config in variants.items():
-        print(f"pretraining variant {name} ({config.method})")
-        checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
+    with Progress(len(variants), "study: pretraining variants", "variants") as progress:
+        for name, config in variants.items():
+            print(f"pretraining variant {name} ({config.method})")
+            checkpoints[name] = pretrain(config, output / "runs" / name, resume=True).checkpoint
+            progress.update()
     specs = [*plan.baselines, *(str(checkpoints[name]) for name in variants)]
     labels = {str(checkpoints[name]): name for name in variants}
     runs = {name: output / "runs" / name for name in variants}

@@ -1,4 +1,4 @@
-"""Training metrics: JSON lines, TensorBoard scalars and a progress bar.
+"""Training metrics: JSON lines, TensorBoard scalars and progress (:class:`speechssl.progress.Progress`).
 
 Each logged update becomes one JSON object on its own line of ``run_dir/metrics.jsonl``
 (step, epoch, lr, loss, the method's metrics, throughput, elapsed time) and the same
@@ -16,21 +16,22 @@ from types import TracebackType
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
+from speechssl.progress import Progress
 from speechssl.storage import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLogger:
-    """Writes ``metrics.jsonl`` and TensorBoard scalars, and draws a tqdm progress bar.
+    """Writes ``metrics.jsonl`` and TensorBoard scalars, and shows the steps' progress (a bar on a
+    terminal, log lines with rate, ETA and the last loss elsewhere).
 
     Args:
         run_dir: run directory; files go in it.
         enabled: ``False`` on non-main processes: nothing is written or drawn.
-        total_steps: length of the progress bar.
-        initial_step: where the bar starts (the resumed step).
+        total_steps: the steps of the whole run (the progress total).
+        initial_step: where the progress starts (the resumed step).
     """
 
     def __init__(
@@ -39,13 +40,11 @@ class MetricsLogger:
         self.path = Path(run_dir) / METRICS_FILE
         self.enabled = enabled
         self._writer: SummaryWriter | None = None
-        self._bar: tqdm | None = None
+        self._progress: Progress | None = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = SummaryWriter(log_dir=str(self.path.parent / "tensorboard"))
-            self._bar = tqdm(
-                total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True, disable=None
-            )
+            self._progress = Progress(total_steps, "pretraining", "steps", initial=initial_step)
 
     def drop_after(self, step: int) -> None:
         """Remove records of steps after ``step`` (written before a crash, redone after resuming)."""
@@ -56,9 +55,9 @@ class MetricsLogger:
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def advance(self, steps: int = 1) -> None:
-        """Move the progress bar by ``steps`` updates."""
-        if self._bar is not None:
-            self._bar.update(steps)
+        """Count ``steps`` more updates in the progress."""
+        if self._progress is not None:
+            self._progress.update(steps)
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` (must hold an int ``step``) as one JSON line and as TensorBoard scalars."""
@@ -74,11 +73,11 @@ class MetricsLogger:
         postfix = {"loss": f"{record['loss']:.4g}"} if "loss" in record else {}
         if "audio_seconds_per_second" in record:
             postfix["audio-s/s"] = f"{record['audio_seconds_per_second']:.1f}"
-        self._bar.set_postfix(postfix, refresh=False)
+        self._progress.set_postfix(postfix)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        if self._progress is not None:
+            self._progress.close()
         if self._writer is not None:
             self._writer.close()
 

@@ -33,6 +33,7 @@ import torch
 
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
 from speechssl.models.units import UnitTokenizer
+from speechssl.progress import Progress
 from speechssl.storage import IDS_FILE, META_FILE, cached_entry, read_json
 from speechssl.upstream.base import state_fingerprint
 
@@ -64,11 +65,13 @@ def iter_units(
     row_of = {utt_id: row for row, utt_id in enumerate(manifest.ids)}
     dataset = AudioDataset(manifest, sample_rate=tokenizer.sample_rate)
     sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
-    for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
-        sequence = tokenizer(batch.waveforms.to(device), batch.lengths.to(device))
-        units = sequence.units.cpu().numpy()  # (batch, frames)
-        for item, (utt_id, length) in enumerate(zip(batch.ids, sequence.lengths.tolist(), strict=True)):
-            yield row_of[utt_id], units[item, :length]
+    with Progress(len(manifest), "units label", "utterances") as progress:
+        for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
+            sequence = tokenizer(batch.waveforms.to(device), batch.lengths.to(device))
+            units = sequence.units.cpu().numpy()  # (batch, frames)
+            for item, (utt_id, length) in enumerate(zip(batch.ids, sequence.lengths.tolist(), strict=True)):
+                yield row_of[utt_id], units[item, :length]
+            progress.update(len(batch.ids))
 
 
 class UnitLabels(Mapping[str, np.ndarray]):

@@ -16,6 +16,18 @@ from speechssl.upstream.features import FeatureUpstream
 from speechssl.upstream.huggingface import HuggingFaceUpstream
 
 
+def weights_origin(spec: str) -> str:
+    """Where the weights of the upstream named by ``spec`` come from, for reports:
+    ``"no learned weights"`` (``fbank``, ``mfcc``), ``"random weights, drawn once"``
+    (``random:``) or ``"pretrained once"`` (``hf:`` and checkpoints). An evaluation's
+    seeds never change these weights: they vary the probe on top."""
+    if spec in ("fbank", "mfcc"):
+        return "no learned weights"
+    if spec.startswith("random:"):
+        return "random weights, drawn once"
+    return "pretrained once"
+
+
 def build_upstream(spec: str, seed: int = 0) -> Upstream:
     """The upstream named by ``spec`` (see module docstring)."""
     if spec in ("fbank", "mfcc"):
@@ -32,4 +44,11 @@ def build_upstream(spec: str, seed: int = 0) -> Upstream:
     )
 
 
-__all__ = ["EncoderUpstream", "FeatureUpstream", "HuggingFaceUpstream", "Upstream", "build_upstream"]
+__all__ = [
+    "EncoderUpstream",
+    "FeatureUpstream",
+    "HuggingFaceUpstream",
+    "Upstream",
+    "build_upstream",
+    "weights_origin",
+]

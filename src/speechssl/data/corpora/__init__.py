@@ -20,9 +20,14 @@ from speechssl.data.corpora.detect import detect_corpus
 from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_commands
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
+from speechssl.data.corpora.iemocap import load_iemocap
 from speechssl.data.corpora.librispeech import load_librispeech
+from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
+from speechssl.data.corpora.quesst14 import load_quesst14
 from speechssl.data.corpora.ravdess import load_ravdess
-from speechssl.data.corpora.speech_commands import load_speech_commands
+from speechssl.data.corpora.speech_commands import load_speech_commands, load_speech_commands_superb
+from speechssl.data.corpora.voxceleb1 import load_voxceleb1
+from speechssl.data.corpora.voxceleb1_verification import load_voxceleb1_verification
 from speechssl.data.manifest import Manifest
 
 CorpusLoader = Callable[..., Manifest]
@@ -34,7 +39,13 @@ LOADERS: dict[str, CorpusLoader] = {
     "arabic_speech_commands": load_arabic_speech_commands,
     "speech_commands": load_speech_commands,
     "fluent_speech_commands": load_fluent_speech_commands,
+    "speech_commands_superb": load_speech_commands_superb,
+    "voxceleb1": load_voxceleb1,
+    "iemocap": load_iemocap,
+    "voxceleb1_verification": load_voxceleb1_verification,
+    "quesst14": load_quesst14,
     "folder": load_folder,
+    "pattern": load_pattern,
     "manifest": load_manifest_file,
 }
 
@@ -77,6 +88,7 @@ def load_corpus(
 
 
 __all__ = [
+    "NAMED_PATTERNS",
     "CorpusLoader",
     "available_corpora",
     "detect_corpus",
@@ -85,8 +97,14 @@ __all__ = [
     "load_fluent_speech_commands",
     "load_folder",
     "load_fsdd",
+    "load_iemocap",
     "load_librispeech",
     "load_manifest_file",
+    "load_pattern",
+    "load_quesst14",
     "load_ravdess",
     "load_speech_commands",
+    "load_speech_commands_superb",
+    "load_voxceleb1",
+    "load_voxceleb1_verification",
 ]

@@ -15,7 +15,12 @@ import csv
 from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.corpora.common import (
+    PendingUtterance,
+    probe_utterances,
+    require_folder,
+    warn_missing_listed,
+)
 from speechssl.data.manifest import Manifest
 
 SPLIT_FILES = {"train": "train.csv", "valid": "val.csv", "test": "test.csv"}
@@ -37,15 +42,15 @@ def _candidate(path: Path, keyword: str, split: str) -> PendingUtterance:
     )
 
 
-def _resolve(root: Path, relative: str, where: str) -> Path:
-    """The audio file a CSV names, also accepting it converted between .wav and .flac."""
+def _resolve(root: Path, relative: str) -> Path | None:
+    """The audio file a CSV names, also accepting it converted between .wav and .flac; ``None`` if absent."""
     path = root / relative
     if path.is_file():
         return path
     for suffix in AUDIO_SUFFIXES:
         if path.with_suffix(suffix).is_file():
             return path.with_suffix(suffix)
-    raise FileNotFoundError(f"corpus 'arabic_speech_commands': {where}: audio file not found: {path}")
+    return None
 
 
 def load_arabic_speech_commands(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
@@ -53,10 +58,12 @@ def load_arabic_speech_commands(root: str | Path, bad_files: BadFileSummary | No
 
     Label column: ``keyword``. Ids are ``{keyword}/{file stem}`` (file stems repeat across
     keywords). A file whose header is bad is recorded in ``bad_files`` and left out (see
-    :func:`~speechssl.data.corpora.common.probe_utterances`).
+    :func:`~speechssl.data.corpora.common.probe_utterances`); files a CSV names but the folder
+    lacks (part of the corpus) are counted and named in a warning
+    (:func:`~speechssl.data.corpora.common.warn_missing_listed`).
 
     Raises:
-        FileNotFoundError: no such folder, a file named in a CSV is missing, or there are
+        FileNotFoundError: no such folder, no file a CSV names is present, or there are
             neither CSVs nor audio files.
         ValueError: a CSV without ``file,class`` columns, or a file name without a speaker id.
         AudioError: with ``bad_files=None``, a file whose header is bad.
@@ -64,6 +71,7 @@ def load_arabic_speech_commands(root: str | Path, bad_files: BadFileSummary | No
     root = require_folder(root, "arabic_speech_commands")
     present = {split: root / name for split, name in SPLIT_FILES.items() if (root / name).is_file()}
     candidates = []
+    missing: dict[str, list[str]] = {}
     if present:
         for split, csv_path in present.items():
             with csv_path.open(newline="", encoding="utf-8") as handle:
@@ -74,10 +82,17 @@ def load_arabic_speech_commands(root: str | Path, bad_files: BadFileSummary | No
                         f"found {reader.fieldnames}"
                     )
                 for record in reader:
-                    where = f"{csv_path}, line {reader.line_num}"
-                    candidates.append(
-                        _candidate(_resolve(root, record["file"], where), record["class"], split)
-                    )
+                    path = _resolve(root, record["file"])
+                    if path is None:
+                        missing.setdefault(csv_path.name, []).append(record["file"])
+                    else:
+                        candidates.append(_candidate(path, record["class"], split))
+        warn_missing_listed("arabic_speech_commands", root, missing)
+        if not candidates:
+            raise FileNotFoundError(
+                f"corpus 'arabic_speech_commands': no file named in {', '.join(present[s].name for s in present)} "
+                f"is under {root}"
+            )
     else:
         folder = root / "dataset"
         files = (

@@ -8,6 +8,7 @@ first bad file or records it in a :class:`~speechssl.data.audio.BadFileSummary` 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,3 +106,25 @@ def probe_utterances(
 def list_audio(folder: Path) -> list[Path]:
     """Audio files (by suffix, case-insensitive) anywhere under ``folder``, sorted."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def warn_missing_listed(
+    corpus: str, root: Path, missing: Mapping[str, Sequence[str]], shown: int = 3
+) -> None:
+    """Warn, in one line, that a corpus's list files name files its folder lacks (a subset of the
+    corpus): the count and the first ``shown`` names per list file; the loader uses the files present.
+
+    Args:
+        corpus: the loader's name.
+        root: the corpus folder.
+        missing: list file name -> the files it names that are not under ``root``.
+    """
+    parts = [
+        f"{name} names {len(files)} ({', '.join(files[:shown])}{', ...' if len(files) > shown else ''})"
+        for name, files in missing.items()
+        if files
+    ]
+    if parts:
+        warnings.warn(
+            f"corpus {corpus!r}: files not under {root}, left out: {'; '.join(parts)}", stacklevel=3
+        )

@@ -23,7 +23,8 @@ def detect_corpus(root: str | Path) -> str:
     Checks, in order: a ``.csv``/``.jsonl`` file (``manifest``); FSDD recordings;
     LibriSpeech subset folders; RAVDESS ``Actor_XX`` folders; Fluent Speech Commands
     (``data/train_data.csv`` and ``wavs/speakers/``); Arabic Speech Commands (``train.csv``
-    or ``dataset/``); Speech Commands (``testing_list.txt`` or ``_background_noise_``).
+    or ``dataset/``); Speech Commands (``testing_list.txt`` or ``_background_noise_``);
+    VoxCeleb1 (``iden_split.txt``); IEMOCAP (``Session1/dialog/EmoEvaluation``).
     Anything else is ``folder``.
 
     Raises:
@@ -46,4 +47,8 @@ def detect_corpus(root: str | Path) -> str:
         return "arabic_speech_commands"
     if (root / "testing_list.txt").is_file() or (root / "_background_noise_").is_dir():
         return "speech_commands"
+    if (root / "iden_split.txt").is_file():
+        return "voxceleb1"
+    if (root / "Session1" / "dialog" / "EmoEvaluation").is_dir():
+        return "iemocap"
     return "folder"
