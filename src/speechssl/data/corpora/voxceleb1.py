@@ -26,6 +26,18 @@ SPLIT_FILE = "iden_split.txt"
 SPLIT_OF_SET = {"1": "train", "2": "valid", "3": "test"}
 
 
+def wav_folders(root: Path, corpus: str = CORPUS) -> list[Path]:
+    """The ``wav`` folders of a VoxCeleb1 root: ``root/wav`` and every ``root/*/wav`` (the extracted archives).
+
+    Raises:
+        FileNotFoundError: none, naming ``corpus`` and ``root``.
+    """
+    folders = [folder for folder in [root / "wav", *sorted(root.glob("*/wav"))] if folder.is_dir()]
+    if not folders:
+        raise FileNotFoundError(f"corpus {corpus!r}: no wav/ or */wav/ folder under {root}")
+    return folders
+
+
 def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) -> Manifest:
     """Manifest of VoxCeleb1's identification split at ``root`` (the folder holding ``iden_split.txt``).
 
@@ -43,9 +55,7 @@ def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) ->
     split_file = root / SPLIT_FILE
     if not split_file.is_file():
         raise FileNotFoundError(f"corpus {CORPUS!r}: expected {SPLIT_FILE} at {root}, found none")
-    wav_folders = [folder for folder in [root / "wav", *sorted(root.glob("*/wav"))] if folder.is_dir()]
-    if not wav_folders:
-        raise FileNotFoundError(f"corpus {CORPUS!r}: no wav/ or */wav/ folder under {root}")
+    folders = wav_folders(root, CORPUS)
     candidates, missing = [], []
     for number, line in enumerate(split_file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -57,7 +67,7 @@ def load_voxceleb1(root: str | Path, bad_files: BadFileSummary | None = None) ->
                 f"corpus {CORPUS!r}: {split_file}, line {number}: expected "
                 f"'{{1|2|3}} {{speaker}}/{{video}}/{{file}}.wav', found {line.strip()!r}"
             )
-        path = next((folder / relative for folder in wav_folders if (folder / relative).is_file()), None)
+        path = next((folder / relative for folder in folders if (folder / relative).is_file()), None)
         if path is None:
             missing.append(relative)
             continue

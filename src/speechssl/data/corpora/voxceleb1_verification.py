@@ -18,6 +18,7 @@ from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.corpora.common import PendingUtterance, probe_utterances, require_folder
+from speechssl.data.corpora.voxceleb1 import wav_folders
 from speechssl.data.manifest import Manifest
 
 CORPUS = "voxceleb1_verification"
@@ -65,14 +66,6 @@ def read_trial_list(path: str | Path) -> list[TrialLine]:
     return trials
 
 
-def wav_folders(root: Path) -> list[Path]:
-    """The ``wav`` folders of a VoxCeleb1 root: ``root/wav`` and every ``root/*/wav``."""
-    folders = [folder for folder in [root / "wav", *sorted(root.glob("*/wav"))] if folder.is_dir()]
-    if not folders:
-        raise FileNotFoundError(f"corpus {CORPUS!r}: no wav/ or */wav/ folder under {root}")
-    return folders
-
-
 def load_voxceleb1_verification(
     root: str | Path, bad_files: BadFileSummary | None = None, trials: str = TRIAL_FILE
 ) -> Manifest:
@@ -95,7 +88,7 @@ def load_voxceleb1_verification(
     """
     root = require_folder(root, CORPUS)
     listed = read_trial_list(root / trials)
-    folders = wav_folders(root)
+    folders = wav_folders(root, CORPUS)
     files = {
         path.relative_to(folder).with_suffix("").as_posix(): path
         for folder in reversed(folders)
