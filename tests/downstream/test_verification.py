@@ -34,6 +34,23 @@ def test_trials_pair_every_same_speaker_utterance_and_balance_non_targets(tmp_pa
         make_trials(manifest.filter(speaker="s0"), seed=0)
 
 
+@pytest.mark.timeout(10)
+def test_trials_end_when_there_are_fewer_different_speaker_pairs_than_same_speaker_ones():
+    # one speaker with 4 utterances (6 targets) and one with 1: only 4 different-speaker pairs exist
+    manifest = Manifest(
+        Utterance(id_, f"/none/{id_}.wav", 1.0, 16000, speaker, "train", {})
+        for id_, speaker in [("a0", "a"), ("a1", "a"), ("a2", "a"), ("a3", "a"), ("b0", "b")]
+    )
+    trials = make_trials(manifest, seed=0)
+    assert sum(t.target for t in trials) == 6
+    assert sorted((t.a, t.b) for t in trials if not t.target) == [
+        ("a0", "b0"),
+        ("a1", "b0"),
+        ("a2", "b0"),
+        ("a3", "b0"),
+    ]
+
+
 def test_layer_is_chosen_on_dev_and_separable_speakers_give_zero_eer(tmp_path):
     manifest = _manifest()
     rng = np.random.default_rng(0)

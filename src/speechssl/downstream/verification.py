@@ -68,7 +68,8 @@ class Trial:
 
 
 def make_trials(manifest: Manifest, seed: int) -> list[Trial]:
-    """All same-speaker pairs of ``manifest`` and as many different-speaker pairs, sorted.
+    """All same-speaker pairs of ``manifest`` and as many different-speaker pairs (every one when
+    there are fewer), sorted.
 
     Raises:
         ValueError: fewer than two speakers, or no speaker with two utterances.
@@ -87,7 +88,10 @@ def make_trials(manifest: Manifest, seed: int) -> list[Trial]:
     ids = sorted(speaker_of)
     rng = np.random.default_rng(seed)
     nontargets: set[tuple[str, str]] = set()
-    while len(nontargets) < len(targets):
+    sizes = [len(utterances) for utterances in by_speaker.values()]
+    different_pairs = (sum(sizes) ** 2 - sum(size**2 for size in sizes)) // 2
+    wanted = min(len(targets), different_pairs)  # every different-speaker pair when there are fewer
+    while len(nontargets) < wanted:
         i, j = rng.integers(len(ids), size=2)
         a, b = sorted((ids[i], ids[j]))
         if speaker_of[a] != speaker_of[b]:
