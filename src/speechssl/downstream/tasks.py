@@ -86,6 +86,27 @@ def _within_speaker(manifest: Manifest) -> list[Manifest]:
     return [within_group_split(manifest, valid_fraction=0.15, test_fraction=0.15)]
 
 
+def across_statements(manifest: Manifest) -> list[Manifest]:
+    """Speaker identification that never tests on the sentence it trained on: RAVDESS's
+    statement "kids" trains, statement "dogs" validates (repetition 1) and tests (repetition 2),
+    so each actor's test utterances share no lexical content with its training ones. RAVDESS
+    recorded each actor in one session (Livingstone & Russo 2018), so no split of it
+    separates sessions; this is the strictest it allows.
+
+    Raises:
+        ValueError: no ``statement`` or ``repetition`` column.
+    """
+    for column in ("statement", "repetition"):
+        require_label(manifest, column, "across_statements")
+
+    def split(row: Any) -> str:
+        if row.labels["statement"] == "kids":
+            return "train"
+        return "valid" if row.labels["repetition"] == "1" else "test"
+
+    return [Manifest(dataclasses.replace(row, split=split(row)) for row in manifest)]
+
+
 def _speaker_disjoint_by_gender(manifest: Manifest) -> list[Manifest]:
     return [group_disjoint_split(manifest, valid_fraction=0.2, test_fraction=0.2, stratify="gender")]
 
@@ -609,6 +630,11 @@ def available_tasks() -> dict[str, Task]:
             "each of the 24 actors' utterances split 70/15/15", _within_speaker,
         ),
         UtteranceTask(
+            "speaker_ravdess_statement", "ravdess", "ravdess", "speaker",
+            "statement 'kids' trains, 'dogs' repetition 1 validates, repetition 2 tests (24 actors)",
+            across_statements,
+        ),
+        UtteranceTask(
             "speaker_fsdd", "fsdd", "fsdd", "speaker",
             "FSDD's official split (6 speakers in every split)", _as_is,
         ),
@@ -659,8 +685,8 @@ def available_tasks() -> dict[str, Task]:
 SUITES = {
     # every task whose corpus is in the shared mini data (Fluent Speech Commands is not)
     "mini": (
-        "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_fsdd",
-        "gender_librispeech", "gender_ravdess", "emotion_ravdess", "verification_librispeech",
+        "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_ravdess_statement",
+        "speaker_fsdd", "gender_librispeech", "gender_ravdess", "emotion_ravdess", "verification_librispeech",
         "verification_ravdess", "asr_librispeech", "qbe_fsdd", "qbe_asc",
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
