@@ -15,7 +15,10 @@ from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.row import Metric
 from speechssl.downstream.tasks import SUITES, across_statements, available_tasks, get_task, suite_tasks
 
-SPEAKER_DISJOINT = {"keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess"}
+SPEAKER_DISJOINT = {
+    "keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess",
+    "emotion_ravdess_noisy", "emotion_ravdess_telephone", "keyword_asc_noisy",
+}  # fmt: skip
 SAME_SPEAKERS = {
     "speaker_librispeech",
     "speaker_ravdess",
@@ -33,6 +36,8 @@ EXPECTED = {  # task: (utterances, classes, folds)
     "gender_librispeech": (392, 2, 1),
     "gender_ravdess": (1440, 2, 1),
     "emotion_ravdess": (1440, 8, 4),
+    "emotion_ravdess_noisy": (1440, 8, 4),
+    "keyword_asc_noisy": (3600, 40, 1),
 }
 
 

@@ -47,6 +47,7 @@ from speechssl.data.manifest import MANIFEST_SUFFIXES
 from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
+from speechssl.downstream.conditions import CONDITIONS, shifted_copies
 from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
@@ -286,6 +287,44 @@ class UtteranceTask(CorpusTask):
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
         )
+
+
+@task_kind("condition_shift")
+@dataclass(frozen=True)
+class ConditionShiftTask(UtteranceTask):
+    """An utterance task trained and validated on clean audio and tested on its test rows
+    heard through a :class:`~speechssl.downstream.conditions.Condition` (added noise, a
+    telephone band, a gain change): what a representation keeps of the label when the
+    recording condition moves. The shifted copies are written once under
+    ``<output>/conditions/<task>/<manifest digest>/``.
+
+    Attributes:
+        condition: a name of :data:`~speechssl.downstream.conditions.CONDITIONS`.
+    """
+
+    condition: str = "noise10db"
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        config = self.training_config(plan)
+        folds = self.folds(manifest)
+        tested = sorted({i for fold in folds for i in fold.split_rows()["test"]})
+        shifted_at = {row: len(manifest) + rank for rank, row in enumerate(tested)}
+        folder = output / "conditions" / self.name / manifest.digest()[:16]
+        shifted = shifted_copies(manifest.select(tested), CONDITIONS[self.condition], folder)
+        both = Manifest([*manifest, *shifted])
+        attentive = config.pooling == "attentive"
+        features = plan.cache.frames(upstream, both) if attentive else plan.cache.pooled(upstream, both)
+        splits = []
+        for fold in folds:
+            rows = fold.split_rows()
+            labels = np.asarray(fold.column(self.label), dtype=object)
+            splits.append(
+                (
+                    {**rows, "test": [shifted_at[i] for i in rows["test"]]},
+                    {split: [str(v) for v in labels[i]] for split, i in rows.items()},
+                )
+            )
+        return partial(self._run, features, splits, config)
 
 
 @task_kind("superb")
@@ -654,6 +693,18 @@ def available_tasks() -> dict[str, Task]:
             "emotion_ravdess", "ravdess", "ravdess", "emotion",
             "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged", _actor_folds,
         ),
+        ConditionShiftTask(
+            "emotion_ravdess_noisy", "ravdess", "ravdess", "emotion",
+            "as emotion_ravdess; test audio with white noise at 10 dB SNR", _actor_folds, "noise10db",
+        ),
+        ConditionShiftTask(
+            "emotion_ravdess_telephone", "ravdess", "ravdess", "emotion",
+            "as emotion_ravdess; test audio band-limited to 4 kHz (8 kHz path)", _actor_folds, "telephone",
+        ),
+        ConditionShiftTask(
+            "keyword_asc_noisy", "arabic_speech_commands", "arabic_speech_commands", "keyword",
+            "as keyword_asc; test audio with white noise at 10 dB SNR", _as_is, "noise10db",
+        ),
         VerificationTask(
             "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker", VERIFICATION_RULE
         ),
@@ -686,7 +737,8 @@ SUITES = {
     # every task whose corpus is in the shared mini data (Fluent Speech Commands is not)
     "mini": (
         "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_ravdess_statement",
-        "speaker_fsdd", "gender_librispeech", "gender_ravdess", "emotion_ravdess", "verification_librispeech",
+        "speaker_fsdd", "gender_librispeech", "gender_ravdess", "emotion_ravdess", "emotion_ravdess_noisy",
+        "emotion_ravdess_telephone", "keyword_asc_noisy", "verification_librispeech",
         "verification_ravdess", "asr_librispeech", "qbe_fsdd", "qbe_asc",
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
