@@ -74,8 +74,12 @@ from speechssl.downstream.verification import (
     train_xvector_verification,
 )
 from speechssl.upstream.base import Upstream
+from speechssl.upstream.features import FeatureUpstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
+
+# The ceiling reference of utterance tasks (issue 15 §3): 80 log-mel means and an MLP head.
+CEILING_HEAD = {"head": "mlp", "pooling": "mean", "layer": "weighted"}
 SeedRun = Callable[[int], Row]
 
 
@@ -242,6 +246,7 @@ class UtteranceTask(CorpusTask):
     seed_meaning: ClassVar[str] = (
         "Classification: the seed sets head initialisation and data order (features are fixed)."
     )
+    reports_ceiling: ClassVar[bool] = True
 
     folds: FoldMaker
 
@@ -253,30 +258,51 @@ class UtteranceTask(CorpusTask):
         return plan.head
 
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
-        config = self.training_config(plan)
-        attentive = config.pooling == "attentive"
-        features = (
-            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
-        )
         splits = []
         for fold in self.folds(manifest):
             rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
             splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
-        return partial(self._run, features, splits, config)
+        return self.seed_run(upstream, manifest, splits, plan)
+
+    def seed_run(
+        self,
+        upstream: Upstream,
+        manifest: Manifest,
+        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
+        plan: EvaluationPlan,
+    ) -> SeedRun:
+        """``run(seed)`` over ``splits`` (row indices of ``manifest`` and their labels), with the
+        ceiling reference's features when the kind reports one (:attr:`reports_ceiling`)."""
+        config = self.training_config(plan)
+        attentive = config.pooling == "attentive"
+        features = (
+            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+        )
+        ceiling = plan.cache.pooled(FeatureUpstream("fbank"), manifest) if self.reports_ceiling else None
+        return partial(self._run, features, ceiling, splits, config)
 
     def _run(
         self,
         features: PooledFeatures | FrameFeatures,
+        ceiling: PooledFeatures | None,
         splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
         config: HeadTrainingConfig,
         seed: int,
     ) -> Row:
-        """Test accuracy averaged over folds, with validation accuracy, layer weights and the
-        chance level (best constant predictor on each fold's test labels)."""
+        """Test accuracy averaged over folds, with validation accuracy, layer weights, the
+        chance level (best constant predictor on each fold's test labels) and the ceiling
+        reference (log-mel means and an MLP head, :data:`CEILING_HEAD`, same seed and folds)."""
         started = time.perf_counter()
         results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
+        extras = {}
+        if ceiling is not None:
+            ceiling_config = dataclasses.replace(config, **CEILING_HEAD)
+            references = [
+                _train_classifier(ceiling, rows, labels, ceiling_config, seed) for rows, labels in splits
+            ]
+            extras["ceiling"] = float(np.mean([r.test_accuracy for r in references]))
         return self.row(
             seed,
             np.mean([r.test_accuracy for r in results]),
@@ -286,6 +312,7 @@ class UtteranceTask(CorpusTask):
             chance=float(np.mean([chance_accuracy(labels["test"]) for _, labels in splits])),
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
+            **extras,
         )
 
 
@@ -305,15 +332,11 @@ class ConditionShiftTask(UtteranceTask):
     condition: str = "noise10db"
 
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
-        config = self.training_config(plan)
         folds = self.folds(manifest)
         tested = sorted({i for fold in folds for i in fold.split_rows()["test"]})
         shifted_at = {row: len(manifest) + rank for rank, row in enumerate(tested)}
         folder = output / "conditions" / self.name / manifest.digest()[:16]
         shifted = shifted_copies(manifest.select(tested), CONDITIONS[self.condition], folder)
-        both = Manifest([*manifest, *shifted])
-        attentive = config.pooling == "attentive"
-        features = plan.cache.frames(upstream, both) if attentive else plan.cache.pooled(upstream, both)
         splits = []
         for fold in folds:
             rows = fold.split_rows()
@@ -324,7 +347,7 @@ class ConditionShiftTask(UtteranceTask):
                     {split: [str(v) for v in labels[i]] for split, i in rows.items()},
                 )
             )
-        return partial(self._run, features, splits, config)
+        return self.seed_run(upstream, Manifest([*manifest, *shifted]), splits, plan)
 
 
 @task_kind("superb")
@@ -339,6 +362,8 @@ class SuperbTask(UtteranceTask):
         also_needs: further folders or files under the data root the loader reads (e.g. a
             separate test-set archive, a split list).
     """
+
+    reports_ceiling: ClassVar[bool] = False
 
     protocol: SuperbProtocol
     also_needs: tuple[str, ...] = ()
