@@ -6,9 +6,16 @@ column says which rows train, validate and test. The split follows what the task
 measures: speaker identification tests on unseen utterances of training speakers;
 keyword, gender and emotion tasks never share a speaker between splits, so they cannot
 be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds, as
-SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
+SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021). Every
+utterance task also reports the chance level and a ceiling reference (log-mel means and an
+MLP head, :data:`CEILING_HEAD`), so a report can flag a task that no longer separates
+upstreams. Mini LibriSpeech's train-clean-5 has one chapter for 27 of its 28 speakers, so
+``speaker_librispeech`` cannot be split by chapter; ``speaker_ravdess_statement`` trains and
+tests on different sentences instead (RAVDESS recorded each actor in one session).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
+``condition_shift`` (trained on clean audio, tested through added noise or a telephone band,
+:mod:`speechssl.downstream.conditions`),
 ``superb`` (utterance tasks trained by SUPERB's protocol, :mod:`speechssl.downstream.superb`),
 ``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
 ``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
