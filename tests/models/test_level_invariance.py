@@ -74,3 +74,8 @@ def test_filterbank_floor_is_padding_invariant() -> None:
 def test_floor_db_must_be_positive() -> None:
     with pytest.raises(ValueError, match="floor_db"):
         FilterbankConfig(floor_db=0.0)
+
+
+def test_a_causal_encoder_refuses_the_floor_below_the_peak():
+    with pytest.raises(ValueError, match="floor_db: expected null with causal=true"):
+        dataclasses.replace(load_encoder_preset("tiny"), causal=True, feature_norm=False)

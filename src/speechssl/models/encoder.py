@@ -242,6 +242,11 @@ class EncoderConfig:
                 "feature_norm: expected false with causal=true (per-utterance normalisation uses "
                 "statistics of future frames), found true"
             )
+        if self.causal and self.frontend == "fbank" and self.floor_db is not None:
+            raise ValueError(
+                f"floor_db: expected null with causal=true (the floor below the utterance's peak "
+                f"reads future frames), found {self.floor_db}"
+            )
         if self.causal and self.frontend == "waveform" and self.conv_norm == "group":
             raise ValueError(
                 "conv_norm: expected 'layer' with causal=true (group norm uses statistics of "
