@@ -187,7 +187,9 @@ def test_benchmark_command_writes_the_report(shared_data, tmp_path, capsys):
     ]
     assert main([*argv, "max_epochs=10"]) == 0
     out = capsys.readouterr().out
-    assert "| keyword_fsdd |" in out and "feature cache: 0 hit(s), 2 miss(es)" in out
+    assert (
+        "| keyword_fsdd |" in out and "feature cache: 2 hit(s), 2 miss(es)" in out
+    )  # 2 hits: the ceiling's log-mel
     assert main([*argv, "head=svm"]) == 2
     assert (
         "head.head: expected one of ['linear', 'mlp', 'projected_linear'], found 'svm'"

@@ -78,7 +78,9 @@ def test_three_commands_take_a_corpus_without_loader_to_a_report_with_speaker_fo
     capsys.readouterr()
     assert main(benchmark) == 0
     assert all(path.stat().st_mtime_ns != stamp for path, stamp in zip(rows, stamps, strict=True))
-    assert "feature cache: 2 hit(s), 0 miss(es)" in capsys.readouterr().out
+    assert (
+        "feature cache: 4 hit(s), 0 miss(es)" in capsys.readouterr().out
+    )  # and the ceiling's log-mel, twice
 
 
 def test_speaker_folds_option_and_bad_specs(tmp_path, capsys):

@@ -9,7 +9,7 @@ from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
-from speechssl.downstream.tasks import SUITES, get_task
+from speechssl.downstream.tasks import SUITES, UtteranceTask, get_task
 from speechssl.downstream.training import HeadTrainingConfig
 
 
@@ -29,4 +29,6 @@ def test_task_runs_end_to_end_on_a_tiny_subset(shared_data, tmp_path, tiny_tasks
     assert all(r.metric == metric == task.metric.name for r in rows)
     low, high = (0.0, float("inf")) if metric == "wer" else (0.0, 1.0)
     assert all(low <= r.value <= high for r in rows), rows
+    if isinstance(task, UtteranceTask):  # the log-mel + MLP ceiling beside every accuracy
+        assert all(0.0 <= r.extras["ceiling"] <= 1.0 for r in rows), rows
     assert f"| {name} |" in (tmp_path / "out" / "report.md").read_text()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from speechssl.downstream.report import task_chance, upstreams_as_rows, write_report
+from speechssl.downstream.report import saturated, task_chance, upstreams_as_rows, write_report
 from speechssl.downstream.row import Row
+from speechssl.downstream.statistics import summarize
 from speechssl.downstream.tasks import ASRTask, UtteranceTask, VerificationTask
 
 
@@ -109,3 +110,32 @@ def test_boxplots_show_the_rows_chance_and_the_layer_weights_are_a_heatmap(tmp_p
 def test_orientation_rule():
     assert not upstreams_as_rows(4, 1) and upstreams_as_rows(5, 1) and upstreams_as_rows(20, 9)
     assert not upstreams_as_rows(20, 25)  # more tasks than upstreams: tasks stay the rows
+
+
+def test_ceiling_column_and_saturation_note(tmp_path):
+    tasks = [
+        UtteranceTask(name, "toy", "toy", "keyword", "toy split", lambda m: [m]) for name in ("easy", "hard")
+    ]
+    values = {  # task: upstream: accuracy per seed; ceiling per task
+        "easy": {"a": [0.97, 0.99, 1.0], "b": [0.95, 1.0, 0.99]},
+        "hard": {"a": [0.60, 0.62, 0.61], "b": [0.90, 0.97, 0.99]},
+    }
+    ceiling = {"easy": 0.99, "hard": 0.98}
+    rows = [
+        Row(task, seed, "accuracy", value, True, None, {"chance": 0.1, "ceiling": ceiling[task]}, upstream)
+        for task, by_upstream in values.items()
+        for upstream, seeds in by_upstream.items()
+        for seed, value in enumerate(seeds)
+    ]
+    markdown = write_report(rows, tasks, ["a", "b"], tmp_path).read_text()
+    assert "| task | metric | split | a | b | chance | ceiling |" in markdown
+    assert markdown.count("| 0.100 | 0.990 |") == 1 and "| 0.100 | 0.980 |" in markdown
+    assert "easy: saturated, the ceiling 0.990 lies within every upstream's 95% CI" in markdown
+    assert "hard: saturated" not in markdown  # a's interval [0.585, 0.635] stays below 0.98
+
+
+def test_saturated_needs_every_interval_to_reach_the_ceiling():
+    near, far = summarize([0.97, 0.99, 1.0]), summarize([0.60, 0.62, 0.61])
+    assert saturated([near], 0.99) and not saturated([near, far], 0.99)
+    assert not saturated([summarize([1.0])], 0.99)  # one seed: no interval, no verdict
+    assert not saturated([summarize([0.50, 0.52, 0.51])], 0.03)  # far above a ceiling the condition broke

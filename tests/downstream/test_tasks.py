@@ -7,25 +7,37 @@ from collections import Counter
 
 import pytest
 
-from speechssl.data import SyntheticConfig, generate_synthetic_corpus
+from speechssl.data import Manifest, SyntheticConfig, Utterance, generate_synthetic_corpus
 from speechssl.downstream import tasks as tasks_module
 from speechssl.downstream.cache import FeatureCache
 from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.row import Metric
-from speechssl.downstream.tasks import SUITES, available_tasks, get_task, suite_tasks
+from speechssl.downstream.tasks import SUITES, across_statements, available_tasks, get_task, suite_tasks
 
-SPEAKER_DISJOINT = {"keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess"}
-SAME_SPEAKERS = {"speaker_librispeech", "speaker_ravdess", "speaker_fsdd", "keyword_fsdd"}
+SPEAKER_DISJOINT = {
+    "keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess",
+    "emotion_ravdess_noisy", "emotion_ravdess_telephone", "keyword_asc_noisy",
+}  # fmt: skip
+SAME_SPEAKERS = {
+    "speaker_librispeech",
+    "speaker_ravdess",
+    "speaker_ravdess_statement",
+    "speaker_fsdd",
+    "keyword_fsdd",
+}
 EXPECTED = {  # task: (utterances, classes, folds)
     "keyword_asc": (3600, 40, 1),
     "keyword_fsdd": (3000, 10, 1),
     "speaker_librispeech": (392, 28, 1),
     "speaker_ravdess": (1440, 24, 1),
+    "speaker_ravdess_statement": (1440, 24, 1),
     "speaker_fsdd": (3000, 6, 1),
     "gender_librispeech": (392, 2, 1),
     "gender_ravdess": (1440, 2, 1),
     "emotion_ravdess": (1440, 8, 4),
+    "emotion_ravdess_noisy": (1440, 8, 4),
+    "keyword_asc_noisy": (3600, 40, 1),
 }
 
 
@@ -149,3 +161,22 @@ def test_a_new_task_kind_runs_through_the_evaluator_untouched(tmp_path, monkeypa
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| gender_toy | majority-class test accuracy | the corpus's own split |" in report
     assert "Majority: the seed changes nothing." in report
+
+
+def test_speaker_ravdess_statement_never_shares_a_sentence_between_train_and_test(shared_data):
+    task = get_task("speaker_ravdess_statement")
+    (fold,) = task.folds(task.load(shared_data("ravdess").parent))
+    statements = {
+        split: {row.labels["statement"] for row in fold if row.split == split}
+        for split in ("train", "valid", "test")
+    }
+    assert statements == {"train": {"kids"}, "valid": {"dogs"}, "test": {"dogs"}}
+    speakers = {split: {row.speaker for row in fold if row.split == split} for split in ("train", "test")}
+    assert speakers["train"] == speakers["test"] and len(speakers["test"]) == 24
+    assert {row.labels["repetition"] for row in fold if row.split == "test"} == {"2"}
+
+
+def test_across_statements_names_the_missing_column():
+    manifest = Manifest([Utterance("a", "a.wav", 1.0, 16000, "s1", "train", {"emotion": "calm"})])
+    with pytest.raises(ValueError, match="across_statements"):
+        across_statements(manifest)

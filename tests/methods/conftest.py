@@ -111,7 +111,9 @@ def _tiny_method(name: str, options: dict, frontend: str, causal: bool, units_di
     if frontend == "units":
         encoder = method_spec(name).method_class.build_encoder(_tiny_encoder().config, config)
     elif causal:
-        encoder_config = dataclasses.replace(_tiny_encoder(frontend).config, causal=True, feature_norm=False)
+        encoder_config = dataclasses.replace(
+            _tiny_encoder(frontend).config, causal=True, feature_norm=False, floor_db=None
+        )
         encoder = SpeechEncoder.from_config(encoder_config)
     else:
         encoder = _tiny_encoder(frontend)

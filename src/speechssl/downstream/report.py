@@ -137,7 +137,7 @@ def task_upstream_table(
     upstreams: Sequence[str],
     cell: Callable[[str, str], str],
     task_header: Sequence[str] = ("task",),
-    reference: tuple[str, Callable[[str], str]] | None = None,
+    references: Sequence[tuple[str, Callable[[str], str]]] = (),
 ) -> ReportTable:
     """A table of ``cell(task, upstream)``, oriented by :func:`upstreams_as_rows`.
 
@@ -149,8 +149,8 @@ def task_upstream_table(
         upstreams: upstream names.
         cell: the text of one (task name, upstream) cell.
         task_header: headings of the tuple's fields.
-        reference: ``(name, text of a task)`` of a value every upstream is read against (the
-            chance level): a last row beside the upstreams, or a last column.
+        references: ``(name, text of a task)`` of each value every upstream is read against
+            (the chance level, the ceiling): last rows beside the upstreams, or last columns.
     """
     if upstreams_as_rows(len(upstreams), len(tasks)):
         table = ReportTable(
@@ -158,16 +158,18 @@ def task_upstream_table(
             ["upstream", *(" · ".join(task) for task in tasks)],
             [[upstream, *(cell(task[0], upstream) for task in tasks)] for upstream in upstreams],
         )
-        if reference is not None:
-            table.rows.append([reference[0], *(reference[1](task[0]) for task in tasks)])
+        for name, text in references:
+            table.rows.append([name, *(text(task[0]) for task in tasks)])
         return table
-    extra = [reference[0]] if reference is not None else []
     return ReportTable(
         title,
-        [*task_header, *upstreams, *extra],
+        [*task_header, *upstreams, *(name for name, _ in references)],
         [
-            [*task, *(cell(task[0], upstream) for upstream in upstreams)]
-            + ([reference[1](task[0])] if reference is not None else [])
+            [
+                *task,
+                *(cell(task[0], upstream) for upstream in upstreams),
+                *(text(task[0]) for _, text in references),
+            ]
             for task in tasks
         ],
     )
@@ -178,6 +180,20 @@ def task_chance(rows: Sequence[Row], task: Task) -> float | None:
     one (it depends on the labels), else the metric's fixed :attr:`~speechssl.downstream.row.Metric.chance`."""
     values = [r.extras["chance"] for r in rows if r.task == task.name and "chance" in r.extras]
     return float(np.mean(values)) if values else task.metric.chance
+
+
+def task_ceiling(rows: Sequence[Row], task: Task) -> float | None:
+    """The ceiling reference of ``task`` (log-mel means and an MLP head, trained beside each
+    upstream's head): the mean of its rows' ``ceiling`` extras, None where no row has one."""
+    values = [r.extras["ceiling"] for r in rows if r.task == task.name and "ceiling" in r.extras]
+    return float(np.mean(values)) if values else None
+
+
+def saturated(summaries: Sequence[Summary], ceiling: float) -> bool:
+    """Whether ``ceiling`` lies within every upstream's confidence interval: the task cannot
+    tell any of them from the log-mel reference (needs an interval, i.e. 2 seeds or more, for
+    each). Upstreams clear above a ceiling that a condition shift broke are not saturated."""
+    return bool(summaries) and all(summary.ci_low <= ceiling <= summary.ci_high for summary in summaries)
 
 
 def paired_tests_table(
@@ -225,18 +241,34 @@ def report_tables(rows: Sequence[Row], tasks: Sequence[Task], upstreams: Sequenc
     by_seed = group_by_seed(rows)
     bounds = {task.name: task.metric.bounds for task in tasks}
     chance = {task.name: task_chance(rows, task) for task in tasks}
-    tables = [
-        task_upstream_table(
-            "Results (mean ± std [95% confidence interval, clipped to the metric's range] over seeds, × folds where a task has folds)",
-            [(task.name, task.metric.title, task.split_rule) for task in tasks],
-            upstreams,
-            lambda task, upstream: format_summary(
-                summarize(list(by_seed[task][upstream].values()), bounds=bounds[task])
-            ),
-            ("task", "metric", "split"),
-            ("chance", lambda task: "n/a" if chance[task] is None else f"{chance[task]:.3f}"),
+    ceiling = {task.name: task_ceiling(rows, task) for task in tasks}
+    summaries = {
+        task.name: {
+            u: summarize(list(by_seed[task.name][u].values()), bounds=bounds[task.name]) for u in upstreams
+        }
+        for task in tasks
+    }
+    references = [("chance", lambda task: "n/a" if chance[task] is None else f"{chance[task]:.3f}")]
+    if any(level is not None for level in ceiling.values()):
+        references.append(
+            ("ceiling", lambda task: "n/a" if ceiling[task] is None else f"{ceiling[task]:.3f}")
         )
+    results = task_upstream_table(
+        "Results (mean ± std [95% confidence interval, clipped to the metric's range] over seeds, × folds where a task has folds)",
+        [(task.name, task.metric.title, task.split_rule) for task in tasks],
+        upstreams,
+        lambda task, upstream: format_summary(summaries[task][upstream]),
+        ("task", "metric", "split"),
+        references,
+    )
+    if len(references) > 1:
+        results.notes.append("ceiling: 80 log-mel means and an MLP head on the same folds and seeds.")
+    results.notes += [
+        f"{name}: saturated, the ceiling {level:.3f} lies within every upstream's 95% CI; it cannot tell them apart."
+        for name, level in ceiling.items()
+        if level is not None and saturated(list(summaries[name].values()), level)
     ]
+    tables = [results]
     secondary = {task.name: task.metric for task in tasks if task.metric.secondary is not None}
     if secondary:
         tables.append(

@@ -6,9 +6,16 @@ column says which rows train, validate and test. The split follows what the task
 measures: speaker identification tests on unseen utterances of training speakers;
 keyword, gender and emotion tasks never share a speaker between splits, so they cannot
 be solved by recognising voices. Emotion on RAVDESS is averaged over actor folds, as
-SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021).
+SUPERB averages emotion recognition over IEMOCAP sessions (Yang et al. 2021). Every
+utterance task also reports the chance level and a ceiling reference (log-mel means and an
+MLP head, :data:`CEILING_HEAD`), so a report can flag a task that no longer separates
+upstreams. Mini LibriSpeech's train-clean-5 has one chapter for 27 of its 28 speakers, so
+``speaker_librispeech`` cannot be split by chapter; ``speaker_ravdess_statement`` trains and
+tests on different sentences instead (RAVDESS recorded each actor in one session).
 
 Each task is an object of a *task kind* (:data:`TASK_KINDS`, by name: ``utterance``,
+``condition_shift`` (trained on clean audio, tested through added noise or a telephone band,
+:mod:`speechssl.downstream.conditions`),
 ``superb`` (utterance tasks trained by SUPERB's protocol, :mod:`speechssl.downstream.superb`),
 ``verification``, ``query_by_example``, ``asr``, and SUPERB's ``superb_verification`` and
 ``superb_query_by_example`` on VoxCeleb1's and QUESST 2014's own trials) that owns what differs between tasks:
@@ -47,6 +54,7 @@ from speechssl.data.manifest import MANIFEST_SUFFIXES
 from speechssl.data.splits import require_label, require_splits
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
+from speechssl.downstream.conditions import CONDITIONS, shifted_copies
 from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
@@ -73,8 +81,12 @@ from speechssl.downstream.verification import (
     train_xvector_verification,
 )
 from speechssl.upstream.base import Upstream
+from speechssl.upstream.features import FeatureUpstream
 
 FoldMaker = Callable[[Manifest], list[Manifest]]
+
+# The ceiling reference of utterance tasks (issue 15 §3): 80 log-mel means and an MLP head.
+CEILING_HEAD = {"head": "mlp", "pooling": "mean", "layer": "weighted"}
 SeedRun = Callable[[int], Row]
 
 
@@ -84,6 +96,27 @@ def _as_is(manifest: Manifest) -> list[Manifest]:
 
 def _within_speaker(manifest: Manifest) -> list[Manifest]:
     return [within_group_split(manifest, valid_fraction=0.15, test_fraction=0.15)]
+
+
+def across_statements(manifest: Manifest) -> list[Manifest]:
+    """Speaker identification that never tests on the sentence it trained on: RAVDESS's
+    statement "kids" trains, statement "dogs" validates (repetition 1) and tests (repetition 2),
+    so each actor's test utterances share no lexical content with its training ones. RAVDESS
+    recorded each actor in one session (Livingstone & Russo 2018), so no split of it
+    separates sessions; this is the strictest it allows.
+
+    Raises:
+        ValueError: no ``statement`` or ``repetition`` column.
+    """
+    for column in ("statement", "repetition"):
+        require_label(manifest, column, "across_statements")
+
+    def split(row: Any) -> str:
+        if row.labels["statement"] == "kids":
+            return "train"
+        return "valid" if row.labels["repetition"] == "1" else "test"
+
+    return [Manifest(dataclasses.replace(row, split=split(row)) for row in manifest)]
 
 
 def _speaker_disjoint_by_gender(manifest: Manifest) -> list[Manifest]:
@@ -220,6 +253,7 @@ class UtteranceTask(CorpusTask):
     seed_meaning: ClassVar[str] = (
         "Classification: the seed sets head initialisation and data order (features are fixed)."
     )
+    reports_ceiling: ClassVar[bool] = True
 
     folds: FoldMaker
 
@@ -231,30 +265,51 @@ class UtteranceTask(CorpusTask):
         return plan.head
 
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
-        config = self.training_config(plan)
-        attentive = config.pooling == "attentive"
-        features = (
-            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
-        )
         splits = []
         for fold in self.folds(manifest):
             rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
             splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
-        return partial(self._run, features, splits, config)
+        return self.seed_run(upstream, manifest, splits, plan)
+
+    def seed_run(
+        self,
+        upstream: Upstream,
+        manifest: Manifest,
+        splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
+        plan: EvaluationPlan,
+    ) -> SeedRun:
+        """``run(seed)`` over ``splits`` (row indices of ``manifest`` and their labels), with the
+        ceiling reference's features when the kind reports one (:attr:`reports_ceiling`)."""
+        config = self.training_config(plan)
+        attentive = config.pooling == "attentive"
+        features = (
+            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+        )
+        ceiling = plan.cache.pooled(FeatureUpstream("fbank"), manifest) if self.reports_ceiling else None
+        return partial(self._run, features, ceiling, splits, config)
 
     def _run(
         self,
         features: PooledFeatures | FrameFeatures,
+        ceiling: PooledFeatures | None,
         splits: Sequence[tuple[dict[str, list[int]], dict[str, list[str]]]],
         config: HeadTrainingConfig,
         seed: int,
     ) -> Row:
-        """Test accuracy averaged over folds, with validation accuracy, layer weights and the
-        chance level (best constant predictor on each fold's test labels)."""
+        """Test accuracy averaged over folds, with validation accuracy, layer weights, the
+        chance level (best constant predictor on each fold's test labels) and the ceiling
+        reference (log-mel means and an MLP head, :data:`CEILING_HEAD`, same seed and folds)."""
         started = time.perf_counter()
         results = [_train_classifier(features, rows, labels, config, seed) for rows, labels in splits]
         weights = [r.layer_weights for r in results if r.layer_weights is not None]
+        extras = {}
+        if ceiling is not None:
+            ceiling_config = dataclasses.replace(config, **CEILING_HEAD)
+            references = [
+                _train_classifier(ceiling, rows, labels, ceiling_config, seed) for rows, labels in splits
+            ]
+            extras["ceiling"] = float(np.mean([r.test_accuracy for r in references]))
         return self.row(
             seed,
             np.mean([r.test_accuracy for r in results]),
@@ -264,7 +319,42 @@ class UtteranceTask(CorpusTask):
             chance=float(np.mean([chance_accuracy(labels["test"]) for _, labels in splits])),
             learning_rate=results[0].lr,
             train_seconds=time.perf_counter() - started,
+            **extras,
         )
+
+
+@task_kind("condition_shift")
+@dataclass(frozen=True)
+class ConditionShiftTask(UtteranceTask):
+    """An utterance task trained and validated on clean audio and tested on its test rows
+    heard through a :class:`~speechssl.downstream.conditions.Condition` (added noise, a
+    telephone band, a gain change): what a representation keeps of the label when the
+    recording condition moves. The shifted copies are written once under
+    ``<output>/conditions/<task>/<manifest digest>/``.
+
+    Attributes:
+        condition: a name of :data:`~speechssl.downstream.conditions.CONDITIONS`.
+    """
+
+    condition: str = "noise10db"
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        folds = self.folds(manifest)
+        tested = sorted({i for fold in folds for i in fold.split_rows()["test"]})
+        shifted_at = {row: len(manifest) + rank for rank, row in enumerate(tested)}
+        folder = output / "conditions" / self.name / manifest.digest()[:16]
+        shifted = shifted_copies(manifest.select(tested), CONDITIONS[self.condition], folder)
+        splits = []
+        for fold in folds:
+            rows = fold.split_rows()
+            labels = np.asarray(fold.column(self.label), dtype=object)
+            splits.append(
+                (
+                    {**rows, "test": [shifted_at[i] for i in rows["test"]]},
+                    {split: [str(v) for v in labels[i]] for split, i in rows.items()},
+                )
+            )
+        return self.seed_run(upstream, Manifest([*manifest, *shifted]), splits, plan)
 
 
 @task_kind("superb")
@@ -279,6 +369,8 @@ class SuperbTask(UtteranceTask):
         also_needs: further folders or files under the data root the loader reads (e.g. a
             separate test-set archive, a split list).
     """
+
+    reports_ceiling: ClassVar[bool] = False
 
     protocol: SuperbProtocol
     also_needs: tuple[str, ...] = ()
@@ -609,6 +701,11 @@ def available_tasks() -> dict[str, Task]:
             "each of the 24 actors' utterances split 70/15/15", _within_speaker,
         ),
         UtteranceTask(
+            "speaker_ravdess_statement", "ravdess", "ravdess", "speaker",
+            "statement 'kids' trains, 'dogs' repetition 1 validates, repetition 2 tests (24 actors)",
+            across_statements,
+        ),
+        UtteranceTask(
             "speaker_fsdd", "fsdd", "fsdd", "speaker",
             "FSDD's official split (6 speakers in every split)", _as_is,
         ),
@@ -627,6 +724,18 @@ def available_tasks() -> dict[str, Task]:
         UtteranceTask(
             "emotion_ravdess", "ravdess", "ravdess", "emotion",
             "4 actor-disjoint folds of 6 actors (3 female, 3 male), averaged", _actor_folds,
+        ),
+        ConditionShiftTask(
+            "emotion_ravdess_noisy", "ravdess", "ravdess", "emotion",
+            "as emotion_ravdess; test audio with white noise at 10 dB SNR", _actor_folds, "noise10db",
+        ),
+        ConditionShiftTask(
+            "emotion_ravdess_telephone", "ravdess", "ravdess", "emotion",
+            "as emotion_ravdess; test audio band-limited to 4 kHz (8 kHz path)", _actor_folds, "telephone",
+        ),
+        ConditionShiftTask(
+            "keyword_asc_noisy", "arabic_speech_commands", "arabic_speech_commands", "keyword",
+            "as keyword_asc; test audio with white noise at 10 dB SNR", _as_is, "noise10db",
         ),
         VerificationTask(
             "verification_librispeech", "librispeech", "mini_librispeech/LibriSpeech", "speaker", VERIFICATION_RULE
@@ -659,8 +768,9 @@ def available_tasks() -> dict[str, Task]:
 SUITES = {
     # every task whose corpus is in the shared mini data (Fluent Speech Commands is not)
     "mini": (
-        "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_fsdd",
-        "gender_librispeech", "gender_ravdess", "emotion_ravdess", "verification_librispeech",
+        "keyword_asc", "keyword_fsdd", "speaker_librispeech", "speaker_ravdess", "speaker_ravdess_statement",
+        "speaker_fsdd", "gender_librispeech", "gender_ravdess", "emotion_ravdess", "emotion_ravdess_noisy",
+        "emotion_ravdess_telephone", "keyword_asc_noisy", "verification_librispeech",
         "verification_ravdess", "asr_librispeech", "qbe_fsdd", "qbe_asc",
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)

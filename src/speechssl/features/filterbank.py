@@ -55,6 +55,12 @@ class FilterbankConfig:
         mel_scale: ``"slaney"`` (linear below 1 kHz, logarithmic above; Slaney 1998) or
             ``"htk"`` (``2595 log10(1 + f / 700)``; Young et al., HTK book).
         power: exponent of the magnitude spectrum (2.0 = power, 1.0 = magnitude).
+        floor_db: when set, each utterance's mel energies are floored this many dB below its own
+            peak (``log(mel + offset + peak * 10^(-floor_db / 10))``), as Whisper clamps its
+            log-mel 80 dB below the peak (Radford et al. 2022): the floor then moves with the
+            recording level, so a gain change shifts every valid frame by the same constant.
+            An absolute ``log_offset`` alone puts silence at a fixed level that quiet
+            recordings (RAVDESS peaks near ``log 0.1``) reach over most of their frames.
     """
 
     sample_rate: int = DEFAULT_SAMPLE_RATE
@@ -68,6 +74,7 @@ class FilterbankConfig:
     log_offset: float = 1e-6
     mel_scale: Literal["slaney", "htk"] = "slaney"
     power: float = 2.0
+    floor_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -96,6 +103,8 @@ class FilterbankConfig:
             raise ValueError(f"mel_scale: expected 'slaney' or 'htk', found {self.mel_scale!r}")
         if self.power <= 0:
             raise ValueError(f"power: expected > 0, found {self.power}")
+        if self.floor_db is not None and self.floor_db <= 0:
+            raise ValueError(f"floor_db: expected > 0 or None, found {self.floor_db}")
 
     @property
     def n_freqs(self) -> int:
@@ -246,6 +255,8 @@ class LogMelFilterbank(nn.Module):
                 features = self._log_mel_by_length(waveforms, samples)
         frame_lengths = self.num_frames(lengths)
         frame_padding = lengths_to_padding_mask(frame_lengths, features.shape[1])  # (batch, frames)
+        if self.config.floor_db is not None:
+            features = floor_below_peak(features, frame_padding, self.config.floor_db)
         return features.masked_fill_(frame_padding[:, :, None], 0.0), frame_lengths
 
     def _log_mel_by_length(self, waveforms: torch.Tensor, samples: list[int]) -> torch.Tensor:
@@ -272,6 +283,21 @@ class LogMelFilterbank(nn.Module):
             features[rows, : chunk_features.shape[1]] = chunk_features
             start += len(picked)
         return features
+
+
+def floor_below_peak(features: torch.Tensor, frame_padding: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """``log(exp(features) + peak * 10^(-floor_db / 10))`` with ``peak`` the largest mel energy
+    of each utterance's valid frames (see :attr:`FilterbankConfig.floor_db`).
+
+    Args:
+        features: ``(batch, frames, n_mels)`` log-mel energies.
+        frame_padding: ``(batch, frames)`` True on padded frames.
+        floor_db: how far below the peak the floor lies, in dB.
+    """
+    valid = features.masked_fill(frame_padding[:, :, None], -math.inf)  # (batch, frames, n_mels)
+    log_peak = valid.amax(dim=(1, 2), keepdim=True)  # (batch, 1, 1)
+    floor = log_peak - floor_db * math.log(10.0) / 10.0
+    return torch.logaddexp(features, floor.expand_as(features))
 
 
 def dct_matrix(n_input: int, n_output: int) -> torch.Tensor:

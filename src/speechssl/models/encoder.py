@@ -106,6 +106,12 @@ class EncoderConfig:
             autoregressive predictive coding.
         n_mels: mel bands of the fbank front-end.
         feature_norm: per-utterance mean/variance normalisation of the log-mel features.
+        log_offset: the fbank front-end's absolute offset before the log
+            (:attr:`~speechssl.features.filterbank.FilterbankConfig.log_offset`).
+        floor_db: the fbank front-end's floor below each utterance's peak
+            (:attr:`~speechssl.features.filterbank.FilterbankConfig.floor_db`); None keeps only
+            ``log_offset``, whose fixed level makes normalised features depend on the recording
+            level (a checkpoint saved without the field keeps that behaviour).
         subsampling_channels: channels of the fbank front-end's two Conv2d layers.
         conv_channels: channels of every wav2vec 2.0 CNN layer.
         conv_kernels: kernel of each CNN layer.
@@ -143,6 +149,8 @@ class EncoderConfig:
     causal: bool = False
     n_mels: int = 80
     feature_norm: bool = True
+    log_offset: float = 1e-6
+    floor_db: float | None = None
     subsampling_channels: int = 256
     conv_channels: int = 512
     conv_kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
@@ -233,6 +241,11 @@ class EncoderConfig:
             raise ValueError(
                 "feature_norm: expected false with causal=true (per-utterance normalisation uses "
                 "statistics of future frames), found true"
+            )
+        if self.causal and self.frontend == "fbank" and self.floor_db is not None:
+            raise ValueError(
+                f"floor_db: expected null with causal=true (the floor below the utterance's peak "
+                f"reads future frames), found {self.floor_db}"
             )
         if self.causal and self.frontend == "waveform" and self.conv_norm == "group":
             raise ValueError(
@@ -345,7 +358,14 @@ class UnitTokenizerConfig:
 
 def fbank_frontend(config: EncoderConfig) -> FilterbankFrontend:
     """Log-mel filterbank and 4x conv subsampling (``frontend="fbank"``)."""
-    filterbank = LogMelFilterbank(FilterbankConfig(sample_rate=config.sample_rate, n_mels=config.n_mels))
+    filterbank = LogMelFilterbank(
+        FilterbankConfig(
+            sample_rate=config.sample_rate,
+            n_mels=config.n_mels,
+            log_offset=config.log_offset,
+            floor_db=config.floor_db,
+        )
+    )
     subsampling = ConvSubsampling(
         config.n_mels, config.subsampling_channels, config.dim, config.dropout, causal=config.causal
     )
