@@ -16,7 +16,7 @@ from speechssl.downstream.training import HeadTrainingConfig
 def test_evaluation_writes_seeds_report_and_reuses_the_cache(shared_data, tmp_path):
     data_root = shared_data("fsdd").parent
     cache = FeatureCache(tmp_path / "cache")
-    config = HeadTrainingConfig(max_epochs=20)
+    config = HeadTrainingConfig(max_epochs=6)
     upstreams = ["fbank", "random:tiny"]
     plan = EvaluationPlan(["keyword_fsdd"], [0, 1], cache, data_root, config)
     rows = run_evaluation(upstreams, plan, tmp_path / "out")
