@@ -90,8 +90,9 @@ def make_trials(manifest: Manifest, seed: int) -> list[Trial]:
     nontargets: set[tuple[str, str]] = set()
     sizes = [len(utterances) for utterances in by_speaker.values()]
     different_pairs = (sum(sizes) ** 2 - sum(size**2 for size in sizes)) // 2
-    wanted = min(len(targets), different_pairs)  # every different-speaker pair when there are fewer
-    while len(nontargets) < wanted:
+    if different_pairs <= len(targets):  # no more than the targets: every different-speaker pair
+        nontargets = {(a, b) for a, b in itertools.combinations(ids, 2) if speaker_of[a] != speaker_of[b]}
+    while len(nontargets) < min(len(targets), different_pairs):
         i, j = rng.integers(len(ids), size=2)
         a, b = sorted((ids[i], ids[j]))
         if speaker_of[a] != speaker_of[b]:
