@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 
@@ -17,13 +18,14 @@ def tone(seconds: float = 0.5, hz: float = 440.0) -> torch.Tensor:
     return 0.3 * torch.sin(2 * math.pi * hz * t) + 0.1 * torch.sin(2 * math.pi * 6000 * t)
 
 
-def test_noise_is_added_at_10_db_snr_and_seeded_by_the_utterance_id():
+@pytest.mark.parametrize("snr_db", [10, 20])
+def test_noise_is_added_at_its_snr_and_seeded_by_the_utterance_id(snr_db):
     x = tone()
-    noisy = CONDITIONS["noise10db"].apply(x, "a")
+    noisy = CONDITIONS[f"noise{snr_db}db"].apply(x, "a")
     snr = 10 * torch.log10(x.pow(2).sum() / (noisy - x).pow(2).sum())
-    assert abs(float(snr) - 10.0) < 1e-3
-    assert torch.equal(noisy, CONDITIONS["noise10db"].apply(x, "a"))
-    assert not torch.equal(noisy, CONDITIONS["noise10db"].apply(x, "b"))
+    assert abs(float(snr) - snr_db) < 1e-3
+    assert torch.equal(noisy, CONDITIONS[f"noise{snr_db}db"].apply(x, "a"))
+    assert not torch.equal(noisy, CONDITIONS[f"noise{snr_db}db"].apply(x, "b"))
 
 
 def test_telephone_removes_what_lies_above_4_khz_and_keeps_the_length():
@@ -43,13 +45,13 @@ def test_shifted_copies_are_written_once_with_suffixed_ids(tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, tone().numpy(), 16000)
     manifest = Manifest([Utterance("a", path, 0.5, 16000, "s1", "test", {"keyword": "yes"})])
-    copies = shifted_copies(manifest, CONDITIONS["noise10db"], tmp_path / "out")
+    copies = shifted_copies(manifest, CONDITIONS["noise20db"], tmp_path / "out")
     (row,) = copies
-    assert row.id == "a@noise10db" and row.labels == {"keyword": "yes"} and row.split == "test"
+    assert row.id == "a@noise20db" and row.labels == {"keyword": "yes"} and row.split == "test"
     audio, rate = soundfile.read(row.path, dtype="float32")
     assert rate == 16000 and len(audio) == 8000
-    expected = CONDITIONS["noise10db"].apply(tone(), "a").numpy()
+    expected = CONDITIONS["noise20db"].apply(tone(), "a").numpy()
     assert np.abs(audio - expected).max() < 1e-4  # the source wav is 16-bit
     written = row.path.stat().st_mtime_ns
-    shifted_copies(manifest, CONDITIONS["noise10db"], tmp_path / "out")
+    shifted_copies(manifest, CONDITIONS["noise20db"], tmp_path / "out")
     assert row.path.stat().st_mtime_ns == written

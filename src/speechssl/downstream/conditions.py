@@ -55,7 +55,7 @@ class Condition:
     """A named, seeded shift of the test audio.
 
     Attributes:
-        name: suffix of the task and of the shifted ids (``noise10db``, ``telephone``, ``gain-20db``).
+        name: suffix of the task and of the shifted ids (``noise20db``, ``telephone``, ``gain-20db``).
         description: one line for reports.
         shift: ``(waveforms (1, samples), lengths (1,), generator) -> waveforms (1, samples)``.
     """
@@ -76,6 +76,7 @@ CONDITIONS = {
     condition.name: condition
     for condition in (
         Condition("noise10db", "white noise at 10 dB SNR (AddNoise)", _noise(10.0)),
+        Condition("noise20db", "white noise at 20 dB SNR (AddNoise)", _noise(20.0)),
         Condition("telephone", "8 kHz band limit: resampled to 8 kHz and back", _telephone),
         Condition("gain-20db", "gain x0.1 (Gain, -20 dB)", _gain(-20.0)),
     )
