@@ -92,7 +92,10 @@ def test_task_folds_on_real_data(shared_data, name):
 def test_suites_name_registered_tasks_and_check_their_corpora(tmp_path):
     tasks = available_tasks()
     assert set(SUITES["mini"]) == set(tasks) - {
-        "intent_fsc", "keyword_gsc", *SUITES["superb"], "speaker_librispeech"
+        "intent_fsc",
+        "keyword_gsc",
+        *SUITES["superb"],
+        "speaker_librispeech",
     }, "every task on the shared corpora but the saturated one"
     assert all(name in tasks for suite in SUITES.values() for name in suite)
     with pytest.raises(
