@@ -17,7 +17,7 @@ from speechssl.downstream.tasks import SUITES, across_statements, available_task
 
 SPEAKER_DISJOINT = {
     "keyword_asc", "gender_librispeech", "gender_ravdess", "emotion_ravdess",
-    "emotion_ravdess_noisy", "emotion_ravdess_telephone", "keyword_asc_noisy",
+    "emotion_ravdess_noisy", "emotion_ravdess_telephone", "emotion_ravdess_quiet", "keyword_asc_noisy",
 }  # fmt: skip
 SAME_SPEAKERS = {
     "speaker_librispeech",

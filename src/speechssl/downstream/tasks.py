@@ -741,6 +741,11 @@ def available_tasks() -> dict[str, Task]:
             "as emotion_ravdess; test audio band-limited to 4 kHz (8 kHz path)", _actor_folds, "telephone",
         ),
         ConditionShiftTask(
+            "emotion_ravdess_quiet", "ravdess", "ravdess", "emotion",
+            "as emotion_ravdess; test audio 20 dB quieter (gain x0.1), as another corpus's recording level",
+            _actor_folds, "gain-20db",
+        ),
+        ConditionShiftTask(
             "keyword_asc_noisy", "arabic_speech_commands", "arabic_speech_commands", "keyword",
             "as keyword_asc; test audio with white noise at 20 dB SNR", _as_is, "noise20db",
         ),
@@ -779,7 +784,7 @@ SUITES = {
     "mini": (
         "keyword_asc", "keyword_fsdd", "speaker_librispeech_telephone", "speaker_ravdess", "speaker_ravdess_statement",
         "speaker_fsdd", "gender_librispeech", "gender_ravdess", "emotion_ravdess", "emotion_ravdess_noisy",
-        "emotion_ravdess_telephone", "keyword_asc_noisy", "verification_librispeech",
+        "emotion_ravdess_telephone", "emotion_ravdess_quiet", "keyword_asc_noisy", "verification_librispeech",
         "verification_ravdess", "asr_librispeech", "qbe_fsdd", "qbe_asc",
     ),
     # the four utterance tasks of the Barlow Twins speech study (speaker, gender, emotion, keyword)
