@@ -230,7 +230,7 @@ def _benchmark(data_root: Path, output: Path, cache: Path) -> list[str]:
         "benchmark", "--upstreams", "fbank", "--suite", "superb", "--data-root", str(data_root),
         "--seeds", "1", "--output", str(output), "--cache-dir", str(cache), "max_epochs=40", "lr=0.01", "eval_steps=2",
         "asr.projection=8", "asr.max_epochs=2", "asr.eval_steps=2", "asr.batch_size=2",
-        "xvector.hidden=32", "xvector.pooled_dim=48", "xvector.batch_size=8", "xvector.max_epochs=2",
+        "xvector.hidden=32", "xvector.pooled_dim=48", "xvector.batch_size=8", "xvector.max_epochs=2", "xvector.eval_steps=2",
         "xvector.valid_fraction=0.4",
     ]  # fmt: skip
 

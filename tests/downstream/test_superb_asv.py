@@ -31,7 +31,7 @@ from speechssl.downstream.verification import (
 )
 from speechssl.upstream import build_upstream
 
-FAST = {"hidden": 32, "pooled_dim": 48, "batch_size": 8, "max_epochs": 8, "patience": 8, "lr": 3e-3}
+FAST = {"hidden": 32, "pooled_dim": 48, "batch_size": 8, "max_epochs": 8, "eval_steps": None, "lr": 3e-3}
 
 
 @settings(max_examples=60, deadline=None)
@@ -165,7 +165,7 @@ def test_superb_asv_through_the_benchmark_command(tmp_path, capsys):
     write_voxceleb1(tmp_path / "data" / "VoxCeleb1", dev_speakers=5)
     argv = ["benchmark", "--upstreams", "fbank", "--tasks", "superb_asv", "--seeds", "1"]
     argv += ["--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
-    argv += ["--cache-dir", str(tmp_path / "c"), *(f"xvector.{k}={v}" for k, v in FAST.items())]
+    argv += ["--cache-dir", str(tmp_path / "c"), *(f"xvector.{k}={'null' if v is None else v}" for k, v in FAST.items())]
     assert main([*argv, "xvector.max_epochs=2", "xvector.valid_fraction=0.4"]) == 0
     assert "| superb_asv |" in capsys.readouterr().out
     row = json.loads((tmp_path / "out" / "runs" / "fbank" / "superb_asv" / "seed_0.json").read_text())

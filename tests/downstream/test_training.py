@@ -151,7 +151,7 @@ def test_config_validation_says_expected_and_found():
         HeadTrainingConfig(lr_sweep=[0.01, -0.1])
     with pytest.raises(ValueError, match=r"lr_sweep: expected a non-empty list .* found \[\]"):
         HeadTrainingConfig(lr_sweep=[])
-    with pytest.raises(ValueError, match="patience: expected an integer >= 1, found 0"):
+    with pytest.raises(ValueError, match="patience: expected an integer >= 1 or null, found 0"):
         HeadTrainingConfig(patience=0)
     with pytest.raises(ValueError, match="layer: expected 'weighted' or a layer index, found 'last'"):
         HeadTrainingConfig(layer="last")
