@@ -168,7 +168,7 @@ def test_time_warp_keeps_a_ramp_monotone_within_each_utterance_and_padding_untou
     for i, length in enumerate(lengths.tolist()):
         valid = out[i, :length, 0]
         assert (valid.diff() >= 0).all(), valid
-        assert -0.5 < valid.min() and valid.max() < length - 0.5, "values of its own frames only"
+        assert valid.min() > -0.5 and valid.max() < length - 0.5, "values of its own frames only"
         assert (out[i, length:] == PAD).all(), "padding untouched"
     assert torch.equal(out[2], ramp[2]), "10 frames <= 2W: unchanged"
     assert not torch.equal(out[0], ramp[0])
