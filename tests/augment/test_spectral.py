@@ -1,11 +1,13 @@
-"""SpecAugment masks: inside valid frames, within width bounds, seeded, p=0 is identity."""
+"""SpecAugment masks: inside valid frames, within width bounds, seeded, p=0 is identity; time warping
+moves a step by hand, keeps a ramp monotone and never touches padding."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from speechssl.augment import FrequencyMask, TimeMask
+from speechssl.augment import FrequencyMask, TimeMask, TimeWarp
+from speechssl.augment.spectral import warp_utterance
 from speechssl.data.batch import lengths_to_padding_mask
 
 PAD = 7.0  # sentinel in padding frames: masks must never write there
@@ -128,3 +130,53 @@ def test_rejects_waveform_shaped_input() -> None:
         ValueError, match=r"expected input \(batch, frames, channels\), found shape \(2, 100\)"
     ):
         TimeMask(5)(torch.zeros(2, 100), torch.tensor([100, 50]))
+
+
+def test_time_warp_moves_a_step_from_the_centre_to_its_new_position() -> None:
+    # 10 frames: 1 before frame 4, 2 from it on. Warping centre 4 to 6 stretches the four 1s
+    # over six frames and squeezes the six 2s into four; bicubic interpolation of a constant
+    # is that constant, so the step lands exactly at frame 6 (and at 2 when moved there).
+    step = torch.tensor([1.0] * 4 + [2.0] * 6)[:, None].repeat(1, 3)  # (frames, channels)
+    assert torch.allclose(warp_utterance(step, 4, 6)[:, 0], torch.tensor([1.0] * 6 + [2.0] * 4))
+    assert torch.allclose(warp_utterance(step, 4, 2)[:, 0], torch.tensor([1.0] * 2 + [2.0] * 8))
+    ramp = torch.arange(10.0)[:, None] * torch.tensor([1.0, -2.0])  # (frames, 2): channels not mixed
+    assert torch.equal(warp_utterance(ramp, 4, 4), ramp), "a point left in place is the identity"
+    warped = warp_utterance(ramp, 4, 7)
+    assert torch.allclose(warped[:, 1], -2 * warped[:, 0])
+    with pytest.raises(ValueError, match=r"centre/warped: expected frames in \[1, 10\), found 0/3"):
+        warp_utterance(ramp, 0, 3)
+
+
+def test_time_warp_draws_every_admissible_point() -> None:
+    # s3prl's draws for T = 14, W = 3: centre c ~ U{3..10}, new position w ~ U{c-2..c+3}
+    warp = TimeWarp(window=3)
+    centres, warped = warp.warp_points(torch.full((4000,), 14), torch.Generator().manual_seed(0))
+    assert set(centres.tolist()) == set(range(3, 11))
+    assert set((warped - centres).tolist()) == set(range(-2, 4))
+    short, _ = warp.warp_points(torch.tensor([6, 0]), torch.Generator().manual_seed(0))
+    assert short.tolist() == [0, 0], "T <= 2W: left unchanged"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_time_warp_keeps_a_ramp_monotone_within_each_utterance_and_padding_untouched(seed: int) -> None:
+    lengths = torch.tensor([40, 23, 10, 11])
+    ramp = torch.arange(40.0)[None, :, None].repeat(4, 1, 5)  # (batch, frames, channels)
+    ramp = ramp.masked_fill(lengths_to_padding_mask(lengths)[..., None], PAD)
+    warp = TimeWarp(window=5)
+    out, out_lengths = warp(ramp, lengths, torch.Generator().manual_seed(seed))
+    assert torch.equal(out_lengths, lengths)
+    for i, length in enumerate(lengths.tolist()):
+        valid = out[i, :length, 0]
+        assert (valid.diff() >= 0).all(), valid
+        assert valid.min() > -0.5 and valid.max() < length - 0.5, "values of its own frames only"
+        assert (out[i, length:] == PAD).all(), "padding untouched"
+    assert torch.equal(out[2], ramp[2]), "10 frames <= 2W: unchanged"
+    assert not torch.equal(out[0], ramp[0])
+    assert torch.equal(TimeWarp(window=0)(ramp, lengths)[0], ramp), "window 0 is the identity"
+    again, _ = warp(ramp, lengths, torch.Generator().manual_seed(seed))
+    assert torch.equal(out, again)
+    feats = ramp.clone().requires_grad_(True)
+    warp(feats, lengths, torch.Generator().manual_seed(seed))[0].sum().backward()
+    assert feats.grad is not None and torch.isfinite(feats.grad).all()
+    with pytest.raises(ValueError, match="window: expected an integer >= 0, found -1"):
+        TimeWarp(window=-1)

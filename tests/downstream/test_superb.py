@@ -161,6 +161,11 @@ def test_protocol_has_s3prls_settings_and_takes_overrides():
         50,
     )
     assert KEYWORD_SPOTTING.head_config().balanced and not config.balanced
+    assert config.crop_seconds == 8.0, "s3prl's voxceleb1 max_timestep: 128000 samples at 16 kHz"
+    assert {
+        p.head_config().crop_seconds for p in (KEYWORD_SPOTTING, INTENT_CLASSIFICATION, EMOTION_RECOGNITION)
+    } == {None}
+    assert SPEAKER_IDENTIFICATION.head_config({"crop_seconds": None}).crop_seconds is None, "whole utterances"
     assert INTENT_CLASSIFICATION.head_config().slot_separator == "|" and config.slot_separator is None
     fast = SPEAKER_IDENTIFICATION.head_config({"max_epochs": 5, "lr": 0.01, "eval_steps": None})
     assert (fast.max_epochs, fast.lr, fast.head, fast.eval_steps) == (5, 0.01, "projected_linear", None)
@@ -183,6 +188,24 @@ def test_validation_every_n_updates_counts_rounds_across_epochs():
     assert updates == [4, 4, 2] * 5, "epochs of 10 utterances (4 + 4 + 2) run on across the rounds"
     with pytest.raises(ValueError, match=r"eval_steps: expected an integer >= 1 or null, found 0"):
         HeadTrainingConfig(eval_steps=0)
+
+
+def test_a_fixed_budget_runs_every_round_and_keeps_the_best_unless_patience_stops_it():
+    scores = iter([0.3, 0.9, 0.5, 0.4, 0.2, 0.1])
+
+    def run(patience):
+        settings = HeadTrainingConfig(batch_size=4, max_epochs=6, patience=1)
+        settings.patience = patience  # None: s3prl's fixed budget
+        return train_with_early_stopping(
+            lambda: torch.nn.Linear(1, 1), lambda m, p: m(torch.ones(len(p), 1)).sum(), 8,
+            lambda m: next(scores), float, settings, 1e-3, 0, eval_steps=1,
+        )  # fmt: skip
+
+    fixed = run(None)
+    assert (fixed.epochs_run, fixed.best_epoch) == (6, 2), "every round runs; round 2 is kept"
+    scores = iter([0.3, 0.9, 0.5, 0.4, 0.2, 0.1])
+    early = run(2)
+    assert (early.epochs_run, early.best_epoch) == (4, 2), "stops 2 rounds after the best"
 
 
 def test_projected_linear_head_is_two_linear_maps():
@@ -230,7 +253,7 @@ def _benchmark(data_root: Path, output: Path, cache: Path) -> list[str]:
         "benchmark", "--upstreams", "fbank", "--suite", "superb", "--data-root", str(data_root),
         "--seeds", "1", "--output", str(output), "--cache-dir", str(cache), "max_epochs=40", "lr=0.01", "eval_steps=2",
         "asr.projection=8", "asr.max_epochs=2", "asr.eval_steps=2", "asr.batch_size=2",
-        "xvector.hidden=32", "xvector.pooled_dim=48", "xvector.batch_size=8", "xvector.max_epochs=2",
+        "xvector.hidden=32", "xvector.pooled_dim=48", "xvector.batch_size=8", "xvector.max_epochs=2", "xvector.eval_steps=2",
         "xvector.valid_fraction=0.4",
     ]  # fmt: skip
 

@@ -31,7 +31,7 @@ from speechssl.downstream.verification import (
 )
 from speechssl.upstream import build_upstream
 
-FAST = {"hidden": 32, "pooled_dim": 48, "batch_size": 8, "max_epochs": 8, "patience": 8, "lr": 3e-3}
+FAST = {"hidden": 32, "pooled_dim": 48, "batch_size": 8, "max_epochs": 8, "eval_steps": None, "lr": 3e-3}
 
 
 @settings(max_examples=60, deadline=None)
@@ -133,6 +133,22 @@ def test_voxceleb1_loader_splits_trial_speakers_into_test(tmp_path):
         load_corpus("voxceleb1_verification", root)
 
 
+def test_xvector_defaults_are_s3prls_budget_and_crops():
+    config = XVectorTrainingConfig()
+    # amsoftmax.yaml: total_steps 200000, save_step 10000 (each checkpoint scored), max_timestep 128000
+    assert (config.max_epochs, config.eval_steps, config.patience, config.crop_seconds) == (
+        20,
+        10_000,
+        None,
+        8.0,
+    )
+    assert (config.batch_size, config.lr, config.scale, config.margin) == (512, 5e-5, 30.0, 0.4)
+    with pytest.raises(ValueError, match="patience: expected an integer >= 1 or null, found 0"):
+        XVectorTrainingConfig(patience=0)
+    with pytest.raises(ValueError, match="eval_steps: expected an integer >= 1 or null, found 0"):
+        XVectorTrainingConfig(eval_steps=0)
+
+
 def test_held_out_speakers_are_fixed_and_leave_two_to_train():
     speakers = [f"s{i}" for i in range(10)]
     held = held_out_speakers(speakers, 0.05)
@@ -155,6 +171,16 @@ def test_xvector_head_learns_the_fixture_speakers(tmp_path):
     assert 0.0 <= result.min_dcf <= 1.0 and len(result.layer_weights) == frames.frames.shape[1]
     again = train_xvector_verification(frames, manifest, trials, config, seed=0)
     assert again.eer == result.eer, "a seed must reproduce its run"
+    short = dataclasses.replace(config, max_epochs=2)
+    whole = train_xvector_verification(frames, manifest, trials, short, seed=0)
+    cropped = train_xvector_verification(
+        frames, manifest, trials, dataclasses.replace(short, crop_seconds=0.2), 0
+    )
+    assert cropped.epochs_run == 2 and (cropped.eer, cropped.min_dcf) != (whole.eer, whole.min_dcf), (
+        "0.2 s crops train otherwise"
+    )
+    with pytest.raises(ValueError, match=r"crop_seconds: expected crops of at least 15 frames .* 0.1 s = 10"):
+        train_xvector_verification(frames, manifest, trials, dataclasses.replace(config, crop_seconds=0.1), 0)
     with pytest.raises(ValueError, match="id19999/x/00001 is not in the corpus manifest"):
         train_xvector_verification(
             frames, manifest, [*trials[:1], type(trials[0])(True, "id19999/x/00001", trials[0].b)], config, 0
@@ -165,7 +191,11 @@ def test_superb_asv_through_the_benchmark_command(tmp_path, capsys):
     write_voxceleb1(tmp_path / "data" / "VoxCeleb1", dev_speakers=5)
     argv = ["benchmark", "--upstreams", "fbank", "--tasks", "superb_asv", "--seeds", "1"]
     argv += ["--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
-    argv += ["--cache-dir", str(tmp_path / "c"), *(f"xvector.{k}={v}" for k, v in FAST.items())]
+    argv += [
+        "--cache-dir",
+        str(tmp_path / "c"),
+        *(f"xvector.{k}={'null' if v is None else v}" for k, v in FAST.items()),
+    ]
     assert main([*argv, "xvector.max_epochs=2", "xvector.valid_fraction=0.4"]) == 0
     assert "| superb_asv |" in capsys.readouterr().out
     row = json.loads((tmp_path / "out" / "runs" / "fbank" / "superb_asv" / "seed_0.json").read_text())

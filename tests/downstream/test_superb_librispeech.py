@@ -3,6 +3,7 @@ tasks end to end through ``speechssl benchmark`` with tiny head settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 import torch
 from superb_fixtures import LIBRISPEECH_SUBSETS, write_librispeech
 
+from speechssl.augment import TimeWarp
 from speechssl.cli import main
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
-from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, _CTCModel, greedy_decode
+from speechssl.downstream.asr import SPEC_AUGMENT, SUPERB_ASR, SUPERB_PR, _CTCModel, greedy_decode
 from speechssl.downstream.lm_decoding import LexiconBeamSearch, LMDecodingConfig
 from speechssl.downstream.metrics import phone_error_rate, word_error_rate
 from speechssl.downstream.row import Row
@@ -74,6 +76,18 @@ def test_superb_heads_are_the_s3prl_architectures():
     pr = _CTCModel(num_layers=13, dim=768, vocab=70, stack=1, config=SUPERB_PR)
     assert [type(m).__name__ for m in pr.children()] == ["WeightedLayerSum", "Linear", "LinearCTCHead"]
     assert pr.projection.out_features == 256 and pr.head.output.out_features == 70
+
+
+def test_superb_asr_spec_augment_warps_time_first_unless_turned_off():
+    asr = _CTCModel(num_layers=2, dim=8, vocab=5, stack=1, config=SUPERB_ASR)
+    assert asr.spec_augment == SPEC_AUGMENT and SPEC_AUGMENT[0] == TimeWarp(window=5), "s3prl's order"
+    assert [(t.max_width, t.num_masks, t.fill) for t in SPEC_AUGMENT[1:]] == [
+        (49, 4, "zero"),
+        (39, 2, "zero"),
+    ]
+    unwarped = _CTCModel(2, 8, 5, 1, dataclasses.replace(SUPERB_ASR, time_warp=False))
+    assert [type(t).__name__ for t in unwarped.spec_augment] == ["FrequencyMask", "TimeMask"]
+    assert _CTCModel(2, 70, 5, 1, SUPERB_PR).spec_augment == (), "PR trains without SpecAugment"
 
 
 def _benchmark(librispeech: Path, tmp_path: Path, task: str, *head: str) -> Row:

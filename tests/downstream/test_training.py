@@ -11,7 +11,9 @@ import torch
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.training import (
     ClassifierResult,
+    FrameInputs,
     HeadTrainingConfig,
+    build_classifier,
     fit_head,
     frame_statistics,
     train_frame_classifier,
@@ -151,7 +153,7 @@ def test_config_validation_says_expected_and_found():
         HeadTrainingConfig(lr_sweep=[0.01, -0.1])
     with pytest.raises(ValueError, match=r"lr_sweep: expected a non-empty list .* found \[\]"):
         HeadTrainingConfig(lr_sweep=[])
-    with pytest.raises(ValueError, match="patience: expected an integer >= 1, found 0"):
+    with pytest.raises(ValueError, match="patience: expected an integer >= 1 or null, found 0"):
         HeadTrainingConfig(patience=0)
     with pytest.raises(ValueError, match="layer: expected 'weighted' or a layer index, found 'last'"):
         HeadTrainingConfig(layer="last")
@@ -283,3 +285,56 @@ def test_the_loop_is_seeded_locally_and_leaves_the_global_generator_alone():
 def test_max_grad_norm_must_be_positive_or_null():
     with pytest.raises(ValueError, match="max_grad_norm: expected a number > 0 or null, found 0"):
         HeadTrainingConfig(max_grad_norm=0)
+
+
+def _ramp_frames(lengths: list[int]) -> FrameFeatures:
+    """Utterances whose frame ``t`` holds ``t`` in every layer and dimension, at 100 frames a second."""
+    frames = np.concatenate(
+        [np.arange(n, dtype=np.float16)[:, None, None].repeat(2, 1).repeat(3, 2) for n in lengths]
+    )
+    return FrameFeatures(
+        [str(i) for i in range(len(lengths))], (0, 1), frames, np.concatenate([[0], np.cumsum(lengths)]), 160
+    )
+
+
+def test_frame_inputs_serve_random_crops_redrawn_every_batch():
+    frames = _ramp_frames([50, 5])
+    assert frames.frames_in(0.1) == 10 and frames.frames_in(8.0) == 800, "16 kHz / 160 samples a frame"
+    inputs = FrameInputs(frames, [0, 1], torch.zeros(2, 3), torch.ones(2, 3), crop_seconds=0.1)
+    torch.manual_seed(0)
+    starts = []
+    for _ in range(400):
+        x, lengths = inputs.batch(torch.tensor([0, 1]))
+        assert x.shape == (2, 10, 2, 3) and lengths.tolist() == [10, 5]
+        window = x[0, :, 0, 0]
+        assert torch.equal(window, window[0] + torch.arange(10.0)), "a contiguous window of the utterance"
+        assert torch.equal(x[1, :5, 0, 0], torch.arange(5.0)), "a shorter utterance is whole"
+        starts.append(int(window[0]))
+    assert set(starts) == set(range(41)), "every start 0..50-10, drawn anew each batch"
+    torch.manual_seed(0)
+    assert int(inputs.batch(torch.tensor([0, 1]))[0][0, 0, 0, 0]) == starts[0], (
+        "the global seed fixes the draws"
+    )
+    whole = FrameInputs(frames, [0, 1], torch.zeros(2, 3), torch.ones(2, 3)).batch(torch.tensor([0, 1]))
+    assert whole[1].tolist() == [50, 5]
+    with pytest.raises(
+        ValueError, match=r"crop_seconds: expected a duration > 0 in seconds or null, found 0"
+    ):
+        FrameInputs(frames, [0], torch.zeros(2, 3), torch.ones(2, 3), crop_seconds=0)
+
+
+def test_mean_pooled_frames_give_the_pooled_head_its_input():
+    frames = _ramp_frames([7, 4])
+    config = HeadTrainingConfig(head="projected_linear", hidden=4)
+    model = build_classifier(2, 3, 5, config)
+    x, lengths = FrameInputs(frames, [0, 1], torch.zeros(2, 3), torch.ones(2, 3)).batch(torch.tensor([0, 1]))
+    pooled = torch.tensor([3.0, 1.5])[:, None, None].expand(
+        2, 2, 3
+    )  # (batch, layers, dim): mean of 0..6, 0..3
+    assert torch.allclose(model(x, lengths), model(pooled), atol=1e-6), "padding is not averaged in"
+    with pytest.raises(
+        ValueError, match="crop_seconds: random crops are cut from frames, found pooled features"
+    ):
+        features = {split: np.zeros((2, 3, 3), dtype=np.float32) for split in ("train", "valid", "test")}
+        labels = {split: ["a", "b", "a"] for split in features}
+        train_utterance_classifier(features, labels, dataclasses.replace(config, crop_seconds=8.0), seed=0)

@@ -86,6 +86,15 @@ def uniform(
     return low + (high - low) * rand((batch,), generator, device)
 
 
+def crop_offsets(lengths: torch.Tensor, width: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``(batch,)`` int64 starts of random crops of ``width`` positions, uniform over each
+    utterance's admissible starts ``0..max(0, length - width)`` (0 for an utterance no longer
+    than the crop); ``lengths (batch,)`` in samples or frames."""
+    slack = (lengths - width).clamp(min=0)  # (batch,) admissible starts are 0..slack
+    offsets = (rand(tuple(lengths.shape), generator, lengths.device) * (slack + 1)).long()
+    return torch.minimum(offsets, slack)
+
+
 def bernoulli(p: float, batch: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``(batch,)`` bool, True with probability ``p``: which utterances a transform applies to."""
     return rand((batch,), generator, device) < p

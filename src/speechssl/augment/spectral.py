@@ -1,12 +1,13 @@
-"""SpecAugment time and frequency masking (Park et al. 2019, "SpecAugment: A Simple Data
-Augmentation Method for Automatic Speech Recognition", section 2).
+"""SpecAugment time warping, time and frequency masking (Park et al. 2019, "SpecAugment: A
+Simple Data Augmentation Method for Automatic Speech Recognition", section 2).
 
-Both transforms act on time-major features ``(feats (batch, frames, channels), lengths
+The transforms act on time-major features ``(feats (batch, frames, channels), lengths
 (batch,))`` with lengths in frames, e.g. the log-mel filterbank inside the encoder's
 front-end (passed as the encoder's ``feature_transform``). Masks lie inside each
 utterance's valid frames; padding frames are never written. Masked values are filled
 with the utterance's mean over its valid features (``fill="mean"``; equal to the paper's
-zero for normalised features) or with zero.
+zero for normalised features) or with zero. Time warping moves frames within each
+utterance's valid frames and leaves its length and its padding as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from speechssl.augment.base import bernoulli, check_batch, check_probability, rand
 from speechssl.data.batch import lengths_to_padding_mask
@@ -75,6 +77,97 @@ def _fill_value(feats: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor,
     total = (feats * valid[..., None]).sum(dim=(1, 2))  # (batch,)
     count = (lengths.clamp(min=1) * feats.shape[2]).to(feats.dtype)  # (batch,)
     return (total / count)[:, None, None]  # (batch, 1, 1)
+
+
+@dataclass(frozen=True)
+class TimeWarp:
+    """SpecAugment time warping: each utterance's time axis is stretched on one side of a
+    random point and squeezed on the other (Park et al. 2019, §2, the warp parameter ``W``).
+
+    As s3prl's ``specaug.py`` (and ESPnet's ``TimeWarp``) does it, with its draws: for an
+    utterance of ``T`` valid frames, a centre ``c ~ U{W..T-W-1}`` and its new position
+    ``w ~ U{c-W+1..c+W}``; frames ``[0, c)`` are resampled to ``w`` frames and frames
+    ``[c, T)`` to ``T - w`` by bicubic interpolation along time (``align_corners=False``;
+    the channels are not mixed), so the warped utterance keeps its ``T`` frames. An
+    utterance of ``T <= 2W`` frames, and every utterance when ``W = 0``, is left unchanged.
+    The paper moves a point of a sparse image warp instead; the interpolation here is the
+    reference implementation's.
+
+    Attributes:
+        window: ``W``, the largest shift of the warp point in frames.
+    """
+
+    window: int = 5
+
+    def __post_init__(self) -> None:
+        if self.window < 0:
+            raise ValueError(f"window: expected an integer >= 0, found {self.window}")
+
+    def warp_points(
+        self, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw each utterance's centre ``c`` and its new position ``w`` (two draws per utterance).
+
+        Args:
+            lengths: ``(batch,)`` valid frames per utterance.
+            generator: source of the draws.
+
+        Returns:
+            ``(batch,)`` int64 centres and new positions; both 0 for an utterance left unchanged
+            (``T <= 2W``).
+        """
+        window = self.window
+        draws = rand((lengths.shape[0], 2), generator, lengths.device)  # (batch, 2)
+        warps = lengths > 2 * window  # (batch,)
+        room = (lengths - 2 * window).clamp(min=0)  # (batch,) centres W..T-W-1
+        centres = torch.minimum(window + (draws[:, 0] * room).long(), lengths - window - 1)
+        warped = torch.minimum(centres - window + 1 + (draws[:, 1] * 2 * window).long(), centres + window)
+        return centres * warps, warped * warps
+
+    def __call__(
+        self, feats: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            feats: ``(batch, frames, channels)`` time-major features.
+            lengths: ``(batch,)`` valid frames per utterance.
+            generator: source of the warp points (:meth:`warp_points`).
+
+        Returns:
+            warped ``(batch, frames, channels)`` features and the unchanged lengths.
+        """
+        check_batch(feats, lengths, "(batch, frames, channels)")
+        if self.window == 0:
+            return feats, lengths
+        lengths = lengths.to(feats.device)
+        centres, warped = self.warp_points(lengths, generator)
+        utterances = [
+            torch.cat([warp_utterance(feats[i, :length], centre, new), feats[i, length:]])
+            if centre
+            else feats[i]
+            for i, (length, centre, new) in enumerate(
+                zip(lengths.tolist(), centres.tolist(), warped.tolist(), strict=True)
+            )
+        ]  # each (frames, channels)
+        return torch.stack(utterances), lengths
+
+
+def warp_utterance(frames: torch.Tensor, centre: int, warped: int) -> torch.Tensor:
+    """Move frame ``centre`` of ``frames (T, channels)`` to ``warped``: frames ``[0, centre)``
+    resampled to ``warped`` frames and ``[centre, T)`` to ``T - warped``, by bicubic
+    interpolation along time (``align_corners=False``; channels are not mixed).
+
+    Raises:
+        ValueError: ``centre`` or ``warped`` outside ``[1, T)``.
+    """
+    length, channels = frames.shape
+    if not (0 < centre < length and 0 < warped < length):
+        raise ValueError(f"centre/warped: expected frames in [1, {length}), found {centre}/{warped}")
+    image = frames[None, None]  # (T, channels) -> (1, 1, T, channels)
+    left = F.interpolate(image[..., :centre, :], (warped, channels), mode="bicubic", align_corners=False)
+    right = F.interpolate(
+        image[..., centre:, :], (length - warped, channels), mode="bicubic", align_corners=False
+    )
+    return torch.cat([left, right], dim=2)[0, 0]  # (1, 1, T, channels) -> (T, channels)
 
 
 @dataclass(frozen=True)
@@ -201,4 +294,4 @@ class FrequencyMask:
         return torch.where(masked, fill, feats), lengths
 
 
-__all__ = ["FrequencyMask", "TimeMask"]
+__all__ = ["FrequencyMask", "TimeMask", "TimeWarp", "warp_utterance"]

@@ -18,6 +18,7 @@ from speechssl.augment.base import (
     check_batch,
     check_probability,
     check_range,
+    crop_offsets,
     rand,
     randn,
     uniform,
@@ -68,13 +69,11 @@ class RandomCrop:
             ``(batch, min(crop, samples))`` cropped waveforms and their ``(batch,)`` lengths.
         """
         check_batch(waveforms, lengths, "(batch, samples)")
-        batch, samples = waveforms.shape
+        samples = waveforms.shape[1]
         lengths = lengths.to(waveforms.device)
         width = min(self.num_samples, samples)
         new_lengths = lengths.clamp(max=self.num_samples)
-        slack = lengths - new_lengths  # (batch,) admissible offsets are 0..slack
-        offsets = (rand((batch,), generator, waveforms.device) * (slack + 1)).long()
-        offsets = torch.minimum(offsets, slack)
+        offsets = crop_offsets(lengths, self.num_samples, generator)  # (batch,)
         positions = torch.arange(width, device=waveforms.device)
         index = (offsets[:, None] + positions[None, :]).clamp(max=samples - 1)  # (batch, width)
         cropped = waveforms.gather(1, index)  # (batch, width)

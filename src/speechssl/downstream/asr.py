@@ -4,7 +4,7 @@ A learnable softmax-weighted sum of the upstream's layers (SUPERB) is brought to
 ``max_frame_rate`` frames per second by stacking consecutive frames (the low-frame-rate
 trick of Pundak & Sainath 2016; 10 ms filterbanks become 40 ms frames, which keeps the
 BiLSTM affordable on a CPU and still leaves more frames than characters), optionally
-projected (s3prl's ``project_dim``) and masked with SpecAugment while training, then feeds
+projected (s3prl's ``project_dim``) and warped and masked with SpecAugment while training, then feeds
 a BiLSTM with a linear output (:class:`~speechssl.downstream.heads.CTCHead`) or a linear
 layer alone over the units and a blank, trained with CTC (Graves et al. 2006,
 "Connectionist Temporal Classification") and AdamW, keeping the model that scores best on
@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from speechssl.augment.spectral import FrequencyMask, TimeMask
+from speechssl.augment.spectral import FrequencyMask, TimeMask, TimeWarp
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import WeightedLayerSum
@@ -70,10 +70,11 @@ class CTCTrainingConfig:
             stacked ``ceil(rate / max_frame_rate)`` frames at a time; ``None``: never stacked.
         standardize: standardise every layer's features with the mean and standard
             deviation of ``train`` (SUPERB feeds the upstream's features as they are).
-        spec_augment: mask the weighted sum of layers while training with SpecAugment
-            (Park et al. 2019) as s3prl's ASR config: 2 time masks of up to 40 frames and
-            4 frequency bands of up to 50 channels, filled with the utterance's mean
-            (s3prl also warps time, which is left out here).
+        spec_augment: warp and mask the weighted sum of layers while training with
+            SpecAugment (Park et al. 2019) as s3prl's ASR config does (:data:`SPEC_AUGMENT`:
+            time warping, 4 frequency bands and 2 time masks, zero-filled).
+        time_warp: with ``spec_augment``, warp time first (:data:`TIME_WARP`, s3prl's
+            ``apply_time_warp: true``, window 5); ``false``: the masks alone.
         select_on: validation error rate that picks the model of a character task,
             ``cer`` or ``wer`` (SUPERB ASR: dev-clean WER); phone tasks select on PER.
         eval_steps: updates between validations (s3prl's ``eval_step``); ``None``: one epoch.
@@ -96,6 +97,7 @@ class CTCTrainingConfig:
     max_frame_rate: float | None = 25.0
     standardize: bool = True
     spec_augment: bool = False
+    time_warp: bool = True
     select_on: Literal["cer", "wer"] = "cer"
     eval_steps: int | None = None
     lm: LMDecodingConfig = field(default_factory=LMDecodingConfig)
@@ -133,7 +135,8 @@ SUPERB_ASR = CTCTrainingConfig(
 )  # fmt: skip
 """SUPERB ASR (s3prl v0.4 ``downstream/asr/config.yaml``): the weighted sum projected to 1024,
 2 BiLSTM layers of 1024 units per direction with dropout 0.2, no downsampling, Adam at
-1e-4, batches of 32, gradients clipped to 1, SpecAugment on the features, 200k updates with
+1e-4, batches of 32, gradients clipped to 1, SpecAugment with time warping on the features
+(:data:`SPEC_AUGMENT`), 200k updates with
 dev-clean WER every 2k: 100 rounds of 2k updates, all of them run (no early stopping)."""
 
 SUPERB_PR = CTCTrainingConfig(
@@ -231,9 +234,20 @@ class LinearCTCHead(nn.Module):
         return log_probs.transpose(0, 1), lengths  # (batch, frames, vocab) -> (frames, batch, vocab)
 
 
-SPEC_AUGMENT = (TimeMask(max_width=40, num_masks=2), FrequencyMask(max_width=50, num_masks=4))
-"""s3prl's ASR SpecAugment on the features (``time_mask_width_range [0, 40]``,
-``num_time_mask 2``, ``freq_mask_width_range [0, 50]``, ``num_freq_mask 4``)."""
+TIME_WARP = TimeWarp(window=5)
+"""s3prl's ASR time warping (``apply_time_warp: true``, ``time_warp_window: 5``, bicubic)."""
+
+SPEC_AUGMENT = (
+    TIME_WARP,
+    FrequencyMask(max_width=49, num_masks=4, fill="zero"),
+    TimeMask(max_width=39, num_masks=2, fill="zero"),
+)
+"""s3prl v0.4's ASR SpecAugment on the features (``downstream/asr/config.yaml`` and
+``downstream/specaug.py``), in its order: time warping, then ``num_freq_mask: 4`` bands and
+``num_time_mask: 2`` spans whose widths s3prl draws with ``randint`` over
+``freq_mask_width_range [0, 50]`` and ``time_mask_width_range [0, 40]`` (upper bound
+excluded: 0..49 and 0..39), replaced with zero (``replace_with_zero``). Masks lie within each
+utterance's valid frames (s3prl places time masks over the padded batch)."""
 
 
 class _CTCModel(nn.Module):
@@ -241,7 +255,10 @@ class _CTCModel(nn.Module):
         super().__init__()
         self.featurizer = WeightedLayerSum(num_layers)
         self.stack = stack
-        self.spec_augment = config.spec_augment
+        transforms = (
+            SPEC_AUGMENT if config.time_warp else tuple(t for t in SPEC_AUGMENT if t is not TIME_WARP)
+        )
+        self.spec_augment = transforms if config.spec_augment else ()
         width = stack * dim
         self.projection = nn.Identity() if config.projection is None else nn.Linear(width, config.projection)
         width = config.projection or width
@@ -255,9 +272,9 @@ class _CTCModel(nn.Module):
         """``x`` ``(batch, frames, layers, dim)`` → log-probs ``(frames', batch, vocab)`` and lengths."""
         mixed = self.featurizer(x)  # (batch, frames, dim)
         mixed = mixed.masked_fill(lengths_to_padding_mask(lengths, x.shape[1])[:, :, None], 0.0)
-        if self.training and self.spec_augment:
-            for mask in SPEC_AUGMENT:
-                mixed, lengths = mask(mixed, lengths)
+        if self.training:
+            for transform in self.spec_augment:
+                mixed, lengths = transform(mixed, lengths)
         stacked, lengths = stack_frames(mixed, lengths, self.stack)  # (batch, frames', stack * dim)
         return self.head(self.projection(stacked), lengths)
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
+from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.pooling import masked_mean_std
 from speechssl.progress import Progress
@@ -90,6 +91,7 @@ class FrameFeatures:
         downsample_rate: input samples per frame.
         hit: the features were read from the cache rather than computed by this call.
         entry: the cache entry folder, or ``None`` when they were not stored.
+        sample_rate: input samples per second (the upstream's).
     """
 
     ids: list[str]
@@ -99,6 +101,11 @@ class FrameFeatures:
     downsample_rate: int
     hit: bool = False
     entry: Path | None = None
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+
+    def frames_in(self, seconds: float) -> int:
+        """Frames that ``seconds`` of input make (at least 1)."""
+        return max(1, round(seconds * self.sample_rate / self.downsample_rate))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -367,7 +374,14 @@ class FeatureCache:
                     f"({len(manifest) + 1},) ending at total_frames, found {frames.shape} and {offsets.shape}"
                 )
             return FrameFeatures(
-                manifest.ids, chosen, frames, offsets, upstream.downsample_rate, hit=hit, entry=folder
+                manifest.ids,
+                chosen,
+                frames,
+                offsets,
+                upstream.downsample_rate,
+                hit,
+                folder,
+                upstream.sample_rate,
             )
 
         if not self.enabled:

@@ -10,19 +10,26 @@ action, object and location, their cross-entropies summed), with Adam at a learn
 1e-4, gradients clipped to norm 1, for a fixed number of updates; the checkpoint with the
 best ``dev`` accuracy is scored once on ``test``.
 
-How the protocol is expressed here (:meth:`SuperbProtocol.head_config`), and where it
-departs from s3prl:
+How the protocol is expressed here (:meth:`SuperbProtocol.head_config`); each setting
+defaults to s3prl's, and a ``--head key=value`` override names a departure:
 
 - Adam without weight decay is AdamW with ``weight_decay=0``. The batch is s3prl's
   ``train_batch_size × gradient_accumulate_steps`` at once: s3prl averages the accumulated
   losses, which gives the same gradient per update.
 - ``total_steps`` updates with ``dev`` scored every ``eval_step`` updates are
-  ``total_steps / eval_step`` rounds of ``eval_steps`` updates, with no early stopping
-  (``patience`` = rounds): s3prl trains every step and keeps the best ``dev`` checkpoint
-  (ties: speechssl keeps the lower ``dev`` cross-entropy, s3prl the first).
-- Features are computed once (frozen): SID trains on whole utterances instead of random
-  8 s crops, and keyword spotting's silence crops are fixed
-  (:func:`~speechssl.data.corpora.speech_commands.silence_crops`). Pooled features are
+  ``total_steps / eval_step`` rounds of ``eval_steps`` updates, every one run
+  (``patience`` = rounds), the best ``dev`` round kept, as s3prl keeps its best ``dev``
+  checkpoint (ties: speechssl keeps the lower ``dev`` cross-entropy, s3prl the first).
+  ``patience=K`` stops early; ``eval_steps=null max_epochs=N`` validates every epoch.
+- SID trains on random crops of 8 s (``crop_seconds``, s3prl's ``max_timestep: 128000``
+  samples at 16 kHz of its training set; ``dev`` and ``test`` are whole): the upstream's
+  frames are cached, so the crop is a random window of the equivalent number of cached
+  frames of each longer utterance, drawn anew every time it is batched
+  (:class:`~speechssl.downstream.training.FrameInputs`; it differs from cropping the audio
+  only through the encoder's context). ``crop_seconds=null`` trains on whole utterances
+  from pooled means, which is much faster.
+- Keyword spotting's silence crops are fixed
+  (:func:`~speechssl.data.corpora.speech_commands.silence_crops`). Features are
   standardised with ``train`` statistics, as every speechssl head does.
 - KS draws training utterances class-balanced with replacement, as s3prl's
   ``WeightedRandomSampler``; ``dev`` accuracy is computed on the plain ``dev`` set
@@ -56,6 +63,8 @@ class SuperbProtocol:
         balanced: class-balanced sampling of ``train`` (keyword spotting).
         slot_separator: the label is slots joined by this string, one softmax each
             (intent classification: ``action|object|location``, right when all three are).
+        crop_seconds: train on random crops of this many seconds (``max_timestep`` / 16 kHz);
+            ``None``: whole utterances (s3prl's KS, IC and ER configs set none).
     """
 
     total_steps: int
@@ -66,6 +75,7 @@ class SuperbProtocol:
     projector_dim: int = 256
     balanced: bool = False
     slot_separator: str | None = None
+    crop_seconds: float | None = None
 
     @property
     def rounds(self) -> int:
@@ -88,15 +98,16 @@ class SuperbProtocol:
             "max_grad_norm": self.max_grad_norm,
             "balanced": self.balanced,
             "slot_separator": self.slot_separator,
+            "crop_seconds": self.crop_seconds,
         }
         return from_dict(HeadTrainingConfig, {**settings, **(overrides or {})}, where="head")
 
 
-# s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4), emotion (4 × 8);
-# dev every 4000 updates, emotion every 1000
+# s3prl v0.4: speech_commands (batch 32), fluent_commands (32), voxceleb1 (8 × 4, max_timestep 128000),
+# emotion (4 × 8); dev every 4000 updates, emotion every 1000
 KEYWORD_SPOTTING = SuperbProtocol(total_steps=200_000, batch_size=32, balanced=True)
 INTENT_CLASSIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32, slot_separator="|")
-SPEAKER_IDENTIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32)
+SPEAKER_IDENTIFICATION = SuperbProtocol(total_steps=200_000, batch_size=32, crop_seconds=8.0)
 EMOTION_RECOGNITION = SuperbProtocol(total_steps=30_000, batch_size=32, eval_step=1000)
 
 __all__ = [

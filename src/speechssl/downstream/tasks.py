@@ -88,7 +88,7 @@ from speechssl.upstream.features import FeatureUpstream
 FoldMaker = Callable[[Manifest], list[Manifest]]
 
 # The ceiling reference of utterance tasks (issue 15 §3): 80 log-mel means and an MLP head.
-CEILING_HEAD = {"head": "mlp", "pooling": "mean", "layer": "weighted"}
+CEILING_HEAD = {"head": "mlp", "pooling": "mean", "layer": "weighted", "crop_seconds": None}
 SeedRun = Callable[[int], Row]
 
 
@@ -249,7 +249,7 @@ class CorpusTask:
 class UtteranceTask(CorpusTask):
     """An utterance classification task, averaged over the re-split copies (folds) of its
     corpus that ``folds`` makes; pooled features for ``head.pooling == "mean"``, frames
-    for ``"attentive"``."""
+    for ``"attentive"`` or random crops (``head.crop_seconds``)."""
 
     metric: ClassVar[Metric] = Metric("accuracy", "test accuracy")
     seed_meaning: ClassVar[str] = (
@@ -284,9 +284,9 @@ class UtteranceTask(CorpusTask):
         """``run(seed)`` over ``splits`` (row indices of ``manifest`` and their labels), with the
         ceiling reference's features when the kind reports one (:attr:`reports_ceiling`)."""
         config = self.training_config(plan)
-        attentive = config.pooling == "attentive"
+        reads_frames = config.pooling == "attentive" or config.crop_seconds is not None
         features = (
-            plan.cache.frames(upstream, manifest) if attentive else plan.cache.pooled(upstream, manifest)
+            plan.cache.frames(upstream, manifest) if reads_frames else plan.cache.pooled(upstream, manifest)
         )
         ceiling = plan.cache.pooled(FeatureUpstream("fbank"), manifest) if self.reports_ceiling else None
         return partial(self._run, features, ceiling, splits, config)

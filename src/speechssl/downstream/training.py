@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechssl.augment.base import crop_offsets
 from speechssl.data import SPLITS
 from speechssl.downstream.cache import FrameFeatures
 from speechssl.downstream.featurizer import FixedLayer, WeightedLayerSum
@@ -42,6 +43,7 @@ from speechssl.downstream.heads import (
     MLPHead,
     ProjectedLinearHead,
 )
+from speechssl.models.pooling import masked_mean
 from speechssl.progress import Progress
 from speechssl.train.optimizer import parameter_groups
 
@@ -55,7 +57,8 @@ class StoppingSettings(Protocol):
     Attributes:
         batch_size: utterances per update.
         max_epochs: passes over ``train`` at most.
-        patience: epochs without a better validation score before training stops.
+        patience: epochs without a better validation score before training stops; ``None``
+            runs every epoch (a fixed budget, the best epoch kept).
         weight_decay: AdamW decoupled weight decay of the matrices
             (:func:`~speechssl.train.optimizer.parameter_groups`).
         max_grad_norm: gradients are clipped to this global L2 norm; ``None`` does not clip.
@@ -63,20 +66,28 @@ class StoppingSettings(Protocol):
 
     batch_size: int
     max_epochs: int
-    patience: int
+    patience: int | None
     weight_decay: float
     max_grad_norm: float | None
 
 
 def check_stopping_settings(settings: StoppingSettings) -> None:
     """Raise a ``ValueError`` naming the first option of ``settings`` out of its range."""
-    for name in ("batch_size", "max_epochs", "patience"):
+    for name in ("batch_size", "max_epochs"):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name}: expected an integer >= 1, found {getattr(settings, name)}")
+    if settings.patience is not None and settings.patience < 1:
+        raise ValueError(f"patience: expected an integer >= 1 or null, found {settings.patience}")
     if not settings.weight_decay >= 0:
         raise ValueError(f"weight_decay: expected a number >= 0, found {settings.weight_decay}")
     if settings.max_grad_norm is not None and not settings.max_grad_norm > 0:
         raise ValueError(f"max_grad_norm: expected a number > 0 or null, found {settings.max_grad_norm}")
+
+
+def check_crop_seconds(crop_seconds: float | None) -> None:
+    """Raise a ``ValueError`` unless ``crop_seconds`` is ``None`` or a finite duration > 0."""
+    if crop_seconds is not None and not (crop_seconds > 0 and math.isfinite(crop_seconds)):
+        raise ValueError(f"crop_seconds: expected a duration > 0 in seconds or null, found {crop_seconds}")
 
 
 @dataclass
@@ -134,7 +145,8 @@ def train_with_early_stopping(
 
     Early stopping (Prechelt 1998): after every epoch the model is scored on ``valid``; the
     epoch with the largest ``criterion(score)`` is kept (the first, on ties), and training
-    stops after ``settings.patience`` epochs without a larger one. An epoch is ``num_train``
+    stops after ``settings.patience`` epochs without a larger one (never, with ``None``:
+    every epoch runs and the best is kept, s3prl's fixed budget). An epoch is ``num_train``
     utterances: a permutation of ``train``, or, with ``sample_weights``, drawn with
     replacement in proportion to them (PyTorch's ``WeightedRandomSampler``, as s3prl
     balances the classes of keyword spotting). With ``eval_steps``, the model is scored after
@@ -200,7 +212,7 @@ def train_with_early_stopping(
                 if best_epoch == 0 or criterion(scores[-1]) > criterion(scores[best_epoch - 1]):
                     best_epoch = epoch
                     best_state = copy.deepcopy(model.state_dict())
-                elif epoch - best_epoch >= settings.patience:
+                elif settings.patience is not None and epoch - best_epoch >= settings.patience:
                     break
     model.load_state_dict(best_state)
     model.eval()
@@ -241,6 +253,11 @@ class HeadTrainingConfig:
             ``train`` values, the loss is the sum of the slots' cross-entropies and a
             prediction is right when every slot is (s3prl's intent classification on Fluent
             Speech Commands); ``None``: each label is one class.
+        crop_seconds: train on a random window of this many seconds of each longer
+            utterance's frames, drawn anew every time the utterance is batched (s3prl's
+            ``max_timestep`` of speaker identification); ``valid`` and ``test`` read whole
+            utterances. Needs frames: the task reads them instead of pooled means (see
+            :class:`FrameInputs`). ``None``: whole utterances.
     """
 
     head: Literal["linear", "mlp", "projected_linear"] = "linear"
@@ -259,6 +276,7 @@ class HeadTrainingConfig:
     balanced: bool = False
     eval_steps: int | None = None
     slot_separator: str | None = None
+    crop_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.head not in ("linear", "mlp", "projected_linear"):
@@ -291,6 +309,7 @@ class HeadTrainingConfig:
             )
         if self.attention_dim < 1:
             raise ValueError(f"attention_dim: expected an integer >= 1, found {self.attention_dim}")
+        check_crop_seconds(self.crop_seconds)
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
             raise ValueError(f"layer: expected 'weighted' or a layer index, found {self.layer!r}")
 
@@ -373,20 +392,27 @@ class UtteranceClassifier(nn.Module):
 
     Args:
         featurizer: ``(..., layers, dim)`` -> ``(..., dim)``.
-        head: on pooled inputs ``(batch, dim)`` -> ``(batch, classes)``; on frames
-            ``(batch, frames, dim)`` and ``lengths`` -> ``(batch, classes)``.
+        head: on pooled inputs ``(batch, dim)`` -> ``(batch, classes)``; with ``pools_frames``,
+            on frames ``(batch, frames, dim)`` and ``lengths`` -> ``(batch, classes)``.
+        pools_frames: the head pools frames itself; otherwise frames are mean-pooled over
+            each utterance's valid frames before the head.
     """
 
-    def __init__(self, featurizer: WeightedLayerSum | FixedLayer, head: nn.Module) -> None:
+    def __init__(
+        self, featurizer: WeightedLayerSum | FixedLayer, head: nn.Module, pools_frames: bool = False
+    ) -> None:
         super().__init__()
         self.featurizer = featurizer
         self.head = head
+        self.pools_frames = pools_frames
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(batch, classes)`` of pooled ``x (batch, layers, dim)``, or of frames
         ``x (batch, frames, layers, dim)`` with ``lengths (batch,)``."""
         mixed = self.featurizer(x)  # (batch, dim) or (batch, frames, dim)
-        return self.head(mixed) if lengths is None else self.head(mixed, lengths)
+        if lengths is None:
+            return self.head(mixed)
+        return self.head(mixed, lengths) if self.pools_frames else self.head(masked_mean(mixed, lengths))
 
 
 def build_classifier(
@@ -404,7 +430,7 @@ def build_classifier(
         head = ProjectedLinearHead(feat_dim, config.hidden, num_classes)
     else:
         head = MLPHead(feat_dim, config.hidden, num_classes, config.dropout)
-    return UtteranceClassifier(featurizer, head)
+    return UtteranceClassifier(featurizer, head, pools_frames=config.pooling == "attentive")
 
 
 class FrameInputs:
@@ -413,32 +439,60 @@ class FrameInputs:
     Frames stay in the (memory-mapped, float16) cache; a batch is gathered, converted to
     float32 and standardised when asked for, so memory holds one batch, not the corpus.
 
+    With ``crop_seconds``, every utterance longer than the crop is served as a window of
+    :meth:`~speechssl.downstream.cache.FrameFeatures.frames_in` ``(crop_seconds)`` frames at
+    a random start, drawn anew each time it is batched from the global generator (which
+    :func:`train_with_early_stopping` seeds with the run's seed), as s3prl's training sets
+    crop ``max_timestep`` samples of audio at a random start. The frames of a cached
+    whole-utterance forward differ from those of a forward on the cropped audio only through
+    the encoder's context: frames near the crop's edges (and, through self-attention, every
+    frame) were computed with audio outside the window.
+
     Args:
         frames: cached features ``(total_frames, layers, dim)`` of a whole corpus.
         rows: the utterances (indices into ``frames``) these inputs serve, in order.
         mean: ``(layers, dim)`` subtracted from every frame.
         std: ``(layers, dim)`` every frame is divided by.
+        crop_seconds: random crops of this many seconds; ``None``: whole utterances.
     """
 
     def __init__(
-        self, frames: FrameFeatures, rows: Sequence[int], mean: torch.Tensor, std: torch.Tensor
+        self,
+        frames: FrameFeatures,
+        rows: Sequence[int],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        crop_seconds: float | None = None,
     ) -> None:
+        check_crop_seconds(crop_seconds)
         self.frames = frames
         self.rows = list(rows)
         self.mean = mean
         self.std = std
+        self.crop = None if crop_seconds is None else frames.frames_in(crop_seconds)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero-padded frames ``(batch, frames, layers, dim)`` and ``lengths (batch,)`` of ``positions``."""
+        rows = [self.rows[p] for p in positions.tolist()]
+        offsets = self.frames.offsets
+        lengths = torch.tensor([int(offsets[row + 1] - offsets[row]) for row in rows])  # (batch,)
+        starts = torch.zeros_like(lengths)
+        if self.crop is not None:
+            starts = crop_offsets(lengths, self.crop, None)
+            lengths = lengths.clamp(max=self.crop)
         utterances = [
-            (torch.from_numpy(np.asarray(self.frames.utterance(self.rows[p]), dtype=np.float32)) - self.mean)
+            (
+                torch.from_numpy(
+                    np.asarray(self.frames.utterance(row)[start : start + length], dtype=np.float32)
+                )
+                - self.mean
+            )
             / self.std
-            for p in positions.tolist()
+            for row, start, length in zip(rows, starts.tolist(), lengths.tolist(), strict=True)
         ]  # each (frames, layers, dim)
-        lengths = torch.tensor([len(u) for u in utterances])
         return nn.utils.rnn.pad_sequence(utterances, batch_first=True), lengths
 
 
@@ -713,6 +767,11 @@ def train_utterance_classifier(
             f"pooling: pooled features are classified with pooling='mean', found {config.pooling!r} "
             "(use train_frame_classifier on frames)"
         )
+    if config.crop_seconds is not None:
+        raise ValueError(
+            f"crop_seconds: random crops are cut from frames, found pooled features and "
+            f"crop_seconds={config.crop_seconds} (use train_frame_classifier)"
+        )
     _check_inputs(features, labels, config)
     classes, targets = _class_targets(labels, config.slot_separator)
     tensors = {
@@ -758,7 +817,9 @@ def train_frame_classifier(
     The same procedure as :func:`train_utterance_classifier` (standardisation with ``train``
     statistics, learning rates chosen on ``valid``, ``test`` scored once), on frames: the
     featurizer mixes the layers of every frame and the head of ``config.pooling`` pools
-    them (``attentive``: :class:`~speechssl.downstream.heads.AttentiveStatisticsPoolingHead`).
+    them (``attentive``: :class:`~speechssl.downstream.heads.AttentiveStatisticsPoolingHead`;
+    ``mean``: the mean over each utterance's valid frames, then the head). With
+    ``config.crop_seconds`` the training utterances are random crops (:class:`FrameInputs`).
 
     Args:
         frames: cached ``(frames, layers, dim)`` features of every utterance of a corpus.
@@ -779,5 +840,8 @@ def train_frame_classifier(
     _check_layer(config, frames.frames.shape[1])
     classes, targets = _class_targets(labels, config.slot_separator)
     mean, std = frame_statistics(frames, rows["train"])
-    inputs = {split: FrameInputs(frames, rows[split], mean, std) for split in SPLITS}
+    inputs = {
+        split: FrameInputs(frames, rows[split], mean, std, config.crop_seconds if split == "train" else None)
+        for split in SPLITS
+    }
     return _fit_and_score(inputs, targets, classes, config, seed)

@@ -21,12 +21,20 @@ the dev-set speakers (every speaker not in the trials), with AdamW at 5e-5 and g
 clipped to norm 1; the checkpoint with the lowest EER on dev trials is scored once on the
 test trials. minDCF uses p_target = 0.01, C_miss = C_fa = 1 (the Kaldi VoxCeleb recipe,
 ``egs/voxceleb/v2/run.sh``: ``compute_min_dcf.py --p-target 0.01``); SUPERB reports EER only.
-How this departs from s3prl, with the upstream frozen and its frames cached: whole
-utterances instead of random 8 s crops; frames standardised with the training speakers'
-statistics (as every speechssl head); dev trials are all same-speaker pairs and as many
-different-speaker pairs (:func:`make_trials`) of held-out dev-set speakers (s3prl ships a
-fixed ``dev_meta_data.txt``); dev is scored after every epoch and training stops after
-``patience`` epochs without a better dev EER, not after 200,000 updates.
+
+Each setting of :class:`XVectorTrainingConfig` defaults to s3prl's, and an option names a
+departure: training utterances are random 8 s crops (``crop_seconds``, s3prl's
+``max_timestep: 128000``; a window of the cached frames, see
+:class:`~speechssl.downstream.training.FrameInputs`; ``null``: whole utterances); 200,000
+updates as 20 rounds of 10,000 (``max_epochs`` rounds of ``eval_steps``, s3prl's
+``total_steps`` and ``save_step``), every round run and the one with the lowest dev EER
+kept (``patience=K``: stop after ``K`` rounds without a lower one). Fixed by the frozen,
+cached upstream or by the project's conventions: frames are standardised with the training
+speakers' statistics (as every speechssl head); dev trials are all same-speaker pairs and as
+many different-speaker pairs (:func:`make_trials`) of held-out dev-set speakers (s3prl ships
+a fixed ``dev_meta_data.txt``), and the kept checkpoint is the best on them, scored once on
+the test trials (s3prl's ``test_expdir.sh`` scores every saved checkpoint on the test trials
+and reports the lowest test EER).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from speechssl.downstream.heads import AdditiveMarginSoftmax, XVectorHead
 from speechssl.downstream.metrics import cosine_scores, equal_error_rate, min_dcf
 from speechssl.downstream.training import (
     FrameInputs,
+    check_crop_seconds,
     check_stopping_settings,
     frame_statistics,
     train_with_early_stopping,
@@ -179,11 +188,18 @@ class XVectorTrainingConfig:
         lr: AdamW learning rate (``optimizer.lr``: 5e-5).
         weight_decay: AdamW weight decay (s3prl leaves torch's default, 0.01).
         batch_size: utterances per update (``train_batch_size × gradient_accumulate_steps``: 256 × 2).
-        max_epochs: passes over the training speakers' utterances at most.
-        patience: epochs without a lower dev EER before training stops.
+        max_epochs: dev evaluations (rounds of ``eval_steps`` updates; epochs without them):
+            s3prl's ``total_steps / save_step`` = 200,000 / 10,000.
+        eval_steps: updates between two dev evaluations (s3prl's ``save_step``, each saved
+            checkpoint scored); ``None``: one epoch.
+        patience: rounds without a lower dev EER before training stops; ``None`` (s3prl's
+            fixed budget) runs every round and keeps the best.
         max_grad_norm: gradient clipping (``runner.gradient_clipping``: 1); ``None`` does not clip.
         layer: ``weighted`` (SUPERB's learnable weighted sum of layers) or one layer's index.
         valid_fraction: share of the training speakers held out for the dev trials (at least 2).
+        crop_seconds: train on random crops of this many seconds of each longer utterance
+            (``datarc.max_timestep``: 128,000 samples at 16 kHz), drawn anew every time it is
+            batched; dev and test trials read whole utterances. ``None``: whole utterances.
     """
 
     hidden: int = 512
@@ -193,11 +209,13 @@ class XVectorTrainingConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     batch_size: int = 512
-    max_epochs: int = 50
-    patience: int = 5
+    max_epochs: int = 20
+    eval_steps: int | None = 10_000
+    patience: int | None = None
     max_grad_norm: float | None = 1.0
     layer: Literal["weighted"] | int = "weighted"
     valid_fraction: float = 0.05
+    crop_seconds: float | None = 8.0
 
     def __post_init__(self) -> None:
         for name in ("hidden", "pooled_dim"):
@@ -213,7 +231,10 @@ class XVectorTrainingConfig:
             raise ValueError(f"valid_fraction: expected a fraction in (0, 1), found {self.valid_fraction}")
         if self.layer != "weighted" and (isinstance(self.layer, bool) or not isinstance(self.layer, int)):
             raise ValueError(f"layer: expected 'weighted' or a layer index, found {self.layer!r}")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps: expected an integer >= 1 or null, found {self.eval_steps}")
         check_stopping_settings(self)
+        check_crop_seconds(self.crop_seconds)
 
 
 class XVectorVerifier(nn.Module):
@@ -244,14 +265,14 @@ class XVectorVerifier(nn.Module):
 
 @dataclass(frozen=True)
 class XVectorVerificationResult:
-    """Test-trial EER and minDCF of the x-vector head at its best dev epoch.
+    """Test-trial EER and minDCF of the x-vector head at its best dev round.
 
     Attributes:
         eer: test EER.
         min_dcf: test minDCF (p_target 0.01, C_miss = C_fa = 1).
-        dev_eer: EER of the dev trials at the kept epoch.
-        best_epoch: 1-based epoch kept.
-        epochs_run: epochs trained.
+        dev_eer: EER of the dev trials at the kept round.
+        best_epoch: 1-based round kept (an epoch when ``eval_steps`` is ``None``).
+        epochs_run: rounds trained.
         layer_weights: the featurizer's softmax layer weights, or ``None`` for a fixed layer.
         num_trials: test trials scored.
         num_speakers: speakers the head was trained to classify.
@@ -308,8 +329,9 @@ def train_xvector_verification(
     config: XVectorTrainingConfig,
     seed: int,
 ) -> XVectorVerificationResult:
-    """SUPERB ASV: train the x-vector head on the ``train`` speakers of ``manifest``, keep the
-    epoch with the lowest EER on dev trials of held-out training speakers, score ``trials``.
+    """SUPERB ASV: train the x-vector head on the ``train`` speakers of ``manifest`` (random
+    crops of ``config.crop_seconds``), keep the round with the lowest EER on dev trials of
+    held-out training speakers, score ``trials``.
 
     Training and dev utterances shorter than the x-vector's receptive field (15 frames) are
     left out, as s3prl leaves out utterances under 2 s.
@@ -323,7 +345,8 @@ def train_xvector_verification(
 
     Raises:
         ValueError: a trial naming an utterance not in ``manifest`` or one too short for the
-            head, a layer index out of range, or too few training speakers.
+            head, a crop shorter than the head reads, a layer index out of range, or too few
+            training speakers.
     """
     position = {utterance: i for i, utterance in enumerate(manifest.ids)}
     lengths = frames.lengths
@@ -337,6 +360,14 @@ def train_xvector_verification(
                     f"trials: {utterance} has {lengths[position[utterance]]} frames, the x-vector head reads "
                     f"{XVectorHead.receptive_field}"
                 )
+    if (
+        config.crop_seconds is not None
+        and frames.frames_in(config.crop_seconds) < XVectorHead.receptive_field
+    ):
+        raise ValueError(
+            f"crop_seconds: expected crops of at least {XVectorHead.receptive_field} frames (the x-vector "
+            f"head's receptive field), found {config.crop_seconds} s = {frames.frames_in(config.crop_seconds)}"
+        )
     train_rows = [i for i in manifest.split_rows(("train",))["train"] if long_enough[i]]
     speakers = manifest.column("speaker")
     held_out = held_out_speakers([speakers[i] for i in train_rows], config.valid_fraction)
@@ -350,7 +381,8 @@ def train_xvector_verification(
     classes = sorted({speakers[i] for i in fit_rows})
     targets = torch.tensor([classes.index(speakers[i]) for i in fit_rows])  # (fit utterances,)
     mean, std = frame_statistics(frames, fit_rows)
-    fit, valid, test = (FrameInputs(frames, rows, mean, std) for rows in (fit_rows, valid_rows, test_rows))
+    fit = FrameInputs(frames, fit_rows, mean, std, config.crop_seconds)
+    valid, test = (FrameInputs(frames, rows, mean, std) for rows in (valid_rows, test_rows))
     valid_position = {manifest.ids[row]: i for i, row in enumerate(valid_rows)}
     test_position = {manifest.ids[row]: i for i, row in enumerate(test_rows)}
 
@@ -368,7 +400,15 @@ def train_xvector_verification(
         return equal_error_rate(*_score(_embed(model, valid), valid_position, valid_trials))[0]
 
     run = train_with_early_stopping(
-        build, batch_loss, len(fit), validate, lambda eer: -eer, config, config.lr, seed
+        build,
+        batch_loss,
+        len(fit),
+        validate,
+        lambda eer: -eer,
+        config,
+        config.lr,
+        seed,
+        eval_steps=config.eval_steps,
     )
     scores, labels = _score(_embed(run.model, test), test_position, trials)
     featurizer = run.model.featurizer
