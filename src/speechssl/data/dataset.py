@@ -170,6 +170,34 @@ def build_dataloader(
     )
 
 
+def short_utterances(
+    manifest: Manifest, durations: np.ndarray, sample_rate: int, min_samples: int
+) -> BadFileSummary:
+    """The rows of ``manifest`` too short for an encoder, as bad files (in manifest order).
+
+    Args:
+        manifest: the utterances.
+        durations: ``(utterances,)`` seconds each is read for (after any crop, e.g.
+            :meth:`AudioDataset.effective_durations`).
+        sample_rate: the rate they are read at.
+        min_samples: the fewest samples the encoder reads (``EncoderConfig.min_samples``, the
+            waveform CNN's receptive field; ``Upstream.min_samples``).
+    """
+    samples = np.round(np.asarray(durations, dtype=np.float64) * sample_rate).astype(np.int64)  # (utterances,)
+    return BadFileSummary(
+        [
+            BadFile(
+                id=row.id,
+                path=str(row.path),
+                reason=f"too short: {count} samples at {sample_rate} Hz, fewer than the {min_samples} "
+                "the encoder's front-end reads (its receptive field)",
+            )
+            for row, count in zip(manifest, samples.tolist(), strict=True)
+            if count < min_samples
+        ]
+    )
+
+
 def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) -> BadFileSummary:
     """Check every file of ``manifest`` once (thread pool) and list the bad ones, in manifest order.
 
