@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
-class _RejectedValue(ConfigError):
+class _RejectedValueError(ConfigError):
     """A value of the right type that no field takes (a NaN or infinite float): reported as is,
     not as a mismatch of every type of a union."""
 
@@ -46,7 +46,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, option, where)
-            except _RejectedValue:
+            except _RejectedValueError:
                 raise
             except ConfigError:
                 continue
@@ -85,7 +85,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, found {value!r}")
         if not math.isfinite(value):
-            raise _RejectedValue(f"{where}: expected a finite float, found {value!r}")
+            raise _RejectedValueError(f"{where}: expected a finite float, found {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -127,7 +127,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         ConfigError: ``data`` is not a mapping, or a key is unknown, missing or of the wrong type.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping of {cls.__name__} fields, found {data!r}")
+        raise ConfigError(
+            f"{where or cls.__name__}: expected a mapping of {cls.__name__} fields, found {data!r}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

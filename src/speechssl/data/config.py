@@ -80,7 +80,9 @@ class DataConfig:
                 f"found {self.crop_seconds}"
             )
         if not (self.max_batch_seconds > 0 and math.isfinite(self.max_batch_seconds)):
-            raise ValueError(f"max_batch_seconds: expected a finite number > 0, found {self.max_batch_seconds}")
+            raise ValueError(
+                f"max_batch_seconds: expected a finite number > 0, found {self.max_batch_seconds}"
+            )
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, found {self.num_workers}")
         low, high = SAMPLE_RATE_RANGE

@@ -183,7 +183,9 @@ def short_utterances(
         min_samples: the fewest samples the encoder reads (``EncoderConfig.min_samples``, the
             waveform CNN's receptive field; ``Upstream.min_samples``).
     """
-    samples = np.round(np.asarray(durations, dtype=np.float64) * sample_rate).astype(np.int64)  # (utterances,)
+    samples = np.round(np.asarray(durations, dtype=np.float64) * sample_rate).astype(
+        np.int64
+    )  # (utterances,)
     return BadFileSummary(
         [
             BadFile(
@@ -196,6 +198,31 @@ def short_utterances(
             if count < min_samples
         ]
     )
+
+
+def header_durations(manifest: Manifest, workers: int = 4) -> tuple[np.ndarray, BadFileSummary]:
+    """Each file's duration by its header (thread pool, nothing decoded), and the bad files.
+
+    Returns:
+        ``(utterances,)`` float64 seconds, NaN for a bad file (missing, not audio, 0 samples),
+        and those bad files in manifest order.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, found {workers}")
+
+    def read(row: Utterance) -> float | BadFile:
+        try:
+            info = audio_info(row.path)
+            if info.frames == 0:
+                raise AudioError(row.path, "empty audio file (0 samples)")
+        except AudioError as err:
+            return BadFile(id=row.id, path=str(row.path), reason=err.reason)
+        return info.duration
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(read, manifest))
+    durations = np.array([np.nan if isinstance(r, BadFile) else r for r in results], dtype=np.float64)
+    return durations, BadFileSummary([r for r in results if isinstance(r, BadFile)])
 
 
 def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) -> BadFileSummary:

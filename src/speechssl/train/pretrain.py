@@ -108,7 +108,9 @@ def skip_short(dataset: AudioDataset, min_samples: int, bad_files: BadFileSummar
             f"data.crop_seconds: expected at least {min_samples / dataset.sample_rate:g} s ({min_samples} samples, "
             f"the encoder front-end's receptive field), found {crop:g}"
         )
-    short = short_utterances(dataset.manifest, dataset.effective_durations(), dataset.sample_rate, min_samples)
+    short = short_utterances(
+        dataset.manifest, dataset.effective_durations(), dataset.sample_rate, min_samples
+    )
     if not short:
         return dataset
     bad_files.extend(short)

@@ -157,7 +157,9 @@ def _not_a_file(path: Path) -> str | None:
         return f"cannot be read ({err.strerror})"
     if stat.S_ISREG(mode):
         return None
-    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or other special file"
+    kind = (
+        "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or other special file"
+    )
     return f"not a regular file ({kind})"
 
 

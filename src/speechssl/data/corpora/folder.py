@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora.common import AUDIO_SUFFIXES, PendingUtterance, file_ids, list_audio, probe_utterances
+from speechssl.data.corpora.common import (
+    AUDIO_SUFFIXES,
+    PendingUtterance,
+    file_ids,
+    list_audio,
+    probe_utterances,
+)
 from speechssl.data.manifest import MANIFEST_SUFFIXES, Manifest
 
 UNKNOWN_SPEAKER = "unknown"

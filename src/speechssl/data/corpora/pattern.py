@@ -198,7 +198,9 @@ def load_pattern(
             bad_files.add(BadFile(id=utterance_id, path=str(path), reason=reason))
             continue
         speaker = fields.pop("speaker", UNKNOWN_SPEAKER)
-        candidates.append(PendingUtterance(path, id=utterance_id, speaker=speaker, split=split, labels=fields))
+        candidates.append(
+            PendingUtterance(path, id=utterance_id, speaker=speaker, split=split, labels=fields)
+        )
     if not candidates:
         raise ValueError(f"corpus 'pattern': no file name under {root} matches the pattern {named.pattern!r}")
     return Manifest(probe_utterances(candidates, bad_files))
