@@ -12,6 +12,7 @@ import soundfile
 from speechssl.cli import main
 from speechssl.data import SyntheticConfig, generate_synthetic_corpus
 from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.evaluate import run_evaluation
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.runner import probe_upstreams
 from speechssl.downstream.screening import usable_rows
@@ -61,3 +62,14 @@ def test_a_split_losing_more_than_max_bad_fraction_is_refused(tmp_path, corpus, 
     assert len(err.strip().splitlines()) == 1 and "--max-bad-fraction=0" in err and str(broken.path) in err
     assert main([*args, "--no-cache", "--max-bad-fraction", "1.5"]) == 2
     assert "--max-bad-fraction: expected a number in [0, 1], found 1.5" in capsys.readouterr().err
+
+
+def test_a_benchmark_task_skips_counts_and_lists_an_unreadable_file(tmp_path, corpus):
+    manifest, broken, _ = corpus
+    manifest.save(tmp_path / "m.csv")
+    plan = EvaluationPlan([f"{tmp_path / 'm.csv'}:gender"], [0], FeatureCache(enabled=False))
+    with pytest.warns(UserWarning, match="1 bad file"):
+        (row,) = run_evaluation(["fbank"], plan, tmp_path / "report")
+    assert 0.0 <= row.value <= 1.0
+    (listing,) = (tmp_path / "report" / "runs").rglob("bad_files.json")
+    assert [record["id"] for record in json.loads(listing.read_text())["files"]] == [broken.id]
