@@ -3,6 +3,7 @@ skipped, counted and listed, not the end of the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import soundfile
 
 from speechssl.cli import main
+from speechssl.data import Manifest, load_corpus
 from speechssl.train import load_pretrain_config, pretrain
 
 WAV2VEC2_TINY = (
@@ -60,3 +62,18 @@ def test_a_crop_shorter_than_the_receptive_field_is_a_config_error(tmp_path):
     config = load_pretrain_config(None, overrides, method="wav2vec2")
     with pytest.raises(ValueError, match=r"data\.crop_seconds: expected at least 0\.025 s \(400 samples"):
         pretrain(config, tmp_path / "run")
+
+
+def test_a_manifest_row_whose_duration_is_not_its_files_is_skipped_and_listed(tmp_path):
+    root = _corpus(tmp_path / "corpus")
+    manifest = load_corpus("folder", root).exclude_ids({"click"})
+    stale = manifest[0]
+    rows = [dataclasses.replace(row, duration=100.0) if row.id == stale.id else row for row in manifest]
+    Manifest(rows).save(tmp_path / "m.csv")
+    overrides = [*WAV2VEC2_TINY, "data.corpus=manifest", f"data.root={tmp_path / 'm.csv'}"]
+    config = load_pretrain_config(None, overrides, method="wav2vec2")
+    with pytest.warns(UserWarning, match="1 bad file"):
+        pretrain(config, tmp_path / "run")
+    (listed,) = json.loads((tmp_path / "run" / "bad_files.json").read_text())["files"]
+    assert listed["id"] == stale.id
+    assert listed["reason"] == "the manifest's duration 100.000 s is not the file's 1.000 s"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,12 @@ from torch.utils.data import DataLoader
 
 from speechssl import distributed
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
-from speechssl.data.audio import BadFileSummary
+from speechssl.data.audio import BadFile, BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
-from speechssl.data.dataset import AudioDataset, build_dataloader, short_utterances
+from speechssl.data.dataset import AudioDataset, build_dataloader, header_durations, short_utterances
 from speechssl.data.sampler import DurationBatchSampler
+from speechssl.data.validate import DURATION_TOLERANCE
 from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.models.checkpoint import resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
@@ -95,6 +97,29 @@ def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
         )
 
 
+def skip_stale_rows(dataset: AudioDataset, bad_files: BadFileSummary) -> AudioDataset:
+    """``dataset`` (read from a saved manifest, whose rows were not probed) without the rows whose
+    file header is bad or whose stated duration is not the file's (more than
+    ``DURATION_TOLERANCE`` off: a crop would start past its end), each recorded in ``bad_files``."""
+    manifest = dataset.manifest
+    headers, unreadable = header_durations(manifest)
+    stale = BadFileSummary(list(unreadable))
+    for row, found in zip(manifest, headers.tolist(), strict=True):
+        if not math.isnan(found) and abs(row.duration - found) > DURATION_TOLERANCE:
+            reason = f"the manifest's duration {row.duration:.3f} s is not the file's {found:.3f} s"
+            stale.add(BadFile(id=row.id, path=str(row.path), reason=reason))
+    if not stale:
+        return dataset
+    bad_files.extend(stale)
+    return AudioDataset(
+        manifest.exclude_ids(stale.ids),
+        dataset.sample_rate,
+        dataset.crop_seconds,
+        dataset.skip_bad,
+        dataset.seed,
+    )
+
+
 def skip_short(dataset: AudioDataset, min_samples: int, bad_files: BadFileSummary) -> AudioDataset:
     """``dataset`` without the items shorter (after cropping) than the ``min_samples`` the encoder's
     front-end reads, each recorded in ``bad_files`` like an unreadable file (``data.skip_bad``).
@@ -142,6 +167,8 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
         manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
     )
     if bad_files is not None:
+        if data.corpus == "manifest":
+            dataset = skip_stale_rows(dataset, bad_files)
         dataset = skip_short(dataset, config.encoder.min_samples, bad_files)
         if not len(dataset):
             first = bad_files.files[0]
