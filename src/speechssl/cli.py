@@ -187,9 +187,8 @@ def _add_evaluation_options(
     parser.add_argument(
         "--max-bad-fraction",
         type=float,
-        default=0.05,
         help="share of a split's files that may be bad (unreadable or too short: skipped, counted, "
-        "listed) before the evaluation refuses (default 0.05)",
+        "listed) before the evaluation refuses (default: 0.05, EvaluationPlan.max_bad_fraction)",
     )
     if baselines:
         parser.add_argument(
@@ -594,7 +593,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         head_overrides=apply_overrides({}, head),
         asr_overrides=apply_overrides({}, asr),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
-        max_bad_fraction=args.max_bad_fraction,
+        **({} if args.max_bad_fraction is None else {"max_bad_fraction": args.max_bad_fraction}),
     )
 
 

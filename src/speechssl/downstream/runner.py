@@ -100,11 +100,10 @@ def probe_upstreams(
     for spec in specs:
         upstream = build_upstream(spec)
         layers = layer_choices(layer, upstream.num_layers)
-        usable, bad = usable_rows(
+        manifest, bad = usable_rows(
             corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files
         )
         report_bad_files(bad, output)
-        manifest = usable
         provenance = {
             "upstream_fingerprint": upstream.fingerprint(),
             "data_digest": manifest.digest(),
