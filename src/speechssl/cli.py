@@ -184,6 +184,12 @@ def _add_evaluation_options(
         help="feature cache folder (default: $SPEECHSSL_CACHE/features or ~/.cache/speechssl/features)",
     )
     parser.add_argument("--no-cache", action="store_true", help="recompute features; store nothing")
+    parser.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        help="share of a split's files that may be bad (unreadable or too short: skipped, counted, "
+        "listed) before the evaluation refuses (default: 0.05, EvaluationPlan.max_bad_fraction)",
+    )
     if baselines:
         parser.add_argument(
             "--baselines", default="fbank", help="comma-separated upstream specs evaluated beside the models"
@@ -384,6 +390,7 @@ OPTION_FLAGS = {
     "lambdas": "--lambdas",
     "layer": "--layer",
     "losses": "--losses",
+    "max_bad_fraction": "--max-bad-fraction",
     "max_utterances": "--max-utterances",
     "projectors": "--projectors",
     "seeds": "--seeds",
@@ -586,6 +593,7 @@ def _evaluation_plan(args: argparse.Namespace, tasks: Sequence[str] | None = Non
         head_overrides=apply_overrides({}, head),
         asr_overrides=apply_overrides({}, asr),
         baselines=[b for b in getattr(args, "baselines", "").split(",") if b],
+        **({} if args.max_bad_fraction is None else {"max_bad_fraction": args.max_bad_fraction}),
     )
 
 
@@ -597,13 +605,17 @@ def _print_cache_stats(plan) -> None:
 
 
 def _run_probe(args: argparse.Namespace) -> int:
+    from speechssl.data import BadFileSummary
     from speechssl.downstream.report import format_probe_table
     from speechssl.downstream.runner import probe_upstreams, write_probe_results
 
     plan = _evaluation_plan(args, tasks=args.task)
-    manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name)
+    bad_files = BadFileSummary()
+    manifest = _load_corpus(args.manifest or args.corpus, args.corpus_name, bad_files)
     output = Path(args.output) if args.output else None
-    rows = probe_upstreams(args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output)
+    rows = probe_upstreams(
+        args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output, bad_files
+    )
     print(format_probe_table(rows))
     _print_cache_stats(plan)
     if output is not None:

@@ -9,6 +9,7 @@ type and what was found.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,11 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
+
+
+class _RejectedValueError(ConfigError):
+    """A value of the right type that no field takes (a NaN or infinite float): reported as is,
+    not as a mismatch of every type of a union."""
 
 
 def _type_name(tp: Any) -> str:
@@ -40,6 +46,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, option, where)
+            except _RejectedValueError:
+                raise
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, found {value!r}")
@@ -76,6 +84,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = _float_literal(value, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, found {value!r}")
+        if not math.isfinite(value):
+            raise _RejectedValueError(f"{where}: expected a finite float, found {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -110,8 +120,16 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     Nested dataclass fields are built recursively; fields missing from ``data`` keep
     their defaults, also inside a nested section: ``{"noise": {"snr_db": [0, 10]}}`` changes
     only ``snr_db`` of the field's default value, not of the nested class's defaults. ``__post_init__`` validation of ``cls`` runs as usual, and its
-    ``ValueError`` is re-raised as :class:`ConfigError` naming the section.
+    ``ValueError`` is re-raised as :class:`ConfigError` naming the section. Every float
+    field must be finite (NaN and infinities are refused here, for every config).
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, or a key is unknown, missing or of the wrong type.
     """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{where or cls.__name__}: expected a mapping of {cls.__name__} fields, found {data!r}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -79,6 +79,7 @@ def test_every_layer_with_lengths_from_the_convolutions(
     assert upstream.num_layers == TINY["num_hidden_layers"] + 1
     assert upstream.hidden_sizes == [TINY["hidden_size"]] * upstream.num_layers
     assert upstream.downsample_rate == 10
+    assert upstream.min_samples == 1 + 9 + 2 * 5  # the CNN's receptive field: evaluation skips shorter files
     # Without a preprocessor config, only layer-normalised front-ends get a mask and normalisation.
     assert (upstream.use_attention_mask, upstream.normalize) == (mask, mask)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,10 @@ from speechssl.data.manifest import Manifest
 from speechssl.data.synthetic import SyntheticConfig, config_hash, generate_synthetic_corpus
 
 SYNTHETIC = "synthetic"
+SAMPLE_RATE_RANGE = (8000, 192000)
+"""Hz: the sample rates ``data.sample_rate`` accepts (telephone speech to studio audio)."""
+MAX_CROP_SECONDS = 3600.0
+"""Longest ``data.crop_seconds``: an hour (a longer crop is a unit mistake, not a crop)."""
 CACHE_ENV = "SPEECHSSL_CACHE"
 
 
@@ -35,11 +40,14 @@ class DataConfig:
             written (default ``<cache>/synthetic/<config hash>``, see :func:`default_cache_dir`).
         corpus_options: extra options of the corpus loader (e.g. ``subsets`` for librispeech).
         split: rows of this split only; ``None`` keeps every row.
-        crop_seconds: random crop length for pretraining; ``None`` uses whole utterances.
-        max_batch_seconds: bound on a batch's padded duration (see ``DurationBatchSampler``).
+        crop_seconds: random crop length for pretraining, in ``(0, MAX_CROP_SECONDS]`` (an hour);
+            ``None`` uses whole utterances.
+        max_batch_seconds: bound on a batch's padded duration (see ``DurationBatchSampler``),
+            finite and > 0.
         num_workers: DataLoader worker processes.
         skip_bad: skip unreadable files (listed and counted) instead of stopping.
-        sample_rate: rate every waveform is resampled to.
+        sample_rate: rate every waveform is resampled to, in Hz, within ``SAMPLE_RATE_RANGE``
+            (8 kHz telephone speech to 192 kHz studio audio).
         synthetic: the synthetic corpus, used when ``corpus == "synthetic"``.
     """
 
@@ -66,14 +74,20 @@ class DataConfig:
             raise ValueError(f"corpus_options: the synthetic corpus takes none, found {self.corpus_options}")
         if self.split is not None and not self.split:
             raise ValueError("split: expected a split name or null (all rows), found ''")
-        if self.crop_seconds is not None and self.crop_seconds <= 0:
-            raise ValueError(f"crop_seconds: expected > 0 or null, found {self.crop_seconds}")
-        if self.max_batch_seconds <= 0:
-            raise ValueError(f"max_batch_seconds: expected > 0, found {self.max_batch_seconds}")
+        if self.crop_seconds is not None and not 0 < self.crop_seconds <= MAX_CROP_SECONDS:
+            raise ValueError(
+                f"crop_seconds: expected a number of seconds in (0, {MAX_CROP_SECONDS:g}] or null, "
+                f"found {self.crop_seconds}"
+            )
+        if not (self.max_batch_seconds > 0 and math.isfinite(self.max_batch_seconds)):
+            raise ValueError(
+                f"max_batch_seconds: expected a finite number > 0, found {self.max_batch_seconds}"
+            )
         if self.num_workers < 0:
             raise ValueError(f"num_workers: expected >= 0, found {self.num_workers}")
-        if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate: expected > 0, found {self.sample_rate}")
+        low, high = SAMPLE_RATE_RANGE
+        if not low <= self.sample_rate <= high:
+            raise ValueError(f"sample_rate: expected a rate in [{low}, {high}] Hz, found {self.sample_rate}")
 
 
 def load_manifest(cfg: DataConfig, bad_files: BadFileSummary | None = None) -> Manifest:

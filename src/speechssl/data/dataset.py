@@ -170,6 +170,61 @@ def build_dataloader(
     )
 
 
+def short_utterances(
+    manifest: Manifest, durations: np.ndarray, sample_rate: int, min_samples: int
+) -> BadFileSummary:
+    """The rows of ``manifest`` too short for an encoder, as bad files (in manifest order).
+
+    Args:
+        manifest: the utterances.
+        durations: ``(utterances,)`` seconds each is read for (after any crop, e.g.
+            :meth:`AudioDataset.effective_durations`).
+        sample_rate: the rate they are read at.
+        min_samples: the fewest samples the encoder reads (``EncoderConfig.min_samples``, the
+            waveform CNN's receptive field; ``Upstream.min_samples``).
+    """
+    samples = np.round(np.asarray(durations, dtype=np.float64) * sample_rate).astype(
+        np.int64
+    )  # (utterances,)
+    return BadFileSummary(
+        [
+            BadFile(
+                id=row.id,
+                path=str(row.path),
+                reason=f"too short: {count} samples at {sample_rate} Hz, fewer than the {min_samples} "
+                "the encoder's front-end reads (its receptive field)",
+            )
+            for row, count in zip(manifest, samples.tolist(), strict=True)
+            if count < min_samples
+        ]
+    )
+
+
+def header_durations(manifest: Manifest, workers: int = 4) -> tuple[np.ndarray, BadFileSummary]:
+    """Each file's duration by its header (thread pool, nothing decoded), and the bad files.
+
+    Returns:
+        ``(utterances,)`` float64 seconds, NaN for a bad file (missing, not audio, 0 samples),
+        and those bad files in manifest order.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, found {workers}")
+
+    def read(row: Utterance) -> float | BadFile:
+        try:
+            info = audio_info(row.path)
+            if info.frames == 0:
+                raise AudioError(row.path, "empty audio file (0 samples)")
+        except AudioError as err:
+            return BadFile(id=row.id, path=str(row.path), reason=err.reason)
+        return info.duration
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(read, manifest))
+    durations = np.array([np.nan if isinstance(r, BadFile) else r for r in results], dtype=np.float64)
+    return durations, BadFileSummary([r for r in results if isinstance(r, BadFile)])
+
+
 def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) -> BadFileSummary:
     """Check every file of ``manifest`` once (thread pool) and list the bad ones, in manifest order.
 

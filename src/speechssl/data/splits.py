@@ -13,9 +13,10 @@ function of the ids and the seed, so splits are reproducible and need no stored 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import zlib
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from speechssl.data.manifest import SPLITS, Manifest, Utterance
 
@@ -214,6 +215,33 @@ def require_label(manifest: Manifest, column: str, where: str) -> None:
         raise ValueError(
             f"{where}: expected a label column of the manifest, found {sorted({'speaker', *manifest.label_columns})}"
         )
+
+
+def labelled_rows(
+    rows: Mapping[str, Sequence[int]], values: Sequence[str], column: str, where: str
+) -> dict[str, list[int]]:
+    """``rows`` (row indices per split) without the rows whose ``column`` value is empty.
+
+    An empty cell is a missing label, not a class ``''``: the row is left out of this task (it
+    may still serve others) and a warning counts the rows left out per split, naming ``where``.
+
+    Args:
+        rows: split -> row indices, e.g. :meth:`Manifest.split_rows`.
+        values: the column's value of every row of the manifest.
+        column: the label column.
+        where: the task or file, for the warning.
+    """
+    kept = {
+        split: [index for index in indices if str(values[index]).strip()] for split, indices in rows.items()
+    }
+    dropped = {split: len(indices) - len(kept[split]) for split, indices in rows.items()}
+    if any(dropped.values()):
+        counts = ", ".join(f"{split}={count}" for split, count in dropped.items() if count)
+        warnings.warn(
+            f"{where}: rows with an empty {column!r} (a missing label) left out of the task: {counts}",
+            stacklevel=2,
+        )
+    return kept
 
 
 def require_splits(manifest: Manifest, where: str) -> dict[str, list[int]]:

@@ -1,13 +1,34 @@
-"""Sanity report on a manifest: counts, durations, label sets, sample rates, bad files, and the
-label values of ``valid``/``test`` that ``train`` lacks."""
+"""Sanity report on a manifest: counts, durations, label sets, sample rates, bad files, rows whose
+stated duration is not their file's, and the label values of ``valid``/``test`` that ``train`` lacks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.dataset import scan_bad_files
+from speechssl.data.dataset import header_durations, scan_bad_files
 from speechssl.data.manifest import Manifest
+
+DURATION_TOLERANCE = 0.1
+"""Seconds a manifest's stated duration may differ from its file's header before it is reported."""
+
+
+@dataclass(frozen=True)
+class DurationMismatch:
+    """A manifest row whose ``duration`` is not its file's (crops past the end fail, batches misjudge).
+
+    Attributes:
+        id: the utterance id.
+        path: the audio file.
+        stated: the manifest's duration, seconds.
+        found: the file header's duration, seconds.
+    """
+
+    id: str
+    path: str
+    stated: float
+    found: float
 
 
 @dataclass
@@ -29,6 +50,8 @@ class ValidationReport:
         unseen_labels: per label column, per split (``valid``, ``test``), the values absent from
             ``train``: classes no head trained on ``train`` can predict (columns of free text,
             most of whose values are distinct, are left out).
+        duration_mismatches: rows whose stated duration differs from their file's header by
+            more than the tolerance (``DURATION_TOLERANCE`` seconds by default).
     """
 
     num_utterances: int
@@ -44,11 +67,12 @@ class ValidationReport:
     bad_files: BadFileSummary = field(default_factory=BadFileSummary)
     decoded: bool = True
     unseen_labels: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    duration_mismatches: list[DurationMismatch] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no file is bad."""
-        return not self.bad_files
+        """True when no file is bad and every stated duration is its file's."""
+        return not self.bad_files and not self.duration_mismatches
 
     def format(self, max_values: int = 12) -> str:
         """Human-readable report.
@@ -77,6 +101,16 @@ class ValidationReport:
                 lines.append(
                     f"warning: label {column}: {len(values)} value(s) in {split} but not in train: {shown}{more}"
                 )
+        if self.duration_mismatches:
+            lines.append(
+                f"{len(self.duration_mismatches)} row(s) whose duration is not their file's (stated -> header):"
+            )
+            lines += [
+                f"  {m.id}: {m.path}: {m.stated:.3f} s -> {m.found:.3f} s"
+                for m in self.duration_mismatches[:20]
+            ]
+            if len(self.duration_mismatches) > 20:
+                lines.append(f"  ... and {len(self.duration_mismatches) - 20} more")
         checked = "decoded" if self.decoded else "headers checked"
         lines.append(f"files {checked}: {self.bad_files.format() if self.bad_files else 'all good'}")
         return "\n".join(lines)
@@ -97,6 +131,7 @@ class ValidationReport:
             "bad_files": self.bad_files.to_dict(),
             "decoded": self.decoded,
             "unseen_labels": {column: dict(splits) for column, splits in self.unseen_labels.items()},
+            "duration_mismatches": [asdict(m) for m in self.duration_mismatches],
         }
 
 
@@ -130,6 +165,7 @@ def validate_manifest(
     decode: bool = True,
     workers: int = 2,
     bad_files: BadFileSummary | None = None,
+    duration_tolerance: float = DURATION_TOLERANCE,
 ) -> ValidationReport:
     """Count, summarise and check every file of ``manifest``.
 
@@ -141,9 +177,17 @@ def validate_manifest(
         bad_files: files already left out of ``manifest`` while it was built (the summary
             filled by ``load_corpus(..., bad_files=...)``); they head the report's bad files,
             so the report is not ``ok`` when any is listed. Not modified.
+        duration_tolerance: seconds a row's stated duration may differ from its file header's
+            before the row is reported (and the report is not ``ok``).
     """
     found = BadFileSummary(list(bad_files) if bad_files is not None else [])
     found.extend(scan_bad_files(manifest, workers=workers, decode=decode))
+    headers, _ = header_durations(manifest, workers=workers)
+    mismatches = [
+        DurationMismatch(row.id, str(row.path), row.duration, float(actual))
+        for row, actual in zip(manifest, headers.tolist(), strict=True)
+        if not math.isnan(actual) and abs(row.duration - actual) > duration_tolerance  # NaN: a bad file
+    ]
     durations = manifest.durations
     splits = manifest.counts("split")
     return ValidationReport(
@@ -160,4 +204,5 @@ def validate_manifest(
         bad_files=found,
         decoded=decode,
         unseen_labels=unseen_labels(manifest),
+        duration_mismatches=mismatches,
     )

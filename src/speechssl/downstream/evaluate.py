@@ -20,6 +20,7 @@ from pathlib import Path
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.report import ReportTable, write_report
 from speechssl.downstream.row import Row
+from speechssl.downstream.screening import report_bad_files, usable_rows
 from speechssl.downstream.tasks import get_task
 from speechssl.progress import Progress
 from speechssl.storage import atomic_write_json
@@ -53,6 +54,9 @@ def run_evaluation(
     A run is resumable: a seed whose JSON already holds a result of the same upstream weights
     (fingerprint), corpus manifest (audio digest, and the digest of its splits and labels) and head settings is read back, not recomputed,
     so an interrupted benchmark restarted with the same command only computes what is missing.
+    Each task's bad files (unreadable, or shorter than the upstream reads) are left out, counted
+    and listed in ``runs/<upstream>/<task>/bad_files.json``; a split losing more than
+    ``plan.max_bad_fraction`` of its rows stops the run (:func:`~speechssl.downstream.screening.usable_rows`).
 
     Args:
         upstreams: upstream specs (see :func:`speechssl.upstream.build_upstream`).
@@ -74,7 +78,10 @@ def run_evaluation(
         for spec in upstreams:
             upstream = build_upstream(spec)
             for task in tasks:
-                manifest = manifests[task.name]
+                manifest, bad = usable_rows(
+                    manifests[task.name], upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction
+                )
+                report_bad_files(bad, output / "runs" / safe_name(spec) / task.name)
                 provenance = {
                     "upstream": spec,
                     "upstream_fingerprint": upstream.fingerprint(),

@@ -15,6 +15,7 @@ from typing import Any
 from speechssl.config import from_dict, merge, to_dict
 from speechssl.downstream.asr import CTCTrainingConfig
 from speechssl.downstream.cache import FeatureCache
+from speechssl.downstream.screening import DEFAULT_MAX_BAD_FRACTION, check_max_bad_fraction
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.downstream.verification import XVectorTrainingConfig
 
@@ -37,6 +38,9 @@ class EvaluationPlan:
         asr_overrides: the CTC head fields the user set (``--head asr.key=value``); a CTC task
             with its own settings (SUPERB's ASR and PR) applies them on top, the others read ``asr``.
         baselines: upstream specs the studies evaluate beside their models (e.g. ``fbank``).
+        max_bad_fraction: the largest share of a split's utterances an evaluation may leave out
+            as bad files (unreadable, or shorter than the upstream reads) before it refuses
+            (:func:`~speechssl.downstream.screening.usable_rows`).
     """
 
     tasks: Sequence[str]
@@ -49,8 +53,10 @@ class EvaluationPlan:
     head_overrides: dict[str, Any] = field(default_factory=dict)
     asr_overrides: dict[str, Any] = field(default_factory=dict)
     baselines: Sequence[str] = ()
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
 
     def __post_init__(self) -> None:
+        check_max_bad_fraction(self.max_bad_fraction)
         self.tasks, self.seeds, self.baselines = list(self.tasks), list(self.seeds), list(self.baselines)
         self.data_root = Path(self.data_root)
         if not self.tasks:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from speechssl.data import Manifest
-from speechssl.data.splits import require_label, require_splits
+from speechssl.data.splits import labelled_rows, require_label, require_splits
 from speechssl.downstream.cache import FeatureCache, PooledFeatures, compute_pooled
 from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.training import HeadTrainingConfig, train_utterance_classifier
@@ -103,12 +103,14 @@ def probe_label(
 
     Raises:
         ValueError: the column does not exist, a split is empty, a layer is not stored, or
-            ``valid``/``test`` hold a class that ``train`` lacks.
+            ``valid``/``test`` hold a class that ``train`` lacks. Rows whose label is empty
+            (missing) are left out, with a warning counting them
+            (:func:`~speechssl.data.splits.labelled_rows`).
     """
     config = config or HeadTrainingConfig()
     require_label(manifest, task, f"task {task!r}")
-    rows = require_splits(manifest, f"task {task!r}")
     column = np.asarray(manifest.column(task), dtype=object).astype(str)
+    rows = labelled_rows(require_splits(manifest, f"task {task!r}"), column, task, f"task {task!r}")
     labels = {split: column[indices].tolist() for split, indices in rows.items()}
     features = {
         split: np.asarray(pooled.mean[:, indices, :], dtype=np.float32) for split, indices in rows.items()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from speechssl.data import Manifest
+from speechssl.data import BadFileSummary, Manifest
 from speechssl.downstream.evaluate import safe_name
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
+from speechssl.downstream.screening import report_bad_files, usable_rows
 from speechssl.downstream.statistics import summarize
 from speechssl.downstream.tasks import UtteranceTask
 from speechssl.downstream.training import HeadTrainingConfig
@@ -75,6 +76,7 @@ def probe_upstreams(
     layer: str = "weighted",
     max_batch_seconds: float = 60.0,
     output: Path | None = None,
+    bad_files: BadFileSummary | None = None,
 ) -> list[dict]:
     """Probe each upstream spec on each label column ``plan.tasks`` of ``manifest`` over
     ``plan.seeds`` with ``plan.head``; one JSON-able row per (upstream, task, layer, seed).
@@ -87,15 +89,24 @@ def probe_upstreams(
     :func:`probe_row_path` as soon as it is trained, and a row already there from the same
     upstream weights (fingerprint), manifest (digest) and head settings is read back, not
     retrained; an upstream whose rows are all there is not run at all.
+
+    Bad files (missing, unreadable, empty, or shorter than the upstream reads) are left out,
+    counted and listed, with those in ``bad_files`` (found while the manifest was built): a
+    warning, and ``output/bad_files.json``. A split losing more than ``plan.max_bad_fraction``
+    of its rows stops the probe (:func:`~speechssl.downstream.screening.usable_rows`).
     """
+    corpus = manifest
     rows = []
-    digest = manifest.digest()
     for spec in specs:
         upstream = build_upstream(spec)
         layers = layer_choices(layer, upstream.num_layers)
+        manifest, bad = usable_rows(
+            corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files
+        )
+        report_bad_files(bad, output)
         provenance = {
             "upstream_fingerprint": upstream.fingerprint(),
-            "data_digest": digest,
+            "data_digest": manifest.digest(),
             "head": asdict(plan.head),
         }
         keys = [(task, choice, seed) for task in plan.tasks for choice in layers for seed in plan.seeds]

@@ -53,7 +53,7 @@ from speechssl.data import (
 from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
 from speechssl.data.manifest import MANIFEST_SUFFIXES
-from speechssl.data.splits import require_label, require_splits
+from speechssl.data.splits import labelled_rows, require_label, require_splits
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
 from speechssl.downstream.conditions import CONDITIONS, shifted_copies
@@ -269,8 +269,8 @@ class UtteranceTask(CorpusTask):
     def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
         splits = []
         for fold in self.folds(manifest):
-            rows = fold.split_rows()
             labels = np.asarray(fold.column(self.label), dtype=object)
+            rows = labelled_rows(fold.split_rows(), labels, self.label, f"task {self.name!r}")
             splits.append((rows, {split: [str(v) for v in labels[i]] for split, i in rows.items()}))
         return self.seed_run(upstream, manifest, splits, plan)
 

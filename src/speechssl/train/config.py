@@ -214,17 +214,24 @@ def pretrain_config_from_dict(raw: Mapping[str, Any]) -> PretrainConfig:
     method = raw.get("method")
     if not isinstance(method, str):
         raise ConfigError(f"method: expected a method name (str), found {method!r}")
-    objective = raw.get("objective") or {}
+    objective = _section(raw, "objective")
     if not isinstance(objective, Mapping):
         raise ConfigError(f"objective: expected a mapping, found {objective!r}")
     return PretrainConfig(
         method=method,
         objective=method_config(method, objective),
-        encoder=resolve_encoder_config(raw.get("encoder") or {}),
-        data=from_dict(DataConfig, raw.get("data") or {}, where="data"),
-        optim=from_dict(OptimConfig, raw.get("optim") or {}, where="optim"),
-        train=from_dict(TrainConfig, raw.get("train") or {}, where="train"),
+        encoder=resolve_encoder_config(_section(raw, "encoder")),
+        data=from_dict(DataConfig, _section(raw, "data"), where="data"),
+        optim=from_dict(OptimConfig, _section(raw, "optim"), where="optim"),
+        train=from_dict(TrainConfig, _section(raw, "train"), where="train"),
     )
+
+
+def _section(raw: Mapping[str, Any], name: str) -> Any:
+    """Section ``name`` of ``raw`` as written (checked by its reader), ``{}`` when absent or empty
+    (``optim:`` with nothing under it); a value such as ``optim=5`` is kept, so it is refused."""
+    value = raw.get(name)
+    return {} if value is None else value
 
 
 def resolve_encoder_config(spec: str | Mapping[str, Any]) -> EncoderConfig:

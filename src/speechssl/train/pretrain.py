@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,12 @@ from torch.utils.data import DataLoader
 
 from speechssl import distributed
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
-from speechssl.data.audio import BadFileSummary
+from speechssl.data.audio import BadFile, BadFileSummary
 from speechssl.data.batch import AudioBatch
 from speechssl.data.config import load_manifest
-from speechssl.data.dataset import AudioDataset, build_dataloader
+from speechssl.data.dataset import AudioDataset, build_dataloader, header_durations, short_utterances
 from speechssl.data.sampler import DurationBatchSampler
+from speechssl.data.validate import DURATION_TOLERANCE
 from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.models.checkpoint import resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
@@ -40,8 +42,8 @@ class LoaderData:
         sampler: this rank's shard of duration-bounded batches; ``set_epoch(epoch, start_batch)``
             makes epochs deterministic and resumable mid-epoch.
         loader: a DataLoader over ``dataset`` driven by ``sampler``.
-        bad_files: files left out of the manifest because their header was unreadable
-            (with ``data.skip_bad``); files that fail later, when decoded, are dropped from
+        bad_files: files left out of the manifest because their header was unreadable or
+            they are shorter than the encoder reads (with ``data.skip_bad``); files that fail later, when decoded, are dropped from
             their batch with a warning naming them.
     """
 
@@ -87,10 +89,63 @@ def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
     shortest = int(durations.argmin())
     samples = round(float(durations[shortest]) * dataset.sample_rate)
     if samples < min_samples:
+        row = dataset.manifest[shortest]
         raise ValueError(
             f"data: expected every utterance (after data.crop_seconds) to have at least {min_samples} samples "
-            f"(the encoder front-end's receptive field), found {samples} in {dataset.manifest[shortest].id!r}"
+            f"(the encoder front-end's receptive field), found {samples} in {row.id!r} ({row.path}); "
+            "data.skip_bad=true skips such files"
         )
+
+
+def skip_stale_rows(dataset: AudioDataset, bad_files: BadFileSummary) -> AudioDataset:
+    """``dataset`` (read from a saved manifest, whose rows were not probed) without the rows whose
+    file header is bad or whose stated duration is not the file's (more than
+    ``DURATION_TOLERANCE`` off: a crop would start past its end), each recorded in ``bad_files``."""
+    manifest = dataset.manifest
+    headers, unreadable = header_durations(manifest)
+    stale = BadFileSummary(list(unreadable))
+    for row, found in zip(manifest, headers.tolist(), strict=True):
+        if not math.isnan(found) and abs(row.duration - found) > DURATION_TOLERANCE:
+            reason = f"the manifest's duration {row.duration:.3f} s is not the file's {found:.3f} s"
+            stale.add(BadFile(id=row.id, path=str(row.path), reason=reason))
+    if not stale:
+        return dataset
+    bad_files.extend(stale)
+    return AudioDataset(
+        manifest.exclude_ids(stale.ids),
+        dataset.sample_rate,
+        dataset.crop_seconds,
+        dataset.skip_bad,
+        dataset.seed,
+    )
+
+
+def skip_short(dataset: AudioDataset, min_samples: int, bad_files: BadFileSummary) -> AudioDataset:
+    """``dataset`` without the items shorter (after cropping) than the ``min_samples`` the encoder's
+    front-end reads, each recorded in ``bad_files`` like an unreadable file (``data.skip_bad``).
+
+    Raises:
+        ConfigError: ``data.crop_seconds`` itself is shorter than ``min_samples`` (every item would go).
+    """
+    crop = dataset.crop_seconds
+    if crop is not None and round(crop * dataset.sample_rate) < min_samples:
+        raise ConfigError(
+            f"data.crop_seconds: expected at least {min_samples / dataset.sample_rate:g} s ({min_samples} samples, "
+            f"the encoder front-end's receptive field), found {crop:g}"
+        )
+    short = short_utterances(
+        dataset.manifest, dataset.effective_durations(), dataset.sample_rate, min_samples
+    )
+    if not short:
+        return dataset
+    bad_files.extend(short)
+    return AudioDataset(
+        dataset.manifest.exclude_ids(short.ids),
+        dataset.sample_rate,
+        dataset.crop_seconds,
+        dataset.skip_bad,
+        seed=dataset.seed,
+    )
 
 
 def build_pretrain_data(config: PretrainConfig) -> LoaderData:
@@ -111,6 +166,16 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     dataset = AudioDataset(
         manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
     )
+    if bad_files is not None:
+        if data.corpus == "manifest":
+            dataset = skip_stale_rows(dataset, bad_files)
+        dataset = skip_short(dataset, config.encoder.min_samples, bad_files)
+        if not len(dataset):
+            first = bad_files.files[0]
+            raise ValueError(
+                f"data: expected usable utterances, found {len(bad_files)} bad file(s) and no other "
+                f"(first: {first.path}: {first.reason})"
+            )
     check_min_duration(dataset, config.encoder.min_samples)
     sampler = DurationBatchSampler(
         dataset.effective_durations(),

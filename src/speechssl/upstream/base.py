@@ -29,12 +29,15 @@ class Upstream(nn.Module):
         hidden_sizes: feature dimension of each layer.
         downsample_rate: input samples per output frame.
         sample_rate: sample rate the upstream expects (a speechssl encoder's ``sample_rate``; 16 kHz by default).
+        min_samples: the shortest utterance it reads (a waveform CNN's receptive field; 1 by default),
+            which evaluation leaves out shorter files by (:mod:`speechssl.downstream.screening`).
     """
 
     name: str
     hidden_sizes: list[int]
     downsample_rate: int
     sample_rate: int = DEFAULT_SAMPLE_RATE
+    min_samples: int = 1
 
     @property
     def num_layers(self) -> int:

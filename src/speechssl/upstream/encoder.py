@@ -22,6 +22,7 @@ class EncoderUpstream(Upstream):
         self.hidden_sizes = [encoder.dim] * encoder.num_layers
         self.downsample_rate = encoder.downsample_rate
         self.sample_rate = encoder.sample_rate
+        self.min_samples = encoder.frontend.min_samples
         self._fingerprint: str | None = None
 
     def train(self, mode: bool = True) -> EncoderUpstream:

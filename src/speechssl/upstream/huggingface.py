@@ -33,6 +33,7 @@ from torch import nn
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.models.frontends import utterance_waveform_norm
 from speechssl.models.output import EncoderOutput
+from speechssl.models.padding import receptive_field
 from speechssl.upstream.base import Upstream, state_fingerprint
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
@@ -119,6 +120,7 @@ class HuggingFaceUpstream(Upstream):
         self.use_attention_mask = use_attention_mask
         self.hidden_sizes = [config.hidden_size] * (config.num_hidden_layers + 1)
         self.downsample_rate = math.prod(config.conv_stride)
+        self.min_samples = receptive_field(config.conv_kernel, config.conv_stride)
         self._fingerprint: str | None = None
 
     def train(self, mode: bool = True) -> HuggingFaceUpstream:

@@ -8,7 +8,11 @@ first bad file or records it in a :class:`~speechssl.data.audio.BadFileSummary` 
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,9 +107,72 @@ def probe_utterances(
     return rows
 
 
-def list_audio(folder: Path) -> list[Path]:
-    """Audio files (by suffix, case-insensitive) anywhere under ``folder``, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+def list_audio(folder: Path, bad_files: BadFileSummary | None = None) -> list[Path]:
+    """Audio files (by suffix, case-insensitive) anywhere under ``folder``, sorted.
+
+    Links to folders are not followed. What has an audio suffix but cannot be read as a file
+    is bad, and so is a folder that cannot be listed: a link whose target is missing, a link
+    loop, a FIFO, socket or device, a subfolder without read permission.
+
+    Args:
+        folder: the corpus folder.
+        bad_files: where to record each such entry (its id the path relative to ``folder``),
+            leaving it out; ``None`` raises at the first.
+
+    Raises:
+        AudioError: with ``bad_files=None``, the first such entry (naming it).
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+
+    def unlistable(err: OSError) -> None:
+        problems.append((Path(err.filename), f"folder not readable ({err.strerror})"))
+
+    for parent, _, names in os.walk(folder, onerror=unlistable):
+        for name in names:
+            path = Path(parent, name)
+            if path.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            reason = _not_a_file(path)
+            if reason is None:
+                files.append(path)
+            else:
+                problems.append((path, reason))
+    for path, reason in sorted(problems):
+        if bad_files is None:
+            raise AudioError(path, reason)
+        bad_files.add(BadFile(id=path.relative_to(folder).as_posix(), path=str(path), reason=reason))
+    return sorted(files)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (a name os.walk listed as no folder) is no readable regular file, or ``None``."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if os.path.islink(path):
+            return f"broken symbolic link (target {os.readlink(path)} not found)"
+        return f"cannot be read ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device or other special file"
+    )
+    return f"not a regular file ({kind})"
+
+
+def file_ids(root: Path, files: Sequence[Path]) -> list[str]:
+    """The utterance id of each of ``files``: its path relative to ``root`` without suffix
+    (``yes/001``), keeping the suffix for files whose stems collide (``x.wav`` and ``x.flac``)
+    so that neither is dropped and the ids of every other file stay as they were."""
+    stems = [path.relative_to(root).with_suffix("").as_posix() for path in files]
+    counts = Counter(stems)
+    return [
+        stem if counts[stem] == 1 else path.relative_to(root).as_posix()
+        for stem, path in zip(stems, files, strict=True)
+    ]
 
 
 def warn_missing_listed(

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechssl.data.audio import BadFileSummary
-from speechssl.data.corpora.common import AUDIO_SUFFIXES, PendingUtterance, list_audio, probe_utterances
+from speechssl.data.corpora.common import (
+    AUDIO_SUFFIXES,
+    PendingUtterance,
+    file_ids,
+    list_audio,
+    probe_utterances,
+)
 from speechssl.data.manifest import MANIFEST_SUFFIXES, Manifest
 
 UNKNOWN_SPEAKER = "unknown"
@@ -27,11 +33,13 @@ def load_folder(
         speaker_from_parent: take the speaker from the parent folder name instead of
             ``"unknown"``.
         split: split of every row.
-        bad_files: where to record audio files whose header is bad, leaving them out
-            (see :func:`~speechssl.data.corpora.common.probe_utterances`); ``None`` raises.
+        bad_files: where to record audio files whose header is bad, and entries that are no
+            readable file (broken links, FIFOs, unreadable subfolders), leaving them out (see
+            :func:`~speechssl.data.corpora.common.list_audio` and ``probe_utterances``); ``None`` raises.
             Unused for a manifest, whose rows already hold their durations.
 
-    Ids are the paths relative to ``root`` without suffix (``yes/001``).
+    Ids are the paths relative to ``root`` without suffix (``yes/001``), with it where two
+    files differ only by suffix (``x.wav``, ``x.flac``; :func:`~speechssl.data.corpora.common.file_ids`).
 
     Raises:
         FileNotFoundError: ``root`` does not exist, or the folder holds no audio files.
@@ -44,16 +52,16 @@ def load_folder(
         raise FileNotFoundError(
             f"corpus 'folder': {root} is neither a folder of audio files nor a .csv/.jsonl manifest"
         )
-    files = list_audio(root)
+    files = list_audio(root, bad_files)
     if not files:
         raise FileNotFoundError(f"corpus 'folder': no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}")
     candidates = []
-    for path in files:
+    for path, utterance_id in zip(files, file_ids(root, files), strict=True):
         labels = {label_column: path.parent.name} if label_column else {}
         candidates.append(
             PendingUtterance(
                 path,
-                id=path.relative_to(root).with_suffix("").as_posix(),
+                id=utterance_id,
                 speaker=path.parent.name if speaker_from_parent else UNKNOWN_SPEAKER,
                 split=split,
                 labels=labels,

@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechssl.data.audio import BadFile, BadFileSummary
-from speechssl.data.corpora.common import PendingUtterance, list_audio, probe_utterances, require_folder
+from speechssl.data.corpora.common import (
+    PendingUtterance,
+    file_ids,
+    list_audio,
+    probe_utterances,
+    require_folder,
+)
 from speechssl.data.manifest import REQUIRED_COLUMNS, Manifest
 
 UNKNOWN_SPEAKER = "unknown"
@@ -169,7 +175,8 @@ def load_pattern(
         bad_files: where to record files whose name does not match the pattern or whose header is
             bad, leaving them out; ``None`` raises at the first.
 
-    Ids are the paths relative to ``root`` without suffix.
+    Ids are the paths relative to ``root`` without suffix (with it where stems collide,
+    :func:`~speechssl.data.corpora.common.file_ids`).
 
     Raises:
         FileNotFoundError: no such folder, or no audio file in it.
@@ -178,21 +185,22 @@ def load_pattern(
     root = require_folder(root, "pattern")
     named = resolve_pattern(pattern)
     compile_pattern(named.pattern)
-    files = list_audio(root)
+    files = list_audio(root, bad_files)
     if not files:
         raise FileNotFoundError(f"corpus 'pattern': no audio files under {root}")
     candidates = []
-    for path in files:
-        relative = path.relative_to(root).with_suffix("").as_posix()
-        fields = parse_path(relative, named)
+    for path, utterance_id in zip(files, file_ids(root, files), strict=True):
+        fields = parse_path(path.relative_to(root).with_suffix("").as_posix(), named)
         if fields is None:
             reason = f"name does not match the pattern {named.pattern!r}"
             if bad_files is None:
                 raise ValueError(f"corpus 'pattern': {path}: {reason}")
-            bad_files.add(BadFile(id=relative, path=str(path), reason=reason))
+            bad_files.add(BadFile(id=utterance_id, path=str(path), reason=reason))
             continue
         speaker = fields.pop("speaker", UNKNOWN_SPEAKER)
-        candidates.append(PendingUtterance(path, id=relative, speaker=speaker, split=split, labels=fields))
+        candidates.append(
+            PendingUtterance(path, id=utterance_id, speaker=speaker, split=split, labels=fields)
+        )
     if not candidates:
         raise ValueError(f"corpus 'pattern': no file name under {root} matches the pattern {named.pattern!r}")
     return Manifest(probe_utterances(candidates, bad_files))
