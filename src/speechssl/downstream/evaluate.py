@@ -17,13 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from speechssl import distributed
+from speechssl.data import Manifest
 from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.rank_extraction import extract_on_every_rank
 from speechssl.downstream.report import ReportTable, write_report
 from speechssl.downstream.row import Row
-from speechssl.downstream.tasks import get_task
+from speechssl.downstream.tasks import CorpusTask, get_task
 from speechssl.progress import Progress
 from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
+from speechssl.upstream.base import Upstream
 
 
 def safe_name(text: str) -> str:
@@ -41,6 +45,40 @@ def _finished(path: Path, provenance: dict) -> Row | None:
     )
 
 
+def _provenance(
+    spec: str, upstream: Upstream, task: CorpusTask, manifest: Manifest, plan: EvaluationPlan
+) -> dict:
+    """What a saved row must have been computed from to be reused."""
+    return {
+        "upstream": spec,
+        "upstream_fingerprint": upstream.fingerprint(),
+        "data_digest": manifest.digest(),
+        "annotation_digest": manifest.annotation_digest(),
+        "head": task.head_settings(plan),
+    }
+
+
+def _extract_pending(
+    upstreams: Sequence[str],
+    tasks: list[CorpusTask],
+    manifests: dict[str, Manifest],
+    plan: EvaluationPlan,
+    output: Path,
+) -> None:
+    """Request the features of every (upstream, task) with a seed still to run: the extraction
+    pass under ``torchrun``. Rank 0 decides which, so every rank makes the same requests."""
+    for spec in upstreams:
+        upstream = build_upstream(spec)
+        pending = []
+        for task in tasks:
+            provenance = _provenance(spec, upstream, task, manifests[task.name], plan)
+            folder = output / "runs" / safe_name(spec) / task.name
+            if any(_finished(folder / f"seed_{seed}.json", provenance) is None for seed in plan.seeds):
+                pending.append(task)
+        for index in distributed.broadcast_object([tasks.index(task) for task in pending]):
+            tasks[index].prepare(upstream, manifests[tasks[index].name], plan, output)
+
+
 def run_evaluation(
     upstreams: Sequence[str],
     plan: EvaluationPlan,
@@ -53,6 +91,11 @@ def run_evaluation(
     A run is resumable: a seed whose JSON already holds a result of the same upstream weights
     (fingerprint), corpus manifest (audio digest, and the digest of its splits and labels) and head settings is read back, not recomputed,
     so an interrupted benchmark restarted with the same command only computes what is missing.
+
+    Under ``torchrun`` every rank first extracts its share of the features the pending seeds
+    need (:func:`~speechssl.downstream.rank_extraction.extract_on_every_rank`); then rank 0
+    alone trains the heads, from the cache, and writes the rows and the report, and the other
+    ranks return an empty list.
 
     Args:
         upstreams: upstream specs (see :func:`speechssl.upstream.build_upstream`).
@@ -69,19 +112,17 @@ def run_evaluation(
     output = Path(output)
     tasks = [get_task(name) for name in plan.tasks]
     manifests = {task.name: task.load(plan.data_root) for task in tasks}
+    if not extract_on_every_rank(
+        plan.cache, lambda: _extract_pending(upstreams, tasks, manifests, plan, output)
+    ):
+        return []
     rows: list[Row] = []
     with Progress(len(upstreams) * len(tasks) * len(plan.seeds), "evaluation", "seeds") as progress:
         for spec in upstreams:
             upstream = build_upstream(spec)
             for task in tasks:
                 manifest = manifests[task.name]
-                provenance = {
-                    "upstream": spec,
-                    "upstream_fingerprint": upstream.fingerprint(),
-                    "data_digest": manifest.digest(),
-                    "annotation_digest": manifest.annotation_digest(),
-                    "head": task.head_settings(plan),
-                }
+                provenance = _provenance(spec, upstream, task, manifest, plan)
                 folder = output / "runs" / safe_name(spec) / task.name
                 done = {seed: _finished(folder / f"seed_{seed}.json", provenance) for seed in plan.seeds}
                 todo = [seed for seed in plan.seeds if done[seed] is None]
