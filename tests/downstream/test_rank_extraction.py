@@ -15,7 +15,7 @@ from speechssl.cli import main
 from speechssl.data import Manifest, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
 from speechssl.downstream.cache import FeatureCache, extraction_batches
-from speechssl.downstream.rank_extraction import RankFailedError, rank_shares
+from speechssl.downstream.rank_extraction import rank_shares
 from speechssl.models.output import EncoderOutput
 from speechssl.storage import is_partial
 from speechssl.upstream import build_upstream
@@ -27,7 +27,12 @@ ARRAYS = {"pooled": ("mean.npy", "std.npy"), "frames": ("frames.npy", "offsets.n
 
 
 class CountingUpstream(Upstream):
-    """Wraps an upstream, counting the utterances it runs; fails at its first forward if told to."""
+    """Wraps an upstream, counting the utterances it runs; fails at its first forward if told to.
+
+    Its features depend on the batch an utterance is in (its padded length is added to them),
+    as the rounding of real kernels may: they equal one process's only if every utterance is
+    run in the batch it has there.
+    """
 
     def __init__(self, inner: Upstream, fail: bool = False) -> None:
         super().__init__()
@@ -43,7 +48,10 @@ class CountingUpstream(Upstream):
         if self.fail:
             raise RuntimeError("simulated failure of this rank's upstream")
         self.utterances += len(lengths)
-        return self.inner(waveforms, lengths)
+        output = self.inner(waveforms, lengths)
+        padded = waveforms.shape[-1] / self.sample_rate
+        hidden = [states + padded for states in output.hidden_states]
+        return EncoderOutput(hidden, output.lengths, output.downsample_rate)
 
     def fingerprint(self) -> str:
         return self.inner.fingerprint()
@@ -78,6 +86,12 @@ def _extracting_rank(rank: int, world_size: int, corpus: str, root: str, out: st
             "equal_on_rank": bool(np.array_equal(first["frames"].frames, second["frames"].frames)),
         }
         Path(out, f"rank_{rank}.json").write_text(json.dumps(record))
+        failing = CountingUpstream(build_upstream("random:tiny"), fail=rank == 1)
+        try:
+            with FeatureCache(f"{root}_failing").split_across_ranks() as cache:
+                cache.pooled(failing, manifest, max_batch_seconds=MAX_BATCH_SECONDS)
+        except RuntimeError as err:  # RankFailedError on the ranks that did not fail
+            Path(out, f"failure_{rank}.txt").write_text(f"{type(err).__name__}: {err}")
     finally:
         distributed.cleanup()
 
@@ -101,10 +115,19 @@ def test_rank_shares_deal_every_batch_once_balanced_by_padded_duration():
     assert [len(share.rows) for share in rank_shares(batches[:1], durations, 3)] == [2, 0, 0]
 
 
-def test_two_ranks_store_the_same_arrays_as_one_process_each_doing_half(tmp_path):
-    manifest = _corpus(tmp_path / "corpus")
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """Two gloo ranks extracting one corpus (twice), then a request on which rank 1 fails."""
+    folder = tmp_path_factory.mktemp("two_ranks")
+    manifest = _corpus(folder / "corpus")
     assert len(extraction_batches(manifest, MAX_BATCH_SECONDS)) >= 4
-    spawn_ranks(_extracting_rank, str(tmp_path / "corpus"), str(tmp_path / "ranks"), str(tmp_path))
+    spawn_ranks(_extracting_rank, str(folder / "corpus"), str(folder / "ranks"), str(folder))
+    return folder
+
+
+def test_two_ranks_store_the_same_arrays_as_one_process_each_doing_half(two_ranks):
+    tmp_path = two_ranks
+    manifest = Manifest.load(tmp_path / "corpus" / "manifest.csv")
     records = [json.loads((tmp_path / f"rank_{rank}.json").read_text()) for rank in range(2)]
 
     # each rank ran a disjoint part of about half the utterances, once for both requests
@@ -119,7 +142,9 @@ def test_two_ranks_store_the_same_arrays_as_one_process_each_doing_half(tmp_path
     assert records[0]["entries"] == records[1]["entries"]
 
     torch.set_num_threads(1)  # the ranks ran one thread each
-    single = _extract(FeatureCache(tmp_path / "single"), build_upstream("random:tiny"), manifest)
+    single = _extract(
+        FeatureCache(tmp_path / "single"), CountingUpstream(build_upstream("random:tiny")), manifest
+    )
     for kind, names in ARRAYS.items():
         entry = Path(records[0]["entries"][kind])
         assert entry.parent.parent == tmp_path / "ranks" and entry.name == single[kind].entry.name
@@ -128,7 +153,7 @@ def test_two_ranks_store_the_same_arrays_as_one_process_each_doing_half(tmp_path
         meta = json.loads((entry / "meta.json").read_text())
         assert sum(share["utterances"] for share in meta["ranks"]) == UTTERANCES
     stored = FeatureCache(tmp_path / "ranks").pooled(
-        build_upstream("random:tiny"), manifest, max_batch_seconds=MAX_BATCH_SECONDS
+        CountingUpstream(build_upstream("random:tiny")), manifest, max_batch_seconds=MAX_BATCH_SECONDS
     )
     assert stored.hit and np.array_equal(stored.mean, single["pooled"].mean)
     assert np.array_equal(stored.std, single["pooled"].std)
@@ -137,30 +162,13 @@ def test_two_ranks_store_the_same_arrays_as_one_process_each_doing_half(tmp_path
     assert leftovers == []
 
 
-def _failing_rank(rank: int, world_size: int, corpus: str, root: str, out: str) -> None:
-    distributed.setup_from_env()
-    try:
-        manifest = Manifest.load(Path(corpus) / "manifest.csv")
-        cache = FeatureCache(root)
-        upstream = CountingUpstream(build_upstream("random:tiny"), fail=rank == 1)
-        try:
-            with cache.split_across_ranks():
-                cache.pooled(upstream, manifest, max_batch_seconds=MAX_BATCH_SECONDS)
-        except (RuntimeError, RankFailedError) as err:
-            Path(out, f"rank_{rank}.txt").write_text(f"{type(err).__name__}: {err}")
-    finally:
-        distributed.cleanup()
-
-
-def test_a_failing_rank_leaves_no_entry_and_every_rank_says_which(tmp_path):
-    _corpus(tmp_path / "corpus")
-    spawn_ranks(_failing_rank, str(tmp_path / "corpus"), str(tmp_path / "ranks"), str(tmp_path))
-    rank0, rank1 = ((tmp_path / f"rank_{rank}.txt").read_text() for rank in range(2))
+def test_a_failing_rank_leaves_no_entry_and_every_rank_says_which(two_ranks):
+    rank0, rank1 = ((two_ranks / f"failure_{rank}.txt").read_text() for rank in range(2))
     assert rank1 == "RuntimeError: simulated failure of this rank's upstream"
     assert rank0.startswith("RankFailedError: feature extraction under torchrun: rank 1 failed on its share")
     assert "simulated failure" in rank0
     # no entry committed, and the staged shares of both ranks are gone
-    assert [p for p in (tmp_path / "ranks").rglob("*") if p.is_file()] == []
+    assert [p for p in (two_ranks / "ranks_failing").rglob("*") if p.is_file()] == []
 
 
 def test_a_disabled_cache_is_refused_under_several_ranks(monkeypatch):

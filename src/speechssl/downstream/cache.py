@@ -348,12 +348,12 @@ class FeatureCache:
         return f"FeatureCache({str(self.root)!r}, enabled={self.enabled})"
 
     @contextlib.contextmanager
-    def split_across_ranks(self) -> Iterator[None]:
+    def split_across_ranks(self) -> Iterator[FeatureCache]:
         """Within this block, under a process group of several ranks (``torchrun``), every
         request is computed by all ranks together, each its share of the batches, and stored by
         rank 0 (:func:`~speechssl.downstream.rank_extraction.extract_across_ranks`): every rank
         must make the same requests in the same order. Outside it, and in one process, each
-        process computes its requests alone.
+        process computes its requests alone. Yields the cache itself.
 
         Raises:
             ValueError: the cache is disabled while several ranks run (they hand their shares
@@ -366,7 +366,7 @@ class FeatureCache:
             )
         self._across_ranks = True
         try:
-            yield
+            yield self
         finally:
             self._across_ranks = False
 
