@@ -15,7 +15,7 @@ from speechssl.cli import main
 from speechssl.data import Manifest, generate_synthetic_corpus
 from speechssl.data.synthetic import SyntheticConfig
 from speechssl.downstream.cache import FeatureCache, extraction_batches
-from speechssl.downstream.rank_extraction import rank_shares
+from speechssl.downstream.rank_extraction import extract_on_every_rank, rank_shares
 from speechssl.models.output import EncoderOutput
 from speechssl.storage import is_partial
 from speechssl.upstream import build_upstream
@@ -55,6 +55,12 @@ class CountingUpstream(Upstream):
 
     def fingerprint(self) -> str:
         return self.inner.fingerprint()
+
+
+@pytest.fixture
+def no_launcher_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _corpus(folder: Path) -> Manifest:
@@ -171,6 +177,12 @@ def test_a_failing_rank_leaves_no_entry_and_every_rank_says_which(two_ranks):
     assert [p for p in (two_ranks / "ranks_failing").rglob("*") if p.is_file()] == []
 
 
+def test_one_process_extracts_as_it_always_did(no_launcher_env):
+    called = []
+    assert extract_on_every_rank(FeatureCache(enabled=False), lambda: called.append(1))
+    assert called == [] and not distributed.is_distributed()
+
+
 def test_a_disabled_cache_is_refused_under_several_ranks(monkeypatch):
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     cache = FeatureCache(enabled=False)
@@ -181,22 +193,37 @@ def test_a_disabled_cache_is_refused_under_several_ranks(monkeypatch):
         pass
 
 
-def _probing_rank(rank: int, world_size: int, corpus: str, cache: str, output: str) -> None:
-    argv = ["probe", "--manifest", f"{corpus}/manifest.csv", "--task", "gender", "--upstream", "fbank"]
-    argv += ["--cache-dir", cache, "--output", output, "--max-batch-seconds", str(MAX_BATCH_SECONDS)]
-    code = main([*argv, "max_epochs=2"])
-    Path(output).mkdir(parents=True, exist_ok=True)
-    Path(output, f"exit_{rank}.txt").write_text(f"{code} {distributed.is_distributed()}")
+def _evaluating_rank(rank: int, world_size: int, corpus: str, cache: str, output: str) -> None:
+    probe = ["probe", "--manifest", f"{corpus}/manifest.csv", "--task", "gender", "--upstream", "fbank"]
+    probe += [
+        "--cache-dir",
+        cache,
+        "--output",
+        f"{output}/probe",
+        "--max-batch-seconds",
+        str(MAX_BATCH_SECONDS),
+    ]
+    benchmark = ["benchmark", "--upstreams", "fbank,random:tiny", "--tasks", f"{corpus}/manifest.csv:gender"]
+    benchmark += ["--cache-dir", cache, "--output", f"{output}/benchmark", "--seeds", "1"]
+    distributed.setup_from_env()  # held across both commands, as a script running several would
+    try:
+        codes = [main([*probe, "max_epochs=2"]), main([*benchmark, "max_epochs=2"])]
+        Path(output, f"exit_{rank}.json").write_text(json.dumps([*codes, distributed.is_distributed()]))
+    finally:
+        distributed.cleanup()
 
 
-def test_probe_under_torchrun_extracts_on_both_ranks_and_rank_0_reports(tmp_path):
+def test_probe_and_benchmark_under_torchrun_extract_on_both_ranks_and_rank_0_reports(tmp_path, capfd):
     _corpus(tmp_path / "corpus")
-    output = tmp_path / "probe"
-    spawn_ranks(_probing_rank, str(tmp_path / "corpus"), str(tmp_path / "cache"), str(output))
-    # both ranks ended cleanly and left the process group; only rank 0 trained and wrote results
-    assert [(output / f"exit_{rank}.txt").read_text() for rank in range(2)] == ["0 False"] * 2
-    summary = json.loads((output / "summary.json").read_text())
+    spawn_ranks(_evaluating_rank, str(tmp_path / "corpus"), str(tmp_path / "cache"), str(tmp_path))
+    # both ranks ended cleanly (leaving the group they were given up); only rank 0 trained and reported
+    exits = [json.loads((tmp_path / f"exit_{rank}.json").read_text()) for rank in range(2)]
+    assert exits == [[0, 0, True]] * 2
+    summary = json.loads((tmp_path / "probe" / "summary.json").read_text())
     assert [(row["upstream"], row["task"], row["n"]) for row in summary] == [("fbank", "gender", 1)]
-    (entry,) = [meta.parent for meta in (tmp_path / "cache").rglob("meta.json")]
-    shares = json.loads((entry / "meta.json").read_text())["ranks"]
-    assert len(shares) == 2 and all(share["utterances"] > 0 for share in shares)
+    assert len(list((tmp_path / "benchmark" / "runs").rglob("seed_0.json"))) == 2
+    assert capfd.readouterr().out.count("# ") >= 1  # rank 0 printed the report
+    # fbank's entry (the probe's 2.5 s batches; the benchmark reuses it) was computed by both
+    # ranks; random:tiny's (the benchmark's one 60 s batch) by the rank that got the batch
+    shares = [json.loads(meta.read_text())["ranks"] for meta in (tmp_path / "cache").rglob("meta.json")]
+    assert sorted(sum(share["utterances"] > 0 for share in ranks) for ranks in shares) == [1, 2]
