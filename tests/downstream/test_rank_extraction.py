@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from distributed_helpers import spawn_ranks
+from torch.multiprocessing import ProcessExitedException
 
 from speechssl import distributed
 from speechssl.cli import main
@@ -27,14 +29,15 @@ ARRAYS = {"pooled": ("mean.npy", "std.npy"), "frames": ("frames.npy", "offsets.n
 
 
 class CountingUpstream(Upstream):
-    """Wraps an upstream, counting the utterances it runs; fails at its first forward if told to.
+    """Wraps an upstream, counting the utterances it runs; at its first forward, raises
+    (``fail="raise"``) or kills its process (``fail="exit"``) if told to.
 
     Its features depend on the batch an utterance is in (its padded length is added to them),
     as the rounding of real kernels may: they equal one process's only if every utterance is
     run in the batch it has there.
     """
 
-    def __init__(self, inner: Upstream, fail: bool = False) -> None:
+    def __init__(self, inner: Upstream, fail: str | None = None) -> None:
         super().__init__()
         self.inner, self.fail = inner, fail
         self.name, self.hidden_sizes, self.downsample_rate = (
@@ -45,7 +48,9 @@ class CountingUpstream(Upstream):
         self.utterances = 0
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        if self.fail:
+        if self.fail == "exit":
+            os._exit(3)
+        if self.fail == "raise":
             raise RuntimeError("simulated failure of this rank's upstream")
         self.utterances += len(lengths)
         output = self.inner(waveforms, lengths)
@@ -92,12 +97,15 @@ def _extracting_rank(rank: int, world_size: int, corpus: str, root: str, out: st
             "equal_on_rank": bool(np.array_equal(first["frames"].frames, second["frames"].frames)),
         }
         Path(out, f"rank_{rank}.json").write_text(json.dumps(record))
-        failing = CountingUpstream(build_upstream("random:tiny"), fail=rank == 1)
+        failing = CountingUpstream(build_upstream("random:tiny"), fail="raise" if rank == 1 else None)
         try:
             with FeatureCache(f"{root}_failing").split_across_ranks() as cache:
                 cache.pooled(failing, manifest, max_batch_seconds=MAX_BATCH_SECONDS)
         except RuntimeError as err:  # RankFailedError on the ranks that did not fail
             Path(out, f"failure_{rank}.txt").write_text(f"{type(err).__name__}: {err}")
+        dying = CountingUpstream(build_upstream("random:tiny"), fail="exit" if rank == 1 else None)
+        with FeatureCache(f"{root}_killed").split_across_ranks() as cache:
+            cache.pooled(dying, manifest, max_batch_seconds=MAX_BATCH_SECONDS)
     finally:
         distributed.cleanup()
 
@@ -123,11 +131,13 @@ def test_rank_shares_deal_every_batch_once_balanced_by_padded_duration():
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
-    """Two gloo ranks extracting one corpus (twice), then a request on which rank 1 fails."""
+    """Two gloo ranks extracting one corpus (twice), then a request on which rank 1 fails, then
+    one during which rank 1's process dies (which ends the run)."""
     folder = tmp_path_factory.mktemp("two_ranks")
     manifest = _corpus(folder / "corpus")
     assert len(extraction_batches(manifest, MAX_BATCH_SECONDS)) >= 4
-    spawn_ranks(_extracting_rank, str(folder / "corpus"), str(folder / "ranks"), str(folder))
+    with pytest.raises(ProcessExitedException, match="process 1 terminated with exit code 3"):
+        spawn_ranks(_extracting_rank, str(folder / "corpus"), str(folder / "ranks"), str(folder))
     return folder
 
 
@@ -175,6 +185,13 @@ def test_a_failing_rank_leaves_no_entry_and_every_rank_says_which(two_ranks):
     assert "simulated failure" in rank0
     # no entry committed, and the staged shares of both ranks are gone
     assert [p for p in (two_ranks / "ranks_failing").rglob("*") if p.is_file()] == []
+
+
+def test_a_killed_rank_leaves_no_entry(two_ranks):
+    left = [path for path in (two_ranks / "ranks_killed").rglob("*") if path.is_file()]
+    assert not [path for path in left if path.name == "meta.json"]
+    # what a killed run may leave is staged under a temporary name, never read as an entry
+    assert all(any(is_partial(parent) for parent in path.parents) for path in left)
 
 
 def test_one_process_extracts_as_it_always_did(no_launcher_env):
