@@ -212,9 +212,14 @@ def _raise_first_failure(reports: list[str | None], error: BaseException | None,
     failed = [(r, report) for r, report in enumerate(reports) if report is not None]
     if failed:
         other, report = failed[0]
+        hint = (
+            f" (the cache folder must be one every rank reaches: {staging.parent})"
+            if report.startswith("FileNotFoundError")
+            else ""
+        )
         raise RankFailedError(
             f"feature extraction under torchrun: rank {other} failed on its share ({report}); "
-            f"nothing was stored (the cache folder must be one every rank can reach: {staging.parent})"
+            f"nothing was stored{hint}"
         )
 
 
