@@ -604,6 +604,13 @@ def _print_cache_stats(plan) -> None:
     )
 
 
+def _other_rank() -> bool:
+    """A rank other than 0 of ``torchrun``: it helped extract features; rank 0 reports."""
+    from speechssl.distributed import launched_rank
+
+    return launched_rank() != 0
+
+
 def _run_probe(args: argparse.Namespace) -> int:
     from speechssl.data import BadFileSummary
     from speechssl.downstream.report import format_probe_table
@@ -616,6 +623,8 @@ def _run_probe(args: argparse.Namespace) -> int:
     rows = probe_upstreams(
         args.upstream, manifest, plan, args.layer, args.max_batch_seconds, output, bad_files
     )
+    if _other_rank():
+        return 0
     print(format_probe_table(rows))
     _print_cache_stats(plan)
     if output is not None:
@@ -647,6 +656,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
 
     plan = _evaluation_plan(args)
     run_evaluation(args.upstreams.split(","), plan, args.output, context=_suite_context(args))
+    if _other_rank():
+        return 0
     print(Path(args.output, "report.md").read_text())
     _print_cache_stats(plan)
     return 0
@@ -828,6 +839,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     trainer = sys.modules.get("speechssl.train.trainer")
     if trainer is not None:
         errors += (trainer.NonFiniteLossError, trainer.TrainingInterruptedError)
+    extraction = sys.modules.get("speechssl.downstream.rank_extraction")
+    if extraction is not None:
+        errors += (extraction.RankFailedError,)
     return errors
 
 

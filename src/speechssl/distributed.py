@@ -50,6 +50,35 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` on every rank (any picklable object); ``value`` itself when not distributed."""
+    if not is_distributed():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(value: object) -> list:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank; ``[value]`` when
+    not distributed."""
+    if not is_distributed():
+        return [value]
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher (``torchrun``) numbered it (``RANK``), whether or not a
+    process group is up now; 0 in a plain single process.
+
+    For code that runs after a group was left (e.g. the command line after an evaluation, which
+    only rank 0 reports); while a group is up, :func:`rank` is the same number.
+    """
+    return rank() if is_distributed() else int(os.environ.get("RANK", "0") or 0)
+
+
 class _AllReduceSum(Function):
     """Sum over ranks; backward sums the gradients over ranks too."""
 

@@ -205,6 +205,29 @@ def entry_path(root: str | Path, key: str) -> Path:
     return Path(root) / key[:2] / key
 
 
+def stored_entry(
+    root: str | Path,
+    parts: Mapping[str, Any],
+    ids: Sequence[str],
+    read: Callable[[Path, bool], Entry],
+) -> Entry | None:
+    """The stored entry of ``parts`` (``read(folder, True)``), or ``None`` when there is none.
+
+    A damaged entry (see :func:`cached_entry`) is deleted and reads as ``None``.
+    """
+    key = content_key(parts)
+    entry = entry_path(root, key)
+    if not entry.is_dir():
+        return None
+    try:
+        if read_json(entry / META_FILE)["key"] != key or read_json(entry / IDS_FILE) != list(ids):
+            raise ValueError(f"{entry}: stored key or ids differ from the request's")
+        return read(entry, True)
+    except (OSError, ValueError, KeyError, TypeError):
+        shutil.rmtree(entry, ignore_errors=True)  # damaged entry: recompute it
+        return None
+
+
 def cached_entry(
     root: str | Path,
     parts: Mapping[str, Any],
@@ -227,15 +250,11 @@ def cached_entry(
         read: ``read(folder, hit)`` opens an entry folder; ``hit`` says whether it was
             stored before this call.
     """
-    key = content_key(parts)
-    entry = entry_path(root, key)
-    if entry.is_dir():
-        try:
-            if read_json(entry / META_FILE)["key"] != key or read_json(entry / IDS_FILE) != list(ids):
-                raise ValueError(f"{entry}: stored key or ids differ from the request's")
-            return read(entry, True)
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(entry, ignore_errors=True)  # damaged entry: recompute it
+    stored = stored_entry(root, parts, ids, read)
+    if stored is not None:
+        return stored
+    entry = entry_path(root, content_key(parts))
+    key = entry.name
     with staging_folder(entry) as staging:
         start = time.perf_counter()
         extra = dict(write(staging))
@@ -268,4 +287,5 @@ __all__ = [
     "publish_folder",
     "read_json",
     "staging_folder",
+    "stored_entry",
 ]

@@ -29,10 +29,15 @@ the folder ``<root>/<key[:2]>/<key>/`` holding the arrays, ``ids.json`` and ``me
 (the key parts in readable form, creation time and compute seconds). It is written into a
 temporary folder beside it and renamed into place only when complete, so an interrupted
 extraction never leaves a half entry that reads as valid.
+
+Under ``torchrun``, requests made inside :meth:`FeatureCache.split_across_ranks` are computed by
+every rank together, each its share of the batches, and stored by rank 0 with the same arrays
+(:mod:`speechssl.downstream.rank_extraction`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -42,9 +47,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from speechssl import distributed
 from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_dataloader, default_cache_dir
 from speechssl.data.audio import DEFAULT_SAMPLE_RATE
 from speechssl.data.batch import lengths_to_padding_mask
+from speechssl.downstream.rank_extraction import extract_across_ranks
 from speechssl.models.pooling import masked_mean_std
 from speechssl.progress import Progress
 from speechssl.storage import cached_entry, entry_path, staging_folder
@@ -168,6 +175,12 @@ def _float16(values: torch.Tensor, what: str) -> np.ndarray:
     return array.astype(np.float16)
 
 
+def extraction_batches(manifest: Manifest, max_batch_seconds: float) -> list[list[int]]:
+    """The batches (manifest rows) extraction runs ``manifest`` in: sorted by duration, unshuffled,
+    at most ``max_batch_seconds`` of padded audio each; the same in one process and across ranks."""
+    return list(DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False))
+
+
 @torch.no_grad()
 def _batches(
     upstream: Upstream,
@@ -176,8 +189,10 @@ def _batches(
     max_batch_seconds: float,
     num_workers: int,
     device: torch.device | str,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]]:
-    """Run ``upstream`` over ``manifest`` once, batch by batch.
+    """Run ``upstream`` over ``manifest`` once, batch by batch (``batches`` of manifest rows;
+    default :func:`extraction_batches`).
 
     Yields:
         manifest rows of the batch, the chosen layers' hidden states (each ``(batch,
@@ -185,7 +200,7 @@ def _batches(
     """
     upstream = upstream.to(device).eval()
     dataset = AudioDataset(manifest, sample_rate=upstream.sample_rate)
-    sampler = DurationBatchSampler(manifest.durations, max_batch_seconds=max_batch_seconds, shuffle=False)
+    sampler = extraction_batches(manifest, max_batch_seconds) if batches is None else batches
     row_of = {utt_id: row for row, utt_id in enumerate(manifest.ids)}
     with Progress(len(manifest), f"features {upstream.name}", "utterances") as progress:
         for batch in build_dataloader(dataset, sampler, num_workers=num_workers):
@@ -267,6 +282,54 @@ def _write_frames(
     np.save(folder / "offsets.npy", offsets)
 
 
+ASSEMBLY_ROWS = 4096  # utterances copied at a time when assembling pooled shares
+
+
+def _assemble_pooled(folder: Path, parts: list[tuple[Path, np.ndarray]], shape: tuple[int, int, int]) -> None:
+    """Write ``mean.npy`` and ``std.npy`` ``(layers, utterances, dim)`` into ``folder`` from ranks' shares.
+
+    Each part is ``(share folder, its manifest rows)``, the folder holding the same two arrays
+    ``(layers, share rows, dim)``; the values are copied unchanged, ``ASSEMBLY_ROWS`` rows at a time.
+    """
+    for name in ("mean.npy", "std.npy"):
+        whole = np.lib.format.open_memmap(folder / name, mode="w+", dtype=np.float16, shape=shape)
+        for part, rows in parts:
+            values = np.load(part / name, mmap_mode="r")  # (layers, share rows, dim)
+            for start in range(0, len(rows), ASSEMBLY_ROWS):
+                chunk = slice(start, start + ASSEMBLY_ROWS)
+                whole[:, rows[chunk]] = values[:, chunk]
+            del values
+        whole.flush()
+        del whole
+
+
+def _assemble_frames(
+    folder: Path, parts: list[tuple[Path, np.ndarray]], num_utterances: int, width: tuple[int, int]
+) -> None:
+    """Write ``frames.npy`` ``(total_frames, layers, dim)`` and ``offsets.npy`` into ``folder`` from
+    ranks' shares, each ``(share folder, its manifest rows)`` holding its own frames and offsets."""
+    counts = np.zeros(num_utterances, dtype=np.int64)
+    for part, rows in parts:
+        counts[rows] = np.diff(np.load(part / "offsets.npy"))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    frames = np.lib.format.open_memmap(
+        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]), *width)
+    )
+    for part, rows in parts:
+        share_offsets = np.load(part / "offsets.npy")
+        if not share_offsets[-1]:
+            continue
+        values = np.load(part / "frames.npy", mmap_mode="r")  # (share frames, layers, dim)
+        for position, row in enumerate(rows):
+            frames[offsets[row] : offsets[row + 1]] = values[
+                share_offsets[position] : share_offsets[position + 1]
+            ]
+        del values
+    frames.flush()
+    del frames
+    np.save(folder / "offsets.npy", offsets)
+
+
 class FeatureCache:
     """Frozen features on disk, keyed by upstream content, layers, corpus and preprocessing.
 
@@ -286,9 +349,33 @@ class FeatureCache:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir() / "features"
         self.enabled = enabled
         self.stats = CacheStats()
+        self._across_ranks = False
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r}, enabled={self.enabled})"
+
+    @contextlib.contextmanager
+    def split_across_ranks(self) -> Iterator[FeatureCache]:
+        """Within this block, under a process group of several ranks (``torchrun``), every
+        request is computed by all ranks together, each its share of the batches, and stored by
+        rank 0 (:func:`~speechssl.downstream.rank_extraction.extract_across_ranks`): every rank
+        must make the same requests in the same order. Outside it, and in one process, each
+        process computes its requests alone. Yields the cache itself.
+
+        Raises:
+            ValueError: the cache is disabled while several ranks run (they hand their shares
+                over through it).
+        """
+        if not self.enabled and distributed.world_size() > 1:
+            raise ValueError(
+                f"feature cache: expected it enabled to extract under torchrun (the {distributed.world_size()} "
+                "ranks hand their shares to rank 0 through it), found it disabled"
+            )
+        self._across_ranks = True
+        try:
+            yield self
+        finally:
+            self._across_ranks = False
 
     def entry_path(self, key: str) -> Path:
         """The folder of the entry with hex ``key``."""
@@ -317,11 +404,11 @@ class FeatureCache:
             return features
         dim = max(upstream.hidden_sizes[layer] for layer in chosen)
 
-        def write(folder: Path) -> None:
-            shape = (len(chosen), len(manifest), dim)
+        def write(folder: Path, part: Manifest = manifest, plan: list[list[int]] | None = None) -> None:
+            shape = (len(chosen), len(part), dim)
             mean = np.lib.format.open_memmap(folder / "mean.npy", mode="w+", dtype=np.float16, shape=shape)
             std = np.lib.format.open_memmap(folder / "std.npy", mode="w+", dtype=np.float16, shape=shape)
-            batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
+            batches = _batches(upstream, part, chosen, max_batch_seconds, num_workers, device, plan)
             _fill_pooled(batches, chosen, mean, std, upstream.name)
             mean.flush()
             std.flush()
@@ -336,7 +423,10 @@ class FeatureCache:
                 )
             return PooledFeatures(manifest.ids, chosen, mean, std, hit=hit, entry=folder)
 
-        return self._cached(POOLED, upstream, manifest, chosen, write, read)
+        def assemble(folder: Path, parts: list[tuple[Path, np.ndarray]]) -> None:
+            _assemble_pooled(folder, parts, (len(chosen), len(manifest), dim))
+
+        return self._cached(POOLED, upstream, manifest, chosen, write, read, max_batch_seconds, assemble)
 
     def frames(
         self,
@@ -357,9 +447,9 @@ class FeatureCache:
         chosen = resolve_layers(layers, upstream.num_layers)
         dim = max(upstream.hidden_sizes[layer] for layer in chosen)
 
-        def write(folder: Path) -> None:
-            batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
-            _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name)
+        def write(folder: Path, part: Manifest = manifest, plan: list[list[int]] | None = None) -> None:
+            batches = _batches(upstream, part, chosen, max_batch_seconds, num_workers, device, plan)
+            _write_frames(batches, chosen, len(part), dim, folder, upstream.name)
 
         def read(folder: Path, hit: bool) -> FrameFeatures:
             frames = np.load(folder / "frames.npy", mmap_mode="r")
@@ -391,7 +481,11 @@ class FeatureCache:
                 features = read(scratch, hit=False)
             self._count_miss(time.perf_counter() - start)
             return replace(features, entry=None)
-        return self._cached(FRAMES, upstream, manifest, chosen, write, read)
+
+        def assemble(folder: Path, parts: list[tuple[Path, np.ndarray]]) -> None:
+            _assemble_frames(folder, parts, len(manifest), (len(chosen), dim))
+
+        return self._cached(FRAMES, upstream, manifest, chosen, write, read, max_batch_seconds, assemble)
 
     def _count_miss(self, seconds: float) -> None:
         self.stats.misses += 1
@@ -403,10 +497,13 @@ class FeatureCache:
         upstream: Upstream,
         manifest: Manifest,
         layers: tuple[int, ...],
-        write: Callable[[Path], None],
+        write: Callable[..., None],
         read: Callable[[Path, bool], Features],
+        max_batch_seconds: float,
+        assemble: Callable[[Path, list[tuple[Path, np.ndarray]]], None],
     ) -> Features:
-        """Read the entry of this request, or compute it with ``write`` and store it atomically."""
+        """Read the entry of this request, or compute it with ``write`` and store it atomically
+        (across ranks inside :meth:`split_across_ranks`: ``write`` a share, ``assemble`` the shares)."""
         parts = {
             "format": CACHE_FORMAT_VERSION,
             "kind": kind,
@@ -416,18 +513,24 @@ class FeatureCache:
             "preprocessing": {"sample_rate": upstream.sample_rate, "audio": "whole utterance, mono"},
         }
 
+        meta = {
+            "upstream_name": upstream.name,
+            "hidden_sizes": [upstream.hidden_sizes[layer] for layer in layers],
+            "downsample_rate": upstream.downsample_rate,
+            "utterances": len(manifest),
+            "total_seconds": float(manifest.durations.sum()),
+        }
+
         def write_entry(folder: Path) -> dict[str, Any]:
             write(folder)
-            return {
-                "upstream_name": upstream.name,
-                "hidden_sizes": [upstream.hidden_sizes[layer] for layer in layers],
-                "downsample_rate": upstream.downsample_rate,
-                "utterances": len(manifest),
-                "total_seconds": float(manifest.durations.sum()),
-            }
+            return meta
 
         start = time.perf_counter()
-        features = cached_entry(self.root, parts, manifest.ids, write_entry, read)
+        if self._across_ranks and distributed.world_size() > 1:
+            batches = extraction_batches(manifest, max_batch_seconds)
+            features = extract_across_ranks(self.root, parts, manifest, batches, write, assemble, read, meta)
+        else:
+            features = cached_entry(self.root, parts, manifest.ids, write_entry, read)
         if features.hit:
             self.stats.hits += 1
         else:

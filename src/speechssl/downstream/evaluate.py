@@ -17,14 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from speechssl import distributed
+from speechssl.data import Manifest
 from speechssl.downstream.plan import EvaluationPlan
+from speechssl.downstream.rank_extraction import extract_on_every_rank
 from speechssl.downstream.report import ReportTable, write_report
 from speechssl.downstream.row import Row
 from speechssl.downstream.screening import report_bad_files, usable_rows
-from speechssl.downstream.tasks import get_task
+from speechssl.downstream.tasks import CorpusTask, get_task
 from speechssl.progress import Progress
 from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
+from speechssl.upstream.base import Upstream
 
 
 def safe_name(text: str) -> str:
@@ -40,6 +44,44 @@ def _finished(path: Path, provenance: dict) -> Row | None:
     return (
         Row.from_dict(record) if all(record.get(key) == value for key, value in provenance.items()) else None
     )
+
+
+def _provenance(
+    spec: str, upstream: Upstream, task: CorpusTask, manifest: Manifest, plan: EvaluationPlan
+) -> dict:
+    """What a saved row must have been computed from to be reused."""
+    return {
+        "upstream": spec,
+        "upstream_fingerprint": upstream.fingerprint(),
+        "data_digest": manifest.digest(),
+        "annotation_digest": manifest.annotation_digest(),
+        "head": task.head_settings(plan),
+    }
+
+
+def _extract_pending(
+    upstreams: Sequence[str],
+    tasks: list[CorpusTask],
+    manifests: dict[str, Manifest],
+    plan: EvaluationPlan,
+    output: Path,
+) -> None:
+    """Request the features of every (upstream, task) with a seed still to run: the extraction
+    pass under ``torchrun``. Rank 0 decides which, so every rank makes the same requests."""
+    for spec in upstreams:
+        upstream = build_upstream(spec)
+        pending = []
+        usable = {}
+        for task in tasks:
+            usable[task.name], _ = usable_rows(
+                manifests[task.name], upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction
+            )
+            provenance = _provenance(spec, upstream, task, usable[task.name], plan)
+            folder = output / "runs" / safe_name(spec) / task.name
+            if any(_finished(folder / f"seed_{seed}.json", provenance) is None for seed in plan.seeds):
+                pending.append(task)
+        for index in distributed.broadcast_object([tasks.index(task) for task in pending]):
+            tasks[index].prepare(upstream, usable[tasks[index].name], plan, output)
 
 
 def run_evaluation(
@@ -58,6 +100,11 @@ def run_evaluation(
     and listed in ``runs/<upstream>/<task>/bad_files.json``; a split losing more than
     ``plan.max_bad_fraction`` of its rows stops the run (:func:`~speechssl.downstream.screening.usable_rows`).
 
+    Under ``torchrun`` every rank first extracts its share of the features the pending seeds
+    need (:func:`~speechssl.downstream.rank_extraction.extract_on_every_rank`); then rank 0
+    alone trains the heads, from the cache, and writes the rows and the report, and the other
+    ranks return an empty list.
+
     Args:
         upstreams: upstream specs (see :func:`speechssl.upstream.build_upstream`).
         plan: tasks, seeds, data root, cache and head settings.
@@ -73,6 +120,10 @@ def run_evaluation(
     output = Path(output)
     tasks = [get_task(name) for name in plan.tasks]
     manifests = {task.name: task.load(plan.data_root) for task in tasks}
+    if not extract_on_every_rank(
+        plan.cache, lambda: _extract_pending(upstreams, tasks, manifests, plan, output)
+    ):
+        return []
     rows: list[Row] = []
     with Progress(len(upstreams) * len(tasks) * len(plan.seeds), "evaluation", "seeds") as progress:
         for spec in upstreams:
@@ -82,13 +133,7 @@ def run_evaluation(
                     manifests[task.name], upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction
                 )
                 report_bad_files(bad, output / "runs" / safe_name(spec) / task.name)
-                provenance = {
-                    "upstream": spec,
-                    "upstream_fingerprint": upstream.fingerprint(),
-                    "data_digest": manifest.digest(),
-                    "annotation_digest": manifest.annotation_digest(),
-                    "head": task.head_settings(plan),
-                }
+                provenance = _provenance(spec, upstream, task, manifest, plan)
                 folder = output / "runs" / safe_name(spec) / task.name
                 done = {seed: _finished(folder / f"seed_{seed}.json", provenance) for seed in plan.seeds}
                 todo = [seed for seed in plan.seeds if done[seed] is None]

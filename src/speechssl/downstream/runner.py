@@ -9,16 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
+from speechssl import distributed
 from speechssl.data import BadFileSummary, Manifest
 from speechssl.downstream.evaluate import safe_name
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
+from speechssl.downstream.rank_extraction import extract_on_every_rank
 from speechssl.downstream.screening import report_bad_files, usable_rows
 from speechssl.downstream.statistics import summarize
 from speechssl.downstream.tasks import UtteranceTask
 from speechssl.downstream.training import HeadTrainingConfig
 from speechssl.storage import atomic_write_json
 from speechssl.upstream import build_upstream
+from speechssl.upstream.base import Upstream
 
 LAYER_CHOICES = "'weighted', 'last', 'all', 'best' (chosen on the validation split) or a layer index"
 
@@ -69,6 +72,24 @@ def _finished_row(path: Path, provenance: dict) -> dict | None:
     return record if all(record.get(key) == value for key, value in provenance.items()) else None
 
 
+def _saved_rows(
+    spec: str, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, layer: str, output: Path | None
+) -> tuple[dict, list[tuple[str, str | int, int]], dict[tuple[str, str | int, int], dict | None]]:
+    """The provenance of ``spec``'s probe rows, their keys (task, layer choice, seed) and the
+    rows already saved under ``output`` from that provenance (``None`` where missing)."""
+    provenance = {
+        "upstream_fingerprint": upstream.fingerprint(),
+        "data_digest": manifest.digest(),
+        "head": asdict(plan.head),
+    }
+    layers = layer_choices(layer, upstream.num_layers)
+    keys = [(task, choice, seed) for task in plan.tasks for choice in layers for seed in plan.seeds]
+    done = {
+        key: _finished_row(probe_row_path(output, spec, *key), provenance) if output else None for key in keys
+    }
+    return provenance, keys, done
+
+
 def probe_upstreams(
     specs: Sequence[str],
     manifest: Manifest,
@@ -94,26 +115,36 @@ def probe_upstreams(
     counted and listed, with those in ``bad_files`` (found while the manifest was built): a
     warning, and ``output/bad_files.json``. A split losing more than ``plan.max_bad_fraction``
     of its rows stops the probe (:func:`~speechssl.downstream.screening.usable_rows`).
+
+    Under ``torchrun`` every rank first extracts its share of the pending upstreams' features
+    (:func:`~speechssl.downstream.rank_extraction.extract_on_every_rank`); then rank 0 alone
+    trains the probes, from the cache, and the other ranks return an empty list.
     """
     corpus = manifest
+
+    def usable(upstream: Upstream) -> tuple[Manifest, BadFileSummary]:
+        return usable_rows(
+            corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files
+        )
+
+    def extract_pending() -> None:
+        for spec in specs:
+            upstream = build_upstream(spec)
+            manifest, _ = usable(upstream)
+            _, _, done = _saved_rows(spec, upstream, manifest, plan, layer, output)
+            if distributed.broadcast_object(any(row is None for row in done.values())):
+                extract_pooled_features(
+                    upstream, manifest, max_batch_seconds=max_batch_seconds, cache=plan.cache
+                )
+
+    if not extract_on_every_rank(plan.cache, extract_pending):
+        return []
     rows = []
     for spec in specs:
         upstream = build_upstream(spec)
-        layers = layer_choices(layer, upstream.num_layers)
-        manifest, bad = usable_rows(
-            corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files
-        )
+        manifest, bad = usable(upstream)
         report_bad_files(bad, output)
-        provenance = {
-            "upstream_fingerprint": upstream.fingerprint(),
-            "data_digest": manifest.digest(),
-            "head": asdict(plan.head),
-        }
-        keys = [(task, choice, seed) for task in plan.tasks for choice in layers for seed in plan.seeds]
-        done = {
-            key: _finished_row(probe_row_path(output, spec, *key), provenance) if output else None
-            for key in keys
-        }
+        provenance, keys, done = _saved_rows(spec, upstream, manifest, plan, layer, output)
         if any(row is None for row in done.values()):
             pooled = extract_pooled_features(
                 upstream, manifest, max_batch_seconds=max_batch_seconds, cache=plan.cache
