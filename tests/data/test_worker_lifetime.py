@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_PRETRAIN_OVERRIDES
+from conftest import TINY_PRETRAIN_OVERRIDES
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; PDEATHSIG is Linux's"
