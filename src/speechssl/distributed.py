@@ -213,14 +213,32 @@ def naming_stalls(collective: str) -> Iterator[None]:
     whose peer stalled ends with a one-line reason instead of a backend traceback."""
     try:
         yield
-    except dist.DistError as err:
-        if not is_distributed():
+    except RuntimeError as err:
+        if not (is_distributed() and _is_backend_failure(err)):
             raise
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CollectiveTimeoutError(
             f"rank {rank()} of {world_size()}: {collective} did not complete (another rank stalled, "
             f"died or is unreachable; the timeout is train.collective_timeout_s): {reason}"
         ) from err
+
+
+_BACKEND_FAILURES = (
+    "Timed out",
+    "timed out",
+    "Connection closed",
+    "Connection reset",
+    "gloo",
+    "NCCL",
+    "ProcessGroup",
+)
+
+
+def _is_backend_failure(err: RuntimeError) -> bool:
+    """A failed collective: :class:`torch.distributed.DistError`, or the plain ``RuntimeError``
+    that DDP's gradient all-reduce raises with the backend's message (e.g. gloo's
+    ``Timed out waiting 2000ms for send operation to complete``)."""
+    return isinstance(err, dist.DistError) or any(marker in str(err) for marker in _BACKEND_FAILURES)
 
 
 def cleanup() -> None:

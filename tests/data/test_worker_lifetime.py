@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_PRETRAIN_OVERRIDES
-
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; PDEATHSIG is Linux's"
 )
@@ -51,9 +49,9 @@ def _wait_for(condition, seconds: float) -> bool:
     return condition()
 
 
-def test_workers_die_when_pretrain_is_sigkilled(tmp_path):
+def test_workers_die_when_pretrain_is_sigkilled(tmp_path, tiny_pretrain_overrides):
     overrides = [
-        o for o in TINY_PRETRAIN_OVERRIDES if not o.startswith(("data.num_workers", "train.max_steps"))
+        o for o in tiny_pretrain_overrides if not o.startswith(("data.num_workers", "train.max_steps"))
     ]
     argv = [
         "pretrain", "--method", "barlow_twins", "--run-dir", str(tmp_path / "run"), *overrides,

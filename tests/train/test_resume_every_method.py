@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from methods.conftest import EVERY_METHOD, _tiny_method
 from safetensors.torch import load_file
 from train_standins import (
     CrashingData,
@@ -15,7 +16,6 @@ from train_standins import (
     quiet_train_config,
 )
 
-from methods.conftest import EVERY_METHOD, _tiny_method
 from speechssl.methods import available_methods
 from speechssl.models.checkpoint import find_latest
 from speechssl.train.logging import read_metrics
@@ -41,11 +41,10 @@ def test_every_registered_method_is_in_the_table():
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(
     name, options, frontend, causal, tmp_path, two_threads
 ):
-    # 8 clips in batches of 2; checkpoint after update 2; the crash comes when update 4 asks
-    # for its batch, after update 3 was logged, so update 3 is redone after resuming. The
-    # log line of update 3 averages updates 1 to 3 in both runs.
-    corpus = make_corpus(8, samples=6400, seed=1)
-    config = quiet_train_config(max_steps=4, log_every=3, checkpoint_every=2, keep_last=5, deterministic=True)
+    # 6 clips in batches of 2; checkpoints after updates 1 and 2; the crash comes when update 3
+    # asks for its batch. The one log line, of update 3, averages updates 1 to 3 in both runs.
+    corpus = make_corpus(6, samples=3200, seed=1)
+    config = quiet_train_config(max_steps=3, log_every=3, checkpoint_every=1, keep_last=5, deterministic=True)
 
     def method(seed: int):
         torch.manual_seed(seed)
@@ -55,7 +54,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(
         method(0), InMemoryData(corpus, 2), fast_optim_config(), config, tmp_path / "straight", RESOLVED
     )
     with pytest.raises(PreemptedError):
-        crashing = CrashingData(corpus, 2, crash_at=4)
+        crashing = CrashingData(corpus, 2, crash_at=3)
         train(method(0), crashing, fast_optim_config(), config, tmp_path / "resumed", RESOLVED)
     assert find_latest(tmp_path / "resumed").name == "step_00000002"
     resumed = train(

@@ -231,8 +231,16 @@ def train(
                 loss_history.append((state.step, record["loss"]))
                 window = _Window.restore({}, device)
             if state.step % train_config.checkpoint_every == 0 or stop:
-                state.log_window = window.snapshot(device)
-                _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last)
+                _save(
+                    run_dir,
+                    method,
+                    optimizer,
+                    scheduler,
+                    state,
+                    resolved_config,
+                    train_config.keep_last,
+                    window,
+                )
                 last_saved_step = state.step
             if stop and state.step < max_steps:
                 raise TrainingInterruptedError(
@@ -242,8 +250,7 @@ def train(
 
     # Final checkpoint (unless the last update was just saved, or a finished run was resumed).
     if last_saved_step != state.step:
-        state.log_window = window.snapshot(device)
-        _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last)
+        _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last, window)
     final_checkpoint = run_dir / checkpoint_name(state.step)
     return TrainResult(state.step, state.last_loss, run_dir, final_checkpoint, loss_history)
 
@@ -400,9 +407,11 @@ def _save(
     state: TrainerState,
     config: dict[str, Any],
     keep_last: int,
+    window: _Window,
 ) -> None:
-    """Gather every rank's RNG states, write the checkpoint on the main process, wait for it."""
-    with distributed.naming_stalls(f"the checkpoint of update {state.step} (RNG gather, barrier)"):
+    """Gather every rank's RNG states and log window, write the checkpoint on the main process, wait for it."""
+    with distributed.naming_stalls(f"the checkpoint of update {state.step} (RNG and log gather, barrier)"):
+        state.log_window = window.snapshot(next(method.parameters()).device)
         state.rng_states = _gather_rng_states()
         if distributed.is_main_process():
             save_checkpoint(run_dir, method, optimizer, scheduler, state, config, keep_last=keep_last)
