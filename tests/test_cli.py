@@ -248,3 +248,16 @@ def test_light_commands_never_import_torch_or_scipy(argv, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_overrides_are_accepted_on_both_sides_of_options(capsys):
+    from speechssl.cli import _parse
+
+    args = _parse(
+        ["pretrain", "optim.lr=1e-3", "--run-dir", "x", "train.max_steps=2", "--method", "hubert", "a.b=1"]
+    )
+    assert (args.run_dir, args.method) == ("x", "hubert")
+    assert args.overrides == ["optim.lr=1e-3", "train.max_steps=2", "a.b=1"]
+    with pytest.raises(SystemExit):
+        _parse(["pretrain", "optim.lr=1e-3", "--run-dir", "x", "--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err

@@ -802,8 +802,22 @@ def _run_units(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, accepting ``key=value`` overrides on both sides of options
+    (``pretrain A=1 --run-dir X B=2``): argparse takes the first run of positionals and leaves
+    the rest unrecognised; those that are overrides join the others, in order."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    field = next((name for name in ("overrides", "head_overrides") if hasattr(args, name)), None)
+    if extra and (field is None or any(token.startswith("-") for token in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, field, [*getattr(args, field), *extra])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     handlers = {
         "data": _run_data,
         "pretrain": _run_pretrain,

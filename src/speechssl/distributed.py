@@ -18,6 +18,9 @@ of the global loss.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -178,13 +181,17 @@ def all_gather_cat(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return _AllGatherCat.apply(tensor, dim, [shp[dim] for shp in found])
 
 
-def setup_from_env() -> tuple[int, int, int]:
+def setup_from_env(timeout_s: float | None = None) -> tuple[int, int, int]:
     """Initialise the default process group when launched by ``torchrun``.
 
     Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (``MASTER_ADDR``/``MASTER_PORT``
     are read by ``init_method="env://"``). Uses NCCL when CUDA is available (and selects
     GPU ``LOCAL_RANK``), gloo otherwise. Without ``RANK``/``WORLD_SIZE`` in the
-    environment it does nothing. Safe to call twice.
+    environment it does nothing. Safe to call twice (the first call's timeout stays).
+
+    Args:
+        timeout_s: how long any collective waits for the other ranks before it fails
+            (``None``: PyTorch's default); gloo and NCCL both honour it.
 
     Returns:
         ``(rank, world_size, local_rank)``; ``(0, 1, 0)`` in a plain single process.
@@ -217,8 +224,50 @@ def setup_from_env() -> tuple[int, int, int]:
             backend = "nccl"
         else:
             backend = "gloo"
-        dist.init_process_group(backend=backend, init_method="env://", rank=global_rank, world_size=size)
+        timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
+        dist.init_process_group(
+            backend=backend, init_method="env://", rank=global_rank, world_size=size, timeout=timeout
+        )
     return global_rank, size, local_rank
+
+
+class CollectiveTimeoutError(TimeoutError):
+    """A collective failed or waited past the process group's timeout (a stalled or dead rank)."""
+
+
+@contextmanager
+def naming_stalls(collective: str) -> Iterator[None]:
+    """Turn a distributed failure inside the block into :class:`CollectiveTimeoutError` naming
+    this rank and ``collective`` (e.g. ``"the gradient all-reduce of update 7"``), so a job
+    whose peer stalled ends with a one-line reason instead of a backend traceback."""
+    try:
+        yield
+    except RuntimeError as err:
+        if not (is_distributed() and _is_backend_failure(err)):
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CollectiveTimeoutError(
+            f"rank {rank()} of {world_size()}: {collective} did not complete (another rank stalled, "
+            f"died or is unreachable; the timeout is train.collective_timeout_s): {reason}"
+        ) from err
+
+
+_BACKEND_FAILURES = (
+    "Timed out",
+    "timed out",
+    "Connection closed",
+    "Connection reset",
+    "gloo",
+    "NCCL",
+    "ProcessGroup",
+)
+
+
+def _is_backend_failure(err: RuntimeError) -> bool:
+    """A failed collective: :class:`torch.distributed.DistError`, or the plain ``RuntimeError``
+    that DDP's gradient all-reduce raises with the backend's message (e.g. gloo's
+    ``Timed out waiting 2000ms for send operation to complete``)."""
+    return isinstance(err, dist.DistError) or any(marker in str(err) for marker in _BACKEND_FAILURES)
 
 
 def cleanup() -> None:

@@ -50,6 +50,16 @@ def test_wrong_type_names_key_expected_and_found():
         (TrainConfig, {"grad_accum_steps": 0}, r"grad_accum_steps: expected an integer >= 1, found 0"),
         (TrainConfig, {"device": "tpu"}, r"device: expected one of \['auto', 'cpu', 'cuda'\], found 'tpu'"),
         (TrainConfig, {"precision": "fp16"}, r"precision: expected one of .*found 'fp16'"),
+        (
+            TrainConfig,
+            {"collective_timeout_s": 0.0},
+            r"collective_timeout_s: expected a finite .* > 0, found 0\.0",
+        ),
+        (
+            TrainConfig,
+            {"collective_timeout_s": float("nan")},
+            r"collective_timeout_s: expected a finite .* found nan",
+        ),
     ],
 )
 def test_post_init_validation_says_expected_and_found(cls, options, message):

@@ -7,6 +7,7 @@ methods, so the trainer is tested on its own.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,3 +201,47 @@ def ddp_worker(rank: int, world_size: int, run_dir: str, out_dir: str) -> None:
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"step": result.step, "loss": result.loss}))
     finally:
         distributed.cleanup()
+
+
+class StallingData(InMemoryData):
+    """:class:`InMemoryData` that sleeps ``seconds`` before serving batch ``stall_at`` (1-based), like a stopped rank."""
+
+    def __init__(self, *args, stall_at: int | None, seconds: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stall_at, self.seconds, self.served = stall_at, seconds, 0
+
+    def loader_for_epoch(self, epoch: int, start_batch: int) -> Iterator[AudioBatch]:
+        for batch in super().loader_for_epoch(epoch, start_batch):
+            self.served += 1
+            if self.served == self.stall_at:
+                time.sleep(self.seconds)
+            yield batch
+
+
+def stalling_worker(rank: int, world_size: int, run_dir: str, out_dir: str, timeout_s: float) -> None:
+    """One rank of a 2-process gloo run whose rank 1 stalls at its second batch for
+    ``4 * timeout_s``; each rank writes its error (or ``finished``) and the seconds it took."""
+    from speechssl.train.trainer import train
+
+    distributed.setup_from_env(timeout_s)
+    started = time.monotonic()
+    try:
+        torch.manual_seed(100)
+        corpus = make_corpus(8, seed=7)[rank::world_size]
+        data = StallingData(corpus, batch_size=2, stall_at=2 if rank == 1 else None, seconds=4 * timeout_s)
+        train(
+            StandInMethod(),
+            data,
+            fast_optim_config(),
+            quiet_train_config(max_steps=2),
+            run_dir,
+            {"test": "stall"},
+        )
+        outcome = "finished"
+    except Exception as err:
+        outcome = f"{type(err).__name__}: {err}"
+    finally:
+        distributed.cleanup()
+    Path(out_dir, f"rank{rank}.json").write_text(
+        json.dumps({"outcome": outcome, "seconds": time.monotonic() - started})
+    )

@@ -15,6 +15,12 @@ then removes the bad files up front.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import os
+import signal
+import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +163,8 @@ def build_dataloader(
     """A DataLoader yielding :class:`AudioBatch` from ``batch_sampler``'s index lists.
 
     Workers are not persistent, so :meth:`AudioDataset.set_epoch` reaches them each epoch.
+    Workers die with the process that built the loader, even when it is SIGKILLed (see
+    :func:`die_with_parent`).
     """
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, found {num_workers}")
@@ -167,6 +175,7 @@ def build_dataloader(
         collate_fn=collate_audio,
         pin_memory=pin_memory,
         persistent_workers=False,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()) if num_workers > 0 else None,
     )
 
 
@@ -223,6 +232,28 @@ def header_durations(manifest: Manifest, workers: int = 4) -> tuple[np.ndarray, 
         results = list(pool.map(read, manifest))
     durations = np.array([np.nan if isinstance(r, BadFile) else r for r in results], dtype=np.float64)
     return durations, BadFileSummary([r for r in results if isinstance(r, BadFile)])
+
+
+_PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
+
+
+def die_with_parent(parent_pid: int, worker_id: int = 0) -> None:
+    """``worker_init_fn``: make this DataLoader worker die as soon as ``parent_pid`` does.
+
+    PyTorch's workers notice a dead parent only when they next poll their queue (and a
+    SIGKILLed parent never tells them), so they can outlive it holding their memory. On
+    Linux the kernel sends SIGKILL to this process when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); the parent may already have died between the fork and
+    this call, which the check against ``parent_pid`` (recorded before the fork) catches.
+    Elsewhere PyTorch's own watchdog remains the only guard.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed in a DataLoader worker")
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def scan_bad_files(manifest: Manifest, workers: int = 2, decode: bool = True) -> BadFileSummary:

@@ -52,6 +52,9 @@ class TrainerState:
         elapsed_s: training wall time so far, summed over resumptions.
         last_loss: loss of the last update.
         rng_states: one :func:`~speechssl.train.rng.capture_rng_state` snapshot per rank.
+        log_window: the sums behind the next ``metrics.jsonl`` line so far (all ranks), so
+            the first line after a resume equals the uninterrupted run's; empty in older
+            checkpoints.
     """
 
     step: int
@@ -60,6 +63,7 @@ class TrainerState:
     elapsed_s: float
     last_loss: float
     rng_states: list[dict[str, Any]]
+    log_window: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -182,7 +186,9 @@ def load_checkpoint(
         optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])
-    return TrainerState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainerState)})
+    return TrainerState(
+        **{f.name: saved[f.name] for f in dataclasses.fields(TrainerState) if f.name in saved}
+    )
 
 
 def _safetensors_ready(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -81,6 +81,13 @@ class TrainConfig:
             encoder's architecture is the checkpoint's (its ``encoder.yaml`` replaces the
             ``encoder`` section); the method's heads are loaded too when the checkpoint was
             made by the same method and holds them. Empty: random initialisation.
+        deterministic: bit-reproducible training, so an interrupted and resumed run equals
+            an uninterrupted one on any method: deterministic algorithms only, cuDNN
+            benchmarking and oneDNN (mkldnn) kernels off, ``CUBLAS_WORKSPACE_CONFIG`` set.
+            Costs speed (see the README); off by default.
+        collective_timeout_s: seconds a collective of a distributed run (gradient
+            all-reduce, barrier …) may wait for the other ranks before the job stops with an
+            error naming this rank and the collective, instead of hanging on a stalled rank.
     """
 
     max_steps: int = 10_000
@@ -93,12 +100,18 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     find_unused_parameters: bool = False
     init_from: str = ""
+    deterministic: bool = False
+    collective_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum_steps", "log_every", "checkpoint_every", "keep_last"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, found {value}")
+        if not (math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0):
+            raise ValueError(
+                f"collective_timeout_s: expected a finite number of seconds > 0, found {self.collective_timeout_s}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device: expected one of ['auto', 'cpu', 'cuda'], found {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16"):

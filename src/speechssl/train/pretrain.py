@@ -300,7 +300,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
         The trainer's :class:`~speechssl.train.trainer.TrainResult`.
     """
     started_group = not distributed.is_distributed()
-    distributed.setup_from_env()
+    distributed.setup_from_env(config.train.collective_timeout_s)
     try:
         config = prepare_method(with_init_encoder(config), run_dir)
         data = build_pretrain_data(config)

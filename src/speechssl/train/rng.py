@@ -8,7 +8,10 @@ tensors so that ``torch.load(..., weights_only=True)`` can read them back.
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,39 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Inside the block, with ``enabled``, torch computes bit-reproducibly run to run; the
+    previous settings come back on exit. Without ``enabled`` nothing changes.
+
+    Deterministic algorithms only (an op without one raises), cuDNN deterministic and not
+    benchmarking, ``CUBLAS_WORKSPACE_CONFIG`` for cuBLAS (read when CUDA first starts), and
+    oneDNN (mkldnn) off: its CPU convolution backward sums partial gradients in an order
+    that depends on thread scheduling, so wav2vec 2.0's waveform encoder differs run to run
+    with two or more threads. CPU convolutions then use PyTorch's own kernels (slower).
+    """
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.mkldnn.enabled,
+    )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+        torch.backends.mkldnn.enabled = saved[4]
 
 
 def capture_rng_state() -> dict[str, Any]:

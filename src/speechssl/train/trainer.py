@@ -8,7 +8,14 @@ rank exists; everything also runs in a single CPU process.
 
 Exactness of resumption: a run of N updates and a run stopped after k updates and resumed
 to N end with bit-identical weights on CPU. A checkpoint stores the optimizer and scheduler,
-the position in the data (epoch and micro-batch index) and every rank's RNG states.
+the position in the data (epoch and micro-batch index), every rank's RNG states and the
+sums behind the next log line. With two or more CPU threads (or on a GPU) some kernels are
+not bit-reproducible run to run; ``train.deterministic`` makes every method's resumption
+exact there too (see :func:`~speechssl.train.rng.deterministic_algorithms`).
+
+A stalled or dead rank of a distributed run makes the others' next collective fail after
+``train.collective_timeout_s``; the trainer names this rank and the collective
+(:class:`~speechssl.distributed.CollectiveTimeoutError`).
 """
 
 from __future__ import annotations
@@ -38,7 +45,12 @@ from speechssl.train.checkpoint import TrainerState, load_checkpoint, save_check
 from speechssl.train.config import OptimConfig, TrainConfig
 from speechssl.train.logging import MetricsLogger
 from speechssl.train.optimizer import parameter_groups
-from speechssl.train.rng import capture_rng_state, restore_rng_state, seed_everything
+from speechssl.train.rng import (
+    capture_rng_state,
+    deterministic_algorithms,
+    restore_rng_state,
+    seed_everything,
+)
 from speechssl.train.schedule import build_scheduler
 
 if TYPE_CHECKING:
@@ -163,9 +175,10 @@ def train(
     with (
         MetricsLogger(run_dir, distributed.is_main_process(), max_steps, state.step) as logger,
         _StopSignals() as stop_signals,
+        deterministic_algorithms(train_config.deterministic),
     ):
         logger.drop_after(state.step)
-        window = _Window(started=time.perf_counter())
+        window = _Window.restore(state.log_window if distributed.is_main_process() else {}, device)
         step_loss = torch.zeros((), device=device)
         micro = 0
         while state.step < max_steps:
@@ -173,7 +186,12 @@ def train(
             epoch, batch_in_epoch, batch = next(batches)
             micro += 1
             window.audio_seconds += float(batch.lengths.sum()) / data.sample_rate
-            with _sync_gradients_if(model, micro == accum):
+            with (
+                distributed.naming_stalls(
+                    f"the forward/backward pass (gradient all-reduce) of update {state.step + 1}"
+                ),
+                _sync_gradients_if(model, micro == accum),
+            ):
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     output: MethodOutput = model(batch.to(device, non_blocking=True))
                 (output.loss / accum).backward()
@@ -183,9 +201,10 @@ def train(
                 continue
 
             # Update: check finiteness, clip, step optimizer and schedule, let the method react.
-            loss, grad_norm, stop = _agree_on_update(
-                step_loss, trainable, optim_config.clip_grad_norm, stop_signals.received
-            )
+            with distributed.naming_stalls(f"the loss all-reduce of update {state.step + 1}"):
+                loss, grad_norm, stop = _agree_on_update(
+                    step_loss, trainable, optim_config.clip_grad_norm, stop_signals.received
+                )
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 raise NonFiniteLossError(
                     f"update {state.step + 1}: expected a finite loss and gradient norm, found loss={loss}, "
@@ -206,12 +225,22 @@ def train(
 
             # Periodic logging and checkpointing; on a stop signal, checkpoint now and stop.
             if state.step % train_config.log_every == 0 or state.step == max_steps:
-                record = _log_record(window, state, lr, grad_norm, device)
+                with distributed.naming_stalls(f"the metrics all-reduce of update {state.step}"):
+                    record = _log_record(window, state, lr, grad_norm, device)
                 logger.log(record)
                 loss_history.append((state.step, record["loss"]))
-                window = _Window(started=time.perf_counter())
+                window = _Window.restore({}, device)
             if state.step % train_config.checkpoint_every == 0 or stop:
-                _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last)
+                _save(
+                    run_dir,
+                    method,
+                    optimizer,
+                    scheduler,
+                    state,
+                    resolved_config,
+                    train_config.keep_last,
+                    window,
+                )
                 last_saved_step = state.step
             if stop and state.step < max_steps:
                 raise TrainingInterruptedError(
@@ -221,7 +250,7 @@ def train(
 
     # Final checkpoint (unless the last update was just saved, or a finished run was resumed).
     if last_saved_step != state.step:
-        _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last)
+        _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last, window)
     final_checkpoint = run_dir / checkpoint_name(state.step)
     return TrainResult(state.step, state.last_loss, run_dir, final_checkpoint, loss_history)
 
@@ -315,21 +344,49 @@ class _Window:
             value = torch.as_tensor(value).detach().double()
             self.sums[name] = self.sums[name] + value if name in self.sums else value
 
+    def totals(self, device: torch.device) -> tuple[list[str], list[float], float, int]:
+        """Names, sums, audio seconds and micro-batches of every rank's window (one all-reduce)."""
+        names = list(self.sums)
+        counts = (self.audio_seconds, self.micro_batches)
+        totals = torch.stack(
+            [self.sums[name].to(device) for name in names]
+            + [torch.tensor(count, dtype=torch.float64, device=device) for count in counts]
+        )
+        if distributed.is_distributed():
+            dist.all_reduce(totals)
+        *sums, audio_seconds, micro_batches = totals.tolist()
+        return names, sums, audio_seconds, round(micro_batches)
+
+    def snapshot(self, device: torch.device) -> dict[str, Any]:
+        """Every rank's window summed, for :attr:`TrainerState.log_window` (float64 sums: exact)."""
+        names, sums, audio_seconds, micro_batches = self.totals(device)
+        return {
+            "sums": dict(zip(names, sums, strict=True)),
+            "audio_seconds": audio_seconds,
+            "micro_batches": micro_batches,
+            "seconds": time.perf_counter() - self.started,
+        }
+
+    @classmethod
+    def restore(cls, snapshot: dict[str, Any], device: torch.device) -> _Window:
+        """A window continuing ``snapshot`` (empty: a fresh window starting now)."""
+        return cls(
+            started=time.perf_counter() - snapshot.get("seconds", 0.0),
+            micro_batches=snapshot.get("micro_batches", 0),
+            audio_seconds=snapshot.get("audio_seconds", 0.0),
+            sums={
+                name: torch.tensor(value, dtype=torch.float64, device=device)
+                for name, value in snapshot.get("sums", {}).items()
+            },
+        )
+
 
 def _log_record(
     window: _Window, state: TrainerState, lr: float, grad_norm: float, device: torch.device
 ) -> dict[str, Any]:
     """One ``metrics.jsonl`` record: means over the window's micro-batches of every rank, the
     learning rate and gradient norm of the last update, and audio seconds per wall-clock second."""
-    names = list(window.sums)
-    counts = (window.audio_seconds, window.micro_batches)
-    totals = torch.stack(
-        [window.sums[name].to(device) for name in names]
-        + [torch.tensor(count, dtype=torch.float64, device=device) for count in counts]
-    )
-    if distributed.is_distributed():
-        dist.all_reduce(totals)
-    *sums, audio_seconds, micro_batches = totals.tolist()
+    names, sums, audio_seconds, micro_batches = window.totals(device)
     means = {name: total / micro_batches for name, total in zip(names, sums, strict=True)}
     return {
         "step": state.step,
@@ -350,12 +407,15 @@ def _save(
     state: TrainerState,
     config: dict[str, Any],
     keep_last: int,
+    window: _Window,
 ) -> None:
-    """Gather every rank's RNG states, write the checkpoint on the main process, wait for it."""
-    state.rng_states = _gather_rng_states()
-    if distributed.is_main_process():
-        save_checkpoint(run_dir, method, optimizer, scheduler, state, config, keep_last=keep_last)
-    distributed.barrier()
+    """Gather every rank's RNG states and log window, write the checkpoint on the main process, wait for it."""
+    with distributed.naming_stalls(f"the checkpoint of update {state.step} (RNG and log gather, barrier)"):
+        state.log_window = window.snapshot(next(method.parameters()).device)
+        state.rng_states = _gather_rng_states()
+        if distributed.is_main_process():
+            save_checkpoint(run_dir, method, optimizer, scheduler, state, config, keep_last=keep_last)
+        distributed.barrier()
 
 
 def _gather_rng_states() -> list[dict[str, Any]]:
