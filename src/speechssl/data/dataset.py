@@ -104,6 +104,10 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.manifest)
 
+    def item_id(self, index: int) -> str:
+        """Id of item ``index``."""
+        return self.manifest[index].id
+
     def effective_durations(self) -> np.ndarray:
         """``(utterances,)`` seconds each item will last: ``min(duration, crop_seconds)``."""
         durations = self.manifest.durations

@@ -19,9 +19,10 @@ from speechssl import distributed
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.batch import AudioBatch
-from speechssl.data.config import load_manifest
+from speechssl.data.config import SHARDS, load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
+from speechssl.data.shards import DEFAULT_SHUFFLE_BUFFER, ShardIndex, ShardLoaderData, ShardStream
 from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.models.checkpoint import resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
@@ -78,7 +79,7 @@ def check_sample_rates(config: PretrainConfig) -> None:
         )
 
 
-def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
+def check_min_duration(dataset: AudioDataset | ShardStream, min_samples: int) -> None:
     """Raise unless every item (after cropping) has the ``min_samples`` the encoder's front-end
     reads: the pipeline's check, so that the training step itself reads no lengths on the host."""
     durations = dataset.effective_durations()
@@ -89,11 +90,31 @@ def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
     if samples < min_samples:
         raise ValueError(
             f"data: expected every utterance (after data.crop_seconds) to have at least {min_samples} samples "
-            f"(the encoder front-end's receptive field), found {samples} in {dataset.manifest[shortest].id!r}"
+            f"(the encoder front-end's receptive field), found {samples} in {dataset.item_id(shortest)!r}"
         )
 
 
-def build_pretrain_data(config: PretrainConfig) -> LoaderData:
+def build_shard_data(config: PretrainConfig) -> ShardLoaderData:
+    """The streaming counterpart of :func:`build_pretrain_data` for ``data.corpus=shards``."""
+    data = config.data
+    stream = ShardStream(
+        ShardIndex.load(data.root),
+        data.sample_rate,
+        data.crop_seconds,
+        data.max_batch_seconds,
+        skip_bad=data.skip_bad,
+        seed=config.train.seed,
+        num_replicas=distributed.world_size(),
+        rank=distributed.rank(),
+        num_workers=data.num_workers,
+        min_batch_size=method_spec(config.method).method_class.min_batch_size,
+        shuffle_buffer=int(data.corpus_options.get("shuffle_buffer", DEFAULT_SHUFFLE_BUFFER)),
+    )
+    check_min_duration(stream, config.encoder.min_samples)
+    return ShardLoaderData(stream, data.num_workers)
+
+
+def build_pretrain_data(config: PretrainConfig) -> LoaderData | ShardLoaderData:
     """Manifest, cropped dataset, this rank's duration batch sampler and the DataLoader.
 
     The manifest is built (the synthetic corpus generated, if needed) by the main process
@@ -102,6 +123,8 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     """
     check_sample_rates(config)
     data = config.data
+    if data.corpus == SHARDS:
+        return build_shard_data(config)
     if not distributed.is_main_process():
         distributed.barrier()
     bad_files = BadFileSummary() if data.skip_bad else None

@@ -1,0 +1,544 @@
+"""WebDataset tar shards: writing a manifest into shards, and streaming them exactly once per epoch.
+
+Per-file random reads stall training on network storage at 10k+ hours; sequential reads of
+large tar files do not. The format is `WebDataset <https://github.com/webdataset/webdataset>`_'s
+(no new format): each sample is the files ``KEY.EXT`` (the audio bytes exactly as stored,
+under the file's own extension) and ``KEY.json`` (the manifest row) next to each other in a
+plain tar. ``index.json`` beside the shards lists each shard's name, sample count, ids and
+durations, the total duration and the source manifest's digest; it is written last, so a
+folder without it is not a finished shard set (each shard is itself written atomically).
+
+Streaming (:class:`ShardStream`), deterministically from ``(seed, epoch)``:
+
+1. the shards are put in a seeded order; their samples, concatenated, form the epoch's
+   global sequence of ``N`` positions;
+2. the ``C = ranks x workers`` consumers take contiguous slices of it: consumer
+   ``c = rank * workers + worker`` reads positions ``[c N / C, (c + 1) N / C)`` — a split at
+   sample level, so every sample is read by exactly one consumer however the shards divide,
+   and each consumer reads only about ``1 / C`` of the data (plus parts of two shards);
+3. each consumer passes its slice through a seeded shuffle buffer, cuts the output into
+   chunks, sorts each chunk by duration and packs it into batches bounded by padded
+   duration as :class:`~speechssl.data.sampler.DurationBatchSampler` does (a chunk's last,
+   partial batch is carried into the next chunk; the very last batch may be smaller than
+   ``min_batch_size`` only by joining the batch before it);
+4. so that every rank runs the same number of steps, a rank with fewer batches splits its
+   largest ones in two (every sample still exactly once);
+5. a rank's batches reach the trainer in the DataLoader's worker round-robin order, so the
+   first ``start_batch`` of them (a resumed epoch) map to a known number of batches per
+   worker, which that worker skips without decoding them.
+
+The plan (steps 1-5) uses only the index's durations; the audio is read in a single pass
+over each slice, holding at most the shuffle buffer and one chunk of encoded samples.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from speechssl.data.audio import AudioError, BadFile, BadFileSummary, load_audio_bytes
+from speechssl.data.batch import AudioBatch
+from speechssl.data.dataset import AudioItem, collate_audio, crop_offset
+from speechssl.data.manifest import Manifest
+from speechssl.storage import atomic_write, atomic_write_text, read_json
+
+INDEX = "index.json"
+FORMAT = "speechssl-webdataset-shards"
+DEFAULT_SHARD_SIZE = 256 * 1024**2
+DEFAULT_SHUFFLE_BUFFER = 1000
+CHUNK = 256  # samples sorted and packed together (step 3)
+
+
+def parse_size(text: str) -> int:
+    """``"256MB"``, ``"1GB"``, ``"500kB"`` or a plain byte count → bytes (powers of 1024)."""
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "b": 1}
+    cleaned = text.strip().lower()
+    for unit, factor in units.items():
+        if cleaned.endswith(unit):
+            number = cleaned[: -len(unit)]
+            break
+    else:
+        number, factor = cleaned, 1
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise ValueError(f"shard size: expected bytes like 256MB, found {text!r}") from None
+    if not value >= 1:
+        raise ValueError(f"shard size: expected at least 1 byte, found {text!r}")
+    return int(value)
+
+
+def _row_record(manifest: Manifest, index: int) -> dict[str, Any]:
+    row = manifest[index]
+    return {
+        "id": row.id,
+        "path": str(row.path),
+        "duration": row.duration,
+        "sample_rate": row.sample_rate,
+        "speaker": row.speaker,
+        "split": row.split,
+        "labels": dict(row.labels),
+        "index": index,
+    }
+
+
+def _write_tar(path: Path, samples: list[tuple[str, str, bytes, bytes]]) -> None:
+    import webdataset
+
+    with open(path, "wb") as stream:
+        writer = webdataset.TarWriter(stream, encoder=False)
+        for key, extension, audio, record in samples:
+            writer.write({"__key__": key, extension: audio, "json": record})
+        writer.close()
+
+
+def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAULT_SHARD_SIZE) -> Path:
+    """Write ``manifest``'s audio into WebDataset shards of about ``shard_size`` bytes in ``output``.
+
+    Each sample holds the audio file's bytes unchanged (no re-encoding) under its extension
+    and the manifest row as JSON. A shard is closed before the sample that would take it past
+    ``shard_size`` (a single larger sample gets a shard of its own).
+
+    Returns:
+        The index file ``output/index.json``, written last.
+
+    Raises:
+        FileNotFoundError: an audio file of the manifest is missing (naming it).
+        ValueError: ``shard_size`` < 1 or an empty manifest.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size: expected >= 1 byte, found {shard_size}")
+    if not len(manifest):
+        raise ValueError("manifest: expected at least one row to shard, found none")
+    output = Path(output)
+    digest = manifest.digest()
+    (output / INDEX).unlink(missing_ok=True)  # the folder is unfinished until the new index lands
+    shards: list[dict[str, Any]] = []
+    pending: list[tuple[str, str, bytes, bytes]] = []
+    pending_rows: list[int] = []
+    size = 0
+
+    def flush() -> None:
+        name = f"shard-{len(shards):06d}.tar"
+        atomic_write(output / name, lambda path: _write_tar(path, pending))
+        shards.append(
+            {
+                "name": name,
+                "count": len(pending),
+                "ids": [manifest[i].id for i in pending_rows],
+                "durations": [manifest[i].duration for i in pending_rows],
+            }
+        )
+        pending.clear()
+        pending_rows.clear()
+
+    for index, row in enumerate(manifest):
+        audio = Path(row.path).read_bytes()
+        record = json.dumps(_row_record(manifest, index)).encode()
+        extension = Path(row.path).suffix.lstrip(".").lower() or "audio"
+        item = len(audio) + len(record) + 1536  # three tar headers
+        if pending and size + item > shard_size:
+            flush()
+            size = 0
+        pending.append((f"{index:09d}", extension, audio, record))
+        pending_rows.append(index)
+        size += item
+    flush()
+    index_file = output / INDEX
+    atomic_write_text(
+        index_file,
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": 1,
+                "manifest_digest": digest,
+                "label_columns": list(manifest.label_columns),
+                "num_samples": len(manifest),
+                "total_duration": float(manifest.durations.sum()),
+                "shards": shards,
+            }
+        ),
+    )
+    return index_file
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """A shard set's ``index.json``.
+
+    Attributes:
+        folder: the folder holding the shards.
+        names: shard file names.
+        ids: per shard, its samples' ids in order.
+        durations: per shard, ``(samples,)`` seconds.
+        manifest_digest: digest of the manifest the shards were written from.
+    """
+
+    folder: Path
+    names: tuple[str, ...]
+    ids: tuple[tuple[str, ...], ...]
+    durations: tuple[np.ndarray, ...]
+    manifest_digest: str
+
+    @classmethod
+    def load(cls, path: str | Path) -> ShardIndex:
+        """Read the index of a shard folder (or the index file itself), naming the file on error."""
+        path = Path(path)
+        index_file = path / INDEX if path.is_dir() else path
+        if not index_file.is_file():
+            raise ValueError(
+                f"{index_file}: shard index not found (expected a folder written by `speechssl data shard`)"
+            )
+        try:
+            data = read_json(index_file)
+            shards = data["shards"]
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            return cls(
+                folder=index_file.parent,
+                names=tuple(shard["name"] for shard in shards),
+                ids=tuple(tuple(shard["ids"]) for shard in shards),
+                durations=tuple(np.asarray(shard["durations"], dtype=np.float64) for shard in shards),
+                manifest_digest=str(data["manifest_digest"]),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{index_file}: not a speechssl shard index ({err})") from None
+
+    @property
+    def counts(self) -> list[int]:
+        return [len(ids) for ids in self.ids]
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+
+def _pack(
+    order: list[int], durations: np.ndarray, max_batch_seconds: float, min_batch_size: int
+) -> list[list[int]]:
+    """Step 3: chunks of ``order`` sorted by duration and packed greedily, partial batches carried."""
+    batches: list[list[int]] = []
+    carry: list[int] = []
+    for start in range(0, len(order), CHUNK):
+        chunk = carry + order[start : start + CHUNK]
+        chunk.sort(key=lambda position: (durations[position], position))
+        current: list[int] = []
+        for position in chunk:
+            if current and (len(current) + 1) * durations[position] > max_batch_seconds:
+                batches.append(current)
+                current = []
+            current.append(position)
+        carry = current
+    if carry:
+        if len(carry) < min_batch_size and batches:
+            batches[-1] = batches[-1] + carry
+        else:
+            batches.append(carry)
+    return batches
+
+
+def _shuffle_buffer(positions: range, size: int, rng: np.random.Generator) -> list[int]:
+    """The order a shuffle buffer of ``size`` samples emits ``positions`` in (as WebDataset's ``shuffle``)."""
+    buffer: list[int] = []
+    emitted: list[int] = []
+    for position in positions:
+        buffer.append(position)
+        if len(buffer) >= size:
+            pick = int(rng.integers(len(buffer)))
+            buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+            emitted.append(buffer.pop())
+    emitted.extend(buffer[i] for i in rng.permutation(len(buffer)))
+    return emitted
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch's schedule (steps 1-4 of the module docstring).
+
+    Attributes:
+        shard_order: shard indices in the order their samples are concatenated.
+        batches: ``batches[rank][worker]``: that consumer's batches of global positions.
+    """
+
+    shard_order: np.ndarray
+    batches: list[list[list[list[int]]]]
+
+
+def plan_epoch(
+    index: ShardIndex,
+    epoch: int,
+    seed: int,
+    ranks: int,
+    workers: int,
+    max_batch_seconds: float,
+    crop_seconds: float | None,
+    min_batch_size: int = 1,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+) -> EpochPlan:
+    """The batches of every (rank, worker) in ``epoch``; every rank gets the same number.
+
+    Raises:
+        ValueError: the ranks cannot be balanced (a rank's batches all too small to split).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(index.names))
+    durations = np.concatenate([index.durations[s] for s in order]) if len(order) else np.zeros(0)
+    if crop_seconds is not None:
+        durations = np.minimum(durations, crop_seconds)
+    consumers = ranks * workers
+    plan: list[list[list[list[int]]]] = []
+    for rank in range(ranks):
+        per_worker = []
+        for worker in range(workers):
+            consumer = rank * workers + worker
+            positions = range(
+                consumer * len(durations) // consumers, (consumer + 1) * len(durations) // consumers
+            )
+            emitted = _shuffle_buffer(
+                positions, shuffle_buffer, np.random.default_rng([seed, epoch, consumer])
+            )
+            per_worker.append(_pack(emitted, durations, max_batch_seconds, min_batch_size))
+        plan.append(per_worker)
+    target = max(sum(len(batches) for batches in per_worker) for per_worker in plan)
+    for rank, per_worker in enumerate(plan):
+        while sum(len(batches) for batches in per_worker) < target:
+            worker, largest = max(
+                ((w, b) for w, batches in enumerate(per_worker) for b in range(len(batches))),
+                key=lambda pair: (len(per_worker[pair[0]][pair[1]]), -pair[0], -pair[1]),
+                default=(0, -1),
+            )
+            if largest < 0 or len(per_worker[worker][largest]) < 2 * min_batch_size:
+                raise ValueError(
+                    f"data: cannot give rank {rank} the {target} batches of the other ranks in epoch {epoch} "
+                    f"(its batches are too small to split; use fewer ranks or workers, or more data)"
+                )
+            batch = per_worker[worker][largest]
+            half = len(batch) // 2
+            per_worker[worker][largest : largest + 1] = [batch[:half], batch[half:]]
+    return EpochPlan(order, plan)
+
+
+def skipped_per_worker(counts: list[int], start_batch: int) -> list[int]:
+    """How many of each worker's batches are among the first ``start_batch`` a DataLoader yields,
+    when it takes one batch from each worker in turn, leaving out exhausted workers."""
+    skipped = [0] * len(counts)
+    remaining = start_batch
+    while remaining:
+        progressed = False
+        for worker, count in enumerate(counts):
+            if remaining and skipped[worker] < count:
+                skipped[worker] += 1
+                remaining -= 1
+                progressed = True
+        if not progressed:
+            raise ValueError(f"start_batch {start_batch} is past the {sum(counts)} batches of the epoch")
+    return skipped
+
+
+def _identity(batch: AudioBatch) -> AudioBatch:
+    return batch
+
+
+class ShardStream(IterableDataset):
+    """This rank's duration-bounded :class:`AudioBatch` stream over a shard set (see the module docstring).
+
+    Args:
+        index: the shard set.
+        sample_rate: output rate.
+        crop_seconds: random crop length (as :class:`~speechssl.data.dataset.AudioDataset`,
+            the crop drawn from ``(seed, epoch, manifest index)``); ``None`` keeps whole utterances.
+        max_batch_seconds: bound on a batch's padded duration.
+        skip_bad: drop an undecodable sample from its batch with a warning instead of raising.
+        seed: seed of the shard order, the shuffle buffers and the crops.
+        num_replicas: data-parallel ranks.
+        rank: this rank.
+        num_workers: DataLoader workers per rank (0 reads in the main process).
+        min_batch_size: fewest items per batch.
+        shuffle_buffer: samples held by each consumer's shuffle buffer.
+    """
+
+    def __init__(
+        self,
+        index: ShardIndex,
+        sample_rate: int,
+        crop_seconds: float | None,
+        max_batch_seconds: float,
+        skip_bad: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        num_workers: int = 0,
+        min_batch_size: int = 1,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    ) -> None:
+        if shuffle_buffer < 1:
+            raise ValueError(f"corpus_options.shuffle_buffer: expected >= 1, found {shuffle_buffer}")
+        self.index = index
+        self.sample_rate = sample_rate
+        self.crop_seconds = crop_seconds
+        self.max_batch_seconds = max_batch_seconds
+        self.skip_bad = skip_bad
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.workers = max(1, num_workers)
+        self.min_batch_size = min_batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.epoch = 0
+        self.start_batch = 0
+        key_starts, total = [], 0
+        for count in index.counts:
+            key_starts.append(total)
+            total += count
+        self._first_keys = key_starts
+
+    def effective_durations(self) -> np.ndarray:
+        """``(utterances,)`` seconds each item lasts once cropped, in index order."""
+        durations = np.concatenate(self.index.durations) if self.index.names else np.zeros(0)
+        return durations if self.crop_seconds is None else np.minimum(durations, self.crop_seconds)
+
+    def item_id(self, position: int) -> str:
+        """Id of the sample at ``position`` in index order."""
+        for ids in self.index.ids:
+            if position < len(ids):
+                return ids[position]
+            position -= len(ids)
+        raise IndexError(position)
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return plan_epoch(
+            self.index,
+            epoch,
+            self.seed,
+            self.num_replicas,
+            self.workers,
+            self.max_batch_seconds,
+            self.crop_seconds,
+            self.min_batch_size,
+            self.shuffle_buffer,
+        )
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select ``epoch``, skipping this rank's first ``start_batch`` batches (to resume mid-epoch)."""
+        counts = [len(batches) for batches in self.plan(epoch).batches[self.rank]]
+        if start_batch > sum(counts):
+            raise ValueError(f"start_batch {start_batch} is past the {sum(counts)} batches of epoch {epoch}")
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return sum(len(batches) for batches in self.plan(self.epoch).batches[self.rank]) - self.start_batch
+
+    def __iter__(self) -> Iterator[AudioBatch]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None and info.num_workers != self.workers:
+            raise ValueError(f"expected {self.workers} DataLoader workers, found {info.num_workers}")
+        plan = self.plan(self.epoch)
+        mine = plan.batches[self.rank]
+        skip = skipped_per_worker([len(batches) for batches in mine], self.start_batch)[worker]
+        batches = mine[worker][skip:]
+        if not batches:
+            return
+        consumer = self.rank * self.workers + worker
+        count = len(self.effective_durations())
+        consumers = self.num_replicas * self.workers
+        positions = range(consumer * count // consumers, (consumer + 1) * count // consumers)
+        wanted = {position for batch in batches for position in batch}
+        samples = self._samples(plan.shard_order, positions, wanted)
+        held: dict[int, AudioItem | BadFile] = {}
+        for batch in batches:
+            while not all(position in held for position in batch):
+                position, item = next(samples)
+                held[position] = item
+            yield collate_audio([held.pop(position) for position in batch])
+
+    def _samples(
+        self, order: np.ndarray, positions: range, wanted: set[int]
+    ) -> Iterator[tuple[int, AudioItem | BadFile]]:
+        for position, record, extension, audio in self._read(order, positions, wanted):
+            yield position, self._decode(record, extension, audio)
+
+    def _read(
+        self, order: np.ndarray, positions: range, wanted: set[int]
+    ) -> Iterator[tuple[int, dict[str, Any], str, bytes]]:
+        start = 0
+        for shard in order:
+            count = self.index.counts[shard]
+            if start + count <= positions.start or start >= positions.stop:
+                start += count
+                continue
+            path = self.index.folder / self.index.names[shard]
+            first_key = self._first_keys[shard]
+            pending: dict[int, dict[str, bytes]] = {}
+            try:
+                with tarfile.open(path, mode="r|") as archive:
+                    for member in archive:
+                        if not member.isfile():
+                            continue
+                        key, _, extension = member.name.partition(".")
+                        position = start + int(key) - first_key
+                        if position >= positions.stop:
+                            break
+                        if position not in wanted:
+                            continue
+                        file = archive.extractfile(member)
+                        sample = pending.setdefault(position, {})
+                        sample[extension] = file.read() if file is not None else b""
+                        if len(sample) == 2 and "json" in sample:
+                            del pending[position]
+                            record = json.loads(sample.pop("json"))
+                            ((audio_extension, audio),) = sample.items()
+                            yield position, record, audio_extension, audio
+            except (tarfile.TarError, OSError, ValueError) as err:
+                raise ValueError(f"{path}: unreadable shard ({err})") from None
+            start += count
+
+    def _decode(self, record: dict[str, Any], extension: str, audio: bytes) -> AudioItem | BadFile:
+        name = f"{record['path']} (in shards of {self.index.folder})"
+        try:
+            if self.crop_seconds is None:
+                waveform = load_audio_bytes(audio, name, self.sample_rate)
+            else:
+                offset = crop_offset(
+                    record["duration"], self.crop_seconds, self.seed, self.epoch, record["index"]
+                )
+                waveform = load_audio_bytes(
+                    audio, name, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds
+                )
+                waveform = waveform[: round(self.crop_seconds * self.sample_rate)]  # (samples,) exact crop
+        except AudioError as err:
+            if not self.skip_bad:
+                raise
+            return BadFile(id=record["id"], path=name, reason=err.reason)
+        labels = {"speaker": record["speaker"], **record["labels"]}
+        return AudioItem(record["id"], torch.from_numpy(waveform), labels)
+
+
+class ShardLoaderData:
+    """What the trainer reads (see :class:`speechssl.train.trainer.PretrainData`) for a shard set.
+
+    Attributes:
+        dataset: the stream; ``set_epoch(epoch, start_batch)`` selects and resumes epochs.
+        loader: the DataLoader over it.
+        bad_files: always empty (bad samples are dropped from their batch with a warning).
+    """
+
+    def __init__(self, dataset: ShardStream, num_workers: int) -> None:
+        self.dataset = dataset
+        self.sample_rate = dataset.sample_rate
+        self.bad_files = BadFileSummary()
+        self.loader = DataLoader(
+            dataset, batch_size=None, num_workers=num_workers, collate_fn=_identity, persistent_workers=False
+        )
+
+    def loader_for_epoch(self, epoch: int, start_batch: int) -> Iterator[AudioBatch]:
+        """This rank's batches of ``epoch`` from batch ``start_batch`` on (the iterator is made here)."""
+        self.dataset.set_epoch(epoch, start_batch)
+        return iter(self.loader)
