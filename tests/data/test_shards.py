@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from distributed_helpers import spawn_ranks
 from safetensors.torch import load_file
 
 from speechssl import cli, distributed
+from speechssl.data.audio import AudioError
 from speechssl.data.manifest import Manifest, Utterance
 from speechssl.data.shards import (
     INDEX,
@@ -43,7 +45,15 @@ def tone_manifest(folder: Path, count: int, seed: int = 0) -> Manifest:
         path = folder / f"utt{index:05d}.{'flac' if index % 2 else 'wav'}"
         soundfile.write(path, wave.astype(np.float32), SAMPLE_RATE)
         rows.append(
-            Utterance(f"u{index}", path, samples / SAMPLE_RATE, SAMPLE_RATE, f"s{index % 3}", "train", {"k": str(index)})
+            Utterance(
+                f"u{index}",
+                path,
+                samples / SAMPLE_RATE,
+                SAMPLE_RATE,
+                f"s{index % 3}",
+                "train",
+                {"k": str(index)},
+            )
         )
     return Manifest(rows)
 
@@ -132,6 +142,9 @@ def test_skipped_per_worker_follows_the_round_robin():
 
 
 def _stream_worker(rank: int, world_size: int, folder: Path, out: Path) -> None:
+    # torchrun's ranks are fresh interpreters whose DataLoader workers fork; mp.spawn's children
+    # inherit "spawn", which costs seconds per DataLoader iterator.
+    multiprocessing.set_start_method("fork", force=True)
     distributed.setup_from_env()
     try:
         stream = ShardStream(ShardIndex.load(folder), SAMPLE_RATE, 0.5, 3.0, seed=3, num_replicas=world_size,
@@ -139,9 +152,11 @@ def _stream_worker(rank: int, world_size: int, folder: Path, out: Path) -> None:
         data = ShardLoaderData(stream, num_workers=2)
         epochs = {}
         for epoch in range(2):
-            batches = [batch.ids for batch in data.loader_for_epoch(epoch, 0)]
-            lengths = [batch.lengths.tolist() for batch in data.loader_for_epoch(epoch, 0)]
-            epochs[epoch] = {"batches": batches, "lengths": lengths}
+            batches = list(data.loader_for_epoch(epoch, 0))
+            epochs[epoch] = {
+                "batches": [b.ids for b in batches],
+                "lengths": [b.lengths.tolist() for b in batches],
+            }
         resumed = [batch.ids for batch in data.loader_for_epoch(1, 3)]
         (out / f"rank{rank}.json").write_text(json.dumps({"epochs": epochs, "resumed": resumed}))
     finally:
@@ -175,7 +190,7 @@ def test_bad_sample_is_skipped_or_named(tmp_path):
                for i in b.ids]  # fmt: skip
     assert sorted(ids) == sorted(set(manifest.ids) - {"u2"})
     strict = ShardLoaderData(ShardStream(index, SAMPLE_RATE, None, 10.0, skip_bad=False), 0)
-    with pytest.raises(Exception, match="utt00002.wav"):
+    with pytest.raises(AudioError, match=r"utt00002\.wav"):
         list(strict.loader_for_epoch(0, 0))
 
 
@@ -183,7 +198,9 @@ class _PreemptedError(Exception):
     pass
 
 
-def test_pretrain_on_shards_resumes_bit_identically_through_the_cli(tmp_path, monkeypatch, tiny_pretrain_overrides):
+def test_pretrain_on_shards_resumes_bit_identically_through_the_cli(
+    tmp_path, monkeypatch, tiny_pretrain_overrides
+):
     manifest = tone_manifest(tmp_path / "wavs", 24)
     manifest.save(tmp_path / "manifest.csv")
     assert cli.main(["data", "shard", str(tmp_path / "manifest.csv"), "-o", str(tmp_path / "shards"),

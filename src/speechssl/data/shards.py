@@ -34,6 +34,7 @@ over each slice, holding at most the shuffle buffer and one chunk of encoded sam
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,20 +60,14 @@ CHUNK = 256  # samples sorted and packed together (step 3)
 
 def parse_size(text: str) -> int:
     """``"256MB"``, ``"1GB"``, ``"500kB"`` or a plain byte count → bytes (powers of 1024)."""
-    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "b": 1}
-    cleaned = text.strip().lower()
-    for unit, factor in units.items():
-        if cleaned.endswith(unit):
-            number = cleaned[: -len(unit)]
-            break
-    else:
-        number, factor = cleaned, 1
+    found = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?b?)\s*", text.lower())
+    factor = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
     try:
-        value = float(number) * factor
+        value = float(found.group(1)) * factor[found.group(2)] if found else 0.0
     except ValueError:
-        raise ValueError(f"shard size: expected bytes like 256MB, found {text!r}") from None
+        value = 0.0
     if not value >= 1:
-        raise ValueError(f"shard size: expected at least 1 byte, found {text!r}")
+        raise ValueError(f"shard size: expected bytes like 256MB (at least 1), found {text!r}")
     return int(value)
 
 
