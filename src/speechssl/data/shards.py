@@ -95,6 +95,18 @@ def _write_tar(path: Path, samples: list[tuple[str, str, bytes, bytes]]) -> None
         writer.close()
 
 
+def _member_offsets(path: Path) -> list[list[int]]:
+    """Per sample of the tar ``path``, in order: ``[audio offset, audio size, json offset, json size]``
+    in bytes, so that readers seek to the data instead of parsing every header."""
+    samples: dict[str, list[int]] = {}
+    with tarfile.open(path) as archive:
+        for member in archive.getmembers():
+            key, _, extension = member.name.partition(".")
+            slot = 2 if extension == "json" else 0
+            samples.setdefault(key, [0, 0, 0, 0])[slot : slot + 2] = [member.offset_data, member.size]
+    return list(samples.values())
+
+
 def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAULT_SHARD_SIZE) -> Path:
     """Write ``manifest``'s audio into WebDataset shards of about ``shard_size`` bytes in ``output``.
 
@@ -130,6 +142,7 @@ def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAU
                 "count": len(pending),
                 "ids": [manifest[i].id for i in pending_rows],
                 "durations": [manifest[i].duration for i in pending_rows],
+                "members": _member_offsets(output / name),
             }
         )
         pending.clear()
@@ -174,6 +187,7 @@ class ShardIndex:
         names: shard file names.
         ids: per shard, its samples' ids in order.
         durations: per shard, ``(samples,)`` seconds.
+        members: per shard, ``(samples, 4)`` byte offset and size of the audio and of the JSON row.
         manifest_digest: digest of the manifest the shards were written from.
     """
 
@@ -181,6 +195,7 @@ class ShardIndex:
     names: tuple[str, ...]
     ids: tuple[tuple[str, ...], ...]
     durations: tuple[np.ndarray, ...]
+    members: tuple[np.ndarray, ...]
     manifest_digest: str
 
     @classmethod
@@ -202,6 +217,9 @@ class ShardIndex:
                 names=tuple(shard["name"] for shard in shards),
                 ids=tuple(tuple(shard["ids"]) for shard in shards),
                 durations=tuple(np.asarray(shard["durations"], dtype=np.float64) for shard in shards),
+                members=tuple(
+                    np.asarray(shard["members"], dtype=np.int64).reshape(-1, 4) for shard in shards
+                ),
                 manifest_digest=str(data["manifest_digest"]),
             )
         except (ValueError, KeyError, TypeError) as err:
@@ -388,11 +406,6 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
         self.start_batch = 0
-        key_starts, total = [], 0
-        for count in index.counts:
-            key_starts.append(total)
-            total += count
-        self._first_keys = key_starts
 
     def effective_durations(self) -> np.ndarray:
         """``(utterances,)`` seconds each item lasts once cropped, in index order."""
@@ -457,12 +470,14 @@ class ShardStream(IterableDataset):
     def _samples(
         self, order: np.ndarray, positions: range, wanted: set[int]
     ) -> Iterator[tuple[int, AudioItem | BadFile]]:
-        for position, record, extension, audio in self._read(order, positions, wanted):
-            yield position, self._decode(record, extension, audio)
+        for position, record, audio in self._read(order, positions, wanted):
+            yield position, self._decode(record, audio)
 
     def _read(
         self, order: np.ndarray, positions: range, wanted: set[int]
-    ) -> Iterator[tuple[int, dict[str, Any], str, bytes]]:
+    ) -> Iterator[tuple[int, dict[str, Any], bytes]]:
+        """``(position, row, audio bytes)`` of the ``wanted`` positions of the slice ``positions``, in
+        order, from the shards that hold them (each read front to back)."""
         start = 0
         for shard in order:
             count = self.index.counts[shard]
@@ -470,32 +485,22 @@ class ShardStream(IterableDataset):
                 start += count
                 continue
             path = self.index.folder / self.index.names[shard]
-            first_key = self._first_keys[shard]
-            pending: dict[int, dict[str, bytes]] = {}
+            members = self.index.members[shard]
             try:
-                with tarfile.open(path, mode="r|") as archive:
-                    for member in archive:
-                        if not member.isfile():
+                with open(path, "rb") as file:
+                    for local in range(max(0, positions.start - start), min(count, positions.stop - start)):
+                        if start + local not in wanted:
                             continue
-                        key, _, extension = member.name.partition(".")
-                        position = start + int(key) - first_key
-                        if position >= positions.stop:
-                            break
-                        if position not in wanted:
-                            continue
-                        file = archive.extractfile(member)
-                        sample = pending.setdefault(position, {})
-                        sample[extension] = file.read() if file is not None else b""
-                        if len(sample) == 2 and "json" in sample:
-                            del pending[position]
-                            record = json.loads(sample.pop("json"))
-                            ((audio_extension, audio),) = sample.items()
-                            yield position, record, audio_extension, audio
-            except (tarfile.TarError, OSError, ValueError) as err:
+                        audio_offset, audio_size, json_offset, json_size = members[local].tolist()
+                        file.seek(json_offset)
+                        record = json.loads(file.read(json_size))
+                        file.seek(audio_offset)
+                        yield start + local, record, file.read(audio_size)
+            except (OSError, ValueError) as err:
                 raise ValueError(f"{path}: unreadable shard ({err})") from None
             start += count
 
-    def _decode(self, record: dict[str, Any], extension: str, audio: bytes) -> AudioItem | BadFile:
+    def _decode(self, record: dict[str, Any], audio: bytes) -> AudioItem | BadFile:
         name = f"{record['path']} (in shards of {self.index.folder})"
         try:
             if self.crop_seconds is None:
