@@ -23,9 +23,9 @@ from speechssl.data.shards import (
     ShardIndex,
     ShardLoaderData,
     ShardStream,
+    interleave,
     parse_size,
     plan_epoch,
-    skipped_per_worker,
     write_shards,
 )
 from speechssl.models.checkpoint import find_latest
@@ -133,12 +133,9 @@ def test_plan_gives_every_sample_once_and_every_rank_the_same_batches(tmp_path):
     assert first.batches != other.batches
 
 
-def test_skipped_per_worker_follows_the_round_robin():
-    assert skipped_per_worker([3, 1], 0) == [0, 0]
-    assert skipped_per_worker([3, 1], 3) == [2, 1]
-    assert skipped_per_worker([1, 3, 2], 5) == [1, 2, 2]
-    with pytest.raises(ValueError, match="past"):
-        skipped_per_worker([1, 1], 3)
+def test_interleave_takes_one_batch_of_each_consumer_in_turn():
+    assert interleave([[[1], [2], [3]], [[4]], [[5], [6]]]) == [[1], [4], [5], [2], [6], [3]]
+    assert interleave([]) == []
 
 
 def _stream_worker(rank: int, world_size: int, folder: Path, out: Path) -> None:
@@ -147,7 +144,7 @@ def _stream_worker(rank: int, world_size: int, folder: Path, out: Path) -> None:
     multiprocessing.set_start_method("fork", force=True)
     distributed.setup_from_env()
     try:
-        stream = ShardStream(ShardIndex.load(folder), SAMPLE_RATE, 0.5, 3.0, seed=3, num_replicas=world_size,
+        stream = ShardStream(ShardIndex.load(folder), SAMPLE_RATE, 0.5, 1.5, seed=3, num_replicas=world_size,
                              rank=rank, num_workers=2, shuffle_buffer=4)  # fmt: skip
         data = ShardLoaderData(stream, num_workers=2)
         epochs = {}
@@ -157,7 +154,7 @@ def _stream_worker(rank: int, world_size: int, folder: Path, out: Path) -> None:
                 "batches": [b.ids for b in batches],
                 "lengths": [b.lengths.tolist() for b in batches],
             }
-        resumed = [batch.ids for batch in data.loader_for_epoch(1, 3)]
+        resumed = {start: [batch.ids for batch in data.loader_for_epoch(1, start)] for start in (1, 3)}
         (out / f"rank{rank}.json").write_text(json.dumps({"epochs": epochs, "resumed": resumed}))
     finally:
         distributed.cleanup()
@@ -176,8 +173,10 @@ def test_two_ranks_two_workers_see_every_sample_once_and_resume_exactly(tmp_path
         assert all(len(batch) for rank in ranks for batch in rank["epochs"][epoch]["batches"])
         assert all(max(x) <= 0.5 * SAMPLE_RATE for rank in ranks for x in rank["epochs"][epoch]["lengths"])
     assert ranks[0]["epochs"]["0"]["batches"] != ranks[0]["epochs"]["1"]["batches"]
-    for rank in ranks:  # resuming at batch 3 of epoch 1 gives that epoch's remaining batches
-        assert rank["resumed"] == rank["epochs"]["1"]["batches"][3:]
+    for rank in ranks:  # resuming at batch 1 or 3 of epoch 1 gives that epoch's remaining batches
+        assert len(rank["epochs"]["1"]["batches"]) > 4
+        for start in (1, 3):
+            assert rank["resumed"][str(start)] == rank["epochs"]["1"]["batches"][start:]
 
 
 def test_bad_sample_is_skipped_or_named(tmp_path):

@@ -23,12 +23,14 @@ Streaming (:class:`ShardStream`), deterministically from ``(seed, epoch)``:
    ``min_batch_size`` only by joining the batch before it);
 4. so that every rank runs the same number of steps, a rank with fewer batches splits its
    largest ones in two (every sample still exactly once);
-5. a rank's batches reach the trainer in the DataLoader's worker round-robin order, so the
-   first ``start_batch`` of them (a resumed epoch) map to a known number of batches per
-   worker, which that worker skips without decoding them.
+5. a rank's batch order takes one batch of each of its consumers in turn; a resumed epoch
+   drops its first ``start_batch`` and DataLoader worker ``w`` of ``W`` reads batches
+   ``w, w + W, ...`` of the rest, which the DataLoader's round-robin over its workers yields
+   in order.
 
-The plan (steps 1-5) uses only the index's durations; the audio is read in a single pass
-over each slice, holding at most the shuffle buffer and one chunk of encoded samples.
+The plan (steps 1-5) uses only the index's durations; the audio is read sample by sample at
+the byte offsets the index records (each sample's data in its tar), which within a consumer
+moves forward through its slice, holding no more than one batch.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -338,21 +340,12 @@ def plan_epoch(
     return EpochPlan(order, plan)
 
 
-def skipped_per_worker(counts: list[int], start_batch: int) -> list[int]:
-    """How many of each worker's batches are among the first ``start_batch`` a DataLoader yields,
-    when it takes one batch from each worker in turn, leaving out exhausted workers."""
-    skipped = [0] * len(counts)
-    remaining = start_batch
-    while remaining:
-        progressed = False
-        for worker, count in enumerate(counts):
-            if remaining and skipped[worker] < count:
-                skipped[worker] += 1
-                remaining -= 1
-                progressed = True
-        if not progressed:
-            raise ValueError(f"start_batch {start_batch} is past the {sum(counts)} batches of the epoch")
-    return skipped
+def interleave(batches: list[list[list[int]]]) -> list[list[int]]:
+    """One batch from each list in turn, leaving out exhausted lists: a rank's batch order."""
+    order: list[list[int]] = []
+    for round_ in range(max((len(items) for items in batches), default=0)):
+        order.extend(items[round_] for items in batches if round_ < len(items))
+    return order
 
 
 def _identity(batch: AudioBatch) -> AudioBatch:
@@ -449,56 +442,39 @@ class ShardStream(IterableDataset):
         if info is not None and info.num_workers != self.workers:
             raise ValueError(f"expected {self.workers} DataLoader workers, found {info.num_workers}")
         plan = self.plan(self.epoch)
-        mine = plan.batches[self.rank]
-        skip = skipped_per_worker([len(batches) for batches in mine], self.start_batch)[worker]
-        batches = mine[worker][skip:]
-        if not batches:
-            return
-        consumer = self.rank * self.workers + worker
-        count = len(self.effective_durations())
-        consumers = self.num_replicas * self.workers
-        positions = range(consumer * count // consumers, (consumer + 1) * count // consumers)
-        wanted = {position for batch in batches for position in batch}
-        samples = self._samples(plan.shard_order, positions, wanted)
-        held: dict[int, AudioItem | BadFile] = {}
-        for batch in batches:
-            while not all(position in held for position in batch):
-                position, item = next(samples)
-                held[position] = item
-            yield collate_audio([held.pop(position) for position in batch])
+        remaining = interleave(plan.batches[self.rank])[self.start_batch :]
+        counts = np.asarray([self.index.counts[shard] for shard in plan.shard_order])
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        files: dict[int, BinaryIO] = {}
+        try:
+            for batch in remaining[worker :: self.workers]:
+                items = []
+                for position in batch:
+                    slot = int(np.searchsorted(starts, position, side="right")) - 1
+                    shard = int(plan.shard_order[slot])
+                    items.append(self._load(files, shard, position - int(starts[slot])))
+                yield collate_audio(items)
+        finally:
+            for file in files.values():
+                file.close()
 
-    def _samples(
-        self, order: np.ndarray, positions: range, wanted: set[int]
-    ) -> Iterator[tuple[int, AudioItem | BadFile]]:
-        for position, record, audio in self._read(order, positions, wanted):
-            yield position, self._decode(record, audio)
-
-    def _read(
-        self, order: np.ndarray, positions: range, wanted: set[int]
-    ) -> Iterator[tuple[int, dict[str, Any], bytes]]:
-        """``(position, row, audio bytes)`` of the ``wanted`` positions of the slice ``positions``, in
-        order, from the shards that hold them (each read front to back)."""
-        start = 0
-        for shard in order:
-            count = self.index.counts[shard]
-            if start + count <= positions.start or start >= positions.stop:
-                start += count
-                continue
-            path = self.index.folder / self.index.names[shard]
-            members = self.index.members[shard]
-            try:
-                with open(path, "rb") as file:
-                    for local in range(max(0, positions.start - start), min(count, positions.stop - start)):
-                        if start + local not in wanted:
-                            continue
-                        audio_offset, audio_size, json_offset, json_size = members[local].tolist()
-                        file.seek(json_offset)
-                        record = json.loads(file.read(json_size))
-                        file.seek(audio_offset)
-                        yield start + local, record, file.read(audio_size)
-            except (OSError, ValueError) as err:
-                raise ValueError(f"{path}: unreadable shard ({err})") from None
-            start += count
+    def _load(self, files: dict[int, BinaryIO], shard: int, local: int) -> AudioItem | BadFile:
+        """Sample ``local`` of ``shard``, read at its offsets (shard files stay open, at most four)."""
+        path = self.index.folder / self.index.names[shard]
+        try:
+            if shard not in files:
+                if len(files) >= 4:
+                    files.pop(next(iter(files))).close()
+                files[shard] = open(path, "rb")  # noqa: SIM115 (closed by __iter__)
+            file = files[shard]
+            audio_offset, audio_size, json_offset, json_size = self.index.members[shard][local].tolist()
+            file.seek(json_offset)
+            record = json.loads(file.read(json_size))
+            file.seek(audio_offset)
+            audio = file.read(audio_size)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: unreadable shard ({err})") from None
+        return self._decode(record, audio)
 
     def _decode(self, record: dict[str, Any], audio: bytes) -> AudioItem | BadFile:
         name = f"{record['path']} (in shards of {self.index.folder})"
