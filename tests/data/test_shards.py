@@ -128,6 +128,16 @@ def test_plan_gives_every_sample_once_and_every_rank_the_same_batches(tmp_path):
         for rank in plan.batches:
             for worker in rank:
                 assert all(len(b) * durations[b].max() <= 3.0 for b in worker)
+    with pytest.raises(ValueError, match="max_batch_seconds: expected at least 2 x the longest"):
+        plan_epoch(
+            index, 0, 0, ranks=2, workers=2, max_batch_seconds=1.2, crop_seconds=None, min_batch_size=2
+        )
+    pairs = plan_epoch(
+        index, 0, 0, ranks=2, workers=2, max_batch_seconds=2.0, crop_seconds=None, min_batch_size=2
+    )
+    flat = [p for rank in pairs.batches for worker in rank for batch in worker for p in batch]
+    assert sorted(flat) == list(range(37))  # Barlow Twins' two-item minimum keeps every sample
+    assert all(len(batch) >= 2 for rank in pairs.batches for worker in rank for batch in worker)
     first = plan_epoch(index, 0, 0, 2, 2, 3.0, None, shuffle_buffer=5)
     other = plan_epoch(index, 1, 0, 2, 2, 3.0, None, shuffle_buffer=5)
     assert first.batches != other.batches

@@ -300,13 +300,20 @@ def plan_epoch(
     """The batches of every (rank, worker) in ``epoch``; every rank gets the same number.
 
     Raises:
-        ValueError: the ranks cannot be balanced (a rank's batches all too small to split).
+        ValueError: the ranks cannot be balanced (a rank's batches all too small to split), or
+            ``min_batch_size`` of the longest item exceed ``max_batch_seconds``.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(index.names))
     durations = np.concatenate([index.durations[s] for s in order]) if len(order) else np.zeros(0)
     if crop_seconds is not None:
         durations = np.minimum(durations, crop_seconds)
+    if min_batch_size > 1 and len(durations) and min_batch_size * durations.max() > max_batch_seconds:
+        raise ValueError(
+            f"max_batch_seconds: expected at least {min_batch_size} x the longest item ({durations.max():.2f} s) "
+            f"so that every batch can hold {min_batch_size} items, found {max_batch_seconds} "
+            "(crop the audio or raise the bound)"
+        )
     consumers = ranks * workers
     plan: list[list[list[list[int]]]] = []
     for rank in range(ranks):
@@ -399,6 +406,7 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.epoch = 0
         self.start_batch = 0
+        self._cached: tuple[int, EpochPlan] | None = None
 
     def effective_durations(self) -> np.ndarray:
         """``(utterances,)`` seconds each item lasts once cropped, in index order."""
@@ -414,17 +422,21 @@ class ShardStream(IterableDataset):
         raise IndexError(position)
 
     def plan(self, epoch: int) -> EpochPlan:
-        return plan_epoch(
-            self.index,
-            epoch,
-            self.seed,
-            self.num_replicas,
-            self.workers,
-            self.max_batch_seconds,
-            self.crop_seconds,
-            self.min_batch_size,
-            self.shuffle_buffer,
-        )
+        """``epoch``'s :class:`EpochPlan` (kept for the last epoch asked, and copied into the workers)."""
+        if self._cached is None or self._cached[0] != epoch:
+            plan = plan_epoch(
+                self.index,
+                epoch,
+                self.seed,
+                self.num_replicas,
+                self.workers,
+                self.max_batch_seconds,
+                self.crop_seconds,
+                self.min_batch_size,
+                self.shuffle_buffer,
+            )
+            self._cached = (epoch, plan)
+        return self._cached[1]
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select ``epoch``, skipping this rank's first ``start_batch`` batches (to resume mid-epoch)."""
