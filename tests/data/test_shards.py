@@ -242,3 +242,45 @@ def test_pretrain_on_shards_resumes_bit_identically_through_the_cli(
     assert find_latest(tmp_path / "resumed").name == "step_00000005"
     for name, tensor in expected.items():
         assert torch.equal(found[name], tensor), name
+
+
+def test_segment_offsets_read_only_their_segment_in_files_and_shards(tmp_path):
+    from speechssl.data.audio import load_audio
+    from speechssl.data.dataset import AudioDataset
+
+    rng = np.random.default_rng(0)
+    long = tmp_path / "long.flac"
+    soundfile.write(long, (0.1 * rng.standard_normal(3 * SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE)
+    other = tone_manifest(tmp_path / "wavs", 1)[0]
+    segments = [(0.0, 1.0), (1.0, 2.5), (2.5, 3.0)]
+    rows = [
+        Utterance(f"seg{i}", long, end - start, SAMPLE_RATE, "s", "train", {"k": "x"}, start=start, end=end)
+        for i, (start, end) in enumerate(segments)
+    ]
+    manifest = Manifest([*rows, other])
+    for name in ("m.csv", "m.jsonl"):
+        manifest.save(tmp_path / name)
+        assert Manifest.load(tmp_path / name) == manifest
+    assert manifest.columns[6:8] == ("start", "end")
+    assert manifest.digest() != Manifest([*rows[:2], other]).digest()
+
+    whole = load_audio(long, SAMPLE_RATE)
+    dataset = AudioDataset(manifest, SAMPLE_RATE)
+    for i, (start, end) in enumerate(segments):
+        expected = whole[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+        assert torch.equal(dataset[i].waveform, torch.from_numpy(expected))
+    assert torch.equal(dataset[3].waveform, torch.from_numpy(load_audio(other.path, SAMPLE_RATE)))
+
+    write_shards(manifest, tmp_path / "shards")
+    with tarfile.open(tmp_path / "shards" / "shard-000000.tar") as archive:
+        audio_members = [m.name for m in archive.getmembers() if not m.name.endswith(".json")]
+    assert audio_members == ["000000000.flac", "000000003.wav"]  # the recording is stored once
+    stream = ShardStream(ShardIndex.load(tmp_path / "shards"), SAMPLE_RATE, None, 100.0)
+    found = {}
+    for batch in ShardLoaderData(stream, 0).loader_for_epoch(0, 0):
+        for row, identifier in enumerate(batch.ids):
+            found[identifier] = batch.waveforms[row, : batch.lengths[row]]
+    for i in range(4):
+        assert torch.equal(found[manifest[i].id], dataset[i].waveform), manifest[i].id
+    with pytest.raises(ValueError, match="start and end"):
+        Utterance("bad", long, 1.0, SAMPLE_RATE, "s", "train", start=1.0)

@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from speechssl.data.audio import AudioError, BadFile, BadFileSummary, load_audio_bytes
 from speechssl.data.batch import AudioBatch
-from speechssl.data.dataset import AudioItem, collate_audio, crop_offset
+from speechssl.data.dataset import AudioItem, collate_audio, read_window
 from speechssl.data.manifest import Manifest
 from speechssl.storage import atomic_write, atomic_write_text, read_json
 
@@ -83,29 +83,37 @@ def _row_record(manifest: Manifest, index: int) -> dict[str, Any]:
         "speaker": row.speaker,
         "split": row.split,
         "labels": dict(row.labels),
+        "start": row.start,
+        "end": row.end,
         "index": index,
     }
 
 
-def _write_tar(path: Path, samples: list[tuple[str, str, bytes, bytes]]) -> None:
+def _write_tar(path: Path, samples: list[tuple[str, str, bytes | None, bytes]]) -> None:
+    """A sample whose audio is ``None`` (a later segment of a file already in the shard) gets only its row."""
     import webdataset
 
     with open(path, "wb") as stream:
         writer = webdataset.TarWriter(stream, encoder=False)
         for key, extension, audio, record in samples:
-            writer.write({"__key__": key, extension: audio, "json": record})
+            writer.write(
+                {"__key__": key, "json": record, **({extension: audio} if audio is not None else {})}
+            )
         writer.close()
 
 
-def _member_offsets(path: Path) -> list[list[int]]:
+def _member_offsets(path: Path, audio_of: dict[str, str]) -> list[list[int]]:
     """Per sample of the tar ``path``, in order: ``[audio offset, audio size, json offset, json size]``
-    in bytes, so that readers seek to the data instead of parsing every header."""
+    in bytes, so that readers seek to the data instead of parsing every header; a sample stored
+    without audio points at the audio of sample ``audio_of[key]``."""
     samples: dict[str, list[int]] = {}
     with tarfile.open(path) as archive:
         for member in archive.getmembers():
             key, _, extension = member.name.partition(".")
             slot = 2 if extension == "json" else 0
             samples.setdefault(key, [0, 0, 0, 0])[slot : slot + 2] = [member.offset_data, member.size]
+    for key, source in audio_of.items():
+        samples[key][0:2] = samples[source][0:2]
     return list(samples.values())
 
 
@@ -113,7 +121,9 @@ def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAU
     """Write ``manifest``'s audio into WebDataset shards of about ``shard_size`` bytes in ``output``.
 
     Each sample holds the audio file's bytes unchanged (no re-encoding) under its extension
-    and the manifest row as JSON. A shard is closed before the sample that would take it past
+    and the manifest row as JSON. Segments of one recording (rows with ``start``/``end``) that
+    fall in the same shard store the file once: the later ones hold only their row, and the
+    index points their audio at the first one's. A shard is closed before the sample that would take it past
     ``shard_size`` (a single larger sample gets a shard of its own).
 
     Returns:
@@ -133,6 +143,8 @@ def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAU
     shards: list[dict[str, Any]] = []
     pending: list[tuple[str, str, bytes, bytes]] = []
     pending_rows: list[int] = []
+    first_key: dict[Path, str] = {}  # the sample holding each audio file's bytes in the open shard
+    audio_of: dict[str, str] = {}  # sample stored without audio -> the sample holding its file
     size = 0
 
     def flush() -> None:
@@ -144,21 +156,29 @@ def write_shards(manifest: Manifest, output: str | Path, shard_size: int = DEFAU
                 "count": len(pending),
                 "ids": [manifest[i].id for i in pending_rows],
                 "durations": [manifest[i].duration for i in pending_rows],
-                "members": _member_offsets(output / name),
+                "members": _member_offsets(output / name, audio_of),
             }
         )
         pending.clear()
         pending_rows.clear()
+        audio_of.clear()
+        first_key.clear()
 
     for index, row in enumerate(manifest):
-        audio = Path(row.path).read_bytes()
+        key = f"{index:09d}"
         record = json.dumps(_row_record(manifest, index)).encode()
         extension = Path(row.path).suffix.lstrip(".").lower() or "audio"
-        item = len(audio) + len(record) + 1536  # three tar headers
+        audio = None if row.path in first_key else Path(row.path).read_bytes()
+        item = (len(audio) if audio is not None else 0) + len(record) + 1536  # three tar headers
         if pending and size + item > shard_size:
             flush()
             size = 0
-        pending.append((f"{index:09d}", extension, audio, record))
+            audio = Path(row.path).read_bytes() if audio is None else audio
+        if audio is None:
+            audio_of[key] = first_key[row.path]
+        else:
+            first_key[row.path] = key
+        pending.append((key, extension, audio, record))
         pending_rows.append(index)
         size += item
     flush()
@@ -491,15 +511,14 @@ class ShardStream(IterableDataset):
     def _decode(self, record: dict[str, Any], audio: bytes) -> AudioItem | BadFile:
         name = f"{record['path']} (in shards of {self.index.folder})"
         try:
-            if self.crop_seconds is None:
-                waveform = load_audio_bytes(audio, name, self.sample_rate)
-            else:
-                offset = crop_offset(
-                    record["duration"], self.crop_seconds, self.seed, self.epoch, record["index"]
-                )
-                waveform = load_audio_bytes(
-                    audio, name, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds
-                )
+            offset, seconds = read_window(
+                record["start"], record["end"], record["duration"], self.crop_seconds, self.seed, self.epoch,
+                record["index"],
+            )  # fmt: skip
+            waveform = load_audio_bytes(
+                audio, name, self.sample_rate, offset_seconds=offset, num_seconds=seconds
+            )
+            if self.crop_seconds is not None:
                 waveform = waveform[: round(self.crop_seconds * self.sample_rate)]  # (samples,) exact crop
         except AudioError as err:
             if not self.skip_bad:
