@@ -58,6 +58,13 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    shard = data_sub.add_parser(
+        "shard", help="write a manifest's audio into WebDataset tar shards and an index"
+    )
+    shard.add_argument("manifest", help="manifest file (.csv or .jsonl)")
+    shard.add_argument("-o", "--output", required=True, help="folder for the shards and index.json")
+    shard.add_argument("--shard-size", default="256MB", help="target bytes per shard (e.g. 256MB, 1GB)")
+
     synthetic = data_sub.add_parser("synthetic", help="generate the synthetic source-filter corpus")
     synthetic.add_argument("output", help="folder for the WAVs and manifest.csv")
     synthetic.add_argument("overrides", nargs="*", help="SyntheticConfig key=value overrides")
@@ -505,6 +512,15 @@ def _run_data(args: argparse.Namespace) -> int:
         report = validate_manifest(manifest, decode=not args.no_decode, bad_files=bad_files)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
         return 0 if report.ok else 2
+    if args.data_command == "shard":
+        from speechssl.data.manifest import Manifest
+        from speechssl.data.shards import ShardIndex, parse_size, write_shards
+
+        index = ShardIndex.load(
+            write_shards(Manifest.load(args.manifest), args.output, parse_size(args.shard_size))
+        )
+        print(f"{len(index)} utterances in {len(index.names)} shard(s): {index.folder / 'index.json'}")
+        return 0
     from speechssl.config import apply_overrides, from_dict
     from speechssl.data import SyntheticConfig, generate_synthetic_corpus
 

@@ -176,7 +176,9 @@ def test_pretraining_at_8_khz_builds_mel_filters_and_crops_at_8_khz(tmp_path, ti
 def test_the_pipeline_refuses_utterances_shorter_than_the_front_end_reads():
     manifest = [SimpleNamespace(id="long", path="long.wav"), SimpleNamespace(id="short", path="short.wav")]
     dataset = SimpleNamespace(
-        effective_durations=lambda: np.array([1.0, 0.0249]), sample_rate=16000, manifest=manifest
+        effective_durations=lambda: np.array([1.0, 0.0249]),
+        sample_rate=16000,
+        item_id=lambda i: manifest[i].id,
     )
     check_min_duration(dataset, 1)
     with pytest.raises(ValueError, match=r"at least 400 samples.*found 398 in 'short' \(short\.wav\)"):

@@ -9,6 +9,7 @@ were skipped instead when a caller chooses to go on without them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,8 +119,42 @@ def load_audio(
         raise ValueError(f"{path}: num_seconds must be > 0, found {num_seconds}")
     if not path.is_file():
         raise AudioError(path, "file not found")
+    return _decode(str(path), path, target_sr, offset_seconds, num_seconds)
+
+
+def load_audio_bytes(
+    data: bytes,
+    name: str | Path,
+    target_sr: int | None = DEFAULT_SAMPLE_RATE,
+    offset_seconds: float = 0.0,
+    num_seconds: float | None = None,
+) -> np.ndarray:
+    """:func:`load_audio` of an audio file's bytes held in memory (e.g. read from a tar shard).
+
+    Args:
+        data: the file's bytes, as stored.
+        name: what errors call the file.
+
+    Raises:
+        AudioError: as :func:`load_audio`, naming ``name``.
+    """
+    if offset_seconds < 0:
+        raise ValueError(f"{name}: offset_seconds must be >= 0, found {offset_seconds}")
+    if num_seconds is not None and num_seconds <= 0:
+        raise ValueError(f"{name}: num_seconds must be > 0, found {num_seconds}")
+    return _decode(io.BytesIO(data), Path(name), target_sr, offset_seconds, num_seconds)
+
+
+def _decode(
+    source: str | io.BytesIO,
+    path: Path,
+    target_sr: int | None,
+    offset_seconds: float,
+    num_seconds: float | None,
+) -> np.ndarray:
+    """Decode, downmix and resample ``source`` (a file name or an open byte stream) called ``path``."""
     try:
-        with soundfile.SoundFile(str(path)) as file:
+        with soundfile.SoundFile(source) as file:
             source_sr = int(file.samplerate)
             if file.frames == 0:
                 raise AudioError(path, "empty audio file (0 samples)")

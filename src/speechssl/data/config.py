@@ -18,6 +18,7 @@ SAMPLE_RATE_RANGE = (8000, 192000)
 """Hz: the sample rates ``data.sample_rate`` accepts (telephone speech to studio audio)."""
 MAX_CROP_SECONDS = 3600.0
 """Longest ``data.crop_seconds``: an hour (a longer crop is a unit mistake, not a crop)."""
+SHARDS = "shards"
 CACHE_ENV = "SPEECHSSL_CACHE"
 
 
@@ -35,7 +36,9 @@ class DataConfig:
 
     Attributes:
         corpus: a corpus name from :func:`~speechssl.data.corpora.available_corpora`
-            (``"manifest"`` for a saved manifest file) or ``"synthetic"``.
+            (``"manifest"`` for a saved manifest file), ``"synthetic"``, or ``"shards"`` for
+            WebDataset shards written by ``speechssl data shard`` (root: their folder or index;
+            ``corpus_options.shuffle_buffer``: samples per shuffle buffer, default 1000).
         root: the corpus folder or manifest file; for ``"synthetic"``, where its WAVs are
             written (default ``<cache>/synthetic/<config hash>``, see :func:`default_cache_dir`).
         corpus_options: extra options of the corpus loader (e.g. ``subsets`` for librispeech).
@@ -63,13 +66,15 @@ class DataConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def __post_init__(self) -> None:
-        names = [*available_corpora(), SYNTHETIC]
+        names = [*available_corpora(), SYNTHETIC, SHARDS]
         if self.corpus not in names:
             raise ValueError(f"corpus: unknown corpus {self.corpus!r} (expected one of: {', '.join(names)})")
         if self.root is None and self.corpus != SYNTHETIC:
             raise ValueError(
                 f"root: corpus {self.corpus!r} needs root (its folder or manifest file), found None"
             )
+        if self.corpus == SHARDS and set(self.corpus_options) - {"shuffle_buffer"}:
+            raise ValueError(f"corpus_options: shards take only shuffle_buffer, found {self.corpus_options}")
         if self.corpus == SYNTHETIC and self.corpus_options:
             raise ValueError(f"corpus_options: the synthetic corpus takes none, found {self.corpus_options}")
         if self.split is not None and not self.split:
@@ -104,6 +109,11 @@ def load_manifest(cfg: DataConfig, bad_files: BadFileSummary | None = None) -> M
         ValueError: ``cfg.split`` names no row of the manifest.
         AudioError: with ``bad_files=None``, a corpus file whose header is bad.
     """
+    if cfg.corpus == SHARDS:
+        raise ValueError(
+            f"corpus: expected a corpus folder or manifest here, found shards ({cfg.root}); "
+            "pass the manifest the shards were written from"
+        )
     if cfg.corpus == SYNTHETIC:
         root = cfg.root or default_cache_dir() / SYNTHETIC / config_hash(cfg.synthetic)
         manifest = generate_synthetic_corpus(cfg.synthetic, root)

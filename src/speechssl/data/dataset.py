@@ -68,6 +68,23 @@ def crop_offset(duration: float, crop_seconds: float, seed: int, epoch: int, ind
     return float(rng.uniform(0.0, duration - crop_seconds))
 
 
+def read_window(
+    start: float | None,
+    end: float | None,
+    duration: float,
+    crop_seconds: float | None,
+    seed: int,
+    epoch: int,
+    index: int,
+) -> tuple[float, float | None]:
+    """``(offset, seconds or None to the end)`` of the file to read for an item: its segment
+    ``[start, end)`` (the whole file when ``None``), randomly cropped to ``crop_seconds``."""
+    base = start or 0.0
+    if crop_seconds is None:
+        return base, None if end is None else end - base
+    return base + crop_offset(duration, crop_seconds, seed, epoch, index), crop_seconds
+
+
 class AudioDataset(Dataset):
     """Utterances of a manifest as :class:`AudioItem`, optionally randomly cropped.
 
@@ -110,6 +127,10 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.manifest)
 
+    def item_id(self, index: int) -> str:
+        """Id of item ``index``."""
+        return self.manifest[index].id
+
     def effective_durations(self) -> np.ndarray:
         """``(utterances,)`` seconds each item will last: ``min(duration, crop_seconds)``."""
         durations = self.manifest.durations
@@ -126,12 +147,12 @@ class AudioDataset(Dataset):
         return AudioItem(row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels})
 
     def _load(self, row: Utterance, index: int) -> np.ndarray:
-        if self.crop_seconds is None:
-            return load_audio(row.path, self.sample_rate)
-        offset = crop_offset(row.duration, self.crop_seconds, self.seed, self.epoch, index)
-        waveform = load_audio(
-            row.path, self.sample_rate, offset_seconds=offset, num_seconds=self.crop_seconds
+        window = read_window(
+            row.start, row.end, row.duration, self.crop_seconds, self.seed, self.epoch, index
         )
+        waveform = load_audio(row.path, self.sample_rate, offset_seconds=window[0], num_seconds=window[1])
+        if self.crop_seconds is None:
+            return waveform
         return waveform[: round(self.crop_seconds * self.sample_rate)]  # (samples,) exact crop length
 
 

@@ -29,6 +29,7 @@ from speechssl.storage import atomic_write_text
 REQUIRED_COLUMNS = ("id", "path", "duration", "sample_rate", "speaker", "split")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 SPLITS = ("train", "valid", "test")  # the values of the split column
+SEGMENT_COLUMNS = ("start", "end")  # optional: seconds of a segment of a longer recording
 
 
 class ManifestError(ValueError):
@@ -47,6 +48,9 @@ class Utterance:
         speaker: speaker id (``"unknown"`` when the corpus does not say).
         split: ``train``, ``valid``, ``test`` or any corpus-specific name.
         labels: task label columns, name -> value.
+        start: with ``end``, the utterance is the segment ``[start, end)`` seconds of ``path``
+            (read without re-encoding; ``duration`` is the segment's); ``None``: the whole file.
+        end: the segment's end in seconds.
     """
 
     id: str
@@ -56,6 +60,8 @@ class Utterance:
     speaker: str
     split: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    start: float | None = None
+    end: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, Path):
@@ -66,7 +72,15 @@ class Utterance:
             raise ValueError(f"utterance {self.id}: duration must be finite and >= 0, found {self.duration}")
         if self.sample_rate <= 0:
             raise ValueError(f"utterance {self.id}: sample_rate must be > 0, found {self.sample_rate}")
-        clash = sorted(set(self.labels) & set(REQUIRED_COLUMNS))
+        if (self.start is None) != (self.end is None):
+            raise ValueError(
+                f"utterance {self.id}: expected both start and end or neither, found {self.start}, {self.end}"
+            )
+        if self.start is not None and not (0 <= self.start < self.end < math.inf):
+            raise ValueError(
+                f"utterance {self.id}: expected 0 <= start < end (seconds), found {self.start}, {self.end}"
+            )
+        clash = sorted(set(self.labels) & {*REQUIRED_COLUMNS, *SEGMENT_COLUMNS})
         if clash:
             raise ValueError(f"utterance {self.id}: label column {clash[0]!r} clashes with a required column")
         for name, value in self.labels.items():
@@ -127,8 +141,9 @@ class Manifest:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """All column names: the required ones, then the label columns."""
-        return REQUIRED_COLUMNS + self._label_columns
+        """All column names: the required ones, ``start, end`` if any row is a segment, then the label columns."""
+        segments = SEGMENT_COLUMNS if any(row.start is not None for row in self._rows) else ()
+        return REQUIRED_COLUMNS + segments + self._label_columns
 
     @property
     def ids(self) -> list[str]:
@@ -159,6 +174,8 @@ class Manifest:
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: audio file of utterance {row.id!r} not found") from None
             record = [row.id, path, row.duration, row.sample_rate, stat.st_size, stat.st_mtime_ns]
+            if row.start is not None:
+                record += [row.start, row.end]
             digest.update(json.dumps(record).encode())
             digest.update(b"\n")
         return digest.hexdigest()
@@ -209,7 +226,7 @@ class Manifest:
         return Manifest(row for row in self._rows if row.id not in ids)
 
     def _getter(self, name: str) -> Callable[[Utterance], Any]:
-        if name in REQUIRED_COLUMNS:
+        if name in REQUIRED_COLUMNS or name in SEGMENT_COLUMNS:
             return lambda row: getattr(row, name)
         if name in self._label_columns:
             return lambda row: row.labels[name]
@@ -224,6 +241,7 @@ class Manifest:
         suffix = _check_suffix(path)
         base = Path(os.path.abspath(path.parent))
         records = []
+        segments = "start" in self.columns
         for row in self._rows:
             audio = Path(os.path.abspath(row.path))
             stored = audio.relative_to(base).as_posix() if audio.is_relative_to(base) else str(audio)
@@ -235,6 +253,8 @@ class Manifest:
                 "speaker": row.speaker,
                 "split": row.split,
             }
+            if segments:
+                record.update(start=row.start, end=row.end)
             record.update(row.labels)
             records.append(record)
         text = io.StringIO(newline="")
@@ -242,7 +262,12 @@ class Manifest:
             writer = csv.DictWriter(text, fieldnames=list(self.columns))
             writer.writeheader()
             for record in records:
-                writer.writerow({**record, "duration": repr(record["duration"])})
+                segment = {
+                    name: "" if record[name] is None else repr(record[name])
+                    for name in SEGMENT_COLUMNS
+                    if segments
+                }
+                writer.writerow({**record, "duration": repr(record["duration"]), **segment})
         else:
             for record in records:
                 text.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -371,9 +396,27 @@ def _parse_record(record: dict[str, Any], path: Path, line: int, base: Path) -> 
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
         raise fail("sample_rate", "a positive integer (Hz)")
 
+    segment = {}
+    for name in SEGMENT_COLUMNS:
+        value = record.get(name)
+        if value is None or value == "":
+            segment[name] = None
+            continue
+        try:
+            seconds = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise fail(name, "a finite number of seconds >= 0 (or empty)")
+        segment[name] = seconds
+    if (segment["start"] is None) != (segment["end"] is None) or (
+        segment["start"] is not None and segment["start"] >= segment["end"]
+    ):
+        raise fail("end", f"start < end, both set or both empty (start {record.get('start')!r})")
+
     labels = {}
     for name, value in record.items():
-        if name in REQUIRED_COLUMNS:
+        if name in REQUIRED_COLUMNS or name in SEGMENT_COLUMNS:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise fail(name, "a string label")
@@ -388,4 +431,5 @@ def _parse_record(record: dict[str, Any], path: Path, line: int, base: Path) -> 
         speaker=text("speaker", allow_empty=True),
         split=text("split", allow_empty=False),
         labels=labels,
+        **segment,
     )

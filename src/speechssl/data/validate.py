@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from speechssl.data.audio import BadFileSummary
 from speechssl.data.dataset import header_durations, scan_bad_files
-from speechssl.data.manifest import Manifest
+from speechssl.data.manifest import Manifest, Utterance
 
 DURATION_TOLERANCE = 0.1
 """Seconds a manifest's stated duration may differ from its file's header before it is reported."""
@@ -160,6 +160,15 @@ def unseen_labels(manifest: Manifest) -> dict[str, dict[str, list[str]]]:
     return unseen
 
 
+def held_seconds(row: Utterance, file_seconds: float) -> float:
+    """The seconds of ``row`` that its file holds (``file_seconds`` long): the whole file, or the
+    part of the row's ``[start, end)`` segment inside it; a row whose stated duration is not this
+    is stale (``DURATION_TOLERANCE``)."""
+    if row.start is None or row.end is None:
+        return file_seconds
+    return max(0.0, min(row.end, file_seconds) - row.start)
+
+
 def validate_manifest(
     manifest: Manifest,
     decode: bool = True,
@@ -186,7 +195,8 @@ def validate_manifest(
     mismatches = [
         DurationMismatch(row.id, str(row.path), row.duration, float(actual))
         for row, actual in zip(manifest, headers.tolist(), strict=True)
-        if not math.isnan(actual) and abs(row.duration - actual) > duration_tolerance  # NaN: a bad file
+        if not math.isnan(actual)
+        and abs(row.duration - held_seconds(row, actual)) > duration_tolerance  # NaN: bad file
     ]
     durations = manifest.durations
     splits = manifest.counts("split")

@@ -20,10 +20,11 @@ from speechssl import distributed
 from speechssl.config import ConfigError, from_dict, load_yaml, to_dict
 from speechssl.data.audio import BadFile, BadFileSummary
 from speechssl.data.batch import AudioBatch
-from speechssl.data.config import load_manifest
+from speechssl.data.config import SHARDS, load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader, header_durations, short_utterances
 from speechssl.data.sampler import DurationBatchSampler
-from speechssl.data.validate import DURATION_TOLERANCE
+from speechssl.data.shards import DEFAULT_SHUFFLE_BUFFER, ShardIndex, ShardLoaderData, ShardStream
+from speechssl.data.validate import DURATION_TOLERANCE, held_seconds
 from speechssl.methods import PretextMethod, build_method, method_spec
 from speechssl.models.checkpoint import resolve_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
@@ -80,7 +81,7 @@ def check_sample_rates(config: PretrainConfig) -> None:
         )
 
 
-def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
+def check_min_duration(dataset: AudioDataset | ShardStream, min_samples: int) -> None:
     """Raise unless every item (after cropping) has the ``min_samples`` the encoder's front-end
     reads: the pipeline's check, so that the training step itself reads no lengths on the host."""
     durations = dataset.effective_durations()
@@ -89,10 +90,9 @@ def check_min_duration(dataset: AudioDataset, min_samples: int) -> None:
     shortest = int(durations.argmin())
     samples = round(float(durations[shortest]) * dataset.sample_rate)
     if samples < min_samples:
-        row = dataset.manifest[shortest]
         raise ValueError(
             f"data: expected every utterance (after data.crop_seconds) to have at least {min_samples} samples "
-            f"(the encoder front-end's receptive field), found {samples} in {row.id!r} ({row.path}); "
+            f"(the encoder front-end's receptive field), found {samples} in {dataset.item_id(shortest)!r}; "
             "data.skip_bad=true skips such files"
         )
 
@@ -105,8 +105,9 @@ def skip_stale_rows(dataset: AudioDataset, bad_files: BadFileSummary) -> AudioDa
     headers, unreadable = header_durations(manifest)
     stale = BadFileSummary(list(unreadable))
     for row, found in zip(manifest, headers.tolist(), strict=True):
-        if not math.isnan(found) and abs(row.duration - found) > DURATION_TOLERANCE:
-            reason = f"the manifest's duration {row.duration:.3f} s is not the file's {found:.3f} s"
+        held = held_seconds(row, found)
+        if not math.isnan(found) and abs(row.duration - held) > DURATION_TOLERANCE:
+            reason = f"the manifest's duration {row.duration:.3f} s is not the file's {held:.3f} s"
             stale.add(BadFile(id=row.id, path=str(row.path), reason=reason))
     if not stale:
         return dataset
@@ -148,7 +149,27 @@ def skip_short(dataset: AudioDataset, min_samples: int, bad_files: BadFileSummar
     )
 
 
-def build_pretrain_data(config: PretrainConfig) -> LoaderData:
+def build_shard_data(config: PretrainConfig) -> ShardLoaderData:
+    """The streaming counterpart of :func:`build_pretrain_data` for ``data.corpus=shards``."""
+    data = config.data
+    stream = ShardStream(
+        ShardIndex.load(data.root),
+        data.sample_rate,
+        data.crop_seconds,
+        data.max_batch_seconds,
+        skip_bad=data.skip_bad,
+        seed=config.train.seed,
+        num_replicas=distributed.world_size(),
+        rank=distributed.rank(),
+        num_workers=data.num_workers,
+        min_batch_size=method_spec(config.method).method_class.min_batch_size,
+        shuffle_buffer=int(data.corpus_options.get("shuffle_buffer", DEFAULT_SHUFFLE_BUFFER)),
+    )
+    check_min_duration(stream, config.encoder.min_samples)
+    return ShardLoaderData(stream, data.num_workers)
+
+
+def build_pretrain_data(config: PretrainConfig) -> LoaderData | ShardLoaderData:
     """Manifest, cropped dataset, this rank's duration batch sampler and the DataLoader.
 
     The manifest is built (the synthetic corpus generated, if needed) by the main process
@@ -157,6 +178,8 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     """
     check_sample_rates(config)
     data = config.data
+    if data.corpus == SHARDS:
+        return build_shard_data(config)
     if not distributed.is_main_process():
         distributed.barrier()
     bad_files = BadFileSummary() if data.skip_bad else None
