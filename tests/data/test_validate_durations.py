@@ -27,3 +27,21 @@ def test_validate_reports_a_duration_that_is_not_the_files(tmp_path, capsys):
     )
     corpus.save(tmp_path / "right.csv")
     assert main(["data", "validate", str(tmp_path / "right.csv"), "--no-decode"]) == 0
+
+
+def test_a_segment_row_is_checked_against_the_part_of_its_segment_the_file_holds(tmp_path, capsys):
+    corpus = generate_synthetic_corpus(SyntheticConfig(num_utterances=2, num_speakers=2), tmp_path / "c")
+    row = corpus[0]
+    inside = dataclasses.replace(
+        row, id="inside", start=0.1, end=row.duration - 0.1, duration=row.duration - 0.2
+    )
+    past_end = dataclasses.replace(
+        row, id="past", start=0.1, end=row.duration + 5.0, duration=5.0 + row.duration - 0.1
+    )
+    Manifest([inside]).save(tmp_path / "inside.csv")
+    assert main(["data", "validate", str(tmp_path / "inside.csv"), "--no-decode"]) == 0
+    capsys.readouterr()
+    Manifest([inside, past_end]).save(tmp_path / "past.csv")
+    assert main(["data", "validate", str(tmp_path / "past.csv"), "--no-decode", "--json"]) == 2
+    (mismatch,) = json.loads(capsys.readouterr().out)["duration_mismatches"]
+    assert mismatch["id"] == "past" and abs(mismatch["found"] - (row.duration - 0.1)) < 1e-6

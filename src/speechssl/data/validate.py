@@ -193,7 +193,7 @@ def validate_manifest(
     found.extend(scan_bad_files(manifest, workers=workers, decode=decode))
     headers, _ = header_durations(manifest, workers=workers)
     mismatches = [
-        DurationMismatch(row.id, str(row.path), row.duration, float(actual))
+        DurationMismatch(row.id, str(row.path), row.duration, held_seconds(row, float(actual)))
         for row, actual in zip(manifest, headers.tolist(), strict=True)
         if not math.isnan(actual)
         and abs(row.duration - held_seconds(row, actual)) > duration_tolerance  # NaN: bad file
