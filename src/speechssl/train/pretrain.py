@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from speechssl import distributed
@@ -23,7 +22,7 @@ from speechssl.data.config import load_manifest
 from speechssl.data.dataset import AudioDataset, build_dataloader
 from speechssl.data.sampler import DurationBatchSampler
 from speechssl.methods import PretextMethod, build_method, method_spec
-from speechssl.models.checkpoint import resolve_checkpoint
+from speechssl.models.checkpoint import read_safetensors, resolve_checkpoint, verify_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
@@ -182,7 +181,8 @@ def load_initial_encoder(encoder: SpeechEncoder, path: str | Path) -> None:
         ValueError: a tensor is missing or left over (naming it and the checkpoint).
     """
     checkpoint = resolve_checkpoint(path)
-    state = load_file(checkpoint / "encoder.safetensors", device="cpu")
+    verify_checkpoint(checkpoint, ["encoder.safetensors"])
+    state = read_safetensors(checkpoint / "encoder.safetensors")
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     missing = [name for name in missing if name != "mask_embedding"]
     if missing or unexpected:
@@ -203,9 +203,10 @@ def load_initial_heads(method: PretextMethod, path: str | Path, method_name: str
     checkpoint = resolve_checkpoint(path)
     if (load_yaml(checkpoint / "config.yaml") or {}).get("method") != method_name:
         return
+    verify_checkpoint(checkpoint, ["model.safetensors"])
     heads = {
         name: tensor
-        for name, tensor in load_file(checkpoint / "model.safetensors", device="cpu").items()
+        for name, tensor in read_safetensors(checkpoint / "model.safetensors").items()
         if not name.startswith("encoder.")
     }
     own = method.state_dict()
