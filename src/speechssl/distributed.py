@@ -50,6 +50,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (e.g. whether it failed); ``flag`` itself when not distributed."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 class _AllReduceSum(Function):
     """Sum over ranks; backward sums the gradients over ranks too."""
 

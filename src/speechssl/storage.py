@@ -54,7 +54,7 @@ class DamagedError(ValueError):
     """A stored file is missing, truncated or differs from the checksum recorded when it was written."""
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(FileExistsError):
     """Another live process holds the lock of a folder."""
 
 

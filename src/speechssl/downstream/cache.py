@@ -46,7 +46,14 @@ from speechssl.data import AudioDataset, DurationBatchSampler, Manifest, build_d
 from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.models.pooling import masked_mean_std
 from speechssl.progress import Progress
-from speechssl.storage import cached_entry, entry_path, staging_folder
+from speechssl.storage import (
+    cached_entry,
+    disk_full_error,
+    entry_path,
+    is_disk_full,
+    reserve_space,
+    staging_folder,
+)
 from speechssl.upstream.base import Upstream
 
 CACHE_FORMAT_VERSION = 1
@@ -219,8 +226,13 @@ def _write_frames(
     dim: int,
     folder: Path,
     name: str,
+    needed: int = 0,
 ) -> None:
     """Write ``frames.npy`` ``(total_frames, layers, dim)`` and ``offsets.npy`` into ``folder``.
+
+    ``needed`` (bytes, an estimate of scratch plus ``frames.npy``) is what a full disk's
+    ``OSError`` names; ``frames.npy`` is allocated in full before it is mapped
+    (:func:`~speechssl.storage.reserve_space`), so a full disk is an ``OSError``, never SIGBUS.
 
     Batches arrive in duration order, not manifest order, and frame counts are known only
     once the upstream has run, so each batch's frames are first appended to a scratch file;
@@ -230,6 +242,39 @@ def _write_frames(
     scratch = folder / "frames.unordered"
     starts = np.zeros(num_utterances, dtype=np.int64)
     counts = np.zeros(num_utterances, dtype=np.int64)
+    try:
+        _write_scratch(batches, layers, dim, scratch, name, starts, counts)
+    except OSError as error:
+        if is_disk_full(error, folder.parent, needed):
+            raise disk_full_error(folder.parent, needed, f"feature cache entry of {name!r}") from error
+        raise
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    frames = np.lib.format.open_memmap(
+        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), dim)
+    )
+    reserve_space(folder / "frames.npy", f"feature cache entry of {name!r}")
+    if total:
+        unordered = np.memmap(scratch, dtype=np.float16, mode="r", shape=(total, len(layers), dim))
+        for row in range(num_utterances):
+            frames[offsets[row] : offsets[row + 1]] = unordered[starts[row] : starts[row] + counts[row]]
+        del unordered
+    frames.flush()
+    del frames
+    scratch.unlink()
+    np.save(folder / "offsets.npy", offsets)
+
+
+def _write_scratch(
+    batches: Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]],
+    layers: tuple[int, ...],
+    dim: int,
+    scratch: Path,
+    name: str,
+    starts: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Append every batch's valid frames to ``scratch``, noting each row's start and count."""
     written = 0
     with scratch.open("wb") as handle:
         for rows, hidden, lengths in batches:
@@ -244,20 +289,6 @@ def _write_frames(
             for row, count in zip(rows, lengths.tolist(), strict=True):
                 starts[row], counts[row] = written, count
                 written += count
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    total = int(offsets[-1])
-    frames = np.lib.format.open_memmap(
-        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), dim)
-    )
-    if total:
-        unordered = np.memmap(scratch, dtype=np.float16, mode="r", shape=(total, len(layers), dim))
-        for row in range(num_utterances):
-            frames[offsets[row] : offsets[row + 1]] = unordered[starts[row] : starts[row] + counts[row]]
-        del unordered
-    frames.flush()
-    del frames
-    scratch.unlink()
-    np.save(folder / "offsets.npy", offsets)
 
 
 class FeatureCache:
@@ -314,6 +345,8 @@ class FeatureCache:
             shape = (len(chosen), len(manifest), dim)
             mean = np.lib.format.open_memmap(folder / "mean.npy", mode="w+", dtype=np.float16, shape=shape)
             std = np.lib.format.open_memmap(folder / "std.npy", mode="w+", dtype=np.float16, shape=shape)
+            for array in ("mean.npy", "std.npy"):
+                reserve_space(folder / array, f"feature cache entry of {upstream.name!r}")
             batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
             _fill_pooled(batches, chosen, mean, std, upstream.name)
             mean.flush()
@@ -352,7 +385,9 @@ class FeatureCache:
 
         def write(folder: Path) -> None:
             batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
-            _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name)
+            frames = int(manifest.durations.sum() * upstream.sample_rate) // upstream.downsample_rate + 1
+            needed = 2 * frames * len(chosen) * dim * np.dtype(np.float16).itemsize  # scratch + frames.npy
+            _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name, needed)
 
         def read(folder: Path, hit: bool) -> FrameFeatures:
             frames = np.load(folder / "frames.npy", mmap_mode="r")
