@@ -56,6 +56,7 @@ from speechssl.storage import (
     is_partial,
     publish_folder,
     staging_folder,
+    verify_checksums,
     write_checksums,
 )
 
@@ -188,7 +189,8 @@ def _keep_damaged_aside(final: Path) -> None:
     if not final.is_dir():
         return
     try:
-        verify_checkpoint(final)
+        if not verify_checksums(final):
+            verify_checkpoint(final)
     except DamagedError:
         aside = final.with_name(f"damaged-{final.name}")
         suffix = 1
