@@ -33,6 +33,7 @@ extraction never leaves a half entry that reads as valid.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -226,12 +227,10 @@ def _write_frames(
     dim: int,
     folder: Path,
     name: str,
-    needed: int = 0,
 ) -> None:
     """Write ``frames.npy`` ``(total_frames, layers, dim)`` and ``offsets.npy`` into ``folder``.
 
-    ``needed`` (bytes, an estimate of scratch plus ``frames.npy``) is what a full disk's
-    ``OSError`` names; ``frames.npy`` is allocated in full before it is mapped
+    ``frames.npy`` is allocated in full before it is mapped
     (:func:`~speechssl.storage.reserve_space`), so a full disk is an ``OSError``, never SIGBUS.
 
     Batches arrive in duration order, not manifest order, and frame counts are known only
@@ -242,12 +241,7 @@ def _write_frames(
     scratch = folder / "frames.unordered"
     starts = np.zeros(num_utterances, dtype=np.int64)
     counts = np.zeros(num_utterances, dtype=np.int64)
-    try:
-        _write_scratch(batches, layers, dim, scratch, name, starts, counts)
-    except OSError as error:
-        if is_disk_full(error, folder.parent, needed):
-            raise disk_full_error(folder.parent, needed, f"feature cache entry of {name!r}") from error
-        raise
+    _write_scratch(batches, layers, dim, scratch, name, starts, counts)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
     frames = np.lib.format.open_memmap(
@@ -263,6 +257,18 @@ def _write_frames(
     del frames
     scratch.unlink()
     np.save(folder / "offsets.npy", offsets)
+
+
+@contextlib.contextmanager
+def _disk_full_named(folder: Path, needed: int, name: str) -> Iterator[None]:
+    """Turn a full disk while writing entry ``folder`` (about ``needed`` bytes) into an
+    ``OSError`` naming the cache folder and the bytes needed."""
+    try:
+        yield
+    except OSError as error:
+        if is_disk_full(error, folder.parent, needed):
+            raise disk_full_error(folder.parent, needed, f"feature cache entry of {name!r}") from error
+        raise
 
 
 def _write_scratch(
@@ -343,6 +349,11 @@ class FeatureCache:
 
         def write(folder: Path) -> None:
             shape = (len(chosen), len(manifest), dim)
+            needed = 2 * int(np.prod(shape)) * np.dtype(np.float16).itemsize
+            with _disk_full_named(folder, needed, upstream.name):
+                write_arrays(folder, shape)
+
+        def write_arrays(folder: Path, shape: tuple[int, int, int]) -> None:
             mean = np.lib.format.open_memmap(folder / "mean.npy", mode="w+", dtype=np.float16, shape=shape)
             std = np.lib.format.open_memmap(folder / "std.npy", mode="w+", dtype=np.float16, shape=shape)
             for array in ("mean.npy", "std.npy"):
@@ -387,7 +398,8 @@ class FeatureCache:
             batches = _batches(upstream, manifest, chosen, max_batch_seconds, num_workers, device)
             frames = int(manifest.durations.sum() * upstream.sample_rate) // upstream.downsample_rate + 1
             needed = 2 * frames * len(chosen) * dim * np.dtype(np.float16).itemsize  # scratch + frames.npy
-            _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name, needed)
+            with _disk_full_named(folder, needed, upstream.name):
+                _write_frames(batches, chosen, len(manifest), dim, folder, upstream.name)
 
         def read(folder: Path, hit: bool) -> FrameFeatures:
             frames = np.load(folder / "frames.npy", mmap_mode="r")
