@@ -79,9 +79,12 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise DamagedError(f"{path}: unreadable safetensors file ({error})") from None
 
 
-def read_torch_file(path: str | Path, allowed: Sequence[Any] = ()) -> Any:
+def read_torch_file(
+    path: str | Path, allowed: Sequence[Any] = (), advice: str = "only tensors and plain containers are read"
+) -> Any:
     """The content of a ``torch.save`` file, unpickled with ``weights_only=True``: only tensors,
-    containers and the classes ``allowed`` are rebuilt, so the file cannot run code.
+    containers and the classes ``allowed`` are rebuilt, so the file cannot run code. ``advice``
+    ends the message about a class outside them.
 
     Raises:
         DamagedError: naming ``path``, when it is missing, truncated, not a torch file, or holds
@@ -94,8 +97,7 @@ def read_torch_file(path: str | Path, allowed: Sequence[Any] = ()) -> Any:
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
         what = found[1] if found else "an object outside tensors and plain containers"
         raise DamagedError(
-            f"{path}: holds {what}, which speechssl does not unpickle (it could run arbitrary code); "
-            "only tensors and plain containers are read"
+            f"{path}: holds {what}, which speechssl does not unpickle (it could run arbitrary code); {advice}"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         reason = "empty file" if isinstance(error, EOFError) else "truncated or not a torch.save file"
