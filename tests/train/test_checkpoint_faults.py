@@ -267,3 +267,44 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     with pytest.raises(FolderLockedError, match=r"process 1 on elsewhere\.example"), folder_lock(tmp_path):
         pass
     assert (tmp_path / ".lock").exists()
+
+
+FILL_THE_DISK_THEN_CHECKPOINT = """
+import os, sys, warnings
+sys.path.insert(0, sys.argv[2])
+from test_checkpoint_faults import _run
+
+run = sys.argv[1]
+_run(run, 1)
+filler = os.path.join(os.path.dirname(run), "filler")
+with open(filler, "wb") as handle:
+    handle.write(bytes(os.statvfs(run).f_bavail * os.statvfs(run).f_frsize - 8192))
+try:
+    _run(run, 2, resume=True)
+except OSError as error:
+    print("OSError:", error)
+print("left:", sorted(os.listdir(run)))
+os.remove(filler)
+print("resumed to step", _run(run, 2, resume=True).step)
+"""
+
+
+def test_a_real_full_tmpfs_while_checkpointing(tmp_path):
+    """torch and safetensors meet a real full disk (torch says `unexpected pos`)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs unshare and root to mount a private tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    here = os.path.dirname(__file__)
+    command = (
+        f"mount -t tmpfs -o size=1m tmpfs {disk} && cd {here} && "
+        f"{sys.executable} -W ignore -c '{FILL_THE_DISK_THEN_CHECKPOINT}' {disk / 'run'} {here}"
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    if "mount:" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert f"checkpoint step_00000002: not enough disk space in {disk / 'run'}: needs about" in done.stdout
+    left = done.stdout.split("left: ")[1].splitlines()[0]
+    assert "partial" not in left and "step_00000001" in left and "step_00000002" not in left
+    assert "resumed to step 2" in done.stdout

@@ -152,7 +152,7 @@ def _write_checkpoint(
     final = run_dir / checkpoint_name(step)
     model = _safetensors_ready(model_tensors)
     encoder_tensors = _safetensors_ready(encoder.state_dict())
-    needed = _tensor_bytes(model) + _tensor_bytes(encoder_tensors) + _tensor_bytes(trainer_state) + (1 << 20)
+    needed = _tensor_bytes(model) + _tensor_bytes(encoder_tensors) + _tensor_bytes(trainer_state) + (64 << 10)
     _keep_damaged_aside(final)
     try:
         with staging_folder(final) as staging:
