@@ -311,19 +311,21 @@ def test_a_real_full_tmpfs_while_checkpointing(tmp_path):
     assert "resumed to step 2" in done.stdout
 
 
-def _lock_worker(rank: int, world_size: int, run_dir: str, out_dir: str) -> None:
+def _lock_worker(rank: int, world_size: int, out_dir: str) -> None:
     from speechssl import distributed
 
     distributed.setup_from_env()
     try:
-        try:
-            with run_folder_lock(run_dir):
-                holder = json.loads((Path(run_dir) / ".lock").read_text())["pid"]
-                outcome = f"locked by {'me' if holder == os.getpid() else 'another rank'}"
-                distributed.barrier()
-        except FolderLockedError as error:
-            outcome = f"refused: {error}"
-        (Path(out_dir) / f"{rank}.txt").write_text(outcome)
+        outcomes = []
+        for run_dir in (Path(out_dir) / "free", Path(out_dir) / "taken"):
+            try:
+                with run_folder_lock(run_dir):
+                    holder = json.loads((run_dir / ".lock").read_text())["pid"]
+                    outcomes.append(f"locked by {'me' if holder == os.getpid() else 'another rank'}")
+                    distributed.barrier()
+            except FolderLockedError as error:
+                outcomes.append(f"refused: {error}")
+        (Path(out_dir) / f"{rank}.json").write_text(json.dumps(outcomes))
     finally:
         distributed.cleanup()
 
@@ -332,8 +334,9 @@ def _lock_worker(rank: int, world_size: int, run_dir: str, out_dir: str) -> None
 def test_under_two_ranks_only_rank_0_locks_and_both_stop_when_it_cannot(tmp_path):
     from distributed_helpers import spawn_ranks
 
-    spawn_ranks(_lock_worker, str(tmp_path / "run"), str(tmp_path), world_size=2)
-    assert [(tmp_path / f"{r}.txt").read_text() for r in (0, 1)] == ["locked by me", "locked by another rank"]
-    (tmp_path / "run" / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
-    spawn_ranks(_lock_worker, str(tmp_path / "run"), str(tmp_path), world_size=2)
-    assert all("refused: run folder" in (tmp_path / f"{r}.txt").read_text() for r in (0, 1))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
+    spawn_ranks(_lock_worker, str(tmp_path), world_size=2)
+    outcomes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [free for free, _ in outcomes] == ["locked by me", "locked by another rank"]
+    assert all(taken.startswith("refused: run folder") for _, taken in outcomes)
