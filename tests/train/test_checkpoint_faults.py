@@ -340,3 +340,39 @@ def test_under_two_ranks_only_rank_0_locks_and_both_stop_when_it_cannot(tmp_path
     outcomes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
     assert [free for free, _ in outcomes] == ["locked by me", "locked by another rank"]
     assert all(taken.startswith("refused: run folder") for _, taken in outcomes)
+
+
+def test_the_command_line_shows_a_locked_run_folder_and_a_damaged_resume_as_one_line(
+    tmp_path, capsys, tiny_pretrain_overrides
+):
+    from speechssl.cli import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
+    assert (
+        main(["pretrain", "--method", "barlow_twins", "--run-dir", str(run_dir), *tiny_pretrain_overrides])
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert error.startswith(f"speechssl: error: run folder {run_dir} is in use") and error.count("\n") == 1
+
+    (run_dir / ".lock").unlink()
+    _run(run_dir, 1)
+    _damage(run_dir / "step_00000001" / "model.safetensors", "zeroed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(
+            [
+                "pretrain",
+                "--method",
+                "barlow_twins",
+                "--run-dir",
+                str(run_dir),
+                "--resume",
+                *tiny_pretrain_overrides,
+            ]
+        )
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "no intact checkpoint" in error and "model.safetensors" in error and error.count("\n") == 1
