@@ -28,12 +28,16 @@ permissions an ordinary ``open``/``mkdir`` would give (the process's umask).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +46,17 @@ from typing import Any, TypeVar
 PARTIAL_SUFFIX = ".partial"
 META_FILE = "meta.json"
 IDS_FILE = "ids.json"
+CHECKSUMS_FILE = "checksums.json"
+LOCK_FILE = ".lock"
+
+
+class DamagedError(ValueError):
+    """A stored file is missing, truncated or differs from the checksum recorded when it was written."""
+
+
+class FolderLockedError(FileExistsError):
+    """Another live process holds the lock of a folder."""
+
 
 Entry = TypeVar("Entry")
 
@@ -187,7 +202,9 @@ def staging_folder(destination: str | Path) -> Iterator[Path]:
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
-        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=PARTIAL_SUFFIX, dir=destination.parent)
+        tempfile.mkdtemp(
+            prefix=f".{destination.name}.{_owner_tag()}.", suffix=PARTIAL_SUFFIX, dir=destination.parent
+        )
     )
     try:
         yield staging
@@ -255,6 +272,7 @@ def cached_entry(
         return stored
     entry = entry_path(root, content_key(parts))
     key = entry.name
+    remove_stale_partials(entry.parent)
     with staging_folder(entry) as staging:
         start = time.perf_counter()
         extra = dict(write(staging))
@@ -271,21 +289,247 @@ def cached_entry(
     return read(entry, False)
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of the content of file ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | Path) -> Path:
+    """Record the size and SHA-256 of every file of ``folder`` in ``folder/checksums.json``.
+
+    Call it last, on a staging folder before :func:`publish_folder`, so that the record is
+    published with the files it describes.
+    """
+    folder = Path(folder)
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != CHECKSUMS_FILE
+    }
+    path = folder / CHECKSUMS_FILE
+    path.write_text(json.dumps({"files": files}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def verify_checksums(folder: str | Path, names: Sequence[str] | None = None) -> bool:
+    """Check the files of ``folder`` (or only ``names``) against ``folder/checksums.json``.
+
+    Returns:
+        ``True`` when every file checked matches its record; ``False`` when the folder has no
+        ``checksums.json`` (written before checksums existed: nothing to check against).
+
+    Raises:
+        DamagedError: naming the first file that is missing, has another size, or another
+            content, or a ``checksums.json`` that cannot be read.
+    """
+    folder = Path(folder)
+    record = folder / CHECKSUMS_FILE
+    if not record.is_file():
+        return False
+    try:
+        files = read_json(record)["files"]
+        expected = {name: (int(entry["bytes"]), str(entry["sha256"])) for name, entry in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DamagedError(f"{record}: unreadable checksum record ({error})") from error
+    for name in names if names is not None else sorted(expected):
+        path = folder / name
+        if name not in expected:
+            raise DamagedError(f"{path}: expected a checksum for it in {record}, found none")
+        size, sha256 = expected[name]
+        if not path.is_file():
+            raise DamagedError(f"{path}: missing (recorded in {record})")
+        found = path.stat().st_size
+        if found != size:
+            raise DamagedError(f"{path}: expected {size} bytes, found {found} (truncated or overwritten)")
+        if file_sha256(path) != sha256:
+            raise DamagedError(f"{path}: content differs from its checksum in {record} (damaged)")
+    return True
+
+
+def format_bytes(count: float) -> str:
+    """``count`` bytes as a short human-readable size (``1.5 MB``)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(count) < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def disk_full_error(folder: str | Path, needed: int, what: str) -> OSError:
+    """The ``OSError(ENOSPC)`` saying that ``what`` needs ``needed`` bytes in ``folder`` and how much is free."""
+    try:
+        free = f"{format_bytes(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return OSError(
+        errno.ENOSPC,
+        f"{what}: not enough disk space in {folder}: needs about {format_bytes(needed)}, {free}; "
+        "free some space (partial files were removed) and run again",
+    )
+
+
+def is_disk_full(error: BaseException, folder: str | Path, needed: int) -> bool:
+    """Whether ``error`` (raised while writing ``needed`` bytes into ``folder``) means the disk is full:
+    an ``ENOSPC``/``EDQUOT`` ``OSError`` in its chain, or less than ``needed`` bytes free now
+    (libraries such as torch and safetensors report a full disk in their own words)."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    try:
+        return shutil.disk_usage(folder).free < needed
+    except OSError:
+        return False
+
+
+def reserve_space(path: str | Path, what: str) -> None:
+    """Allocate every block of file ``path`` now (``posix_fallocate``), so that writing it
+    through a memory map cannot fail later with SIGBUS on a full disk.
+
+    Raises:
+        OSError: ``ENOSPC``, naming ``what``, the folder and the bytes needed.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        if hasattr(os, "posix_fallocate"):
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        elif shutil.disk_usage(path.parent).free < size:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full_error(path.parent, size, what) from error
+        raise
+
+
+def _owner_tag() -> str:
+    return f"pid{os.getpid()}@{socket.gethostname()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | Path, max_age_s: float = 24 * 3600) -> list[Path]:
+    """Delete the temporary files and folders (:func:`is_partial`) in ``folder`` that no live
+    process is writing: those whose writer (its pid and host are in the name) is no longer
+    running on this host, and those of another host or of unknown writer older than ``max_age_s``.
+
+    Returns:
+        What was deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    host, now, removed = socket.gethostname(), time.time(), []
+    for path in folder.iterdir():
+        if not is_partial(path):
+            continue
+        owner = re.search(r"\.pid(\d+)@(.+)\.[^.]+" + re.escape(PARTIAL_SUFFIX) + "$", path.name)
+        try:
+            old = now - path.lstat().st_mtime > max_age_s
+        except FileNotFoundError:
+            continue
+        stale = not _pid_alive(int(owner[1])) if owner is not None and owner[2] == host else old
+        if stale:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str = "folder") -> Iterator[Path]:
+    """Hold ``folder/.lock`` (this process's pid and host, created with ``O_EXCL``) for the block.
+
+    A lock left by a process that is no longer running on this host is taken over (with a
+    warning); a lock of a live process, or of another host, raises :class:`FolderLockedError`
+    before anything else is done.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_FILE
+    host, pid = socket.gethostname(), os.getpid()
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text(encoding="utf-8"))
+                holder_pid, holder_host = int(holder["pid"]), str(holder["host"])
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
+            except (OSError, ValueError, KeyError, TypeError):
+                holder_pid, holder_host = -1, host  # unreadable: a writer died mid-write
+            if holder_host != host or (holder_pid > 0 and _pid_alive(holder_pid)):
+                raise FolderLockedError(
+                    f"{what} {folder} is in use by process {holder_pid} on {holder_host} (lock file {lock}); "
+                    "wait for it to finish, or remove the lock file if that process is gone"
+                ) from None
+            warnings.warn(
+                f"{lock}: taking over the lock of process {holder_pid}, which is no longer running",
+                stacklevel=3,
+            )
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"pid": pid, "host": host}) + "\n")
+        break
+    else:
+        raise FolderLockedError(f"{what} {folder}: could not take the lock file {lock}")
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(lock.read_text(encoding="utf-8"))["pid"] == pid:
+                lock.unlink()
+
+
 __all__ = [
+    "CHECKSUMS_FILE",
     "IDS_FILE",
+    "LOCK_FILE",
     "META_FILE",
     "PARTIAL_SUFFIX",
+    "DamagedError",
+    "FolderLockedError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "cached_entry",
     "content_key",
+    "disk_full_error",
     "entry_path",
+    "file_sha256",
+    "folder_lock",
+    "format_bytes",
     "fsync_path",
+    "is_disk_full",
     "is_partial",
     "publish_folder",
     "read_json",
+    "remove_stale_partials",
+    "reserve_space",
     "staging_folder",
     "stored_entry",
+    "verify_checksums",
+    "write_checksums",
 ]

@@ -52,6 +52,7 @@ def test_round_trip_restores_every_tensor_and_the_trainer_state(tmp_path):
         "config.yaml",
         "encoder.safetensors",
         "encoder.yaml",
+        "checksums.json",
     }
     assert yaml.safe_load((path / "config.yaml").read_text()) == CONFIG
     assert yaml.safe_load((path / "encoder.yaml").read_text()) == {"dim": 8}

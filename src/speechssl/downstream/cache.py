@@ -54,7 +54,14 @@ from speechssl.data.batch import lengths_to_padding_mask
 from speechssl.downstream.rank_extraction import extract_across_ranks
 from speechssl.models.pooling import masked_mean_std
 from speechssl.progress import Progress
-from speechssl.storage import cached_entry, entry_path, staging_folder
+from speechssl.storage import (
+    cached_entry,
+    disk_full_error,
+    entry_path,
+    is_disk_full,
+    reserve_space,
+    staging_folder,
+)
 from speechssl.upstream.base import Upstream
 
 CACHE_FORMAT_VERSION = 1
@@ -244,6 +251,9 @@ def _write_frames(
 ) -> None:
     """Write ``frames.npy`` ``(total_frames, layers, dim)`` and ``offsets.npy`` into ``folder``.
 
+    ``frames.npy`` is allocated in full before it is mapped
+    (:func:`~speechssl.storage.reserve_space`), so a full disk is an ``OSError``, never SIGBUS.
+
     Batches arrive in duration order, not manifest order, and frame counts are known only
     once the upstream has run, so each batch's frames are first appended to a scratch file;
     they are then copied, utterance by utterance, into the preallocated ``frames.npy`` in
@@ -252,6 +262,46 @@ def _write_frames(
     scratch = folder / "frames.unordered"
     starts = np.zeros(num_utterances, dtype=np.int64)
     counts = np.zeros(num_utterances, dtype=np.int64)
+    _write_scratch(batches, layers, dim, scratch, name, starts, counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    frames = np.lib.format.open_memmap(
+        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), dim)
+    )
+    reserve_space(folder / "frames.npy", f"feature cache entry of {name!r}")
+    if total:
+        unordered = np.memmap(scratch, dtype=np.float16, mode="r", shape=(total, len(layers), dim))
+        for row in range(num_utterances):
+            frames[offsets[row] : offsets[row + 1]] = unordered[starts[row] : starts[row] + counts[row]]
+        del unordered
+    frames.flush()
+    del frames
+    scratch.unlink()
+    np.save(folder / "offsets.npy", offsets)
+
+
+@contextlib.contextmanager
+def _disk_full_named(folder: Path, needed: int, name: str) -> Iterator[None]:
+    """Turn a full disk while writing entry ``folder`` (about ``needed`` bytes) into an
+    ``OSError`` naming the cache folder and the bytes needed."""
+    try:
+        yield
+    except OSError as error:
+        if is_disk_full(error, folder.parent, needed):
+            raise disk_full_error(folder.parent, needed, f"feature cache entry of {name!r}") from error
+        raise
+
+
+def _write_scratch(
+    batches: Iterator[tuple[list[int], list[torch.Tensor], torch.Tensor]],
+    layers: tuple[int, ...],
+    dim: int,
+    scratch: Path,
+    name: str,
+    starts: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Append every batch's valid frames to ``scratch``, noting each row's start and count."""
     written = 0
     with scratch.open("wb") as handle:
         for rows, hidden, lengths in batches:
@@ -266,20 +316,6 @@ def _write_frames(
             for row, count in zip(rows, lengths.tolist(), strict=True):
                 starts[row], counts[row] = written, count
                 written += count
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    total = int(offsets[-1])
-    frames = np.lib.format.open_memmap(
-        folder / "frames.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), dim)
-    )
-    if total:
-        unordered = np.memmap(scratch, dtype=np.float16, mode="r", shape=(total, len(layers), dim))
-        for row in range(num_utterances):
-            frames[offsets[row] : offsets[row + 1]] = unordered[starts[row] : starts[row] + counts[row]]
-        del unordered
-    frames.flush()
-    del frames
-    scratch.unlink()
-    np.save(folder / "offsets.npy", offsets)
 
 
 ASSEMBLY_ROWS = 4096  # utterances copied at a time when assembling pooled shares
@@ -293,6 +329,7 @@ def _assemble_pooled(folder: Path, parts: list[tuple[Path, np.ndarray]], shape: 
     """
     for name in ("mean.npy", "std.npy"):
         whole = np.lib.format.open_memmap(folder / name, mode="w+", dtype=np.float16, shape=shape)
+        reserve_space(folder / name, "feature cache entry (assembled from ranks' shares)")
         for part, rows in parts:
             values = np.load(part / name, mmap_mode="r")  # (layers, share rows, dim)
             for start in range(0, len(rows), ASSEMBLY_ROWS):
@@ -315,6 +352,7 @@ def _assemble_frames(
     frames = np.lib.format.open_memmap(
         folder / "frames.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]), *width)
     )
+    reserve_space(folder / "frames.npy", "feature cache entry (assembled from ranks' shares)")
     for part, rows in parts:
         share_offsets = np.load(part / "offsets.npy")
         if not share_offsets[-1]:
@@ -406,8 +444,17 @@ class FeatureCache:
 
         def write(folder: Path, part: Manifest = manifest, plan: list[list[int]] | None = None) -> None:
             shape = (len(chosen), len(part), dim)
+            needed = 2 * int(np.prod(shape)) * np.dtype(np.float16).itemsize
+            with _disk_full_named(folder, needed, upstream.name):
+                write_arrays(folder, shape, part, plan)
+
+        def write_arrays(
+            folder: Path, shape: tuple[int, int, int], part: Manifest, plan: list[list[int]] | None
+        ) -> None:
             mean = np.lib.format.open_memmap(folder / "mean.npy", mode="w+", dtype=np.float16, shape=shape)
             std = np.lib.format.open_memmap(folder / "std.npy", mode="w+", dtype=np.float16, shape=shape)
+            for array in ("mean.npy", "std.npy"):
+                reserve_space(folder / array, f"feature cache entry of {upstream.name!r}")
             batches = _batches(upstream, part, chosen, max_batch_seconds, num_workers, device, plan)
             _fill_pooled(batches, chosen, mean, std, upstream.name)
             mean.flush()
@@ -449,7 +496,10 @@ class FeatureCache:
 
         def write(folder: Path, part: Manifest = manifest, plan: list[list[int]] | None = None) -> None:
             batches = _batches(upstream, part, chosen, max_batch_seconds, num_workers, device, plan)
-            _write_frames(batches, chosen, len(part), dim, folder, upstream.name)
+            frames = int(part.durations.sum() * upstream.sample_rate) // upstream.downsample_rate + 1
+            needed = 2 * frames * len(chosen) * dim * np.dtype(np.float16).itemsize  # scratch + frames.npy
+            with _disk_full_named(folder, needed, upstream.name):
+                _write_frames(batches, chosen, len(part), dim, folder, upstream.name)
 
         def read(folder: Path, hit: bool) -> FrameFeatures:
             frames = np.load(folder / "frames.npy", mmap_mode="r")

@@ -3,7 +3,7 @@
 A fairseq checkpoint is a pickled dict with the weights under ``"model"`` and the model
 and task options under ``"cfg"`` (``cfg["model"]``, ``cfg["task"]``, fairseq >= 0.10) or
 ``"args"`` (an ``argparse.Namespace``, older files); the task's ``normalize`` (LARGE models)
-becomes the encoder's ``waveform_norm``. It is read with ``torch.load(weights_only=True)``,
+becomes the encoder's ``waveform_norm``. It is read with ``torch.load(weights_only=True)`` (:func:`~speechssl.models.checkpoint.read_torch_file`),
 which only rebuilds tensors, containers and the classes allowed here
 (:data:`SAFE_GLOBALS`: ``argparse.Namespace``, and omegaconf's containers when omegaconf is
 installed); any other class in the file stops the load with a message saying what to do.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +34,7 @@ from speechssl.interop.huggingface import (
     hf_to_speechssl,
     wav2vec2_objective_from_hf,
 )
+from speechssl.models.checkpoint import read_torch_file
 
 # fairseq model name (cfg.model._name or args.arch) -> transformers model type
 MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert"}
@@ -67,17 +67,12 @@ def load_fairseq_file(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: the file holds another class (naming it and what to do instead).
     """
-    try:
-        with torch.serialization.safe_globals(safe_globals()):
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        found = re.search(r"GLOBAL ([\w.]+)", str(error))
-        what = found[1] if found else "a class outside the allow-list"
-        raise ValueError(
-            f"{path}: holds {what}, which speechssl does not unpickle (it could run arbitrary code); "
-            "re-save the checkpoint with plain 'cfg' (dict) and 'model' (tensors) entries, or convert it "
-            "to a transformers directory and import hf:<dir>"
-        ) from error
+    content = read_torch_file(
+        path,
+        safe_globals(),
+        advice="re-save the checkpoint with plain 'cfg' (dict) and 'model' (tensors) entries, or convert it "
+        "to a transformers directory and import hf:<dir>",
+    )
     if not isinstance(content, Mapping) or "model" not in content:
         raise ValueError(f"{path}: expected a fairseq checkpoint (a dict with a 'model' entry), found none")
     return dict(content)

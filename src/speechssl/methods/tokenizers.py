@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from speechssl.config import load_yaml
 from speechssl.methods import build_method, method_config
 from speechssl.methods.apc import VQAPC
 from speechssl.methods.wav2vec2 import Wav2Vec2
-from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
+from speechssl.models.checkpoint import load_encoder, read_safetensors, resolve_checkpoint, verify_checkpoint
 from speechssl.models.encoder import UnitFeatureConfig, UnitTokenizerConfig
 from speechssl.models.units import UnitFeatures, UnitTokenizer
 
@@ -47,7 +45,8 @@ def tokenizer_from_run(path: str | Path) -> UnitTokenizer:
         )
     encoder = load_encoder(checkpoint)
     method = build_method(method_name, method_config(method_name, config.get("objective") or {}), encoder)
-    method.load_state_dict(load_file(checkpoint / "model.safetensors", device="cpu"), strict=True)
+    verify_checkpoint(checkpoint, ["model.safetensors"])
+    method.load_state_dict(read_safetensors(checkpoint / "model.safetensors"), strict=True)
     method.eval()
     if isinstance(method, VQAPC):
         features = UnitFeatures(

@@ -12,12 +12,14 @@ A run directory holds one directory per checkpoint plus a ``latest`` pointer::
         config.yaml               # the run's resolved config
         encoder.safetensors       # the encoder alone: what upstreams and probes load
         encoder.yaml              # its EncoderConfig
+        checksums.json            # size and SHA-256 of each file above, written last
 
 Every checkpoint is written into a temporary sibling directory, flushed to disk with
 ``fsync`` and renamed into place (:func:`speechssl.storage.publish_folder`); only then is
 ``latest`` replaced (:func:`speechssl.storage.atomic_write_text`). A crash at any point
 leaves ``latest`` naming a complete checkpoint, and a directory named ``step_*`` is always
-complete.
+complete. A write that fails (a full disk included) removes its temporary folder; a full
+disk is reported as an ``OSError`` naming the run folder and the space the checkpoint needs.
 """
 
 from __future__ import annotations
@@ -31,13 +33,32 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from speechssl.config import to_dict
-from speechssl.models.checkpoint import LATEST, checkpoint_name, find_latest, list_checkpoints
+from speechssl.models.checkpoint import (
+    LATEST,
+    RESUME_FILES,
+    checkpoint_name,
+    find_latest,
+    list_checkpoints,
+    read_safetensors,
+    read_torch_file,
+    verify_checkpoint,
+)
 from speechssl.models.encoder import SpeechEncoder
-from speechssl.storage import atomic_write_text, is_partial, publish_folder, staging_folder
+from speechssl.storage import (
+    DamagedError,
+    atomic_write_text,
+    disk_full_error,
+    is_disk_full,
+    is_partial,
+    publish_folder,
+    staging_folder,
+    verify_checksums,
+    write_checksums,
+)
 
 
 @dataclass
@@ -133,16 +154,53 @@ def _write_checkpoint(
     trainer_state: dict[str, Any] | None,
 ) -> Path:
     final = run_dir / checkpoint_name(step)
-    with staging_folder(final) as staging:
-        save_file(_safetensors_ready(model_tensors), staging / "model.safetensors")
-        save_file(_safetensors_ready(encoder.state_dict()), staging / "encoder.safetensors")
-        _dump_yaml(to_dict(encoder.config), staging / "encoder.yaml")
-        _dump_yaml(dict(config), staging / "config.yaml")
-        if trainer_state is not None:
-            torch.save(trainer_state, staging / "trainer_state.pt")
-        publish_folder(staging, final)
+    model = _safetensors_ready(model_tensors)
+    encoder_tensors = _safetensors_ready(encoder.state_dict())
+    needed = _tensor_bytes(model) + _tensor_bytes(encoder_tensors) + _tensor_bytes(trainer_state) + (64 << 10)
+    _keep_damaged_aside(final)
+    try:
+        with staging_folder(final) as staging:
+            save_file(model, staging / "model.safetensors")
+            save_file(encoder_tensors, staging / "encoder.safetensors")
+            _dump_yaml(to_dict(encoder.config), staging / "encoder.yaml")
+            _dump_yaml(dict(config), staging / "config.yaml")
+            if trainer_state is not None:
+                torch.save(trainer_state, staging / "trainer_state.pt")
+            write_checksums(staging)
+            publish_folder(staging, final)
+    except Exception as error:
+        if is_disk_full(error, run_dir, needed):
+            raise disk_full_error(run_dir, needed, f"checkpoint {final.name}") from error
+        raise
     atomic_write_text(run_dir / LATEST, final.name + "\n")
     return final
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in ``value`` (nested mappings and sequences): the size of a checkpoint file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
+
+
+def _keep_damaged_aside(final: Path) -> None:
+    """Rename an existing checkpoint folder ``final`` that fails verification to
+    ``damaged-<name>`` (kept for inspection) instead of letting the new write delete it."""
+    if not final.is_dir():
+        return
+    try:
+        if not verify_checksums(final):
+            verify_checkpoint(final)
+    except DamagedError:
+        aside = final.with_name(f"damaged-{final.name}")
+        suffix = 1
+        while aside.exists():
+            aside, suffix = final.with_name(f"damaged-{final.name}.{suffix}"), suffix + 1
+        final.rename(aside)
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> list[Path]:
@@ -176,12 +234,16 @@ def load_checkpoint(
     Weights are loaded strictly: a missing or unexpected key raises with the key's name.
     RNG states are returned in the :class:`TrainerState`, not applied (see
     :func:`speechssl.train.rng.restore_rng_state`).
+
+    Raises:
+        DamagedError: a file is missing, truncated or differs from its checksum (naming it).
     """
     path = Path(path)
     if not (path / "trainer_state.pt").is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (expected trainer_state.pt in it)")
-    method.load_state_dict(load_file(path / "model.safetensors", device="cpu"), strict=True)
-    saved = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    verify_checkpoint(path, RESUME_FILES)
+    method.load_state_dict(read_safetensors(path / "model.safetensors"), strict=True)
+    saved = read_torch_file(path / "trainer_state.pt")
     if optimizer is not None:
         optimizer.load_state_dict(saved["optimizer"])
     if scheduler is not None:

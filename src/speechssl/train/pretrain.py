@@ -6,6 +6,7 @@ Nothing here is method-specific: the method is looked up by name in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -13,7 +14,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from speechssl import distributed
@@ -26,8 +26,9 @@ from speechssl.data.sampler import DurationBatchSampler
 from speechssl.data.shards import DEFAULT_SHUFFLE_BUFFER, ShardIndex, ShardLoaderData, ShardStream
 from speechssl.data.validate import DURATION_TOLERANCE, held_seconds
 from speechssl.methods import PretextMethod, build_method, method_spec
-from speechssl.models.checkpoint import resolve_checkpoint
+from speechssl.models.checkpoint import read_safetensors, resolve_checkpoint, verify_checkpoint
 from speechssl.models.encoder import EncoderConfig, SpeechEncoder
+from speechssl.storage import FolderLockedError, folder_lock, remove_stale_partials
 from speechssl.train.config import PretrainConfig
 from speechssl.train.rng import seed_everything
 from speechssl.train.trainer import TrainResult, train
@@ -270,7 +271,8 @@ def load_initial_encoder(encoder: SpeechEncoder, path: str | Path) -> None:
         ValueError: a tensor is missing or left over (naming it and the checkpoint).
     """
     checkpoint = resolve_checkpoint(path)
-    state = load_file(checkpoint / "encoder.safetensors", device="cpu")
+    verify_checkpoint(checkpoint, ["encoder.safetensors"])
+    state = read_safetensors(checkpoint / "encoder.safetensors")
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     missing = [name for name in missing if name != "mask_embedding"]
     if missing or unexpected:
@@ -291,9 +293,10 @@ def load_initial_heads(method: PretextMethod, path: str | Path, method_name: str
     checkpoint = resolve_checkpoint(path)
     if (load_yaml(checkpoint / "config.yaml") or {}).get("method") != method_name:
         return
+    verify_checkpoint(checkpoint, ["model.safetensors"])
     heads = {
         name: tensor
-        for name, tensor in load_file(checkpoint / "model.safetensors", device="cpu").items()
+        for name, tensor in read_safetensors(checkpoint / "model.safetensors").items()
         if not name.startswith("encoder.")
     }
     own = method.state_dict()
@@ -325,11 +328,35 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False) 
     started_group = not distributed.is_distributed()
     distributed.setup_from_env(config.train.collective_timeout_s)
     try:
-        config = prepare_method(with_init_encoder(config), run_dir)
-        data = build_pretrain_data(config)
-        report_bad_files(data.bad_files, Path(run_dir))
-        method = build_pretrain_method(config)
-        return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
+        with run_folder_lock(run_dir):
+            config = prepare_method(with_init_encoder(config), run_dir)
+            data = build_pretrain_data(config)
+            report_bad_files(data.bad_files, Path(run_dir))
+            method = build_pretrain_method(config)
+            return train(method, data, config.optim, config.train, run_dir, to_dict(config), resume=resume)
     finally:
         if started_group:
             distributed.cleanup()
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the lock of ``run_dir`` (:func:`speechssl.storage.folder_lock`) while training in it.
+
+    Only the main process takes it; under ``torchrun`` the other ranks learn whether it did
+    and all stop together when it did not. Temporary files of writers that died are removed.
+
+    Raises:
+        FolderLockedError: another live process trains in ``run_dir`` (before anything is written).
+    """
+    with contextlib.ExitStack() as stack:
+        refused = None
+        if distributed.is_main_process():
+            try:
+                stack.enter_context(folder_lock(run_dir, "run folder"))
+                remove_stale_partials(run_dir)
+            except FolderLockedError as error:
+                refused = error
+        if distributed.broadcast_object(refused is not None):
+            raise refused or FolderLockedError(f"run folder {run_dir}: rank 0 could not lock it")
+        yield

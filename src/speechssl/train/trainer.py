@@ -40,7 +40,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from speechssl import distributed
 from speechssl.data.batch import AudioBatch
-from speechssl.models.checkpoint import checkpoint_name, find_latest
+from speechssl.models.checkpoint import checkpoint_name, find_latest, intact_checkpoints
+from speechssl.storage import DamagedError
 from speechssl.train.checkpoint import TrainerState, load_checkpoint, save_checkpoint
 from speechssl.train.config import OptimConfig, TrainConfig
 from speechssl.train.logging import MetricsLogger
@@ -164,6 +165,7 @@ def train(
     # loader is built (see _micro_batches).
     state = TrainerState(step=0, epoch=0, batch_in_epoch=0, elapsed_s=0.0, last_loss=math.nan, rng_states=[])
     if resume and latest is not None:
+        latest = resumable_checkpoint(run_dir)
         state = load_checkpoint(latest, method, optimizer, scheduler)
     last_saved_step = state.step if resume and latest is not None else None
     model = wrap_distributed(method, device, train_config.find_unused_parameters)
@@ -253,6 +255,23 @@ def train(
         _save(run_dir, method, optimizer, scheduler, state, resolved_config, train_config.keep_last, window)
     final_checkpoint = run_dir / checkpoint_name(state.step)
     return TrainResult(state.step, state.last_loss, run_dir, final_checkpoint, loss_history)
+
+
+def resumable_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of ``run_dir`` whose files verify; each newer one that does not is
+    named in a warning with the reason and left in place.
+
+    Raises:
+        DamagedError: no checkpoint of ``run_dir`` verifies (naming each and why).
+    """
+    checkpoint, skipped = intact_checkpoints(run_dir)
+    for path, reason in skipped:
+        warnings.warn(f"resume: skipped checkpoint {path.name} ({reason}); nothing was deleted", stacklevel=3)
+    if checkpoint is None:
+        raise DamagedError(
+            f"resume: no intact checkpoint in {run_dir}: " + "; ".join(reason for _, reason in skipped)
+        )
+    return checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
