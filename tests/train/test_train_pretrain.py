@@ -178,7 +178,7 @@ def test_the_pipeline_refuses_utterances_shorter_than_the_front_end_reads():
     dataset = SimpleNamespace(
         effective_durations=lambda: np.array([1.0, 0.0249]),
         sample_rate=16000,
-        item_id=lambda i: manifest[i].id,
+        describe_item=lambda i: f"{manifest[i].id!r} ({manifest[i].path})",
     )
     check_min_duration(dataset, 1)
     with pytest.raises(ValueError, match=r"at least 400 samples.*found 398 in 'short' \(short\.wav\)"):

@@ -127,9 +127,10 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.manifest)
 
-    def item_id(self, index: int) -> str:
-        """Id of item ``index``."""
-        return self.manifest[index].id
+    def describe_item(self, index: int) -> str:
+        """Item ``index`` for messages: its id and its file."""
+        row = self.manifest[index]
+        return f"{row.id!r} ({row.path})"
 
     def effective_durations(self) -> np.ndarray:
         """``(utterances,)`` seconds each item will last: ``min(duration, crop_seconds)``."""

@@ -433,11 +433,11 @@ class ShardStream(IterableDataset):
         durations = np.concatenate(self.index.durations) if self.index.names else np.zeros(0)
         return durations if self.crop_seconds is None else np.minimum(durations, self.crop_seconds)
 
-    def item_id(self, position: int) -> str:
-        """Id of the sample at ``position`` in index order."""
-        for ids in self.index.ids:
+    def describe_item(self, position: int) -> str:
+        """The sample at ``position`` in index order, for messages: its id and its shard."""
+        for name, ids in zip(self.index.names, self.index.ids, strict=True):
             if position < len(ids):
-                return ids[position]
+                return f"{ids[position]!r} ({self.index.folder / name})"
             position -= len(ids)
         raise IndexError(position)
 

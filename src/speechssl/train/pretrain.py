@@ -93,7 +93,7 @@ def check_min_duration(dataset: AudioDataset | ShardStream, min_samples: int) ->
     if samples < min_samples:
         raise ValueError(
             f"data: expected every utterance (after data.crop_seconds) to have at least {min_samples} samples "
-            f"(the encoder front-end's receptive field), found {samples} in {dataset.item_id(shortest)!r}; "
+            f"(the encoder front-end's receptive field), found {samples} in {dataset.describe_item(shortest)}; "
             "data.skip_bad=true skips such files"
         )
 
