@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 import soundfile
@@ -112,6 +114,11 @@ def test_each_file_cut_is_a_segment_row_and_other_sources_are_skipped_and_listed
     }
     with pytest.raises(ValueError, match=r"cuts\.jsonl\.gz: cut .*source type 'url'"):
         load_corpus("lhotse", path)
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(gzip.decompress(path.read_bytes()).decode() + '{"id": "x", "nonsense": 1}\n')
+    with pytest.raises(ValueError, match=r"broken\.jsonl: not a readable lhotse manifest"):
+        load_corpus("lhotse", broken, BadFileSummary())
 
 
 def test_a_row_reads_exactly_its_cut_segment(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,19 @@ def _load_cuts(path: Path) -> Any:
     return cuts
 
 
+def _each_cut(cuts: Any, path: Path) -> Iterator[Any]:
+    """The cuts of a lazily read CutSet, a malformed later line becoming an error naming ``path``."""
+    iterator = iter(cuts)
+    while True:
+        try:
+            cut = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:  # lhotse raises many kinds on a malformed line
+            raise ValueError(f"corpus 'lhotse': {path}: not a readable lhotse manifest ({err})") from err
+        yield cut
+
+
 def load_lhotse(root: str | Path, bad_files: BadFileSummary | None = None, split: str = "train") -> Manifest:
     """Manifest of the lhotse CutSet file ``root`` (``.jsonl``/``.jsonl.gz``, or any file lhotse loads).
 
@@ -133,7 +147,7 @@ def load_lhotse(root: str | Path, bad_files: BadFileSummary | None = None, split
     cuts = _load_cuts(root)
     usable: list[Any] = []
     files: dict[Path, str] = {}  # recording file -> the id of the first cut reading it
-    for cut in cuts:
+    for cut in _each_cut(cuts, root):
         reason = _unusable(cut)
         if reason is not None:
             path = str(cut.recording.sources[0].source) if getattr(cut, "has_recording", False) else str(root)
