@@ -23,7 +23,9 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     data_sub.add_parser("list", help="list the corpora speechssl reads natively")
 
     manifest = data_sub.add_parser("manifest", help="build a manifest (CSV or JSONL) from a corpus folder")
-    manifest.add_argument("root", help="corpus folder in its native layout")
+    manifest.add_argument(
+        "root", help="corpus folder in its native layout, or a lhotse CutSet (cuts.jsonl.gz)"
+    )
     which = manifest.add_mutually_exclusive_group()
     which.add_argument("--corpus", help="corpus name (default: detected from the folder layout)")
     which.add_argument(
@@ -447,11 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_corpus(path: str, corpus: str | None, bad_files=None):
-    """A manifest file, or a corpus folder in its native layout (bad headers recorded in ``bad_files``)."""
+    """A manifest file, a lhotse CutSet file, or a corpus folder in its native layout (bad headers
+    recorded in ``bad_files``)."""
     from speechssl.data import Manifest, detect_corpus, load_corpus
+    from speechssl.data.corpora.lhotse import is_cutset_file
 
     source = Path(path)
-    if source.is_file():
+    if source.is_file() and corpus != "lhotse" and not is_cutset_file(source):
         return Manifest.load(source)
     return load_corpus(corpus or detect_corpus(source), source, bad_files=bad_files)
 
@@ -472,7 +476,7 @@ def _run_data(args: argparse.Namespace) -> int:
         if args.pattern:
             manifest = load_corpus("pattern", args.root, bad_files, pattern=args.pattern)
         else:
-            manifest = _load_corpus(args.root, args.corpus)
+            manifest = _load_corpus(args.root, args.corpus, bad_files)
         manifest.save(args.output)
         labels = ", ".join(f"{c} ({len(manifest.counts(c))} values)" for c in manifest.label_columns)
         print(

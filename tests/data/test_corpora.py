@@ -34,6 +34,7 @@ def test_registry_names():
         "manifest",
         "voxceleb1_verification",
         "quesst14",
+        "lhotse",
     }
 
 

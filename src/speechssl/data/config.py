@@ -36,7 +36,7 @@ class DataConfig:
 
     Attributes:
         corpus: a corpus name from :func:`~speechssl.data.corpora.available_corpora`
-            (``"manifest"`` for a saved manifest file), ``"synthetic"``, or ``"shards"`` for
+            (``"manifest"`` for a saved manifest file, ``"lhotse"`` for a lhotse CutSet file), ``"synthetic"``, or ``"shards"`` for
             WebDataset shards written by ``speechssl data shard`` (root: their folder or index;
             ``corpus_options.shuffle_buffer``: samples per shuffle buffer, default 1000).
         root: the corpus folder or manifest file; for ``"synthetic"``, where its WAVs are

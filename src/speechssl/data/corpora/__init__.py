@@ -21,6 +21,7 @@ from speechssl.data.corpora.fluent_speech_commands import load_fluent_speech_com
 from speechssl.data.corpora.folder import load_folder, load_manifest_file
 from speechssl.data.corpora.fsdd import load_fsdd
 from speechssl.data.corpora.iemocap import load_iemocap
+from speechssl.data.corpora.lhotse import load_lhotse
 from speechssl.data.corpora.librispeech import load_librispeech
 from speechssl.data.corpora.pattern import NAMED_PATTERNS, load_pattern
 from speechssl.data.corpora.quesst14 import load_quesst14
@@ -47,6 +48,7 @@ LOADERS: dict[str, CorpusLoader] = {
     "folder": load_folder,
     "pattern": load_pattern,
     "manifest": load_manifest_file,
+    "lhotse": load_lhotse,
 }
 
 
@@ -58,7 +60,7 @@ def available_corpora() -> dict[str, CorpusLoader]:
 def load_corpus(
     name: str, root: str | Path, bad_files: BadFileSummary | None = None, **options: Any
 ) -> Manifest:
-    """Load corpus ``name`` from ``root`` (a folder, or a manifest file for ``"manifest"``).
+    """Load corpus ``name`` from ``root`` (a folder, or a manifest file for ``"manifest"``, a CutSet file for ``"lhotse"``).
 
     Args:
         name: a key of :func:`available_corpora`.
@@ -98,6 +100,7 @@ __all__ = [
     "load_folder",
     "load_fsdd",
     "load_iemocap",
+    "load_lhotse",
     "load_librispeech",
     "load_manifest_file",
     "load_pattern",

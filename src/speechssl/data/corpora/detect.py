@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from speechssl.data.corpora.fsdd import FILE_PATTERN as FSDD_FILE_PATTERN
+from speechssl.data.corpora.lhotse import is_cutset_file
 from speechssl.data.corpora.librispeech import find_subsets
 from speechssl.data.manifest import MANIFEST_SUFFIXES
 
@@ -20,7 +21,7 @@ def _looks_like_fsdd(folder: Path) -> bool:
 def detect_corpus(root: str | Path) -> str:
     """The name of the loader (see ``available_corpora``) whose native layout ``root`` has.
 
-    Checks, in order: a ``.csv``/``.jsonl`` file (``manifest``); FSDD recordings;
+    Checks, in order: a lhotse CutSet file (``lhotse``); a ``.csv``/``.jsonl`` file (``manifest``); FSDD recordings;
     LibriSpeech subset folders; RAVDESS ``Actor_XX`` folders; Fluent Speech Commands
     (``data/train_data.csv`` and ``wavs/speakers/``); Arabic Speech Commands (``train.csv``
     or ``dataset/``); Speech Commands (``testing_list.txt`` or ``_background_noise_``);
@@ -31,10 +32,14 @@ def detect_corpus(root: str | Path) -> str:
         FileNotFoundError: ``root`` does not exist.
     """
     root = Path(root).expanduser()
+    if is_cutset_file(root):
+        return "lhotse"
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
         return "manifest"
     if not root.is_dir():
-        raise FileNotFoundError(f"cannot detect the corpus: {root} is not a folder or a .csv/.jsonl manifest")
+        raise FileNotFoundError(
+            f"cannot detect the corpus: {root} is not a folder, a .csv/.jsonl manifest or a lhotse CutSet"
+        )
     if _looks_like_fsdd(root / "recordings") or _looks_like_fsdd(root):
         return "fsdd"
     if find_subsets(root):
