@@ -58,6 +58,14 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    pair = data_sub.add_parser(
+        "pair-digits",
+        help="pair FSDD utterances with handwritten 8x8 digit images (speaker- and image-disjoint splits)",
+    )
+    pair.add_argument("root", help="the FSDD folder")
+    pair.add_argument("-o", "--output", required=True, help="manifest file to write; images go to images/ beside it")
+    pair.add_argument("--seed", type=int, default=0, help="seed of the speaker and image splits and the pairs")
+
     synthetic = data_sub.add_parser("synthetic", help="generate the synthetic source-filter corpus")
     synthetic.add_argument("output", help="folder for the WAVs and manifest.csv")
     synthetic.add_argument("overrides", nargs="*", help="SyntheticConfig key=value overrides")
@@ -446,10 +454,24 @@ def _run_data(args: argparse.Namespace) -> int:
     # each branch imports what it needs: listing and manifests never import torch
     if args.data_command == "list":
         from speechssl.data import available_corpora
+        from speechssl.data.pairing import corpus_pairings
 
         for name, loader in sorted(available_corpora().items()):
             summary = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
             print(f"{name:24s} {summary}")
+            for pairing in corpus_pairings(name):
+                print(f"{'':24s}   pairs with {pairing.modality} ({pairing.column}): {pairing.description}")
+        return 0
+    if args.data_command == "pair-digits":
+        from speechssl.data import load_corpus
+        from speechssl.data.pairing import pair_digit_images, write_digit_pairing
+
+        manifest = write_digit_pairing(pair_digit_images(load_corpus("fsdd", args.root), args.seed), args.output)
+        splits = ", ".join(
+            f"{split}: {n} utterances of {len(set(manifest.filter(split=split).column('speaker')))} speaker(s)"
+            for split, n in manifest.counts("split").items()
+        )
+        print(f"wrote {len(manifest)} speech-image pairs to {args.output} ({splits})")
         return 0
     if args.data_command == "manifest":
         from speechssl.data import BadFileSummary, load_corpus

@@ -109,7 +109,13 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData:
     if distributed.is_main_process():
         distributed.barrier()
     dataset = AudioDataset(
-        manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
+        manifest,
+        data.sample_rate,
+        data.crop_seconds,
+        data.skip_bad,
+        seed=config.train.seed,
+        text_column=data.text_column,
+        image_column=data.image_column,
     )
     check_min_duration(dataset, config.encoder.min_samples)
     sampler = DurationBatchSampler(
