@@ -63,8 +63,12 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
         help="pair FSDD utterances with handwritten 8x8 digit images (speaker- and image-disjoint splits)",
     )
     pair.add_argument("root", help="the FSDD folder")
-    pair.add_argument("-o", "--output", required=True, help="manifest file to write; images go to images/ beside it")
-    pair.add_argument("--seed", type=int, default=0, help="seed of the speaker and image splits and the pairs")
+    pair.add_argument(
+        "-o", "--output", required=True, help="manifest file to write; images go to images/ beside it"
+    )
+    pair.add_argument(
+        "--seed", type=int, default=0, help="seed of the speaker and image splits and the pairs"
+    )
 
     synthetic = data_sub.add_parser("synthetic", help="generate the synthetic source-filter corpus")
     synthetic.add_argument("output", help="folder for the WAVs and manifest.csv")
@@ -466,7 +470,9 @@ def _run_data(args: argparse.Namespace) -> int:
         from speechssl.data import load_corpus
         from speechssl.data.pairing import pair_digit_images, write_digit_pairing
 
-        manifest = write_digit_pairing(pair_digit_images(load_corpus("fsdd", args.root), args.seed), args.output)
+        manifest = write_digit_pairing(
+            pair_digit_images(load_corpus("fsdd", args.root), args.seed), args.output
+        )
         splits = ", ".join(
             f"{split}: {n} utterances of {len(set(manifest.filter(split=split).column('speaker')))} speaker(s)"
             for split, n in manifest.counts("split").items()

@@ -41,8 +41,12 @@ class AudioBatch:
                 f"lengths must be (batch,) = ({self.waveforms.shape[0]},), found {tuple(self.lengths.shape)}"
             )
         if self.text is not None and len(self.text) != self.waveforms.shape[0]:
-            raise ValueError(f"text must hold one string per row ({self.waveforms.shape[0]}), found {len(self.text)}")
-        if self.images is not None and (self.images.dim() != 4 or self.images.shape[0] != self.waveforms.shape[0]):
+            raise ValueError(
+                f"text must hold one string per row ({self.waveforms.shape[0]}), found {len(self.text)}"
+            )
+        if self.images is not None and (
+            self.images.dim() != 4 or self.images.shape[0] != self.waveforms.shape[0]
+        ):
             raise ValueError(
                 f"images must be (batch, channels, height, width) with batch = {self.waveforms.shape[0]}, "
                 f"found {tuple(self.images.shape)}"

@@ -137,7 +137,9 @@ class AudioDataset(Dataset):
             return BadFile(id=row.id, path=str(row.path), reason=err.reason)
         text = row.labels[self.text_column] if self.text_column is not None else None
         image = load_image(row.labels[self.image_column]) if self.image_column is not None else None
-        return AudioItem(row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels}, text, image)
+        return AudioItem(
+            row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels}, text, image
+        )
 
     def _load(self, row: Utterance, index: int) -> np.ndarray:
         if self.crop_seconds is None:
@@ -178,7 +180,9 @@ def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
         shapes = {tuple(item.image.shape): item.id for item in good}
         if len(shapes) > 1:
             (first, a), (second, b) = list(shapes.items())[:2]
-            raise ValueError(f"paired images: expected one shape per batch, found {first} ({a}) and {second} ({b})")
+            raise ValueError(
+                f"paired images: expected one shape per batch, found {first} ({a}) and {second} ({b})"
+            )
         images = torch.stack([item.image for item in good])  # (batch, channels, height, width)
     return AudioBatch(
         waveforms=waveforms,

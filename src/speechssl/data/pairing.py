@@ -24,7 +24,6 @@ import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,7 +66,7 @@ PAIRINGS: dict[str, tuple[Pairing, ...]] = {
     ),
     "arabic_speech_commands": (Pairing("text", "keyword", "the spoken command word"),),
     "speech_commands": (Pairing("text", "keyword", "the spoken command word"),),
-    "speech_commands_superb": (Pairing("text", "keyword", "the spoken command word"),),
+    "speech_commands_superb": (Pairing("text", "word", "the spoken word (keyword holds its SUPERB class)"),),
     "fluent_speech_commands": (Pairing("text", "transcript", "the spoken command's transcript"),),
     "quesst14": (),
     "manifest": (Pairing("text", "<column>", "any text column; images: a column of .npy/.png paths"),),
@@ -114,7 +113,9 @@ def load_image(value: str | Path | np.ndarray | torch.Tensor) -> torch.Tensor:
     if array.ndim == 2:
         array = array[None]  # (height, width) -> (1, height, width)
     if array.ndim != 3:
-        raise ValueError(f"{where}: expected (height, width) or (channels, height, width), found {array.shape}")
+        raise ValueError(
+            f"{where}: expected (height, width) or (channels, height, width), found {array.shape}"
+        )
     return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32)
 
 
@@ -157,7 +158,9 @@ def pair_digit_images(
         ValueError: ``fsdd`` has no ``keyword`` column of digits, or fewer than 3 speakers.
     """
     if "keyword" not in fsdd.label_columns:
-        raise ValueError(f"pair_digit_images: expected a 'keyword' column of digits, found {fsdd.label_columns}")
+        raise ValueError(
+            f"pair_digit_images: expected a 'keyword' column of digits, found {fsdd.label_columns}"
+        )
     speakers = sorted(set(fsdd.column("speaker")))
     if len(speakers) < 3:
         raise ValueError(
