@@ -579,7 +579,12 @@ def _task_names(args: argparse.Namespace) -> list[str]:
             print(f"skipping {name}: {reason}")
         return tasks
     if args.tasks == "all":
-        registry = available_tasks().values()
+        registry = [task for task in available_tasks().values() if task.requires is None]
+        special = [f"{task.name} ({task.requires})" for task in available_tasks().values() if task.requires]
+        if special:
+            print(
+                f"skipping tasks that need a particular upstream (name them in --tasks): {', '.join(special)}"
+            )
         missing = {t.name: t.missing_paths(args.data_root) for t in registry}
         tasks = [name for name, folders in missing.items() if not folders]
         skipped = [f"{name} ({', '.join(map(str, folders))})" for name, folders in missing.items() if folders]
