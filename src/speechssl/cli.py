@@ -279,6 +279,20 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
         help="SAP's one-dimension scorer: linear_svm (the reference's) or nearest_mean",
     )
 
+    multimodal = kinds.add_parser(
+        "multimodal",
+        help="the same encoder pretrained with and without a second modality (digit words, digit images)",
+    )
+    multimodal.add_argument(
+        "--variants",
+        default="speech_only,joint_text,joint_image",
+        help="comma-separated: speech_only (the reference), joint_text, joint_image, speech_text, visually_grounded",
+    )
+    multimodal.add_argument("--alpha", type=float, default=1.0, help="weight of the multi-modal term")
+    multimodal.add_argument("--output", default="outputs/multimodal", help="study folder")
+    _add_evaluation_options(multimodal, seeds=3, baselines=True)
+    multimodal.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every variant")
+
     versus = kinds.add_parser(
         "compare", help="a pretrained model vs its random-init architecture vs log-mel: the results page"
     )
@@ -727,6 +741,12 @@ def _run_study(args: argparse.Namespace) -> int:
             range(args.seeds),
             dci_estimator=args.dci_estimator,
             sap_estimator=args.sap_estimator,
+        )
+    elif args.study == "multimodal":
+        from speechssl.studies.multimodal import run_multimodal_study
+
+        run_multimodal_study(
+            args.output, _evaluation_plan(args), args.variants.split(","), args.alpha, args.overrides
         )
     elif args.study == "compare":
         from speechssl.studies.comparison import run_comparison
