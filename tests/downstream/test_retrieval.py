@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from methods.test_multimodal import TINY, TINY_OBJECTIVES, _paired_corpus
 
+from speechssl.cli import _task_names
 from speechssl.data import Manifest
 from speechssl.downstream.retrieval import PairEmbeddings, retrieval_ranks, retrieve, score_retrieval
 from speechssl.downstream.tasks import RetrievalTask, available_tasks
@@ -92,3 +94,10 @@ def test_a_tiny_run_retrieves_its_held_out_pairs(tmp_path, config_name, directio
         assert first.extras["text_column"] == "word" and first.extras["num_candidates"] == 3
     else:
         assert first.extras["num_queries"] == 3  # 3 utterances of 4 digits, 3 distinct images
+
+
+def test_tasks_all_leaves_out_the_tasks_that_need_a_multimodal_run(tmp_path, capsys):
+    (tmp_path / "fsdd").mkdir()
+    names = _task_names(argparse.Namespace(tasks="all", suite=None, data_root=str(tmp_path)))
+    assert "keyword_fsdd" in names and not any(name.startswith("retrieval_") for name in names)
+    assert "retrieval_fsdd_speech_to_text (a multi-modal run" in capsys.readouterr().out
