@@ -67,6 +67,18 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     shard.add_argument("-o", "--output", required=True, help="folder for the shards and index.json")
     shard.add_argument("--shard-size", default="256MB", help="target bytes per shard (e.g. 256MB, 1GB)")
 
+    pair = data_sub.add_parser(
+        "pair-digits",
+        help="pair FSDD utterances with handwritten 8x8 digit images (speaker- and image-disjoint splits)",
+    )
+    pair.add_argument("root", help="the FSDD folder")
+    pair.add_argument(
+        "-o", "--output", required=True, help="manifest file to write; images go to images/ beside it"
+    )
+    pair.add_argument(
+        "--seed", type=int, default=0, help="seed of the speaker and image splits and the pairs"
+    )
+
     synthetic = data_sub.add_parser("synthetic", help="generate the synthetic source-filter corpus")
     synthetic.add_argument("output", help="folder for the WAVs and manifest.csv")
     synthetic.add_argument("overrides", nargs="*", help="SyntheticConfig key=value overrides")
@@ -282,6 +294,20 @@ def _add_study_parsers(sub: argparse._SubParsersAction) -> None:
         help="SAP's one-dimension scorer: linear_svm (the reference's) or nearest_mean",
     )
 
+    multimodal = kinds.add_parser(
+        "multimodal",
+        help="the same encoder pretrained with and without a second modality (digit words, digit images)",
+    )
+    multimodal.add_argument(
+        "--variants",
+        default="speech_only,joint_text,joint_image",
+        help="comma-separated: speech_only (the reference), joint_text, joint_image, speech_text, visually_grounded",
+    )
+    multimodal.add_argument("--alpha", type=float, default=1.0, help="weight of the multi-modal term")
+    multimodal.add_argument("--output", default="outputs/multimodal", help="study folder")
+    _add_evaluation_options(multimodal, seeds=3, baselines=True)
+    multimodal.add_argument("overrides", nargs="*", help="pretraining key=value overrides for every variant")
+
     versus = kinds.add_parser(
         "compare", help="a pretrained model vs its random-init architecture vs log-mel: the results page"
     )
@@ -464,10 +490,26 @@ def _run_data(args: argparse.Namespace) -> int:
     # each branch imports what it needs: listing and manifests never import torch
     if args.data_command == "list":
         from speechssl.data import available_corpora
+        from speechssl.data.pairing import corpus_pairings
 
         for name, loader in sorted(available_corpora().items()):
             summary = (loader.__doc__ or "").strip().splitlines()[0] if loader.__doc__ else ""
             print(f"{name:24s} {summary}")
+            for pairing in corpus_pairings(name):
+                print(f"{'':24s}   pairs with {pairing.modality} ({pairing.column}): {pairing.description}")
+        return 0
+    if args.data_command == "pair-digits":
+        from speechssl.data import load_corpus
+        from speechssl.data.pairing import pair_digit_images, write_digit_pairing
+
+        manifest = write_digit_pairing(
+            pair_digit_images(load_corpus("fsdd", args.root), args.seed), args.output
+        )
+        splits = ", ".join(
+            f"{split}: {n} utterances of {len(set(manifest.filter(split=split).column('speaker')))} speaker(s)"
+            for split, n in manifest.counts("split").items()
+        )
+        print(f"wrote {len(manifest)} speech-image pairs to {args.output} ({splits})")
         return 0
     if args.data_command == "manifest":
         from speechssl.data import BadFileSummary, load_corpus
@@ -578,7 +620,12 @@ def _task_names(args: argparse.Namespace) -> list[str]:
             print(f"skipping {name}: {reason}")
         return tasks
     if args.tasks == "all":
-        registry = available_tasks().values()
+        registry = [task for task in available_tasks().values() if task.requires is None]
+        special = [f"{task.name} ({task.requires})" for task in available_tasks().values() if task.requires]
+        if special:
+            print(
+                f"skipping tasks that need a particular upstream (name them in --tasks): {', '.join(special)}"
+            )
         missing = {t.name: t.missing_paths(args.data_root) for t in registry}
         tasks = [name for name, folders in missing.items() if not folders]
         skipped = [f"{name} ({', '.join(map(str, folders))})" for name, folders in missing.items() if folders]
@@ -737,6 +784,12 @@ def _run_study(args: argparse.Namespace) -> int:
             range(args.seeds),
             dci_estimator=args.dci_estimator,
             sap_estimator=args.sap_estimator,
+        )
+    elif args.study == "multimodal":
+        from speechssl.studies.multimodal import run_multimodal_study
+
+        run_multimodal_study(
+            args.output, _evaluation_plan(args), args.variants.split(","), args.alpha, args.overrides
         )
     elif args.study == "compare":
         from speechssl.studies.comparison import run_comparison

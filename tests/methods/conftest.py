@@ -28,7 +28,12 @@ def _tone_batch(lengths: list[int], seed: int = 0) -> AudioBatch:
     waveforms = 0.1 * torch.sin(phase) + 0.01 * torch.randn(len(lengths), samples, generator=generator)
     lengths_tensor = torch.tensor(lengths)
     waveforms[torch.arange(samples)[None, :] >= lengths_tensor[:, None]] = 0.0
-    return AudioBatch(waveforms, lengths_tensor, [str(i) for i in range(len(lengths))])
+    words = ["zero", "one", "two", "three"]
+    text = [words[i % len(words)] for i in range(len(lengths))]  # paired text and images (issue 17)
+    images = torch.rand(len(lengths), 1, 8, 8, generator=generator)  # (batch, channels, height, width)
+    return AudioBatch(
+        waveforms, lengths_tensor, [str(i) for i in range(len(lengths))], text=text, images=images
+    )
 
 
 @pytest.fixture
@@ -144,4 +149,17 @@ EVERY_METHOD = [
     ("data2vec", {"top_k_layers": 1}, "fbank", False),
     ("barlow_twins", {}, "fbank", False),
     ("barlow_twins", {"loss": "vicreg"}, "fbank", False),
+    (
+        "speech_text",
+        {"embed_dim": 16, "text": {"dim": 16, "heads": 2, "ffn_dim": 32, "max_chars": 8}},
+        "fbank",
+        False,
+    ),
+    ("visually_grounded", {"embed_dim": 16, "image": {"channels": [8], "strides": [1]}}, "fbank", False),
+    (
+        "joint",
+        {"term_objective": {"embed_dim": 16, "text": {"dim": 16, "heads": 2, "ffn_dim": 32}}},
+        "fbank",
+        False,
+    ),
 ]

@@ -21,12 +21,17 @@ class AudioBatch:
         ids: utterance ids, one per row.
         labels: task label columns of the manifest (``speaker``, ``keyword``, ...), one
             list per column with one entry per row.
+        text: the paired text of each row (``DataConfig.text_column``), or None.
+        images: ``(batch, channels, height, width)`` float32 paired images
+            (``DataConfig.image_column``), or None.
     """
 
     waveforms: torch.Tensor
     lengths: torch.Tensor
     ids: list[str]
     labels: dict[str, list] = field(default_factory=dict)
+    text: list[str] | None = None
+    images: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.waveforms.dim() != 2:
@@ -34,6 +39,17 @@ class AudioBatch:
         if self.lengths.shape != (self.waveforms.shape[0],):
             raise ValueError(
                 f"lengths must be (batch,) = ({self.waveforms.shape[0]},), found {tuple(self.lengths.shape)}"
+            )
+        if self.text is not None and len(self.text) != self.waveforms.shape[0]:
+            raise ValueError(
+                f"text must hold one string per row ({self.waveforms.shape[0]}), found {len(self.text)}"
+            )
+        if self.images is not None and (
+            self.images.dim() != 4 or self.images.shape[0] != self.waveforms.shape[0]
+        ):
+            raise ValueError(
+                f"images must be (batch, channels, height, width) with batch = {self.waveforms.shape[0]}, "
+                f"found {tuple(self.images.shape)}"
             )
 
     def __len__(self) -> int:
@@ -45,14 +61,19 @@ class AudioBatch:
         return lengths_to_padding_mask(self.lengths, self.waveforms.shape[1])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> AudioBatch:
+        images = self.images.to(device, non_blocking=non_blocking) if self.images is not None else None
         return replace(
             self,
             waveforms=self.waveforms.to(device, non_blocking=non_blocking),
             lengths=self.lengths.to(device, non_blocking=non_blocking),
+            images=images,
         )
 
     def pin_memory(self) -> AudioBatch:
-        return replace(self, waveforms=self.waveforms.pin_memory(), lengths=self.lengths.pin_memory())
+        images = self.images.pin_memory() if self.images is not None else None
+        return replace(
+            self, waveforms=self.waveforms.pin_memory(), lengths=self.lengths.pin_memory(), images=images
+        )
 
 
 def pad_waveforms(waveforms: Sequence[torch.Tensor | np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

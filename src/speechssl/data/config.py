@@ -52,6 +52,11 @@ class DataConfig:
         sample_rate: rate every waveform is resampled to, in Hz, within ``SAMPLE_RATE_RANGE``
             (8 kHz telephone speech to 192 kHz studio audio).
         synthetic: the synthetic corpus, used when ``corpus == "synthetic"``.
+        text_column: the label column whose text each batch carries (``AudioBatch.text``) for
+            the multi-modal methods (``transcript``, ``keyword``, ``word``; see
+            :data:`speechssl.data.pairing.PAIRINGS`); ``None``: no text.
+        image_column: the label column of ``.npy``/``.png`` paths whose images each batch
+            carries (``AudioBatch.images``); ``None``: no images.
     """
 
     corpus: str = SYNTHETIC
@@ -64,6 +69,8 @@ class DataConfig:
     skip_bad: bool = True
     sample_rate: int = DEFAULT_SAMPLE_RATE
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    text_column: str | None = None
+    image_column: str | None = None
 
     def __post_init__(self) -> None:
         names = [*available_corpora(), SYNTHETIC, SHARDS]

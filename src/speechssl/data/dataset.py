@@ -40,6 +40,7 @@ from speechssl.data.audio import (
 )
 from speechssl.data.batch import AudioBatch, pad_waveforms
 from speechssl.data.manifest import Manifest, Utterance
+from speechssl.data.pairing import load_image
 
 
 class AudioItem(NamedTuple):
@@ -49,11 +50,15 @@ class AudioItem(NamedTuple):
         id: utterance id.
         waveform: ``(samples,)`` float32 mono waveform.
         labels: ``speaker`` and the manifest's label columns, name -> value.
+        text: the paired text (the dataset's ``text_column``), or None.
+        image: the paired ``(channels, height, width)`` image (the dataset's ``image_column``), or None.
     """
 
     id: str
     waveform: torch.Tensor
     labels: dict[str, str]
+    text: str | None = None
+    image: torch.Tensor | None = None
 
 
 def crop_offset(duration: float, crop_seconds: float, seed: int, epoch: int, index: int) -> float:
@@ -95,6 +100,9 @@ class AudioDataset(Dataset):
             whole utterance when shorter), re-drawn every epoch; ``None`` returns whole utterances.
         skip_bad: return a :class:`BadFile` record for a bad file instead of raising.
         seed: seed of the crops.
+        text_column: the label column holding each utterance's paired text (``AudioItem.text``).
+        image_column: the label column holding each utterance's paired image, a ``.npy`` or
+            ``.png`` path (``AudioItem.image``, see :func:`speechssl.data.pairing.load_image`).
     """
 
     def __init__(
@@ -104,11 +112,21 @@ class AudioDataset(Dataset):
         crop_seconds: float | None = None,
         skip_bad: bool = False,
         seed: int = 0,
+        text_column: str | None = None,
+        image_column: str | None = None,
     ) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0, found {sample_rate}")
         if crop_seconds is not None and crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0 or None, found {crop_seconds}")
+        for option, column in (("text_column", text_column), ("image_column", image_column)):
+            if column is not None and column not in manifest.label_columns:
+                raise ValueError(
+                    f"{option}: expected a label column of the manifest "
+                    f"({', '.join(manifest.label_columns) or 'none'}), found {column!r}"
+                )
+        self.text_column = text_column
+        self.image_column = image_column
         self.manifest = manifest
         self.sample_rate = sample_rate
         self.crop_seconds = crop_seconds
@@ -145,7 +163,11 @@ class AudioDataset(Dataset):
             if not self.skip_bad:
                 raise
             return BadFile(id=row.id, path=str(row.path), reason=err.reason)
-        return AudioItem(row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels})
+        text = row.labels[self.text_column] if self.text_column is not None else None
+        image = load_image(row.labels[self.image_column]) if self.image_column is not None else None
+        return AudioItem(
+            row.id, torch.from_numpy(waveform), {"speaker": row.speaker, **row.labels}, text, image
+        )
 
     def _load(self, row: Utterance, index: int) -> np.ndarray:
         window = read_window(
@@ -161,8 +183,12 @@ def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
     """Zero-pad items into an :class:`AudioBatch`, dropping :class:`BadFile` records.
 
     Returns:
-        waveforms ``(batch, max samples)``, lengths ``(batch,)`` int64, ids, and one list
-        per label column. Empty (``(0, 0)``) when every item was bad.
+        waveforms ``(batch, max samples)``, lengths ``(batch,)`` int64, ids, one list
+        per label column, and the paired text and ``(batch, channels, height, width)`` images
+        when the items carry them. Empty (``(0, 0)``) when every item was bad.
+
+    Raises:
+        ValueError: the paired images differ in shape (naming two of the utterances).
     """
     good = []
     for item in items:
@@ -176,7 +202,24 @@ def collate_audio(items: Sequence[AudioItem | BadFile]) -> AudioBatch:
         waveforms, lengths = torch.zeros(0, 0), torch.zeros(0, dtype=torch.int64)
     columns = list(good[0].labels) if good else []
     labels = {name: [item.labels[name] for item in good] for name in columns}
-    return AudioBatch(waveforms=waveforms, lengths=lengths, ids=[item.id for item in good], labels=labels)
+    text = [item.text for item in good] if good and good[0].text is not None else None
+    images = None
+    if good and good[0].image is not None:
+        shapes = {tuple(item.image.shape): item.id for item in good}
+        if len(shapes) > 1:
+            (first, a), (second, b) = list(shapes.items())[:2]
+            raise ValueError(
+                f"paired images: expected one shape per batch, found {first} ({a}) and {second} ({b})"
+            )
+        images = torch.stack([item.image for item in good])  # (batch, channels, height, width)
+    return AudioBatch(
+        waveforms=waveforms,
+        lengths=lengths,
+        ids=[item.id for item in good],
+        labels=labels,
+        text=text,
+        images=images,
+    )
 
 
 def build_dataloader(

@@ -53,6 +53,7 @@ from speechssl.data import (
 from speechssl.data.corpora.quesst14 import QuesstGroundTruth, read_ground_truth
 from speechssl.data.lexicon import load_cmudict, phonemize, read_lexicon
 from speechssl.data.manifest import MANIFEST_SUFFIXES
+from speechssl.data.pairing import pair_digit_images
 from speechssl.data.splits import labelled_rows, require_label, require_splits
 from speechssl.downstream.asr import SUPERB_ASR, SUPERB_PR, CTCTrainingConfig, Unit, train_ctc
 from speechssl.downstream.cache import FrameFeatures, PooledFeatures
@@ -60,6 +61,7 @@ from speechssl.downstream.conditions import CONDITIONS, shifted_copies
 from speechssl.downstream.metrics import chance_accuracy
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.query_by_example import QUESST_PROTOCOL, evaluate_query_by_example, evaluate_quesst
+from speechssl.downstream.retrieval import PairEmbeddings, embed_pairs, retrieve
 from speechssl.downstream.row import Metric, Row
 from speechssl.downstream.superb import (
     EMOTION_RECOGNITION,
@@ -196,6 +198,8 @@ class CorpusTask:
     kind: ClassVar[str]
     metric: ClassVar[Metric]
     seed_meaning: ClassVar[str]
+    # what the upstream must be when not any upstream will do (``--tasks all`` leaves such tasks out)
+    requires: ClassVar[str | None] = None
 
     name: str
     corpus: str
@@ -660,9 +664,87 @@ VERIFICATION_RULE = (
 )
 SUPERB = f"{PROTOCOL_VERSION}: "
 
+
+@task_kind("retrieval")
+@dataclass(frozen=True)
+class RetrievalTask(CorpusTask):
+    """Cross-modal retrieval on held-out pairs with a multi-modal run's own heads
+    (:mod:`speechssl.downstream.retrieval`): recall@1 (main), recall@5/10, median rank and chance.
+
+    Attributes:
+        direction: ``speech_to_text``, ``text_to_speech``, ``speech_to_image`` or ``image_to_speech``.
+        match: the label column whose equal values make a candidate relevant (``None``: the text
+            itself, or the image's own pair).
+        gallery_size: held-out pairs each seed draws.
+        pairing: ``digits``: the corpus is FSDD paired with scikit-learn's digits
+            (:func:`~speechssl.data.pairing.pair_digit_images`, seed 0); ``None``: the corpus's own rows.
+    """
+
+    metric: ClassVar[Metric] = Metric(
+        "recall_at_1",
+        "test R@1 (cross-modal retrieval)",
+        True,
+        ("recall_at_10", "R@10"),
+        secondary_bounds=(0.0, 1.0),
+    )
+    seed_meaning: ClassVar[str] = (
+        "Retrieval: the seed draws the gallery of held-out pairs (nothing is trained)."
+    )
+    requires: ClassVar[str | None] = "a multi-modal run (speech_text, visually_grounded or joint)"
+
+    direction: str = "speech_to_text"
+    match: str | None = None
+    gallery_size: int = 100
+    pairing: str | None = None
+
+    def load(self, data_root: str | Path) -> Manifest:
+        """The corpus manifest; for ``pairing="digits"`` re-split and paired with digit images."""
+        manifest = super().load(data_root)
+        return pair_digit_images(manifest).manifest if self.pairing == "digits" else manifest
+
+    def prepare(self, upstream: Upstream, manifest: Manifest, plan: EvaluationPlan, output: Path) -> SeedRun:
+        checkpoint = getattr(upstream, "checkpoint", None)
+        if checkpoint is None:
+            raise ValueError(
+                f"task {self.name}: expected {self.requires} as upstream, found {upstream.name!r}"
+            )
+        modality = "text" if "text" in self.direction else "image"
+        pairs = manifest.filter(split="test")
+        return partial(self._run, embed_pairs(checkpoint, pairs, modality, self.label, self.match))
+
+    def _run(self, embeddings: PairEmbeddings, seed: int) -> Row:
+        """Recall@1 of a gallery of ``gallery_size`` held-out pairs drawn with ``seed``."""
+        pairs = len(embeddings.speech)
+        size = min(self.gallery_size, pairs)
+        gallery = np.sort(np.random.default_rng(seed).choice(pairs, size, replace=False))
+        result = retrieve(embeddings, self.direction, gallery)
+        return self.row(
+            seed, result.recall[1], recall_at_5=result.recall[5], recall_at_10=result.recall[10],
+            median_rank=result.median_rank, chance=result.chance, num_queries=result.num_queries,
+            num_candidates=result.num_candidates, gallery_pairs=size, text_column=embeddings.text_column,
+        )  # fmt: skip
+
+
 ASV_RULE = "VoxCeleb1 veri_test.txt trials; x-vector head trained on the other (dev-set) speakers"
 QUESST_RULE = "QUESST 2014 dev queries pick the layer, eval queries scored once against every document"
 
+
+DIGIT_PAIRS_RULE = (
+    "FSDD paired with sklearn 8x8 digits: speakers 4/1/1 and images 70/15/15% disjoint; "
+    "the held-out speaker's 500 pairs"
+)
+LIBRISPEECH_PAIRS_RULE = "Mini LibriSpeech's per-speaker test split (15%), one transcript per utterance"
+RETRIEVAL_TASKS = tuple(
+    RetrievalTask(f"retrieval_{corpus_name}_{direction}", corpus, folder, label, rule, direction, match, size, pairing)
+    for corpus_name, corpus, folder, label, rule, match, size, pairing, directions in (
+        ("fsdd", "fsdd", "fsdd", "word", DIGIT_PAIRS_RULE, None, 100, "digits", ("speech_to_text", "text_to_speech")),
+        ("fsdd", "fsdd", "fsdd", "image_index", DIGIT_PAIRS_RULE + "; relevant: an image of the spoken digit",
+         "keyword", 100, "digits", ("speech_to_image", "image_to_speech")),
+        ("librispeech", "librispeech", "mini_librispeech/LibriSpeech", "transcript", LIBRISPEECH_PAIRS_RULE,
+         None, 50, None, ("speech_to_text", "text_to_speech")),
+    )
+    for direction in directions
+)  # fmt: skip
 
 REGISTERED_TASKS: dict[str, Task] = {}
 
@@ -773,6 +855,7 @@ def available_tasks() -> dict[str, Task]:
         SuperbTask("superb_er", "iemocap", "IEMOCAP_full_release", "emotion", SUPERB + "neu/hap(+exc)/ang/sad; leave one session out, 5 folds averaged, a fixed random 20% of the other sessions' utterances as dev", leave_one_session_out, EMOTION_RECOGNITION),
         SuperbVerificationTask("superb_asv", "voxceleb1_verification", "VoxCeleb1", "speaker", ASV_RULE),
         QuesstTask("superb_qbe", "quesst14", "quesst14Database", "role", QUESST_RULE),
+        *RETRIEVAL_TASKS,
     ]  # fmt: skip
     return {**{task.name: task for task in tasks}, **REGISTERED_TASKS}
 

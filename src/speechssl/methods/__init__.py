@@ -37,7 +37,14 @@ def available_methods() -> dict[str, MethodSpec]:
     from speechssl.methods.data2vec import Data2Vec, Data2VecConfig
     from speechssl.methods.discrete_bert import DiscreteBERT, DiscreteBERTConfig
     from speechssl.methods.hubert import HuBERT, HuBERTConfig
+    from speechssl.methods.joint import Joint, JointConfig
     from speechssl.methods.mockingjay import Mockingjay, MockingjayConfig
+    from speechssl.methods.multimodal import (
+        SpeechText,
+        SpeechTextConfig,
+        VisuallyGrounded,
+        VisuallyGroundedConfig,
+    )
     from speechssl.methods.pase import PASE, PASEConfig
     from speechssl.methods.tera import TERA, TERAConfig
     from speechssl.methods.vq_vae import VQVAE, VQVAEConfig
@@ -62,6 +69,15 @@ def available_methods() -> dict[str, MethodSpec]:
         ),
         "hubert": MethodSpec(HuBERTConfig, HuBERT, "Hsu et al. 2021 (HuBERT)"),
         "data2vec": MethodSpec(Data2VecConfig, Data2Vec, "Baevski et al. 2022 (data2vec)"),
+        "speech_text": MethodSpec(
+            SpeechTextConfig, SpeechText, "Radford et al. 2021 (CLIP); Elizalde et al. 2023 (CLAP)"
+        ),
+        "visually_grounded": MethodSpec(
+            VisuallyGroundedConfig, VisuallyGrounded, "Harwath et al. 2016, 2018 (visually grounded speech)"
+        ),
+        "joint": MethodSpec(
+            JointConfig, Joint, "a speech objective + α · a multi-modal term (Chrupała 2022, review §D)"
+        ),
     }
 
 

@@ -188,7 +188,13 @@ def build_pretrain_data(config: PretrainConfig) -> LoaderData | ShardLoaderData:
     if distributed.is_main_process():
         distributed.barrier()
     dataset = AudioDataset(
-        manifest, data.sample_rate, data.crop_seconds, data.skip_bad, seed=config.train.seed
+        manifest,
+        data.sample_rate,
+        data.crop_seconds,
+        data.skip_bad,
+        seed=config.train.seed,
+        text_column=data.text_column,
+        image_column=data.image_column,
     )
     if bad_files is not None:
         if data.corpus == "manifest":

@@ -13,7 +13,14 @@ from speechssl.upstream.base import Upstream, state_fingerprint
 
 
 class EncoderUpstream(Upstream):
-    """Every hidden state of a speechssl encoder, frozen and in eval mode."""
+    """Every hidden state of a speechssl encoder, frozen and in eval mode.
+
+    Attributes:
+        checkpoint: the checkpoint folder it was read from (None for random weights), for tasks
+            that read more of the run than the encoder (cross-modal retrieval reads its heads).
+    """
+
+    checkpoint: Path | None = None
 
     def __init__(self, encoder: SpeechEncoder, name: str) -> None:
         super().__init__()
@@ -52,7 +59,9 @@ class EncoderUpstream(Upstream):
                     f"{path}: not a checkpoint (no encoder.yaml) and no checkpoint found in it as a run directory"
                 )
             path = latest
-        return cls(load_encoder(path), name=str(path))
+        upstream = cls(load_encoder(path), name=str(path))
+        upstream.checkpoint = path
+        return upstream
 
     @classmethod
     def random_init(cls, encoder_config: str, seed: int = 0) -> EncoderUpstream:
