@@ -3,6 +3,7 @@ pretrained checkpoint."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,12 @@ from speechssl.train import TrainResult, load_pretrain_config, pretrain
 # first device context ran inside it would no longer place linspace's tensors. Learn it now.
 with torch.device("meta"):
     torch.empty(0)
+
+# the suite runs on every core (pytest-xdist, `-n auto` in pyproject.toml): one intra-op thread
+# per worker process, so the workers do not oversubscribe the cores (tests that need more threads
+# ask for them)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
