@@ -13,7 +13,7 @@ import pytest
 import soundfile
 import torch
 from distributed_helpers import spawn_ranks
-from safetensors.torch import load_file
+from preemption import assert_same_weights, preempted_at
 
 from speechssl import cli, distributed
 from speechssl.data.audio import AudioError
@@ -203,10 +203,6 @@ def test_bad_sample_is_skipped_or_named(tmp_path):
         list(strict.loader_for_epoch(0, 0))
 
 
-class _PreemptedError(Exception):
-    pass
-
-
 def test_pretrain_on_shards_resumes_bit_identically_through_the_cli(
     tmp_path, monkeypatch, tiny_pretrain_overrides
 ):
@@ -220,28 +216,13 @@ def test_pretrain_on_shards_resumes_bit_identically_through_the_cli(
     base = ["pretrain", "--method", "barlow_twins", *overrides]
     assert cli.main([*base[:3], "--run-dir", str(tmp_path / "straight"), *base[3:]]) == 0
 
-    served = []
-    original = ShardLoaderData.loader_for_epoch
-
-    def preempt_at_fourth_batch(self, epoch, start_batch):
-        for batch in original(self, epoch, start_batch):
-            served.append(batch)
-            if len(served) == 4:
-                raise _PreemptedError
-            yield batch
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ShardLoaderData, "loader_for_epoch", preempt_at_fourth_batch)
-        with pytest.raises(_PreemptedError):
-            cli.main([*base[:3], "--run-dir", str(tmp_path / "resumed"), *base[3:]])
+    with preempted_at(monkeypatch, ShardLoaderData, 4):
+        cli.main([*base[:3], "--run-dir", str(tmp_path / "resumed"), *base[3:]])
     assert find_latest(tmp_path / "resumed").name == "step_00000002"
     assert cli.main([*base[:3], "--run-dir", str(tmp_path / "resumed"), "--resume", *base[3:]]) == 0
 
-    expected = load_file(find_latest(tmp_path / "straight") / "model.safetensors")
-    found = load_file(find_latest(tmp_path / "resumed") / "model.safetensors")
     assert find_latest(tmp_path / "resumed").name == "step_00000005"
-    for name, tensor in expected.items():
-        assert torch.equal(found[name], tensor), name
+    assert_same_weights(find_latest(tmp_path / "resumed"), find_latest(tmp_path / "straight"))
 
 
 def test_segment_offsets_read_only_their_segment_in_files_and_shards(tmp_path):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from preemption import assert_same_weights, preempted_at
 
 from speechssl.methods import build_method, method_config
 from speechssl.methods.data2vec import (
@@ -254,10 +254,6 @@ def test_registered_and_built_by_name(tiny_encoder):
     assert isinstance(method, Data2Vec) and method.config == Data2VecConfig(top_k_layers=1)
 
 
-class _PreemptedError(Exception):
-    pass
-
-
 def test_pretrain_loads_as_upstream_and_resumes_exactly(tmp_path, monkeypatch):
     overrides = [*DATA2VEC_TINY_OVERRIDES, f"data.root={tmp_path / 'corpus'}", "train.max_steps=4"]
     config = load_pretrain_config(None, overrides, method="data2vec")
@@ -272,28 +268,13 @@ def test_pretrain_loads_as_upstream_and_resumes_exactly(tmp_path, monkeypatch):
     output = upstream(torch.randn(2, 8000), torch.tensor([8000, 6400]))
     assert output.hidden_states[-1].shape[-1] == 32
 
-    served = []
-    original = LoaderData.loader_for_epoch
-
-    def preempt_at_fourth_batch(self, epoch, start_batch):
-        for batch in original(self, epoch, start_batch):
-            served.append(batch)
-            if len(served) == 4:
-                raise _PreemptedError
-            yield batch
-
-    with monkeypatch.context() as patch:
-        patch.setattr(LoaderData, "loader_for_epoch", preempt_at_fourth_batch)
-        with pytest.raises(_PreemptedError):
-            pretrain(config, tmp_path / "resumed")
+    with preempted_at(monkeypatch, LoaderData, 4):
+        pretrain(config, tmp_path / "resumed")
     assert find_latest(tmp_path / "resumed").name == "step_00000002"
     resumed = pretrain(config, tmp_path / "resumed", resume=True)
 
-    expected = load_file(straight.checkpoint / "model.safetensors")
-    found = load_file(resumed.checkpoint / "model.safetensors")
-    assert found.keys() == expected.keys() and any(name.startswith("teacher.") for name in found)
-    for name, tensor in expected.items():
-        assert torch.equal(found[name], tensor), name
+    expected = assert_same_weights(resumed.checkpoint, straight.checkpoint)
+    assert any(name.startswith("teacher.") for name in expected)
     student = expected["encoder.context.layers.0.ffn.fc1.weight"]
     assert not torch.equal(expected["teacher.layers.0.ffn.fc1.weight"], student)  # an average, not a copy
 

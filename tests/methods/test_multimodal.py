@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from distributed_helpers import spawn_ranks
-from safetensors.torch import load_file
+from preemption import assert_same_weights, preempted_at
 
 from speechssl import distributed
 from speechssl.data import Manifest
@@ -296,10 +296,6 @@ def _paired_corpus(folder: Path, utterances: int = 12) -> Path:
     return manifest
 
 
-class _PreemptedError(Exception):
-    pass
-
-
 @pytest.mark.parametrize("config_name", list(TINY_OBJECTIVES))
 def test_tiny_config_pretrains_loads_as_upstream_and_resumes_exactly(config_name, tmp_path, monkeypatch):
     manifest = _paired_corpus(tmp_path / "corpus")
@@ -317,27 +313,11 @@ def test_tiny_config_pretrains_loads_as_upstream_and_resumes_exactly(config_name
     assert modality == ("visually_grounded" if config_name.startswith("visually") else "speech_text")
     assert term.loss.logit_scale.exp().item() <= 100.0
 
-    served = []
-    original = LoaderData.loader_for_epoch
-
-    def preempt_at_third_batch(self, epoch, start_batch):
-        for batch in original(self, epoch, start_batch):
-            served.append(batch)
-            if len(served) == 3:
-                raise _PreemptedError
-            yield batch
-
-    with monkeypatch.context() as patch:
-        patch.setattr(LoaderData, "loader_for_epoch", preempt_at_third_batch)
-        with pytest.raises(_PreemptedError):
-            pretrain(config, tmp_path / "resumed")
+    with preempted_at(monkeypatch, LoaderData, 3):
+        pretrain(config, tmp_path / "resumed")
     assert find_latest(tmp_path / "resumed").name == "step_00000002"
     resumed = pretrain(config, tmp_path / "resumed", resume=True)
-    expected = load_file(straight.checkpoint / "model.safetensors")
-    found = load_file(resumed.checkpoint / "model.safetensors")
-    assert found.keys() == expected.keys()
-    for name, tensor in expected.items():
-        assert torch.equal(found[name], tensor), name
+    assert_same_weights(resumed.checkpoint, straight.checkpoint)
 
 
 def test_pretraining_without_the_paired_column_names_the_option(tmp_path):

@@ -10,6 +10,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from preemption import assert_same_weights, preempted_at
 from safetensors.torch import load_file
 
 from speechssl.augment.waveform import RandomCrop
@@ -50,10 +51,6 @@ def test_pretrain_end_to_end_then_resume_further(tmp_path, tiny_pretrain_overrid
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
 
 
-class _PreemptedError(Exception):
-    pass
-
-
 def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch, tiny_pretrain_overrides):
     overrides = [
         *tiny_pretrain_overrides,
@@ -65,28 +62,12 @@ def test_real_pipeline_resumes_bit_identically(tmp_path, monkeypatch, tiny_pretr
     config = load_pretrain_config(None, overrides, method="barlow_twins")
     straight = pretrain(config, tmp_path / "straight")
 
-    served = []
-    original = LoaderData.loader_for_epoch
-
-    def preempt_at_fourth_batch(self, epoch, start_batch):
-        for batch in original(self, epoch, start_batch):
-            served.append(batch)
-            if len(served) == 4:
-                raise _PreemptedError
-            yield batch
-
-    with monkeypatch.context() as patch:
-        patch.setattr(LoaderData, "loader_for_epoch", preempt_at_fourth_batch)
-        with pytest.raises(_PreemptedError):
-            pretrain(config, tmp_path / "resumed")
+    with preempted_at(monkeypatch, LoaderData, 4):
+        pretrain(config, tmp_path / "resumed")
     assert find_latest(tmp_path / "resumed").name == "step_00000002"
     resumed = pretrain(config, tmp_path / "resumed", resume=True)
 
-    expected = load_file(straight.checkpoint / "model.safetensors")
-    found = load_file(resumed.checkpoint / "model.safetensors")
-    assert found.keys() == expected.keys()
-    for name, tensor in expected.items():
-        assert torch.equal(found[name], tensor), name
+    assert_same_weights(resumed.checkpoint, straight.checkpoint)
 
 
 def test_bad_files_are_skipped_and_listed_or_stop_the_run(tmp_path, tiny_pretrain_overrides):
