@@ -235,20 +235,65 @@ class CollectiveTimeoutError(TimeoutError):
     """A collective failed or waited past the process group's timeout (a stalled or dead rank)."""
 
 
+_SECTION_KEY = "speechssl/section/{rank}"
+_sections_entered = 0
+
+
+def _store() -> dist.Store:
+    """The default process group's key-value store (rank 0's, or the launcher's under torchrun)."""
+    return dist.distributed_c10d._get_default_store()
+
+
+def _mark_section(collective: str) -> None:
+    """Record in the store how many collective sections this rank has entered, and the last one."""
+    global _sections_entered
+    _sections_entered += 1
+    _store().set(_SECTION_KEY.format(rank=rank()), f"{_sections_entered}\t{collective}")
+
+
+def _ranks_behind() -> list[str]:
+    """The ranks that entered fewer collective sections than this one, each with the last it
+    entered (``"rank 1 (last: the loss all-reduce of update 1)"``); empty when the store cannot
+    tell (it may live in the stalled process)."""
+    try:
+        store = _store()
+        store.set_timeout(timedelta(seconds=5))
+        behind = []
+        for other in range(world_size()):
+            key = _SECTION_KEY.format(rank=other)
+            count, last = store.get(key).decode().split("\t", 1) if store.check([key]) else ("0", "none")
+            if int(count) < _sections_entered:
+                behind.append(f"rank {other} (last: {last})")
+        return behind
+    except (RuntimeError, ValueError):
+        return []
+
+
 @contextmanager
 def naming_stalls(collective: str) -> Iterator[None]:
     """Turn a distributed failure inside the block into :class:`CollectiveTimeoutError` naming
-    this rank and ``collective`` (e.g. ``"the gradient all-reduce of update 7"``), so a job
-    whose peer stalled ends with a one-line reason instead of a backend traceback."""
+    this rank, ``collective`` (e.g. ``"the gradient all-reduce of update 7"``) and the ranks
+    that had not reached it, so a job whose peer stalled ends with a one-line reason instead of
+    a backend traceback.
+
+    Every rank enters the same sequence of sections and records its count in the process
+    group's store (one small write per section), so the ranks left behind are the stalled ones.
+    """
+    if is_distributed():
+        _mark_section(collective)
     try:
         yield
     except RuntimeError as err:
         if not (is_distributed() and _is_backend_failure(err)):
             raise
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        behind = _ranks_behind()
+        stalled = (
+            f"stalled: {', '.join(behind)}" if behind else "another rank stalled, died or is unreachable"
+        )
         raise CollectiveTimeoutError(
-            f"rank {rank()} of {world_size()}: {collective} did not complete (another rank stalled, "
-            f"died or is unreachable; the timeout is train.collective_timeout_s): {reason}"
+            f"rank {rank()} of {world_size()}: {collective} did not complete ({stalled}; the timeout "
+            f"is train.collective_timeout_s): {reason}"
         ) from err
 
 

@@ -21,6 +21,7 @@ def test_a_stalled_rank_ends_the_run_with_a_named_collective_timeout(tmp_path):
     waiting = json.loads((out_dir / "rank0.json").read_text())
     assert waiting["outcome"].startswith("CollectiveTimeoutError: rank 0 of 2: the forward/backward pass")
     assert "update 2" in waiting["outcome"] and "train.collective_timeout_s" in waiting["outcome"]
+    assert "stalled: rank 1 (last: the " in waiting["outcome"] and "of update 1)" in waiting["outcome"]
     assert waiting["seconds"] < 4 * timeout_s  # gave up before the stalled rank woke
     stalled = json.loads((out_dir / "rank1.json").read_text())
     assert stalled["outcome"] != "finished"
