@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
 from speechssl.cli import main
 from speechssl.config import load_yaml
+from speechssl.data import SyntheticConfig, generate_synthetic_corpus
 from speechssl.methods.targets import pooling_factor, target_features, unit_targets
 from speechssl.models.checkpoint import find_latest
 from speechssl.models.units import UnitTargets, load_unit_tokenizer
-from speechssl.train import load_pretrain_config
+from speechssl.train import load_pretrain_config, pretrain
 
 TINY = [
     "encoder.dim=32", "encoder.heads=2", "encoder.ffn_dim=64", "encoder.layers=2", "encoder.n_mels=16",
@@ -90,3 +94,19 @@ def test_mfcc_targets_of_an_8_khz_encoder_are_computed_at_8_khz(tmp_path) -> Non
     assert int(features.output_lengths(torch.tensor(8000))) == 8000 // 80 // 4 + 1  # 1 s, centred frames
     at_16k = target_features(UnitTargets(), student_rate=640, sample_rate=16000)
     assert (at_16k.mfcc.hop_length, at_16k.config.pool, at_16k.sample_rate) == (160, 4, 16000)
+
+
+def test_units_are_fitted_without_the_files_pretraining_skips(tmp_path, tiny_hubert_overrides) -> None:
+    """With ``data.skip_bad`` (the default) an unreadable file stops neither the k-means of the
+    units nor pretraining; it is listed in ``bad_files.json``."""
+    corpus = generate_synthetic_corpus(SyntheticConfig(num_utterances=12, num_speakers=2), tmp_path / "c")
+    folder = Path(corpus[0].path).parent
+    (folder / "broken.wav").write_bytes(b"not audio")
+    overrides = [*tiny_hubert_overrides, "data.corpus=folder", f"data.root={folder}", "data.split=null"]
+    result = pretrain(load_pretrain_config(None, overrides, method="hubert"), tmp_path / "run")
+    assert result.checkpoint is not None
+    listed = {
+        Path(bad["path"]).name
+        for bad in json.loads((tmp_path / "run" / "bad_files.json").read_text())["files"]
+    }
+    assert listed == {"broken.wav"}

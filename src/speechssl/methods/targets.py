@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from speechssl import distributed
+from speechssl.data.audio import BadFileSummary
 from speechssl.data.config import DataConfig, load_manifest
+from speechssl.data.manifest import Manifest
 from speechssl.features.filterbank import hop_samples
 from speechssl.methods.tokenizers import tokenizer_from_run
 from speechssl.models.checkpoint import load_encoder, resolve_checkpoint
@@ -96,9 +98,16 @@ def make_tokenizer(
     student_rate = build_frontend(encoder).downsample_rate
     features = target_features(targets, student_rate, encoder.sample_rate)
     kmeans = KMeansConfig(k=targets.num_units, max_frames=targets.max_frames, seed=targets.seed)
-    manifest = load_manifest(data)
+    manifest = fitting_manifest(data)
     tokenizer, report = fit_units(features, manifest, kmeans, max_batch_seconds=data.max_batch_seconds)
     return tokenizer, {"kind": "kmeans", "targets": dataclasses.asdict(targets), **report}
+
+
+def fitting_manifest(data: DataConfig) -> Manifest:
+    """The rows of ``data`` the units are fitted on: with ``data.skip_bad``, without the files
+    whose header is bad (pretraining skips them too and lists them in ``bad_files.json``);
+    otherwise every row, stopping at a bad file."""
+    return load_manifest(data, bad_files=BadFileSummary() if data.skip_bad else None)
 
 
 def prepare_units(config: C, encoder: EncoderConfig, data: DataConfig, run_dir: str | Path) -> C:
