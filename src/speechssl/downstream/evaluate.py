@@ -17,8 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from speechssl import distributed
 from speechssl.data import Manifest
+from speechssl.data.audio import BadFileSummary
+from speechssl.data.dataset import header_durations
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.rank_extraction import extract_on_every_rank
 from speechssl.downstream.report import ReportTable, write_report
@@ -63,6 +67,7 @@ def _extract_pending(
     upstreams: Sequence[str],
     tasks: list[CorpusTask],
     manifests: dict[str, Manifest],
+    headers: dict[str, tuple[np.ndarray, BadFileSummary]],
     plan: EvaluationPlan,
     output: Path,
 ) -> None:
@@ -74,7 +79,11 @@ def _extract_pending(
         usable = {}
         for task in tasks:
             usable[task.name], _ = usable_rows(
-                manifests[task.name], upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction
+                manifests[task.name],
+                upstream.sample_rate,
+                upstream.min_samples,
+                plan.max_bad_fraction,
+                headers=headers[task.name],
             )
             provenance = _provenance(spec, upstream, task, usable[task.name], plan)
             folder = output / "runs" / safe_name(spec) / task.name
@@ -120,8 +129,9 @@ def run_evaluation(
     output = Path(output)
     tasks = [get_task(name) for name in plan.tasks]
     manifests = {task.name: task.load(plan.data_root) for task in tasks}
+    headers = {name: header_durations(manifest) for name, manifest in manifests.items()}
     if not extract_on_every_rank(
-        plan.cache, lambda: _extract_pending(upstreams, tasks, manifests, plan, output)
+        plan.cache, lambda: _extract_pending(upstreams, tasks, manifests, headers, plan, output)
     ):
         return []
     rows: list[Row] = []
@@ -130,7 +140,11 @@ def run_evaluation(
             upstream = build_upstream(spec)
             for task in tasks:
                 manifest, bad = usable_rows(
-                    manifests[task.name], upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction
+                    manifests[task.name],
+                    upstream.sample_rate,
+                    upstream.min_samples,
+                    plan.max_bad_fraction,
+                    headers=headers[task.name],
                 )
                 report_bad_files(bad, output / "runs" / safe_name(spec) / task.name)
                 provenance = _provenance(spec, upstream, task, manifest, plan)

@@ -11,6 +11,7 @@ import numpy as np
 
 from speechssl import distributed
 from speechssl.data import BadFileSummary, Manifest
+from speechssl.data.dataset import header_durations
 from speechssl.downstream.evaluate import safe_name
 from speechssl.downstream.plan import EvaluationPlan
 from speechssl.downstream.probe import extract_pooled_features, probe_label
@@ -121,10 +122,11 @@ def probe_upstreams(
     trains the probes, from the cache, and the other ranks return an empty list.
     """
     corpus = manifest
+    headers = header_durations(corpus)  # read once: they do not depend on the upstream
 
     def usable(upstream: Upstream) -> tuple[Manifest, BadFileSummary]:
         return usable_rows(
-            corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files
+            corpus, upstream.sample_rate, upstream.min_samples, plan.max_bad_fraction, bad_files, headers
         )
 
     def extract_pending() -> None:

@@ -40,6 +40,7 @@ def usable_rows(
     min_samples: int = 1,
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     bad_files: BadFileSummary | None = None,
+    headers: tuple[np.ndarray, BadFileSummary] | None = None,
 ) -> tuple[Manifest, BadFileSummary]:
     """``manifest`` without its bad files, and the bad files (headers read on a thread pool).
 
@@ -49,6 +50,8 @@ def usable_rows(
         min_samples: the shortest utterance the upstream reads (its receptive field).
         max_bad_fraction: the largest share of any split that may be left out.
         bad_files: files already left out while the manifest was built; they count too.
+        headers: ``header_durations(manifest)`` when the caller has read them already (they do
+            not depend on the upstream, so one read serves every upstream).
 
     Raises:
         ValueError: a split loses more than ``max_bad_fraction`` of its utterances (naming the
@@ -56,7 +59,7 @@ def usable_rows(
     """
     check_max_bad_fraction(max_bad_fraction)
     found = BadFileSummary(list(bad_files) if bad_files is not None else [])
-    durations, unreadable = header_durations(manifest)
+    durations, unreadable = header_durations(manifest) if headers is None else headers
     readable = ~np.isnan(durations)
     found.extend(unreadable)
     found.extend(
