@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import soundfile
 import torch
 
@@ -18,14 +17,13 @@ def tone(seconds: float = 0.5, hz: float = 440.0) -> torch.Tensor:
     return 0.3 * torch.sin(2 * math.pi * hz * t) + 0.1 * torch.sin(2 * math.pi * 6000 * t)
 
 
-@pytest.mark.parametrize("snr_db", [10, 20])
-def test_noise_is_added_at_its_snr_and_seeded_by_the_utterance_id(snr_db):
+def test_noise_is_added_at_20_db_snr_and_seeded_by_the_utterance_id():
     x = tone()
-    noisy = CONDITIONS[f"noise{snr_db}db"].apply(x, "a")
+    noisy = CONDITIONS["noise20db"].apply(x, "a")
     snr = 10 * torch.log10(x.pow(2).sum() / (noisy - x).pow(2).sum())
-    assert abs(float(snr) - snr_db) < 1e-3
-    assert torch.equal(noisy, CONDITIONS[f"noise{snr_db}db"].apply(x, "a"))
-    assert not torch.equal(noisy, CONDITIONS[f"noise{snr_db}db"].apply(x, "b"))
+    assert abs(float(snr) - 20.0) < 1e-3
+    assert torch.equal(noisy, CONDITIONS["noise20db"].apply(x, "a"))
+    assert not torch.equal(noisy, CONDITIONS["noise20db"].apply(x, "b"))
 
 
 def test_telephone_removes_what_lies_above_4_khz_and_keeps_the_length():

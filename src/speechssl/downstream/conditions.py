@@ -75,7 +75,6 @@ class Condition:
 CONDITIONS = {
     condition.name: condition
     for condition in (
-        Condition("noise10db", "white noise at 10 dB SNR (AddNoise)", _noise(10.0)),
         Condition("noise20db", "white noise at 20 dB SNR (AddNoise)", _noise(20.0)),
         Condition("telephone", "8 kHz band limit: resampled to 8 kHz and back", _telephone),
         Condition("gain-20db", "gain x0.1 (Gain, -20 dB)", _gain(-20.0)),
